@@ -1,0 +1,5 @@
+import sys
+
+from timewait.cli import main
+
+sys.exit(main())

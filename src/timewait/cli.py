@@ -1,0 +1,146 @@
+"""The ``timewait`` command line (Typer + Rich).
+
+Every command reports bad input as one line on stderr and exits with status 2;
+``--json`` prints one JSON document and nothing else on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from timewait.errors import UsageError
+
+app = typer.Typer(
+    name="timewait",
+    help="A laboratory for TCP connection teardown and TIME_WAIT.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command("scenarios")
+def scenarios_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the ready scenarios, one line each."""
+    from timewait.scenarios import REGISTRY
+
+    if json_out:
+        print(json.dumps({n: s.summary for n, s in REGISTRY.items()}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(show_header=True, header_style="bold", box=None)
+    t.add_column("scenario")
+    t.add_column("what it shows")
+    for name, sc in REGISTRY.items():
+        t.add_row(name, sc.summary)
+    Console().print(t)
+
+
+@app.command("run")
+def run_cmd(
+    scenario: str = typer.Argument(..., help="Scenario name (see `timewait scenarios`)."),
+    set_: list[str] = typer.Option([], "--set", help="Scenario parameter KEY=VALUE (repeatable)."),
+    sysctl: list[str] = typer.Option(
+        [], "--sysctl", help="HOST:NAME=VALUE, e.g. c1:net.ipv4.tcp_tw_reuse=1 (repeatable; HOST may be '*')."
+    ),
+    profile: str = typer.Option("linux", "--profile", help="Kernel profile: linux, linux-4.9, rfc793, chapter."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the run's one RNG."),
+    json_out: bool = typer.Option(False, "--json", help="Print the run as one JSON document."),
+    trace: bool = typer.Option(False, "--trace", help="Print every event tcpdump-style."),
+    pcap: Optional[Path] = typer.Option(None, "--pcap", help="Write the packets to a pcap file."),
+    pcap_host: Optional[str] = typer.Option(None, "--pcap-host", help="Only what this host's interface saw."),
+    diagram: Optional[Path] = typer.Option(None, "--diagram", help="Ladder diagram: FILE.svg or FILE.mmd."),
+    conn: Optional[str] = typer.Option(None, "--conn", help="Diagram one connection: PORT or ADDR:PORT."),
+    window: Optional[str] = typer.Option(None, "--window", help="Diagram a time window: START:END seconds."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Plot sockets by state over time to FILE.png."),
+    ss: Optional[float] = typer.Option(None, "--ss", help="Print an `ss -tan -o` table at simulated time T s."),
+    ss_summary: bool = typer.Option(False, "--ss-summary", help="With --ss: TIME_WAIT per remote and local address."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report."),
+) -> None:
+    """Run a scenario in the simulator."""
+    from timewait.scenarios import run_scenario
+
+    result = run_scenario(
+        scenario, params=parse_assignments(set_, "--set"), sysctls=list(sysctl), profile=profile,
+        seed=seed, trace=True, progress=not json_out and sys.stderr.isatty(),
+    )
+    views = dict(pcap=pcap, pcap_host=pcap_host, diagram=diagram, conn=conn, window=window,
+                 plot=plot, html=html)
+    messages: list[str] = []
+    if any(v is not None for v in views.values()):
+        from timewait.report.outputs import write_outputs
+
+        messages = write_outputs(result, **views)
+    if json_out:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=False))
+        return
+    from timewait.report.console import print_run
+
+    print_run(result, trace=trace, ss_at=ss, ss_summary=ss_summary, messages=messages)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def parse_assignments(items: list[str], flag: str) -> dict[str, str]:
+    """``["k=v", …]`` to a dict; a malformed item is a :class:`UsageError`."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _register_plugins() -> None:
+    """Commands that live beside their subsystem (capacity, sweep, kernel, views)."""
+    import importlib
+
+    for mod in ("timewait.capacity_cli", "timewait.sweep_cli", "timewait.kernel.cli", "timewait.report.cli"):
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+            continue
+        m.register(app)
+
+
+_register_plugins()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning usage errors into one line and status 2."""
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except UsageError as e:
+        print(f"timewait: error: {e}", file=sys.stderr)
+        return 2
+    except click.exceptions.NoSuchOption as e:
+        allowed = ", ".join(sorted(e.possibilities)) if e.possibilities else "see --help"
+        print(f"timewait: error: no such option {e.option_name}; did you mean: {allowed}", file=sys.stderr)
+        return 2
+    except click.UsageError as e:
+        ctx = f" ({e.ctx.command_path})" if e.ctx else ""
+        print(f"timewait: error{ctx}: {e.format_message()}", file=sys.stderr)
+        return 2
+    except click.exceptions.Abort:
+        print("timewait: aborted", file=sys.stderr)
+        return 130
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except BrokenPipeError:
+        return 0
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

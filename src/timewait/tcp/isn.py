@@ -1,0 +1,47 @@
+"""Initial sequence numbers and timestamp offsets, as Linux derives them.
+
+``secure_tcp_seq_and_ts_off`` (net/core/secure_seq.c): a keyed hash of the
+4-tuple plus a clock that advances once every 64 ns (ISN-1). Linux uses
+siphash with a boot-time secret; we use keyed BLAKE2b with a secret drawn from
+the simulation's seeded RNG, which has the property that matters: the same
+4-tuple always maps to the same offset, different tuples look unrelated.
+The upper 32 bits of the same hash are the per-4-tuple timestamp offset
+(TS-3, Linux 6.18 stable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+
+class SecureSeq:
+    """Keyed 4-tuple hashes for ISNs, TS offsets and the port-search offset."""
+
+    __slots__ = ("_key", "_port_key", "_ts_key")
+
+    def __init__(self, secret: bytes) -> None:
+        self._key = hashlib.blake2b(secret + b"seq", digest_size=16).digest()
+        self._port_key = hashlib.blake2b(secret + b"port", digest_size=16).digest()
+        self._ts_key = hashlib.blake2b(secret + b"tshost", digest_size=16).digest()
+
+    def _h64(self, key: bytes, *words: int) -> int:
+        data = struct.pack(f"!{len(words)}I", *words)
+        return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=key).digest(), "big")
+
+    def seq_and_ts_off(self, saddr: int, daddr: int, sport: int, dport: int, now_us: int) -> tuple[int, int]:
+        """``(isn, ts_offset)`` for a connection from ``saddr:sport`` to ``daddr:dport``.
+
+        ISN = low 32 bits of the hash + ``now_ns >> 6``; the offset is the upper 32 bits.
+        """
+        h = self._h64(self._key, saddr, daddr, (sport << 16) | dport)
+        isn = ((h & 0xFFFFFFFF) + ((now_us * 1000) >> 6)) & 0xFFFFFFFF
+        return isn, h >> 32
+
+    def ts_off_per_host(self, saddr: int, daddr: int) -> int:
+        """Linux 4.11-era per-host-pair timestamp offset."""
+        return self._h64(self._ts_key, saddr, daddr) >> 32
+
+    def port_offset(self, saddr: int, daddr: int, dport: int, now_us: int) -> int:
+        """``secure_ipv4_port_ephemeral``: 64-bit hash, re-keyed by time every 10 s (PS-3)."""
+        return self._h64(self._port_key, saddr, daddr, dport, now_us // 10_000_000)

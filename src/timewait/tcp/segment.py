@@ -1,0 +1,236 @@
+"""TCP segments carried in IPv4 packets, and their wire codec.
+
+A :class:`Segment` is the unit every layer passes around: the protocol core
+builds them, the network moves them, views print them. Once handed to the
+network a segment is never mutated; a router or NAT that changes a header
+makes a copy (:meth:`Segment.copy`), so the trace can keep references instead
+of formatted text.
+
+The codec writes real bytes: an IPv4 header (with TTL, identification and
+header checksum) and a TCP header with options in the order Linux's
+``tcp_options_write`` uses, checksummed over the pseudo-header.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+URG = 0x20
+ECE = 0x40
+CWR = 0x80
+
+IPPROTO_TCP = 6
+DEFAULT_TTL = 64
+
+# Option kinds (IANA).
+OPT_EOL, OPT_NOP, OPT_MSS, OPT_WSCALE, OPT_SACK_PERM, OPT_SACK, OPT_TS = 0, 1, 2, 3, 4, 5, 8
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a well-formed IPv4/TCP packet."""
+
+
+@dataclass(slots=True, eq=True)
+class Segment:
+    """One IPv4 packet carrying one TCP segment.
+
+    Addresses are 32-bit integers (see :func:`ip_aton`), ``ts`` is
+    ``(tsval, tsecr)`` or ``None`` when the timestamps option is absent.
+    ``born`` is the simulated time (µs) the packet first left a host and
+    ``pid`` a network-assigned identity kept by router and NAT copies; neither
+    is on the wire.
+    """
+
+    src: int
+    dst: int
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    win: int = 0
+    payload: bytes = b""
+    mss: int | None = None
+    wscale: int | None = None
+    sack_ok: bool = False
+    ts: tuple[int, int] | None = None
+    ttl: int = DEFAULT_TTL
+    ip_id: int = 0
+    born: int = 0
+    pid: int = 0
+    raw_options: bytes | None = None  # set by decode() when the options are not canonical
+
+    @property
+    def seg_len(self) -> int:
+        """Sequence space consumed: payload plus one for SYN and one for FIN."""
+        f = self.flags
+        return len(self.payload) + (f & SYN and 1) + (f & FIN and 1)
+
+    @property
+    def end_seq(self) -> int:
+        return (self.seq + self.seg_len) & 0xFFFFFFFF
+
+    def copy(self, **changes: object) -> Segment:
+        """A copy with some fields changed (routers, NAT, duplication)."""
+        s = Segment(
+            self.src, self.dst, self.sport, self.dport, self.seq, self.ack, self.flags,
+            self.win, self.payload, self.mss, self.wscale, self.sack_ok, self.ts,
+            self.ttl, self.ip_id, self.born, self.pid, self.raw_options,
+        )
+        for k, v in changes.items():
+            setattr(s, k, v)
+        return s
+
+
+# --------------------------------------------------------------------------- addresses
+
+def ip_aton(text: str) -> int:
+    """Dotted quad to a 32-bit integer; ``ValueError`` naming the text if malformed."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        raise ValueError(f"not an IPv4 address: {text!r} (expected a.b.c.d)")
+    n = 0
+    for p in parts:
+        if not p.isdigit() or int(p) > 255:
+            raise ValueError(f"not an IPv4 address: {text!r} (each part 0-255)")
+        n = (n << 8) | int(p)
+    return n
+
+
+def ip_ntoa(n: int) -> str:
+    return f"{n >> 24 & 255}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+def is_loopback(addr: int) -> bool:
+    return addr >> 24 == 127
+
+
+# --------------------------------------------------------------------------- checksums
+
+def checksum(data: bytes) -> int:
+    """RFC 1071 Internet checksum (ones' complement of the ones' complement sum)."""
+    if len(data) & 1:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _pseudo(src: int, dst: int, length: int) -> bytes:
+    return struct.pack("!IIBBH", src, dst, 0, IPPROTO_TCP, length)
+
+
+# --------------------------------------------------------------------------- options
+
+def encode_options(seg: Segment) -> bytes:
+    """Options in Linux ``tcp_options_write`` order, padded to 32 bits."""
+    if seg.raw_options is not None:
+        return seg.raw_options
+    out = bytearray()
+    if seg.mss is not None:
+        out += struct.pack("!BBH", OPT_MSS, 4, seg.mss)
+    if seg.ts is not None:
+        if seg.sack_ok:
+            out += bytes((OPT_SACK_PERM, 2))
+        else:
+            out += bytes((OPT_NOP, OPT_NOP))
+        out += struct.pack("!BBII", OPT_TS, 10, seg.ts[0] & 0xFFFFFFFF, seg.ts[1] & 0xFFFFFFFF)
+    elif seg.sack_ok:
+        out += bytes((OPT_NOP, OPT_NOP, OPT_SACK_PERM, 2))
+    if seg.wscale is not None:
+        out += bytes((OPT_NOP, OPT_WSCALE, 3, seg.wscale))
+    while len(out) & 3:
+        out.append(OPT_EOL)
+    return bytes(out)
+
+
+def _parse_options(data: bytes, seg: Segment) -> None:
+    i, n = 0, len(data)
+    while i < n:
+        kind = data[i]
+        if kind == OPT_EOL:
+            break
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise DecodeError(f"TCP option kind {kind} truncated")
+        length = data[i + 1]
+        if length < 2 or i + length > n:
+            raise DecodeError(f"TCP option kind {kind} has bad length {length}")
+        body = data[i + 2 : i + length]
+        if kind == OPT_MSS and length == 4:
+            seg.mss = struct.unpack("!H", body)[0]
+        elif kind == OPT_WSCALE and length == 3:
+            seg.wscale = body[0]
+        elif kind == OPT_SACK_PERM and length == 2:
+            seg.sack_ok = True
+        elif kind == OPT_TS and length == 10:
+            seg.ts = struct.unpack("!II", body)
+        i += length
+
+
+# --------------------------------------------------------------------------- codec
+
+def encode(seg: Segment) -> bytes:
+    """The IPv4 packet as bytes, both checksums filled in."""
+    opts = encode_options(seg)
+    doff = (20 + len(opts)) // 4
+    tcp_len = 20 + len(opts) + len(seg.payload)
+    tcp = bytearray(
+        struct.pack(
+            "!HHIIBBHHH", seg.sport, seg.dport, seg.seq & 0xFFFFFFFF, seg.ack & 0xFFFFFFFF,
+            doff << 4, seg.flags & 0xFF, seg.win & 0xFFFF, 0, 0,
+        )
+    )
+    tcp += opts
+    tcp += seg.payload
+    struct.pack_into("!H", tcp, 16, checksum(_pseudo(seg.src, seg.dst, tcp_len) + bytes(tcp)))
+    ip = bytearray(
+        struct.pack(
+            "!BBHHHBBHII", 0x45, 0, 20 + tcp_len, seg.ip_id & 0xFFFF, 0x4000, seg.ttl & 0xFF,
+            IPPROTO_TCP, 0, seg.src, seg.dst,
+        )
+    )
+    struct.pack_into("!H", ip, 10, checksum(bytes(ip)))
+    return bytes(ip) + bytes(tcp)
+
+
+def decode(data: bytes, *, verify: bool = True) -> Segment:
+    """Parse an IPv4/TCP packet. Raises :class:`DecodeError` for anything malformed."""
+    if len(data) < 20:
+        raise DecodeError(f"packet of {len(data)} bytes is shorter than an IPv4 header")
+    vihl = data[0]
+    if vihl >> 4 != 4:
+        raise DecodeError(f"IP version {vihl >> 4}, only 4 is supported")
+    ihl = (vihl & 15) * 4
+    if ihl < 20 or len(data) < ihl:
+        raise DecodeError(f"IPv4 header length {ihl} is invalid")
+    total, ip_id, _frag, ttl, proto = struct.unpack("!HHHBB", data[2:10])
+    if proto != IPPROTO_TCP:
+        raise DecodeError(f"IP protocol {proto} is not TCP (6)")
+    if total < ihl + 20 or total > len(data):
+        raise DecodeError(f"IPv4 total length {total} does not fit {len(data)} bytes")
+    if verify and checksum(data[:ihl]) != 0:
+        raise DecodeError("bad IPv4 header checksum")
+    src, dst = struct.unpack("!II", data[12:20])
+    tcp = data[ihl:total]
+    sport, dport, seqn, ackn, off, flags, win = struct.unpack("!HHIIBBH", tcp[:16])
+    doff = (off >> 4) * 4
+    if doff < 20 or doff > len(tcp):
+        raise DecodeError(f"TCP data offset {doff} is invalid for a {len(tcp)}-byte segment")
+    if verify and checksum(_pseudo(src, dst, len(tcp)) + tcp) != 0:
+        raise DecodeError("bad TCP checksum")
+    seg = Segment(src, dst, sport, dport, seqn, ackn, flags, win, bytes(tcp[doff:]), ttl=ttl, ip_id=ip_id)
+    raw = bytes(tcp[20:doff])
+    _parse_options(raw, seg)
+    if encode_options(seg) != raw:
+        seg.raw_options = raw
+    return seg
