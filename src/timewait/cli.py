@@ -28,10 +28,11 @@ app = typer.Typer(
 @app.command("scenarios")
 def scenarios_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the ready scenarios, one line each."""
-    from timewait.scenarios import REGISTRY
+    from timewait.scenarios import all_scenarios
 
+    registry = all_scenarios()
     if json_out:
-        print(json.dumps({n: s.summary for n, s in REGISTRY.items()}, indent=2))
+        print(json.dumps({n: s.summary for n, s in registry.items()}, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -39,7 +40,7 @@ def scenarios_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSO
     t = Table(show_header=True, header_style="bold", box=None)
     t.add_column("scenario")
     t.add_column("what it shows")
-    for name, sc in REGISTRY.items():
+    for name, sc in registry.items():
         t.add_row(name, sc.summary)
     Console().print(t)
 

@@ -1,0 +1,210 @@
+"""Trace records as text: packets the way ``tcpdump -S -n`` prints them, the rest readably.
+
+A packet line reads like tcpdump with absolute sequence numbers::
+
+    0.000000 c1 10.211.55.5.60494 > 10.211.55.10.8888: Flags [S], seq 1234, win 64240, options [mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7], length 0
+
+The host that sent it is named after the time; a line for a packet a host
+*received* says ``In`` after the host, a router's or NAT's forwarding line
+says ``fwd``. The TTL is shown when it is not 64 (always with ``verbose``).
+Other records (state changes, timers, socket calls, counters, drops with
+their reason) get one readable line each.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from timewait import trace as T
+from timewait.tcp.segment import (
+    ACK,
+    CWR,
+    DEFAULT_TTL,
+    ECE,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    Segment,
+    encode_options,
+    ip_ntoa,
+)
+
+# tcpdump's tcp_flag_values order (print-tcp.c); ACK is printed as '.' last.
+_FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (URG, "U"), (ECE, "E"), (CWR, "W"), (ACK, "."))
+# tcpdump's names for TCP option kinds.
+_OPT_NAMES = {0: "eol", 1: "nop", 2: "mss", 3: "wscale", 4: "sackOK", 5: "sack", 8: "TS", 19: "md5", 28: "utoenc",
+              29: "tcp-ao", 30: "mptcp", 34: "tfo", 254: "exp"}
+
+
+def fmt_time(time_us: int) -> str:
+    """Simulated microseconds as seconds with six decimals, e.g. ``60.000150``."""
+    sign = "-" if time_us < 0 else ""
+    s, us = divmod(abs(int(time_us)), 1_000_000)
+    return f"{sign}{s}.{us:06d}"
+
+
+def endpoint(addr: int, port: int, sep: str = ":") -> str:
+    """``10.211.55.5:60494`` (or with ``sep='.'`` tcpdump's ``10.211.55.5.60494``)."""
+    return f"{ip_ntoa(addr)}{sep}{port}"
+
+
+def key_text(key: tuple[int, int, int, int]) -> str:
+    """A connection key ``(laddr, lport, raddr, rport)`` as ``L:P -> R:P`` (``R:*`` for a listener)."""
+    laddr, lport, raddr, rport = key
+    peer = "*:*" if raddr == 0 and rport == 0 else endpoint(raddr, rport)
+    return f"{endpoint(laddr, lport)} -> {peer}"
+
+
+def flag_letters(flags: int) -> str:
+    """tcpdump's flag string: ``S``, ``S.``, ``F.``, ``R``, ``P.``; ``none`` when no flag is set."""
+    out = "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
+    return out or "none"
+
+
+def flag_names(flags: int) -> str:
+    """Flags as words, the way textbook figures write them: ``SYN,ACK``, ``FIN,ACK``, ``RST``."""
+    names = [n for bit, n in ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"), (URG, "URG"),
+                              (ECE, "ECE"), (CWR, "CWR"), (ACK, "ACK")) if flags & bit]
+    return ",".join(names) or "none"
+
+
+def format_options(opts: bytes) -> str:
+    """TCP option bytes as tcpdump prints them, e.g. ``nop,nop,TS val 100 ecr 7``."""
+    parts: list[str] = []
+    i, n = 0, len(opts)
+    while i < n:
+        kind = opts[i]
+        name = _OPT_NAMES.get(kind, f"unknown-{kind}")
+        if kind in (0, 1):
+            parts.append(name)
+            i += 1
+            if kind == 0:  # tcpdump stops at end-of-list
+                break
+            continue
+        if i + 1 >= n or opts[i + 1] < 2 or i + opts[i + 1] > n:
+            parts.append(f"{name} [bad opt]")
+            break
+        length = opts[i + 1]
+        body = opts[i + 2 : i + length]
+        if kind == 2 and length == 4:
+            parts.append(f"mss {struct.unpack('!H', body)[0]}")
+        elif kind == 3 and length == 3:
+            parts.append(f"wscale {body[0]}")
+        elif kind == 8 and length == 10:
+            val, ecr = struct.unpack("!II", body)
+            parts.append(f"TS val {val} ecr {ecr}")
+        elif kind == 5 and (length - 2) % 8 == 0:
+            blocks = [struct.unpack("!II", body[j : j + 8]) for j in range(0, len(body), 8)]
+            parts.append(f"sack {len(blocks)} " + "".join(f"{{{a}:{b}}}" for a, b in blocks))
+        else:
+            parts.append(name if length == 2 else f"{name} len {length}")
+        i += length
+    return ",".join(parts)
+
+
+def format_segment(seg: Segment, *, verbose: bool = False) -> str:
+    """One packet like ``tcpdump -S -n``: addresses, flags, seq, ack, win, options, length.
+
+    ``seq`` is printed as tcpdump does (``seq A:B`` with payload, ``seq A`` for
+    SYN/FIN/RST, absent on a pure ACK unless ``verbose``); the TTL is appended
+    when it differs from 64, or always with ``verbose`` (with the IP id).
+    """
+    length = len(seg.payload)
+    parts = [f"{endpoint(seg.src, seg.sport, '.')} > {endpoint(seg.dst, seg.dport, '.')}: Flags [{flag_letters(seg.flags)}]"]
+    if length:
+        parts.append(f"seq {seg.seq}:{(seg.seq + length) & 0xFFFFFFFF}")
+    elif seg.flags & (SYN | FIN | RST) or verbose:
+        parts.append(f"seq {seg.seq}")
+    if seg.flags & ACK:
+        parts.append(f"ack {seg.ack}")
+    parts.append(f"win {seg.win}")
+    opts = encode_options(seg)
+    if opts:
+        parts.append(f"options [{format_options(opts)}]")
+    parts.append(f"length {length}")
+    if verbose:
+        parts.append(f"ttl {seg.ttl}, id {seg.ip_id}")
+    elif seg.ttl != DEFAULT_TTL:
+        parts.append(f"ttl {seg.ttl}")
+    return ", ".join(parts)
+
+
+def _call_args(args: Any) -> str:
+    if args is None:
+        return ""
+    if isinstance(args, (tuple, list)):
+        return ", ".join(_call_arg(a) for a in args)
+    if isinstance(args, dict):
+        return ", ".join(f"{k}={_call_arg(v)}" for k, v in args.items())
+    return _call_arg(args)
+
+
+def _call_arg(a: Any) -> str:
+    if isinstance(a, tuple) and len(a) == 2 and all(isinstance(x, int) for x in a) and a[0] > 0xFFFF:
+        return endpoint(a[0], a[1])  # (addr, port)
+    if isinstance(a, bytes):
+        return _bytes_text(a)
+    return str(a)
+
+
+def _bytes_text(data: bytes, limit: int = 40) -> str:
+    shown = data[:limit].decode("latin-1").encode("unicode_escape").decode("ascii")
+    return f'"{shown}"' + ("..." if len(data) > limit else "")
+
+
+def format_record(rec: tuple[Any, ...], *, verbose: bool = False) -> str:
+    """One trace record as one line, starting with its time and node."""
+    t, kind, node = rec[0], rec[1], rec[2]
+    head = f"{fmt_time(t)} {node}"
+    if kind == T.TX:
+        return f"{head} {format_segment(rec[3], verbose=verbose)}"
+    if kind == T.RX:
+        return f"{head} In {format_segment(rec[3], verbose=verbose)}"
+    if kind == T.FWD:
+        seg_in, seg_out = rec[3], rec[4]
+        line = f"{head} fwd {format_segment(seg_out, verbose=verbose)}"
+        if (seg_in.src, seg_in.sport, seg_in.dst, seg_in.dport) != (seg_out.src, seg_out.sport, seg_out.dst, seg_out.dport):
+            line += (f" (rewritten from {endpoint(seg_in.src, seg_in.sport, '.')} > "
+                     f"{endpoint(seg_in.dst, seg_in.dport, '.')})")
+        return line
+    if kind == T.DROP:
+        seg, reason = rec[3], rec[4]
+        why = T.DROP_REASONS.get(reason, "")
+        return f"{head} DROP {format_segment(seg, verbose=verbose)} [{reason}{': ' + why if why else ''}]"
+    if kind == T.ICMP:
+        seg, what = rec[3], rec[4]
+        return f"{head} ICMP {what} for {format_segment(seg, verbose=verbose)}"
+    if kind == T.STATE:
+        return f"{head} {key_text(rec[3])} {rec[4]} -> {rec[5]}"
+    if kind == T.TIMER:
+        key, name, deadline = rec[3], rec[4], rec[5]
+        if deadline is None:
+            return f"{head} {key_text(key)} timer {name} cancelled"
+        return f"{head} {key_text(key)} timer {name} armed, fires at {fmt_time(deadline)} (in {(deadline - t) / 1e6:g} s)"
+    if kind == T.FIRE:
+        return f"{head} {key_text(rec[3])} timer {rec[4]} fired"
+    if kind == T.CALL:
+        sock, call, args, result = rec[3], rec[4], rec[5], rec[6]
+        outcome = "ok" if result is None else str(result)
+        return f"{head} call {call}({_call_args(args)}) sock {sock} -> {outcome}"
+    if kind == T.COUNTER:
+        name, delta = rec[3], rec[4]
+        return f"{head} counter {name} {delta:+d}" if isinstance(delta, int) else f"{head} counter {name} {delta}"
+    if kind == T.DELIVER:
+        key, data = rec[3], rec[4]
+        n = len(data) if isinstance(data, (bytes, bytearray)) else data
+        shown = f" {_bytes_text(bytes(data))}" if isinstance(data, (bytes, bytearray)) else ""
+        return f"{head} {key_text(key)} delivered {n} bytes to the application{shown}"
+    if kind == T.NOTE:
+        return f"{head} note: {rec[3]}"
+    return f"{head} {kind} " + " ".join(str(x) for x in rec[3:])
+
+
+def format_trace(records: Iterable[tuple[Any, ...]], *, verbose: bool = False) -> Iterator[str]:
+    """Every record as a line, in trace order."""
+    for rec in records:
+        yield format_record(rec, verbose=verbose)

@@ -1,0 +1,183 @@
+"""Ready scenarios: the chapter's experiments, each with its mechanism on and off.
+
+A scenario is a function ``run(lab) -> None`` registered with :func:`scenario`;
+it builds a :class:`~timewait.sim.simulation.Simulation` through the
+:class:`Lab` it is given, runs it, and records checks and metrics. Parameters
+come from ``--set KEY=VALUE``; a few keys mean the same in every scenario
+(:data:`COMMON_PARAMS`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from timewait.errors import UsageError
+from timewait.result import Check, NodeInfo, RunResult
+from timewait.sim.simulation import Simulation
+from timewait.sim.sysctl import parse_mem
+from timewait.tcp.config import SEC
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A scenario parameter: default, type and one line of help."""
+
+    default: Any
+    doc: str
+    kind: type = int
+    choices: tuple[Any, ...] | None = None
+
+    def parse(self, name: str, text: Any) -> Any:
+        if not isinstance(text, str):
+            value = text
+        elif self.kind is bool:
+            t = text.lower()
+            if t not in ("on", "off", "1", "0", "true", "false", "yes", "no"):
+                raise UsageError(f"--set {name}={text!r}: expected on or off")
+            value = t in ("on", "1", "true", "yes")
+        else:
+            try:
+                value = self.kind(text)
+            except ValueError:
+                raise UsageError(f"--set {name}={text!r}: expected {self.kind.__name__} ({self.doc})") from None
+        if self.choices is not None and value not in self.choices:
+            raise UsageError(f"--set {name}={text!r}: allowed {', '.join(map(str, self.choices))}")
+        if self.kind in (int, float) and value < 0:
+            raise UsageError(f"--set {name}={text!r}: must not be negative")
+        return value
+
+
+COMMON_PARAMS: dict[str, Param] = {
+    "msl": Param(None, "the network's maximum segment lifetime in seconds (TIME_WAIT = 2 x MSL in "
+                 "textbook profiles; Linux's 60 s does not follow it)", float),
+    "timewait": Param(True, "lesson knob: off = the active closer skips TIME_WAIT entirely", bool),
+    "mem": Param(None, "memory of every host (e.g. 2G): derives tcp_max_tw_buckets as Linux does", str),
+}
+
+
+@dataclass
+class Scenario:
+    name: str
+    summary: str
+    fn: Callable[[Lab], None]
+    params: dict[str, Param] = field(default_factory=dict)
+    story: str = ""
+    contrast: str = ""
+    mission: str = ""
+
+
+REGISTRY: dict[str, Scenario] = {}
+
+
+def scenario(name: str, summary: str, *, params: dict[str, Param] | None = None, story: str = "",
+             contrast: str = "", mission: str = "") -> Callable[[Callable[[Lab], None]], Callable[[Lab], None]]:
+    """Register a scenario function under ``name``."""
+
+    def deco(fn: Callable[[Lab], None]) -> Callable[[Lab], None]:
+        REGISTRY[name] = Scenario(name, summary, fn, params or {}, story.strip(), contrast.strip(), mission)
+        return fn
+
+    return deco
+
+
+class Lab:
+    """What a scenario function works with: parameters, the simulation, checks, metrics."""
+
+    def __init__(self, sc: Scenario, params: dict[str, Any], sysctls: list[str], profile: str, seed: int,
+                 trace: bool, progress: bool) -> None:
+        self.scenario = sc
+        self.p = params
+        self.profile = profile
+        self.seed = seed
+        self.progress = progress
+        self.sim = Simulation(profile=profile, seed=seed, trace=trace, sysctls=sysctls, msl_s=params.get("msl"))
+        self.sim.timewait_enabled = params.get("timewait", True)
+        if params.get("mem"):
+            self.sim.mem = parse_mem(params["mem"])
+        self.checks: list[Check] = []
+        self.metrics: dict[str, Any] = {}
+        self.series: dict[str, list[tuple[float, float]]] = {}
+        self.notes: list[str] = []
+
+    def check(self, name: str, passed: bool, detail: str = "") -> bool:
+        self.checks.append(Check(name, bool(passed), detail))
+        return bool(passed)
+
+    def say(self, text: str) -> None:
+        """A sentence for the reader: what changed and why."""
+        self.notes.append(text)
+
+    def sample(self, name: str, t: float, value: float) -> None:
+        self.series.setdefault(name, []).append((t, value))
+
+    def run(self, until_s: float) -> None:
+        """Run the simulation, with a progress bar on a terminal for long runs."""
+        sim = self.sim
+        if not self.progress or until_s < 30:
+            sim.run(until_s)
+            return
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"{self.scenario.name}: simulating", total=until_s)
+            step = max(until_s / 100, 0.5)
+            t = sim.now
+            while t < until_s:
+                t = min(t + step, until_s)
+                sim.run(t)
+                bar.update(task, completed=t)
+
+
+def _load_all() -> None:
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def get_scenario(name: str) -> Scenario:
+    _load_all()
+    sc = REGISTRY.get(name)
+    if sc is None:
+        raise UsageError(f"unknown scenario {name!r}; allowed: {', '.join(sorted(REGISTRY))}")
+    return sc
+
+
+def parse_params(sc: Scenario, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults overlaid with ``params``; unknown keys name the allowed ones."""
+    table = {**COMMON_PARAMS, **sc.params}
+    out = {k: p.default for k, p in table.items()}
+    for k, v in (params or {}).items():
+        if k not in table:
+            raise UsageError(f"unknown parameter {k!r} for {sc.name}; allowed: {', '.join(sorted(table))}")
+        out[k] = table[k].parse(k, v)
+    return out
+
+
+def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: list[str] | None = None,
+                 profile: str = "linux", seed: int = 1, trace: bool = True, progress: bool = False,
+                 faults: list[str] | None = None) -> RunResult:
+    """Run one scenario and return its :class:`~timewait.result.RunResult`."""
+    sc = get_scenario(name)
+    p = parse_params(sc, params)
+    lab = Lab(sc, p, list(sysctls or []), profile, seed, trace, progress)
+    for f in faults or []:
+        lab.sim.fault(f)
+    sc.fn(lab)
+    sim = lab.sim
+    nodes = {n: NodeInfo(n, node.kind, list(node.addrs)) for n, node in sim.net.nodes.items()}
+    public = {k: v for k, v in p.items() if k in sc.params or (v is not None and v != COMMON_PARAMS[k].default)}
+    return RunResult(
+        scenario=name, profile=profile, seed=seed, params=public, sim_time=sim.sched.now / SEC,
+        checks=lab.checks, metrics=lab.metrics,
+        hosts={n: h.snapshot() for n, h in sim.hosts.items()},
+        trace=sim.trace, nodes=nodes, story=sc.story, contrast="\n".join(lab.notes) or sc.contrast,
+        series=lab.series, sysctl_overrides=list(sysctls or []),
+    )
+
+
+def all_scenarios() -> dict[str, Scenario]:
+    _load_all()
+    return dict(sorted(REGISTRY.items()))

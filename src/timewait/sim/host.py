@@ -1,0 +1,870 @@
+"""A host: an operating system in miniature around the TCP core.
+
+It offers BSD-like socket calls, demultiplexes arriving segments through
+dictionaries (4-tuple -> connection, 4-tuple -> TIME_WAIT record, local
+address -> listener; never a scan over sockets), chooses ephemeral ports as
+Linux's ``__inet_hash_connect`` does, keeps TIME_WAIT records under
+``tcp_max_tw_buckets``, and counts what Linux counts under nstat's names.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from timewait.errors import UsageError
+from timewait.sim.network import Network, Node
+from timewait.sim.profiles import Profile
+from timewait.sim.sysctl import format_value, lookup
+from timewait.tcp.config import SEC, TcpConfig
+from timewait.tcp.connection import (
+    EV_CLOSED,
+    EV_CONNECTED,
+    EV_DATA,
+    EV_EOF,
+    EV_ERROR,
+    EV_FW2_TIMER,
+    Connection,
+)
+from timewait.tcp.isn import SecureSeq
+from timewait.tcp.segment import ACK, RST, SYN, Segment, ip_aton, ip_ntoa, is_loopback
+from timewait.tcp.states import (
+    CLOSED,
+    ESTABLISHED,
+    FIN_WAIT_2,
+    NAMES,
+    SYN_RECEIVED,
+    TIME_WAIT,
+)
+from timewait.tcp.timewait import TW_ACK, TW_KILL, TW_RST, TW_SUCCESS, TW_SYN, TimeWait, reset_for
+from timewait.trace import CALL, COUNTER, DROP, FIRE, RX, STATE, TIMER, TX
+
+# Counters that move with every segment are not traced (the TX/RX records say it).
+_SILENT = frozenset({"TcpInSegs", "TcpOutSegs"})
+_TW_NAMES = {TIME_WAIT: "TIME_WAIT", FIN_WAIT_2: "FIN_WAIT_2"}
+
+
+class SocketError(OSError):
+    """A socket call failed; ``errno_name`` is Linux's name for it (``EADDRNOTAVAIL``…)."""
+
+    def __init__(self, errno_name: str, call: str = "") -> None:
+        super().__init__(f"{call}: {errno_name}" if call else errno_name)
+        self.errno_name = errno_name
+
+
+class Bucket:
+    """``inet_bind_bucket``: who uses one local port.
+
+    ``bind_created`` marks a port taken by bind() (a listener, an explicit or a
+    bind(0) socket): connect()'s port search skips such ports (PS-4). The
+    counters let bind() decide conflicts with SO_REUSEADDR (PS-8) in O(1).
+    """
+
+    __slots__ = ("bind_created", "bound", "conns", "conns_noreuse", "tws", "tws_noreuse")
+
+    def __init__(self, bind_created: bool) -> None:
+        self.bind_created = bind_created
+        self.bound: list[Socket] = []
+        self.conns = 0
+        self.conns_noreuse = 0
+        self.tws = 0
+        self.tws_noreuse = 0
+
+    def empty(self) -> bool:
+        return not (self.bound or self.conns or self.tws)
+
+
+class Socket:
+    """A file descriptor of a simulated application.
+
+    Calls raise :class:`SocketError` on failure. Completion and arrival are
+    reported through the ``on_*`` callbacks the application sets.
+    """
+
+    __slots__ = (
+        "host", "fd", "conn", "laddr", "lport", "reuseaddr", "linger0", "bind_no_port", "bound",
+        "listening", "backlog", "accept_queue", "closed",
+        "on_connected", "on_data", "on_eof", "on_error", "on_accept", "on_closed", "app",
+    )
+
+    def __init__(self, host: Host, fd: int) -> None:
+        self.host = host
+        self.fd = fd
+        self.conn: Connection | None = None
+        self.laddr = 0
+        self.lport = 0
+        self.reuseaddr = False
+        self.linger0 = False
+        self.bind_no_port = False
+        self.bound = False
+        self.listening = False
+        self.backlog = 0
+        self.accept_queue: list[Socket] = []
+        self.closed = False
+        self.on_connected: Callable[[Socket], None] | None = None
+        self.on_data: Callable[[Socket], None] | None = None
+        self.on_eof: Callable[[Socket], None] | None = None
+        self.on_error: Callable[[Socket, str], None] | None = None
+        self.on_accept: Callable[[Socket], None] | None = None
+        self.on_closed: Callable[[Socket], None] | None = None
+        self.app: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Socket fd={self.fd} {ip_ntoa(self.laddr)}:{self.lport}>"
+
+    # The BSD calls, forwarded to the host.
+    def setsockopt(self, name: str, value: Any) -> None:
+        self.host.setsockopt(self, name, value)
+
+    def bind(self, addr: str | int, port: int) -> None:
+        self.host.bind(self, addr, port)
+
+    def listen(self, backlog: int = 128) -> None:
+        self.host.listen(self, backlog)
+
+    def connect(self, addr: str | int, port: int) -> None:
+        self.host.connect(self, addr, port)
+
+    def accept(self) -> Socket | None:
+        return self.accept_queue.pop(0) if self.accept_queue else None
+
+    def send(self, data: bytes) -> int:
+        return self.host.send(self, data)
+
+    def recv(self) -> bytes:
+        return self.conn.recv() if self.conn is not None else b""
+
+    def shutdown(self) -> None:
+        self.host.shutdown(self)
+
+    def close(self) -> None:
+        self.host.close(self)
+
+    @property
+    def state(self) -> str:
+        return NAMES[self.conn.state] if self.conn is not None else ("LISTEN" if self.listening else "CLOSED")
+
+
+class Host(Node):
+    """A simulated host (one network namespace)."""
+
+    kind = "host"
+
+    def __init__(self, name: str, addrs: list[str | int], profile: Profile, secret: bytes,
+                 rng: random.Random, uptime_ms: int = 0, mem: int | None = None) -> None:
+        super().__init__(name, [a if isinstance(a, int) else ip_aton(a) for a in addrs])
+        self.addr = self.addrs[0]
+        self.addr_set = frozenset(self.addrs)
+        self.profile = profile
+        self.rng = rng
+        self.secure = SecureSeq(secret)
+        self.cfg = TcpConfig(
+            ts_offsets=profile.ts_offsets, challenge_ack=profile.challenge_ack,
+            quick_syn_resend=profile.quick_syn_resend, syn_in_lastack_rst=profile.syn_in_lastack_rst,
+            tw_len=profile.tw_len, ts_base_ms=uptime_ms, **profile.cfg,
+        )
+        self.sysctls: dict[str, Any] = {}
+        for name_, value in profile.sysctls.items():
+            self._apply_sysctl(name_, value)
+        if mem is not None:
+            from timewait.sim.sysctl import ehash_entries
+
+            self._apply_sysctl("net.ipv4.tcp_max_tw_buckets", ehash_entries(mem) // 2)
+        self.counters: dict[str, int] = {}
+        self.ehash: dict[tuple[int, int, int, int], Connection] = {}
+        self.twhash: dict[tuple[int, int, int, int], TimeWait] = {}
+        self.listeners: dict[tuple[int, int], Socket] = {}
+        self.buckets: dict[int, Bucket] = {}
+        self.bind_ports: set[int] = set()                   # ports of bind-created buckets (PS-4)
+        self.perturb: dict[int, int] = {}
+        self.dest_use: dict[tuple[int, int, int], int] = {}  # auto-port entries per destination
+        self.peer_ts: dict[int, tuple[int, int]] = {}       # legacy recycle cache: addr -> (tsval, stamp)
+        self.timewait_enabled = True                        # lesson knob: --set timewait=off
+        self.next_fd = 3
+
+    # ------------------------------------------------------------------ sysctls and counters
+
+    def set_sysctl(self, name: str, text: str) -> None:
+        """Set a sysctl from text; unknown names and bad values raise UsageError."""
+        s = lookup(name, self.profile.legacy)
+        self._apply_sysctl(s.name, s.parse(s.name, text))
+
+    def _apply_sysctl(self, name: str, value: Any) -> None:
+        s = lookup(name, self.profile.legacy)
+        self.sysctls[s.name] = value
+        if s.cfg_field is not None:
+            v = value * s.scale if isinstance(value, int) and not isinstance(value, bool) else value
+            if s.cfg_field in ("sack", "window_scaling"):
+                v = bool(value)
+            setattr(self.cfg, s.cfg_field, v)
+
+
+    def sysctl(self, name: str) -> Any:
+        return self.sysctls[name]
+
+    def sysctls_json(self) -> dict[str, Any]:
+        return {k: format_value(v) for k, v in sorted(self.sysctls.items())}
+
+    def bump(self, name: str, n: int = 1) -> None:
+        """Increment an nstat counter and trace it."""
+        c = self.counters
+        c[name] = c.get(name, 0) + n
+        tr = self.net.trace
+        if tr.on and name not in _SILENT:
+            tr.records.append((self.net.sched.now, COUNTER, self.name, name, n))
+
+    # ------------------------------------------------------------------ views of the host
+
+    def states(self) -> dict[str, int]:
+        """Socket counts by state, TIME_WAIT records included, as ``ss -s`` would see them."""
+        out: dict[str, int] = {}
+        for c in self.ehash.values():
+            n = NAMES[c.state]
+            out[n] = out.get(n, 0) + 1
+        for tw in self.twhash.values():
+            n = _TW_NAMES[tw.substate]
+            out[n] = out.get(n, 0) + 1
+        if self.listeners:
+            out["LISTEN"] = len(self.listeners)
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"states": self.states(), "counters": dict(sorted(self.counters.items())),
+                "sysctls": self.sysctls_json()}
+
+    def tw_count(self) -> int:
+        return len(self.twhash)
+
+    # ------------------------------------------------------------------ socket calls
+
+    def _call(self, sock: Socket, call: str, args: tuple, result: str | None) -> None:
+        tr = self.net.trace
+        if tr.on:
+            tr.records.append((self.net.sched.now, CALL, self.name, sock.fd, call, args, result))
+
+    def socket(self) -> Socket:
+        sock = Socket(self, self.next_fd)
+        self.next_fd += 1
+        return sock
+
+    def setsockopt(self, sock: Socket, name: str, value: Any) -> None:
+        if name == "SO_REUSEADDR":
+            sock.reuseaddr = bool(value)
+        elif name == "SO_LINGER":
+            on, secs = value
+            sock.linger0 = bool(on) and secs == 0
+            if sock.conn is not None:
+                sock.conn.linger0 = sock.linger0
+        elif name == "IP_BIND_ADDRESS_NO_PORT":
+            sock.bind_no_port = bool(value)
+        else:
+            raise UsageError(f"unknown socket option {name!r}; known: SO_REUSEADDR, SO_LINGER, IP_BIND_ADDRESS_NO_PORT")
+        self._call(sock, "setsockopt", (name, value), None)
+
+    def _fail(self, sock: Socket, call: str, args: tuple, errno: str) -> None:
+        self._call(sock, call, args, errno)
+        raise SocketError(errno, call)
+
+    def bind(self, sock: Socket, addr: str | int, port: int) -> None:
+        """bind(): PS-7 (IP_BIND_ADDRESS_NO_PORT), bind(0) odd-first search, PS-8 conflicts."""
+        a = addr if isinstance(addr, int) else ip_aton(addr)
+        args = (ip_ntoa(a), port)
+        if a and a not in self.addr_set:
+            self._fail(sock, "bind", args, "EADDRNOTAVAIL")
+        if sock.bound or sock.conn is not None:
+            self._fail(sock, "bind", args, "EINVAL")
+        sock.laddr = a
+        if port == 0:
+            if sock.bind_no_port:
+                self._call(sock, "bind", args, None)
+                return
+            port = self._bind_port_search(sock)
+            if not port:
+                self._fail(sock, "bind", args, "EADDRINUSE")
+        elif self._bind_conflict(sock, port):
+            sock.laddr = 0
+            self._fail(sock, "bind", args, "EADDRINUSE")
+        b = self.buckets.get(port)
+        if b is None:
+            b = self.buckets[port] = Bucket(True)
+        b.bind_created = True
+        self.bind_ports.add(port)
+        b.bound.append(sock)
+        sock.lport = port
+        sock.bound = True
+        self._call(sock, "bind", (ip_ntoa(a), port), None)
+
+    def _bind_conflict(self, sock: Socket, port: int) -> bool:
+        """``inet_csk_bind_conflict`` (PS-8): every owner must allow sharing."""
+        b = self.buckets.get(port)
+        if b is None:
+            return False
+        r = sock.reuseaddr
+        for other in b.bound:
+            if not (r and other.reuseaddr and not other.listening) and (
+                not sock.laddr or not other.laddr or sock.laddr == other.laddr
+            ):
+                return True
+        if b.conns and (not r or b.conns_noreuse):
+            return True
+        return bool(b.tws and (not r or b.tws_noreuse))
+
+    def _bind_port_search(self, sock: Socket) -> int:
+        """``inet_csk_find_open_port``: odd ports first (PS-2), a port nobody uses."""
+        lo, hi = self.sysctls["net.ipv4.ip_local_port_range"]
+        reserved = self.sysctls["net.ipv4.ip_local_reserved_ports"]
+        n = hi - lo + 1
+        start = self.rng.randrange(n)
+        for parity in (1, 0):
+            for i in range(n):
+                port = lo + (start + i) % n
+                if port & 1 != parity or port in reserved:
+                    continue
+                if port not in self.buckets:
+                    return port
+        return 0
+
+    def listen(self, sock: Socket, backlog: int = 128) -> None:
+        if not sock.bound:
+            self.bind(sock, 0, 0)
+        somax = self.sysctls["net.core.somaxconn"]
+        sock.backlog = min(backlog, somax)
+        sock.listening = True
+        self.listeners[(sock.laddr, sock.lport)] = sock
+        self._call(sock, "listen", (backlog,), None)
+
+    def connect(self, sock: Socket, addr: str | int, port: int) -> None:
+        """connect(): pick the source port (PS-1..PS-6) and send the SYN."""
+        daddr = addr if isinstance(addr, int) else ip_aton(addr)
+        now = self.net.sched.now
+        saddr = sock.laddr or self.addr
+        tw: TimeWait | None = None
+        if sock.bound and sock.lport:
+            # PS-1: an explicitly bound port only needs a unique 4-tuple.
+            lport = sock.lport
+            key = (saddr, lport, daddr, port)
+            if key in self.ehash:
+                self._fail(sock, "connect", (ip_ntoa(daddr), port), "EADDRNOTAVAIL")
+            tw = self.twhash.get(key)
+            if tw is not None and not tw.reusable(now, 0, 0, False, bound=True):
+                self._fail(sock, "connect", (ip_ntoa(daddr), port), "EADDRNOTAVAIL")
+            auto = False
+        else:
+            lport, tw = self._connect_port_search(saddr, daddr, port, now)
+            if not lport:
+                self._fail(sock, "connect", (ip_ntoa(daddr), port), "EADDRNOTAVAIL")
+            key = (saddr, lport, daddr, port)
+            auto = True
+        conn = Connection(self, saddr, lport, daddr, port)
+        conn.sock = sock
+        conn.linger0 = sock.linger0
+        conn.port_auto = auto
+        sock.conn = conn
+        sock.laddr, sock.lport = saddr, lport
+        ts_recent = ts_stamp = 0
+        if tw is not None:
+            # PS-6: take over the TIME_WAIT: ISN from it, ts_recent inherited.
+            isn = tw.reuse_isn()
+            ts_recent, ts_stamp = tw.ts_recent, tw.ts_recent_stamp
+            self._kill_tw(tw, "TIME_WAIT takeover by connect()")
+            self.bump("TcpExtTWRecycled")
+            _, ts_off = self._isn(saddr, daddr, lport, port, now)
+        else:
+            isn, ts_off = self._isn(saddr, daddr, lport, port, now)
+        conn.reuse = sock.reuseaddr
+        if not auto:
+            b = self.buckets.get(lport)
+            if b is not None and sock in b.bound:
+                b.bound.remove(sock)  # the connection owns the port from now on
+        self._port_acquire(lport, conn, reuse=sock.reuseaddr, bind_created=not auto)
+        self.ehash[key] = conn
+        if auto:
+            dk = (saddr, daddr, port)
+            self.dest_use[dk] = self.dest_use.get(dk, 0) + 1
+        self._call(sock, "connect", (ip_ntoa(daddr), port), None)
+        conn.open_active(now, isn, ts_off, ts_recent, ts_stamp)
+        self._after(conn)
+
+    def _isn(self, saddr: int, daddr: int, sport: int, dport: int, now: int) -> tuple[int, int]:
+        """ISN and timestamp offset under this host's profile (ISN-1, TS-3)."""
+        isn, off = self.secure.seq_and_ts_off(saddr, daddr, sport, dport, now)
+        cfg = self.cfg
+        if cfg.timestamps != 1 or cfg.ts_offsets == "none":
+            off = 0
+        elif cfg.ts_offsets == "host":
+            off = self.secure.ts_off_per_host(saddr, daddr)
+        elif cfg.ts_offsets == "random":
+            off = self.rng.getrandbits(32)
+        return isn, off
+
+    def _connect_port_search(self, saddr: int, daddr: int, dport: int, now: int) -> tuple[int, TimeWait | None]:
+        """``__inet_hash_connect`` (PS-2..PS-5): parity, hashed start, 4-tuple uniqueness.
+
+        Returns ``(port, TIME_WAIT record to take over or None)``; port 0 means
+        EADDRNOTAVAIL.
+        """
+        lo, hi = self.sysctls["net.ipv4.ip_local_port_range"]
+        reserved = self.sysctls["net.ipv4.ip_local_reserved_ports"]
+        n = hi - lo + 1
+        if n > 1:
+            n &= ~1  # parity mode: an even count (PS-2)
+        reuse = self.sysctls["net.ipv4.tcp_tw_reuse"]
+        loopback = is_loopback(saddr) or is_loopback(daddr)
+        may_reuse = self.cfg.timestamps and (reuse == 1 or (reuse == 2 and loopback))
+        dk = (saddr, daddr, dport)
+        buckets = self.buckets
+        if not may_reuse and self.dest_use.get(dk, 0) + self._bind_ports_in_range(lo, hi) + len(reserved) >= n:
+            # Every usable port is taken toward this destination or by bind(): the full
+            # search below would fail too, so fail without walking the range.
+            return 0, None
+        h = self.secure.port_offset(saddr, daddr, dport, now)
+        idx = h & 0xFFFF
+        offset = (self.perturb.get(idx, 0) + (h >> 32)) % n
+        offset &= ~1
+        delay = self.sysctls["net.ipv4.tcp_tw_reuse_delay"] * 1000
+        ehash, twhash = self.ehash, self.twhash
+        for _ in range(2):
+            i = 0
+            while i < n:
+                port = lo + (offset + i) % n
+                i += 2
+                if port in reserved or port > hi:
+                    continue
+                b = buckets.get(port)
+                if b is None:
+                    self._perturb(idx, i - 2)
+                    return port, None
+                if b.bind_created:
+                    continue
+                key = (saddr, port, daddr, dport)
+                if key in ehash:
+                    continue
+                tw = twhash.get(key)
+                if tw is None:
+                    self._perturb(idx, i - 2)
+                    return port, None
+                if tw.reusable(now, reuse, delay, loopback, bound=False):
+                    self._perturb(idx, i - 2)
+                    return port, tw
+            offset += 1
+        return 0, None
+
+    def _perturb(self, idx: int, i: int) -> None:
+        """After a success the table entry climbs by ``max(i, rand(0..7)*2) + 2`` (PS-3)."""
+        step = self.rng.randrange(8) * 2
+        self.perturb[idx] = self.perturb.get(idx, 0) + (i if i > step else step) + 2
+
+    def _bind_ports_in_range(self, lo: int, hi: int) -> int:
+        return sum(1 for p in self.bind_ports if lo <= p <= hi)
+
+    def _port_acquire(self, port: int, conn: Connection, reuse: bool, bind_created: bool) -> None:
+        b = self.buckets.get(port)
+        if b is None:
+            b = self.buckets[port] = Bucket(bind_created)
+        b.conns += 1
+        if not reuse:
+            b.conns_noreuse += 1
+
+    def _port_release(self, port: int, reuse: bool, tw: bool) -> None:
+        b = self.buckets.get(port)
+        if b is None:
+            return
+        if tw:
+            b.tws -= 1
+            if not reuse:
+                b.tws_noreuse -= 1
+        else:
+            b.conns -= 1
+            if not reuse:
+                b.conns_noreuse -= 1
+        if b.empty():
+            self._drop_bucket(port)
+
+    def _drop_bucket(self, port: int) -> None:
+        del self.buckets[port]
+        self.bind_ports.discard(port)
+
+    def send(self, sock: Socket, data: bytes) -> int:
+        conn = sock.conn
+        if conn is None or conn.state == CLOSED:
+            self._fail(sock, "send", (len(data),), "EPIPE" if conn is not None else "ENOTCONN")
+        n = conn.send(data, self.net.sched.now)  # type: ignore[union-attr]
+        self._call(sock, "send", (len(data),), None)
+        self._after(conn)  # type: ignore[arg-type]
+        return n
+
+    def shutdown(self, sock: Socket) -> None:
+        conn = sock.conn
+        self._call(sock, "shutdown", ("SHUT_WR",), None)
+        if conn is not None:
+            conn.shutdown_write(self.net.sched.now)
+            self._after(conn)
+
+    def close(self, sock: Socket) -> None:
+        if sock.closed:
+            return
+        sock.closed = True
+        self._call(sock, "close", (), None)
+        if sock.listening:
+            self.listeners.pop((sock.laddr, sock.lport), None)
+            sock.listening = False
+            for child in sock.accept_queue:
+                self.close(child)
+            sock.accept_queue.clear()
+        if sock.bound and sock.conn is None:
+            b = self.buckets.get(sock.lport)
+            if b is not None and sock in b.bound:
+                b.bound.remove(sock)
+                if b.empty():
+                    self._drop_bucket(sock.lport)
+        conn = sock.conn
+        if conn is not None:
+            conn.sock = None
+            conn.close(self.net.sched.now)
+            self._after(conn)
+
+    # ------------------------------------------------------------------ after every core call
+
+    def _after(self, conn: Connection) -> None:
+        """Deliver what the core left: app events, the owed ACK, segments, state, timers."""
+        now = self.net.sched.now
+        ev = conn.ev
+        if ev:
+            conn.ev = 0
+            sock = conn.sock
+            if ev & EV_FW2_TIMER:
+                self._fw2_expired(conn)
+                return
+            if sock is not None and not sock.closed:
+                if ev & EV_CONNECTED and sock.on_connected is not None:
+                    sock.on_connected(sock)
+                if ev & EV_DATA and sock.on_data is not None:
+                    sock.on_data(sock)
+                if ev & EV_EOF and sock.on_eof is not None:
+                    sock.on_eof(sock)
+                if ev & EV_ERROR and sock.on_error is not None:
+                    sock.on_error(sock, conn.err or "EIO")
+                if ev & EV_CLOSED and sock.on_closed is not None:
+                    sock.on_closed(sock)
+            elif ev & EV_CONNECTED and conn.parent is not None and conn.state == ESTABLISHED:
+                self._accepted(conn)
+        if conn.ack_pending:
+            conn.flush(now)
+        if conn.outbox:
+            out = conn.outbox
+            conn.outbox = []
+            for seg in out:
+                self.transmit(seg)
+        st = conn.state
+        if st != conn.seen_state:
+            old = conn.seen_state
+            conn.seen_state = st
+            tr = self.net.trace
+            if tr.on:
+                tr.records.append((now, STATE, self.name, conn.key, NAMES[old], NAMES[st]))
+            if st == TIME_WAIT:
+                self._time_wait(conn, TIME_WAIT, self.cfg.tw_len)
+                return
+            if st == CLOSED:
+                self._conn_gone(conn)
+                return
+            if st == FIN_WAIT_2 and conn.orphan:
+                self._orphan_fin_wait2(conn)
+                if conn.state != FIN_WAIT_2 or self.ehash.get(conn.key) is not conn:
+                    return
+        pa = conn.poll_at()
+        if pa and (not conn.timer_at or pa < conn.timer_at):
+            conn.timer_at = pa
+            self.net.sched.at(pa, self._conn_timer, conn)
+            tr = self.net.trace
+            if tr.on:
+                tr.records.append((now, TIMER, self.name, conn.key, conn.timer_name(), pa))
+
+    def _accepted(self, conn: Connection) -> None:
+        """A passive connection became ESTABLISHED: queue it for accept()."""
+        lsock = conn.parent
+        if lsock is None or lsock.closed:  # type: ignore[union-attr]
+            return
+        child = self.socket()
+        child.conn = conn
+        child.laddr, child.lport = conn.laddr, conn.lport
+        child.reuseaddr = lsock.reuseaddr  # type: ignore[union-attr]
+        conn.sock = child
+        lsock.accept_queue.append(child)  # type: ignore[union-attr]
+        if lsock.on_accept is not None:  # type: ignore[union-attr]
+            lsock.on_accept(lsock)  # type: ignore[union-attr,arg-type]
+
+    def _conn_timer(self, conn: Connection) -> None:
+        now = self.net.sched.now
+        if conn.timer_at != now:
+            return  # superseded by an earlier wake-up
+        conn.timer_at = 0
+        if conn.state == CLOSED or self.ehash.get(conn.key) is not conn:
+            return
+        pa = conn.poll_at()
+        if pa and pa <= now:
+            tr = self.net.trace
+            if tr.on:
+                tr.records.append((now, FIRE, self.name, conn.key, conn.timer_name()))
+            conn.on_timer(now)
+        self._after(conn)
+
+    def _conn_gone(self, conn: Connection) -> None:
+        """The connection reached CLOSED: free its 4-tuple and port."""
+        key = conn.key
+        if self.ehash.get(key) is conn:
+            del self.ehash[key]
+            self._port_release(conn.lport, self._reuse_of(conn), tw=False)
+            if conn.port_auto:
+                self._dest_release(key)
+
+    @staticmethod
+    def _reuse_of(conn: Connection) -> bool:
+        """The connection's SO_REUSEADDR: its socket's, or its listener's for a child (PS-8)."""
+        return conn.reuse
+
+    def _dest_release(self, key: tuple[int, int, int, int]) -> None:
+        dk = (key[0], key[2], key[3])
+        n = self.dest_use.get(dk, 0) - 1
+        if n > 0:
+            self.dest_use[dk] = n
+        else:
+            self.dest_use.pop(dk, None)
+
+    # ------------------------------------------------------------------ TIME_WAIT
+
+    def _time_wait(self, conn: Connection, substate: int, timeout: int) -> None:
+        """``tcp_time_wait``: replace the socket by a TW record, or skip TIME_WAIT (TW-8)."""
+        now = self.net.sched.now
+        key = conn.key
+        reuse = self._reuse_of(conn)
+        tr = self.net.trace
+        if substate == TIME_WAIT and not self.timewait_enabled:
+            # The lesson knob: a stack without TIME_WAIT goes straight to CLOSED.
+            if tr.on:
+                tr.records.append((now, STATE, self.name, key, "TIME_WAIT", "CLOSED"))
+            conn.state = conn.seen_state = CLOSED
+            self._conn_gone(conn)
+            return
+        if len(self.twhash) >= self.sysctls["net.ipv4.tcp_max_tw_buckets"]:
+            # TW-8: no record; the connection is simply destroyed.
+            self.bump("TcpExtTCPTimeWaitOverflow")
+            if tr.on:
+                tr.records.append((now, STATE, self.name, key, _TW_NAMES[substate], "CLOSED"))
+            conn.state = conn.seen_state = CLOSED
+            self._conn_gone(conn)
+            return
+        if substate == TIME_WAIT and self.cfg.tw_recycle and conn.ts_ok and self._remember_stamp(conn, now):
+            # RC-2: a proven peer lets the record die after 3.5 x RTO.
+            timeout = (conn.rto << 2) - (conn.rto >> 1)
+        tw = TimeWait.from_connection(conn, now, substate, timeout, reuse)
+        tw.bound = not conn.port_auto
+        del self.ehash[key]
+        self.twhash[key] = tw
+        b = self.buckets.get(conn.lport)
+        if b is not None:
+            b.conns -= 1
+            b.tws += 1
+            if not reuse:
+                b.conns_noreuse -= 1
+                b.tws_noreuse += 1
+        conn.state = CLOSED
+        self.bump("TcpExtTW" if timeout > 4 * SEC else "TcpExtTWKilled")
+        self.net.sched.at(tw.deadline, self._tw_timer, tw)
+        if tr.on:
+            tr.records.append((now, TIMER, self.name, key, "timewait", tw.deadline))
+
+    def _orphan_fin_wait2(self, conn: Connection) -> None:
+        """TW-6: an orphan in FIN_WAIT2 becomes a FIN_WAIT2-substate record."""
+        cfg = self.cfg
+        rto = conn.rto
+        tmo = max(cfg.fin_timeout, (rto << 2) - (rto >> 1))
+        if tmo <= 60 * SEC:
+            self._time_wait(conn, FIN_WAIT_2, tmo)
+        else:
+            conn.fw2_at = self.net.sched.now + tmo - 60 * SEC
+
+    def _fw2_expired(self, conn: Connection) -> None:
+        """TW-6, tmo > 60 s: after ``tmo - 60`` on the keepalive timer, a record for ``tmo - 60``."""
+        tmo = max(self.cfg.fin_timeout, (conn.rto << 2) - (conn.rto >> 1))
+        self._time_wait(conn, FIN_WAIT_2, tmo - 60 * SEC)
+
+    def _tw_timer(self, tw: TimeWait) -> None:
+        now = self.net.sched.now
+        if self.twhash.get(tw.key) is not tw:
+            return
+        if tw.deadline > now:
+            self.net.sched.at(tw.deadline, self._tw_timer, tw)  # TW-5: re-armed meanwhile
+            return
+        tr = self.net.trace
+        if tr.on:
+            tr.records.append((now, FIRE, self.name, tw.key, "timewait"))
+        self._kill_tw(tw, "")
+
+    def _kill_tw(self, tw: TimeWait, why: str) -> None:
+        """``inet_twsk_kill``: unhash from the 4-tuple table and the port's bucket."""
+        del self.twhash[tw.key]
+        self._port_release(tw.key[1], tw.reuse, tw=True)
+        if not tw.bound:
+            self._dest_release(tw.key)
+        tr = self.net.trace
+        if tr.on:
+            tr.records.append((self.net.sched.now, STATE, self.name, tw.key, _TW_NAMES[tw.substate], "CLOSED"))
+
+    def _tw_input(self, tw: TimeWait, seg: Segment) -> None:
+        now = self.net.sched.now
+        old_deadline = tw.deadline
+        old_sub = tw.substate
+        outcome, out = tw.process(seg, now, self.cfg, self.bump)
+        tr = self.net.trace
+        if tr.on and tw.substate != old_sub:
+            tr.records.append((now, STATE, self.name, tw.key, _TW_NAMES[old_sub], _TW_NAMES[tw.substate]))
+        if outcome == TW_SYN:
+            lsock = self.listeners.get((seg.dst, seg.dport)) or self.listeners.get((0, seg.dport))
+            if lsock is not None:
+                # RO-1: the record dies and the listener takes the SYN with the fixed ISN.
+                isn = tw.syn_isn
+                self._kill_tw(tw, "new incarnation")
+                self._listen_input(seg, isn)
+                return
+            outcome, out = TW_ACK, tw.ack(now, self.cfg)
+        if tr.on and tw.deadline != old_deadline:
+            tr.records.append((now, TIMER, self.name, tw.key, "timewait", tw.deadline))
+        if outcome == TW_SUCCESS:
+            if tr.on:
+                tr.records.append((now, DROP, self.name, seg,
+                                   "paws" if self._paws_hit(tw, seg) else "discarded"))
+            return
+        if out is not None:
+            self.transmit(out)
+        if outcome in (TW_RST, TW_KILL):
+            self._kill_tw(tw, "reset")
+
+    @staticmethod
+    def _paws_hit(tw: TimeWait, seg: Segment) -> bool:
+        return seg.ts is not None and tw.ts_recent_stamp != 0 and 0 < ((tw.ts_recent - seg.ts[0]) & 0xFFFFFFFF) < 0x80000000
+
+    def _remember_stamp(self, conn: Connection, now: int) -> bool:
+        """RC-1 (``tcp_remember_stamp``): cache the peer's newest TSval for legacy recycle."""
+        cached = self.peer_ts.get(conn.raddr)
+        if cached is None or not 0 < ((cached[0] - conn.ts_recent) & 0xFFFFFFFF) < 0x80000000 or (
+            now - cached[1] > 60 * SEC
+        ):
+            self.peer_ts[conn.raddr] = (conn.ts_recent, conn.ts_recent_stamp)
+        return True
+
+    # ------------------------------------------------------------------ the wire
+
+    def transmit(self, seg: Segment) -> None:
+        """Hand a segment to the network (stamped with its birth time and packet id)."""
+        net = self.net
+        now = net.sched.now
+        seg.born = now
+        net.pid += 1
+        seg.pid = net.pid
+        c = self.counters
+        c["TcpOutSegs"] = c.get("TcpOutSegs", 0) + 1
+        if seg.flags & RST:
+            c["TcpOutRsts"] = c.get("TcpOutRsts", 0) + 1
+        if net.trace.on:
+            net.trace.records.append((now, TX, self.name, seg))
+        net.transmit(self, seg)
+
+    def receive(self, seg: Segment) -> None:
+        """``tcp_v4_rcv``: demultiplex by 4-tuple, then TIME_WAIT, then listener."""
+        net = self.net
+        if net.sched.now - seg.born > net.max_age:
+            net.too_old(self, seg)
+            return
+        tr = net.trace
+        if seg.dst not in self.addr_set:
+            if tr.on:
+                tr.records.append((net.sched.now, DROP, self.name, seg, "not-for-us"))
+            return
+        if tr.on:
+            tr.records.append((net.sched.now, RX, self.name, seg))
+        c = self.counters
+        c["TcpInSegs"] = c.get("TcpInSegs", 0) + 1
+        key = (seg.dst, seg.dport, seg.src, seg.sport)
+        conn = self.ehash.get(key)
+        if conn is not None:
+            if conn.state == SYN_RECEIVED and conn.parent is not None and seg.flags & ACK:
+                lsock = conn.parent
+                if len(lsock.accept_queue) >= max(lsock.backlog, 1):  # type: ignore[attr-defined]
+                    # Accept queue full: the ACK is dropped; the SYN-ACK will be resent.
+                    self.bump("TcpExtListenOverflows")
+                    if tr.on:
+                        tr.records.append((net.sched.now, DROP, self.name, seg, "backlog"))
+                    return
+            conn.process(seg, net.sched.now)
+            self._after(conn)
+            return
+        tw = self.twhash.get(key)
+        if tw is not None:
+            self._tw_input(tw, seg)
+            return
+        self._listen_input(seg, 0)
+
+    def _listen_input(self, seg: Segment, tw_isn: int) -> None:
+        """A segment for no connection: a listener's SYN, or an RST (TW-R3)."""
+        now = self.net.sched.now
+        tr = self.net.trace
+        lsock = self.listeners.get((seg.dst, seg.dport)) or self.listeners.get((0, seg.dport))
+        flags = seg.flags
+        if lsock is None or flags & (SYN | ACK | RST) != SYN:
+            if lsock is None and tr.on:
+                tr.records.append((now, DROP, self.name, seg, "no-socket"))
+            if flags & RST:
+                return
+            rst = reset_for(seg, self.cfg.ttl)
+            if rst is not None:
+                self.transmit(rst)
+            return
+        if self.cfg.tw_recycle and not tw_isn and self._recycle_reject(seg, now):
+            self.bump("TcpExtPAWSPassive")
+            if tr.on:
+                tr.records.append((now, DROP, self.name, seg, "recycle"))
+            return
+        if len(lsock.accept_queue) >= max(lsock.backlog, 1):
+            self.bump("TcpExtListenDrops")
+            if tr.on:
+                tr.records.append((now, DROP, self.name, seg, "backlog"))
+            return
+        key = (seg.dst, seg.dport, seg.src, seg.sport)
+        conn = Connection(self, seg.dst, seg.dport, seg.src, seg.sport)
+        conn.parent = lsock
+        isn, ts_off = self._isn(seg.dst, seg.src, seg.dport, seg.sport, now)
+        if tw_isn:
+            isn = tw_isn
+        self.ehash[key] = conn
+        conn.reuse = lsock.reuseaddr
+        self._port_acquire(seg.dport, conn, reuse=lsock.reuseaddr, bind_created=True)
+        conn.seen_state = CLOSED
+        conn.open_passive(seg, now, isn, ts_off)
+        self._after(conn)
+
+    def _recycle_reject(self, seg: Segment, now: int) -> bool:
+        """RC-3 (``tcp_peer_is_proven``): drop a SYN whose TSval is older than the peer's cache."""
+        cached = self.peer_ts.get(seg.src)
+        if cached is None or now - cached[1] >= 60 * SEC:
+            return False
+        if seg.ts is None:
+            return True
+        return ((cached[0] - seg.ts[0]) & 0xFFFFFFFF) < 0x80000000 and ((cached[0] - seg.ts[0]) & 0xFFFFFFFF) > 1
+
+    # ------------------------------------------------------------------ conveniences
+
+    def call_later(self, delay_s: float, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` after ``delay_s`` seconds of simulated time (applications' timers)."""
+        self.net.sched.after(int(delay_s * SEC), _call0, fn)
+
+    def call_at(self, t_us: int, fn: Callable[[], None]) -> None:
+        self.net.sched.at(t_us, _call0, fn)
+
+
+def _call0(fn: Callable[[], None]) -> None:
+    fn()
+
+
+__all__ = ["Host", "Socket", "SocketError", "RX", "TX"]

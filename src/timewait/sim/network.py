@@ -1,0 +1,273 @@
+"""The modelled network: links, routers, routing, packet age (MSL) and fault rules."""
+
+from __future__ import annotations
+
+import random
+import shlex
+from collections import deque
+from dataclasses import dataclass, field
+
+from timewait.errors import UsageError
+from timewait.sim.scheduler import Scheduler
+from timewait.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
+from timewait.trace import DROP, FWD, ICMP, Trace
+
+_FLAG_LETTERS = {"F": FIN, "S": SYN, "R": RST, "P": PSH, ".": ACK, "A": ACK}
+
+
+class Node:
+    """Anything with addresses that packets can reach: host, router or NAT."""
+
+    kind = "node"
+
+    def __init__(self, name: str, addrs: list[int]) -> None:
+        self.name = name
+        self.addrs = list(addrs)
+        self.net: Network = None  # type: ignore[assignment]  # set by Network.add
+        self.hops: dict[int, tuple[Link, Node] | None] = {}
+
+    def receive(self, seg: Segment) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+@dataclass(slots=True)
+class Link:
+    """A bidirectional link. Times in µs; probabilities in [0, 1]."""
+
+    a: Node
+    b: Node
+    delay: int = 1000
+    jitter: int = 0
+    loss: float = 0.0
+    dup: float = 0.0
+    reorder: float = 0.0
+    reorder_delay: int = 0
+
+    def other(self, n: Node) -> Node:
+        return self.b if n is self.a else self.a
+
+
+@dataclass(slots=True)
+class Fault:
+    """A rule acting on matching segments as they leave ``src`` (a node name).
+
+    ``action`` is ``drop``, ``hold`` (deliver ``seconds`` later) or ``dup``.
+    ``nth`` picks the first affected match (1-based), ``count`` how many from
+    there (0 = all).
+    """
+
+    action: str
+    src: str | None = None
+    dst: str | None = None
+    flags: int | None = None
+    length: int | None = None
+    sport: int | None = None
+    dport: int | None = None
+    nth: int = 1
+    count: int = 1
+    seconds: float = 0.0
+    seen: int = field(default=0)
+    text: str = ""
+
+    def matches(self, node: Node, seg: Segment, dst_name: str | None) -> bool:
+        if self.src is not None and node.name != self.src:
+            return False
+        if self.dst is not None and dst_name != self.dst:
+            return False
+        if self.flags is not None and seg.flags & 0x3F != self.flags:
+            return False
+        if self.length is not None and len(seg.payload) != self.length:
+            return False
+        if self.sport is not None and seg.sport != self.sport:
+            return False
+        return self.dport is None or seg.dport == self.dport
+
+    def fires(self) -> bool:
+        """Count a match; True when this match is one the rule acts on."""
+        self.seen += 1
+        k = self.seen - self.nth
+        return k >= 0 and (self.count == 0 or k < self.count)
+
+
+FAULT_HELP = (
+    "fault: 'drop|dup|hold SECONDS' then KEY=VALUE filters: from=NODE to=NODE flags=S|S.|.|F.|P.|R "
+    "len=N sport=N dport=N nth=N count=N|all"
+)
+
+
+def parse_fault(text: str) -> Fault:
+    """``"drop from=c1 flags=. len=0 nth=2"`` or ``"hold 45 from=c1 flags=P."``."""
+    words = shlex.split(text)
+    if not words or words[0] not in ("drop", "dup", "hold"):
+        raise UsageError(f"bad {FAULT_HELP}: {text!r}")
+    f = Fault(words[0], text=text)
+    rest = words[1:]
+    if f.action == "hold":
+        try:
+            f.seconds = float(rest.pop(0))
+        except (IndexError, ValueError):
+            raise UsageError(f"hold needs SECONDS first: {text!r}") from None
+    for w in rest:
+        k, sep, v = w.partition("=")
+        if not sep:
+            raise UsageError(f"bad {FAULT_HELP}: {w!r}")
+        try:
+            if k == "from":
+                f.src = v
+            elif k == "to":
+                f.dst = v
+            elif k == "flags":
+                bits = 0
+                for ch in v:
+                    bits |= _FLAG_LETTERS[ch.upper() if ch != "." else ch]
+                f.flags = bits
+            elif k == "len":
+                f.length = int(v)
+            elif k == "sport":
+                f.sport = int(v)
+            elif k == "dport":
+                f.dport = int(v)
+            elif k == "nth":
+                f.nth = int(v)
+            elif k == "count":
+                f.count = 0 if v == "all" else int(v)
+            else:
+                raise KeyError(k)
+        except (KeyError, ValueError):
+            raise UsageError(f"bad {FAULT_HELP}: {w!r}") from None
+    return f
+
+
+class Network:
+    """Nodes, links and the rules packets live by.
+
+    ``max_age`` (µs) is the MSL: a packet older than that is discarded
+    wherever it arrives, so a "hold" longer than MSL kills it.
+    """
+
+    def __init__(self, sched: Scheduler, trace: Trace, rng: random.Random, max_age: int) -> None:
+        self.sched = sched
+        self.trace = trace
+        self.rng = rng
+        self.max_age = max_age
+        self.nodes: dict[str, Node] = {}
+        self.links: list[Link] = []
+        self.adj: dict[str, list[Link]] = {}
+        self.owner: dict[int, Node] = {}
+        self.faults: list[Fault] = []
+        self.pid = 0
+
+    def add(self, node: Node) -> Node:
+        if node.name in self.nodes:
+            raise UsageError(f"node {node.name!r} exists already")
+        node.net = self
+        self.nodes[node.name] = node
+        self.adj[node.name] = []
+        for a in node.addrs:
+            self.owner[a] = node
+        return node
+
+    def connect(self, a: Node, b: Node, **kw: object) -> Link:
+        link = Link(a, b, **kw)  # type: ignore[arg-type]
+        self.links.append(link)
+        self.adj[a.name].append(link)
+        self.adj[b.name].append(link)
+        for n in self.nodes.values():
+            n.hops.clear()
+        return link
+
+    def route(self, node: Node, dst: int) -> tuple[Link, Node] | None:
+        """Next hop from ``node`` toward ``dst``: breadth-first over the links, cached."""
+        target = self.owner.get(dst)
+        hop = None
+        if target is not None and target is not node:
+            first: dict[str, tuple[Link, Node]] = {}
+            seen = {node.name}
+            queue: deque[Node] = deque()
+            for link in self.adj[node.name]:
+                nb = link.other(node)
+                if nb.name not in seen:
+                    seen.add(nb.name)
+                    first[nb.name] = (link, nb)
+                    queue.append(nb)
+            while queue:
+                n = queue.popleft()
+                if n is target:
+                    hop = first[n.name]
+                    break
+                if n.kind == "host":
+                    continue  # hosts do not forward
+                for link in self.adj[n.name]:
+                    nb = link.other(n)
+                    if nb.name not in seen:
+                        seen.add(nb.name)
+                        first[nb.name] = first[n.name]
+                        queue.append(nb)
+        node.hops[dst] = hop
+        return hop
+
+    def transmit(self, node: Node, seg: Segment) -> None:
+        """Put ``seg`` on the link from ``node`` toward ``seg.dst``."""
+        hops = node.hops
+        hop = hops[seg.dst] if seg.dst in hops else self.route(node, seg.dst)
+        sched = self.sched
+        if hop is None:
+            if self.trace.on:
+                self.trace.records.append((sched.now, DROP, node.name, seg, "no-route"))
+            return
+        link, nxt = hop
+        delay = link.delay
+        if self.faults:
+            dst_node = self.owner.get(seg.dst)
+            for f in self.faults:
+                if f.matches(node, seg, dst_node.name if dst_node else None) and f.fires():
+                    if f.action == "drop":
+                        if self.trace.on:
+                            self.trace.records.append((sched.now, DROP, node.name, seg, "fault"))
+                        return
+                    if f.action == "hold":
+                        delay += int(f.seconds * 1_000_000)
+                    elif f.action == "dup":
+                        sched.at(sched.now + delay, nxt.receive, seg.copy())
+        rng = self.rng
+        if link.loss and rng.random() < link.loss:
+            if self.trace.on:
+                self.trace.records.append((sched.now, DROP, node.name, seg, "loss"))
+            return
+        if link.jitter:
+            delay += int(rng.random() * link.jitter)
+        if link.reorder and rng.random() < link.reorder:
+            delay += link.reorder_delay
+        sched.at(sched.now + delay, nxt.receive, seg)
+        if link.dup and rng.random() < link.dup:
+            sched.at(sched.now + delay, nxt.receive, seg.copy())
+
+    def too_old(self, node: Node, seg: Segment) -> bool:
+        """Drop (and trace) a packet older than the network's MSL."""
+        if self.sched.now - seg.born > self.max_age:
+            if self.trace.on:
+                self.trace.records.append((self.sched.now, DROP, node.name, seg, "msl"))
+            return True
+        return False
+
+
+class Router(Node):
+    """Decrements TTL and forwards; at TTL 0 drops with an ICMP time-exceeded."""
+
+    kind = "router"
+
+    def receive(self, seg: Segment) -> None:
+        net = self.net
+        if net.too_old(self, seg):
+            return
+        tr = net.trace
+        if seg.ttl <= 1:
+            if tr.on:
+                now = net.sched.now
+                tr.records.append((now, DROP, self.name, seg, "ttl"))
+                tr.records.append((now, ICMP, self.name, seg, "time-exceeded"))
+            return
+        out = seg.copy(ttl=seg.ttl - 1)
+        if tr.on:
+            tr.records.append((net.sched.now, FWD, self.name, seg, out))
+        net.transmit(self, out)

@@ -1,0 +1,135 @@
+"""The Python API: build hosts, links, routers, NATs and apps; run; read the results."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from timewait.errors import UsageError
+from timewait.sim.host import Host
+from timewait.sim.network import Network, Node, Router, parse_fault
+from timewait.sim.profiles import Profile, get_profile
+from timewait.sim.scheduler import Scheduler
+from timewait.tcp.config import SEC
+from timewait.trace import NOTE, Trace
+
+
+def parse_sysctl_override(text: str) -> tuple[str, str, str]:
+    """``"c1:net.ipv4.tcp_tw_reuse=1"`` to ``("c1", name, value)``; HOST may be ``*``."""
+    host, sep, rest = text.partition(":")
+    name, eq, value = rest.partition("=")
+    if not sep or not eq or not host or not name:
+        raise UsageError(f"--sysctl {text!r}: expected HOST:NAME=VALUE, e.g. c1:net.ipv4.tcp_tw_reuse=1")
+    return host.strip(), name.strip(), value.strip()
+
+
+class Simulation:
+    """A deterministic world: one scheduler (the only clock), one seeded RNG, one trace.
+
+    >>> sim = Simulation(seed=1)
+    >>> c1 = sim.add_host("c1", "10.0.0.1"); c2 = sim.add_host("c2", "10.0.0.2")
+    >>> _ = sim.link(c1, c2, delay_ms=1)
+    >>> sim.run(until_s=1)
+    """
+
+    def __init__(self, *, profile: str | Profile = "linux", seed: int = 1, trace: bool = True,
+                 sysctls: list[str] | None = None, msl_s: float | None = None) -> None:
+        self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.sched = Scheduler()
+        self.trace = Trace(trace)
+        msl = int(msl_s * SEC) if msl_s is not None else self.profile.msl
+        self.msl = msl
+        self.net = Network(self.sched, self.trace, self.rng, max_age=msl)
+        self.hosts: dict[str, Host] = {}
+        self.overrides = [parse_sysctl_override(s) for s in (sysctls or [])]
+        self._used_overrides: set[int] = set()
+        self.timewait_enabled = True
+        self.mem: int | None = None
+
+    # ------------------------------------------------------------------ building
+
+    @property
+    def now(self) -> float:
+        """Simulated time in seconds."""
+        return self.sched.now / SEC
+
+    def add_host(self, name: str, *addrs: str, uptime_s: float | None = None) -> Host:
+        """A host with its addresses; the profile's sysctls, then ``--sysctl`` overrides, apply."""
+        prof = self.profile
+        if prof.tw_from_msl:
+            prof = _with_tw_len(prof, 2 * self.msl)
+        uptime = int((uptime_s if uptime_s is not None else self.rng.uniform(1000, 5_000_000)) * 1000)
+        h = Host(name, list(addrs), prof, self.rng.randbytes(16), self.rng, uptime_ms=uptime, mem=self.mem)
+        h.timewait_enabled = self.timewait_enabled
+        for i, (hn, sname, value) in enumerate(self.overrides):
+            if hn in (name, "*"):
+                h.set_sysctl(sname, value)
+                self._used_overrides.add(i)
+        self.net.add(h)
+        self.hosts[name] = h
+        return h
+
+    def add_router(self, name: str, *addrs: str) -> Router:
+        from timewait.tcp.segment import ip_aton
+
+        r = Router(name, [ip_aton(a) for a in addrs])
+        self.net.add(r)
+        return r
+
+    def add_node(self, node: Node) -> Node:
+        return self.net.add(node)
+
+    def link(self, a: Node, b: Node, *, delay_ms: float = 0.1, jitter_ms: float = 0.0, loss: float = 0.0,
+             dup: float = 0.0, reorder: float = 0.0, reorder_ms: float = 0.0) -> Any:
+        return self.net.connect(a, b, delay=int(delay_ms * 1000), jitter=int(jitter_ms * 1000), loss=loss,
+                                dup=dup, reorder=reorder, reorder_delay=int(reorder_ms * 1000))
+
+    def fault(self, text: str) -> None:
+        """Add a fault rule, e.g. ``"drop from=c1 flags=. len=0 nth=2"``."""
+        self.net.faults.append(parse_fault(text))
+
+    def note(self, node: str, text: str) -> None:
+        if self.trace.on:
+            self.trace.records.append((self.sched.now, NOTE, node, text))
+
+    def at(self, t_s: float, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` at simulated time ``t_s``."""
+        self.sched.at(int(t_s * SEC), _call0, fn)
+
+    def every(self, period_s: float, fn: Callable[[float], None], until_s: float | None = None) -> None:
+        """Call ``fn(t_seconds)`` every ``period_s`` (a sampler for time series)."""
+        period = int(period_s * SEC)
+        end = int(until_s * SEC) if until_s is not None else None
+
+        def tick(_: object) -> None:
+            fn(self.sched.now / SEC)
+            nxt = self.sched.now + period
+            if end is None or nxt <= end:
+                self.sched.at(nxt, tick, None)
+
+        self.sched.at(self.sched.now, tick, None)
+
+    # ------------------------------------------------------------------ running
+
+    def check_overrides(self) -> None:
+        unused = [f"{h}:{n}" for i, (h, n, _) in enumerate(self.overrides) if i not in self._used_overrides]
+        if unused:
+            raise UsageError(f"--sysctl for unknown host in {', '.join(unused)}; hosts: {', '.join(self.hosts)}")
+
+    def run(self, until_s: float | None = None, max_events: int | None = None) -> None:
+        """Advance simulated time to ``until_s`` (or until nothing is left to do)."""
+        self.check_overrides()
+        self.sched.run(None if until_s is None else int(until_s * SEC), max_events)
+
+
+def _with_tw_len(p: Profile, tw_len: int) -> Profile:
+    from dataclasses import replace
+
+    return replace(p, tw_len=tw_len)
+
+
+def _call0(fn: Callable[[], None]) -> None:
+    fn()

@@ -1,0 +1,784 @@
+"""Parameter sweeps: one scenario over a grid of parameters, sysctls, profiles and seeds.
+
+A sweep is described by a TOML file (``docs/sweep.md``)::
+
+    scenario = "port-exhaustion"
+    profile = ["linux"]
+    seeds = [1, 2]
+    metrics = ["succeeded", "first_failure_at"]
+    [grid]
+    "params.duration" = [10, 20]
+    "sysctl.c1:net.ipv4.ip_local_port_range" = ["32768 60999", "1025 65535"]
+    [output]
+    csv = "out/sweep.csv"
+    parquet = "out/sweep.parquet"
+    plot = { x = "params.duration", y = "succeeded", file = "out/sweep.png" }
+
+:func:`load_spec` validates all of it before anything runs; :func:`expand`
+turns it into :class:`Point` s (profile x seed x grid, in that order);
+:func:`run_sweep` runs the points that are not in the cache, on local
+processes or on a Dask cluster, and :func:`write_outputs` writes the table
+(CSV, Parquet) and the plot atomically.
+
+Each point calls the *runner*, by default
+``timewait.scenarios.run_scenario(scenario, params=..., sysctls=[...],
+profile=..., seed=..., trace=False)``. The runner is named ``"module:function"``
+so that worker processes and Dask workers import it themselves; tests pass
+their own (any callable with that signature returning an object with
+``to_json()`` or a dict of the same shape).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib
+import io
+import itertools
+import json
+import math
+import os
+import re
+import sys
+import time
+import tomllib
+import traceback
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from timewait.errors import UsageError
+
+DEFAULT_RUNNER = "timewait.scenarios:run_scenario"
+DEFAULT_CACHE = ".sweep-cache"
+MAX_POINTS = 100_000
+TOP_KEYS = ("scenario", "profile", "seeds", "metrics", "grid", "output")
+OUTPUT_KEYS = ("csv", "parquet", "plot")
+PLOT_KEYS = ("x", "y", "file")
+SPECIAL_METRICS = ("checks_passed", "sim_time")
+FIXED_COLUMNS = ("point", "scenario", "profile", "seed")
+STATUS_COLUMNS = ("status", "error", "cached")
+
+_PARAM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_SYSCTL_RE = re.compile(r"([A-Za-z0-9_*-]+):([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)+)")
+_SCHEDULER_RE = re.compile(r"(tcp|tls)://[^\s:/]+:\d{1,5}")
+
+Runner = Callable[..., Any]
+
+
+# ---------------------------------------------------------------- the spec
+
+
+@dataclass(frozen=True, slots=True)
+class PlotSpec:
+    """Plot metric ``y`` against ``x`` (a grid key, ``seed`` or ``profile``) into ``file``."""
+
+    x: str
+    y: str
+    file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class SweepSpec:
+    """A validated sweep; output paths are absolute (resolved against the spec's folder)."""
+
+    path: Path
+    scenario: str
+    profiles: tuple[str, ...]
+    seeds: tuple[int, ...]
+    metrics: tuple[str, ...]
+    grid: tuple[tuple[str, tuple[Any, ...]], ...]
+    csv: Path
+    parquet: Path
+    plot: PlotSpec | None
+
+    @property
+    def grid_keys(self) -> list[str]:
+        return [k for k, _ in self.grid]
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns of the result table, in order."""
+        return [*FIXED_COLUMNS, *self.grid_keys, *self.metrics, *STATUS_COLUMNS]
+
+    @property
+    def point_count(self) -> int:
+        return len(self.profiles) * len(self.seeds) * math.prod(len(v) for _, v in self.grid)
+
+
+def load_spec(
+    path: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    known_scenarios: Collection[str] | None = None,
+) -> SweepSpec:
+    """Read and validate a sweep spec; any problem is one :class:`UsageError` line.
+
+    ``out_dir`` replaces the folder of every output file (``--out``).
+    ``known_scenarios`` overrides the scenario registry (tests with a stub runner).
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"sweep spec {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"sweep spec {str(path)!r} cannot be read: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path.name}: not valid TOML: {e}") from None
+    where = path.name
+    _only_keys(raw, TOP_KEYS, where)
+
+    scenario = raw.get("scenario")
+    if not isinstance(scenario, str) or not scenario:
+        raise UsageError(f"{where}: 'scenario' must be a scenario name (a string)")
+    scenarios = _registry_names() if known_scenarios is None else set(known_scenarios)
+    if scenarios is not None and scenario not in scenarios:
+        raise UsageError(f"{where}: unknown scenario {scenario!r}; known: {', '.join(sorted(scenarios))}")
+
+    profiles = _str_list(raw.get("profile", ["linux"]), "profile", where)
+    for p in profiles:
+        _check_profile(p, where)
+    seeds = _seed_list(raw.get("seeds", [1]), where)
+    metrics = _str_list(raw.get("metrics"), "metrics", where, required=True)
+    for m in metrics:
+        if m in FIXED_COLUMNS or m in STATUS_COLUMNS:
+            raise UsageError(f"{where}: metric {m!r} clashes with a column of the table ({', '.join(FIXED_COLUMNS + STATUS_COLUMNS)})")
+
+    grid_raw = raw.get("grid", {})
+    if not isinstance(grid_raw, dict):
+        raise UsageError(f"{where}: [grid] must be a table of \"params.NAME\" or \"sysctl.HOST:NAME\" = [values]")
+    grid = tuple((k, _grid_values(k, v, where)) for k, v in grid_raw.items())
+    for key, values in grid:
+        _check_grid_key(key, values, scenario, profiles, where)
+
+    spec_dir = path.resolve().parent
+    output = raw.get("output", {})
+    if not isinstance(output, dict):
+        raise UsageError(f"{where}: [output] must be a table with keys {', '.join(OUTPUT_KEYS)}")
+    _only_keys(output, OUTPUT_KEYS, f"{where} [output]")
+    stem = path.stem
+    csv_path = _out_path(output.get("csv", f"out/{stem}.csv"), "csv", ".csv", spec_dir, out_dir, where)
+    pq_path = _out_path(output.get("parquet", f"out/{stem}.parquet"), "parquet", ".parquet", spec_dir, out_dir, where)
+    plot = None
+    if "plot" in output:
+        plot = _plot_spec(output["plot"], [k for k, _ in grid], metrics, spec_dir, out_dir, where)
+
+    spec = SweepSpec(path.resolve(), scenario, tuple(profiles), tuple(seeds), tuple(metrics), grid,
+                     csv_path, pq_path, plot)
+    if spec.point_count > MAX_POINTS:
+        raise UsageError(f"{where}: {spec.point_count} points; a sweep may have at most {MAX_POINTS}")
+    return spec
+
+
+def _only_keys(table: dict[str, Any], allowed: Iterable[str], where: str) -> None:
+    allowed = tuple(allowed)
+    for k in table:
+        if k not in allowed:
+            raise UsageError(f"{where}: unknown key {k!r}; allowed: {', '.join(allowed)}")
+
+
+def _str_list(v: Any, name: str, where: str, required: bool = False) -> list[str]:
+    if v is None and required:
+        raise UsageError(f"{where}: '{name}' is required: a list of strings")
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+        raise UsageError(f"{where}: '{name}' must be a non-empty list of strings")
+    if len(set(v)) != len(v):
+        raise UsageError(f"{where}: '{name}' lists a value twice")
+    return v
+
+
+def _seed_list(v: Any, where: str) -> list[int]:
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = [v]
+    if (not isinstance(v, list) or not v
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)):
+        raise UsageError(f"{where}: 'seeds' must be a non-empty list of integers >= 0")
+    if len(set(v)) != len(v):
+        raise UsageError(f"{where}: 'seeds' lists a value twice")
+    return v
+
+
+def _grid_values(key: str, v: Any, where: str) -> tuple[Any, ...]:
+    scalar = (str, int, float, bool)
+    if not isinstance(v, list) or not v or not all(isinstance(x, scalar) for x in v):
+        raise UsageError(f"{where}: grid {key!r} must be a non-empty list of strings, numbers or booleans")
+    if len({(type(x), x) for x in v}) != len(v):
+        raise UsageError(f"{where}: grid {key!r} lists a value twice")
+    return tuple(v)
+
+
+def _check_grid_key(key: str, values: tuple[Any, ...], scenario: str, profiles: list[str], where: str) -> None:
+    kind, _, rest = key.partition(".")
+    if kind == "params":
+        if not _PARAM_RE.fullmatch(rest):
+            raise UsageError(f"{where}: grid key {key!r}: expected \"params.NAME\"")
+        _check_param(scenario, rest, values, where)
+    elif kind == "sysctl":
+        m = _SYSCTL_RE.fullmatch(rest)
+        if m is None:
+            raise UsageError(f"{where}: grid key {key!r}: expected \"sysctl.HOST:NAME\", e.g. \"sysctl.c1:net.ipv4.tcp_tw_reuse\"")
+        for p in profiles:
+            _check_sysctl(p, m[2], values, where)
+    else:
+        raise UsageError(f"{where}: grid key {key!r}: must start with \"params.\" or \"sysctl.\"")
+
+
+def _plot_spec(v: Any, grid_keys: list[str], metrics: list[str], spec_dir: Path,
+               out_dir: str | Path | None, where: str) -> PlotSpec:
+    if not isinstance(v, dict):
+        raise UsageError(f"{where}: [output] plot must be a table {{ x = ..., y = ..., file = ... }}")
+    _only_keys(v, PLOT_KEYS, f"{where} [output] plot")
+    for k in PLOT_KEYS:
+        if not isinstance(v.get(k), str) or not v[k]:
+            raise UsageError(f"{where}: [output] plot needs '{k}' (a string)")
+    xs = [*grid_keys, "seed", "profile"]
+    if v["x"] not in xs:
+        raise UsageError(f"{where}: plot x {v['x']!r} is not swept; allowed: {', '.join(xs)}")
+    if v["y"] not in metrics:
+        raise UsageError(f"{where}: plot y {v['y']!r} is not among the metrics: {', '.join(metrics)}")
+    file = _out_path(v["file"], "plot file", ".png", spec_dir, out_dir, where)
+    return PlotSpec(v["x"], v["y"], file)
+
+
+def _out_path(v: Any, name: str, suffix: str, spec_dir: Path, out_dir: str | Path | None, where: str) -> Path:
+    if not isinstance(v, str) or not v.strip():
+        raise UsageError(f"{where}: [output] {name} must be a file path (a string)")
+    p = Path(v)
+    if p.suffix.lower() != suffix:
+        raise UsageError(f"{where}: [output] {name} {v!r} must end in {suffix}")
+    if out_dir is not None:
+        return Path(out_dir).resolve() / p.name
+    return p if p.is_absolute() else spec_dir / p
+
+
+# The checks below ask the simulator's own tables, so a spec fails before any
+# point runs; they are skipped where that part of the engine is not present.
+
+
+def _registry_names() -> set[str] | None:
+    try:
+        from timewait.scenarios import REGISTRY
+    except ImportError:
+        return None
+    return set(REGISTRY)
+
+
+def _check_profile(name: str, where: str) -> None:
+    try:
+        from timewait.sim.profiles import get_profile
+    except ImportError:
+        return
+    try:
+        get_profile(name)
+    except UsageError as e:
+        raise UsageError(f"{where}: {e}") from None
+
+
+def _check_sysctl(profile: str, name: str, values: tuple[Any, ...], where: str) -> None:
+    try:
+        from timewait.sim.profiles import get_profile
+        from timewait.sim.sysctl import lookup
+    except ImportError:
+        return
+    try:
+        s = lookup(name, get_profile(profile).legacy)
+        for v in values:
+            s.parse(s.name, as_text(v))
+    except UsageError as e:
+        raise UsageError(f"{where}: {e} (profile {profile})") from None
+
+
+def _check_param(scenario: str, name: str, values: tuple[Any, ...], where: str) -> None:
+    """Ask the scenario, if it says which parameters it takes (``Scenario.params``)."""
+    try:
+        from timewait.scenarios import REGISTRY
+    except ImportError:
+        return
+    sc = REGISTRY.get(scenario)
+    declared = getattr(sc, "params", None)
+    if isinstance(declared, dict) and name not in declared:
+        allowed = ", ".join(sorted(declared)) or "none"
+        raise UsageError(f"{where}: scenario {scenario!r} has no parameter {name!r}; allowed: {allowed}")
+
+
+# ---------------------------------------------------------------- the points
+
+
+def as_text(v: Any) -> str:
+    """A grid value as it would be typed after ``--set k=`` or ``--sysctl h:n=``."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One run of the sweep: a scenario with one choice from each grid line."""
+
+    index: int
+    scenario: str
+    profile: str
+    seed: int
+    coords: tuple[tuple[str, Any], ...]
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {k.removeprefix("params."): as_text(v) for k, v in self.coords if k.startswith("params.")}
+
+    @property
+    def sysctls(self) -> list[str]:
+        return [f"{k.removeprefix('sysctl.')}={as_text(v)}" for k, v in self.coords if k.startswith("sysctl.")]
+
+    def label(self) -> str:
+        parts = [f"{k}={as_text(v)!r}" if " " in as_text(v) else f"{k}={as_text(v)}" for k, v in self.coords]
+        return " ".join([*parts, f"profile={self.profile}", f"seed={self.seed}"])
+
+    def cache_key(self, engine: str, runner: str) -> str:
+        """A hash of what decides the result: scenario, params, sysctls, profile, seed, engine."""
+        doc = {"scenario": self.scenario, "params": self.params, "sysctls": sorted(self.sysctls),
+               "profile": self.profile, "seed": self.seed, "engine": engine}
+        if runner != DEFAULT_RUNNER:
+            doc["runner"] = runner
+        blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def expand(spec: SweepSpec) -> list[Point]:
+    """Every point of the sweep: profile x seed x grid (last grid key varies fastest)."""
+    keys = spec.grid_keys
+    points = []
+    combos = itertools.product(spec.profiles, spec.seeds, *(v for _, v in spec.grid))
+    for i, (profile, seed, *values) in enumerate(combos):
+        points.append(Point(i, spec.scenario, profile, seed, tuple(zip(keys, values, strict=True))))
+    return points
+
+
+def engine_version() -> str:
+    """``timewait.__version__`` if the package sets one, else the installed version."""
+    import timewait
+
+    v = getattr(timewait, "__version__", None)
+    if v:
+        return str(v)
+    try:
+        from importlib.metadata import version
+
+        return version("timewait")
+    except Exception:  # not installed: a source checkout on sys.path
+        return "unknown"
+
+
+# ------------------------------------------------------------- one point run
+
+
+def resolve_runner(runner: str | Runner) -> Runner:
+    """``"module:function"`` to the function; a callable is returned as is."""
+    if callable(runner):
+        return runner
+    mod, sep, attr = runner.partition(":")
+    if not sep:
+        raise UsageError(f"runner {runner!r}: expected 'module:function'")
+    return getattr(importlib.import_module(mod), attr)
+
+
+def runner_name(runner: str | Runner) -> str:
+    if isinstance(runner, str):
+        return runner
+    return f"{runner.__module__}:{runner.__qualname__}"
+
+
+def execute_point(point: Point, runner: str | Runner = DEFAULT_RUNNER) -> dict[str, Any]:
+    """Run one point and return ``{"ok", "result" | "error", "wall_s"}``; never raises.
+
+    This is what a worker process or a Dask worker executes. ``result`` keeps
+    the run's ``metrics``, ``checks`` and ``sim_time`` (not its trace or host
+    tables), so any metric can be picked from the cache later.
+    """
+    t0 = time.perf_counter()
+    try:
+        fn = resolve_runner(runner)
+        res = fn(point.scenario, params=point.params, sysctls=point.sysctls, profile=point.profile,
+                 seed=point.seed, trace=False)
+        doc = res.to_json() if hasattr(res, "to_json") else dict(res)
+        result = {"metrics": doc.get("metrics", {}), "checks": doc.get("checks", []),
+                  "sim_time": doc.get("sim_time")}
+        result = json.loads(json.dumps(result, default=str))  # plain JSON, as the cache keeps it
+        return {"ok": True, "result": result, "wall_s": time.perf_counter() - t0}
+    except Exception as e:  # a failing point is reported, the sweep goes on
+        tb = traceback.extract_tb(e.__traceback__)
+        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+        return {"ok": False, "error": f"{type(e).__name__}: {e}{where}", "wall_s": time.perf_counter() - t0}
+
+
+def run_point(point: Point, runner: str | Runner = DEFAULT_RUNNER) -> dict[str, Any]:
+    """Alias of :func:`execute_point`: the documented hook to run one point by hand."""
+    return execute_point(point, runner)
+
+
+# ----------------------------------------------------------------- the cache
+
+
+class Cache:
+    """Finished points as JSON files named by :meth:`Point.cache_key`, written atomically."""
+
+    def __init__(self, root: Path, engine: str, runner: str) -> None:
+        self.root, self.engine, self.runner = root, engine, runner
+
+    def _file(self, point: Point) -> Path:
+        return self.root / f"{point.cache_key(self.engine, self.runner)}.json"
+
+    def get(self, point: Point) -> dict[str, Any] | None:
+        try:
+            doc = json.loads(self._file(point).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return doc.get("result") if isinstance(doc, dict) else None
+
+    def put(self, point: Point, result: dict[str, Any], wall_s: float) -> None:
+        doc = {"scenario": point.scenario, "params": point.params, "sysctls": point.sysctls,
+               "profile": point.profile, "seed": point.seed, "engine": self.engine,
+               "runner": self.runner, "wall_s": round(wall_s, 3), "result": result}
+        atomic_write_bytes(self._file(point), json.dumps(doc, indent=1).encode())
+
+
+# ----------------------------------------------------------------- the sweep
+
+
+@dataclass(slots=True)
+class PointOutcome:
+    """What became of one point."""
+
+    point: Point
+    ok: bool
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    cached: bool = False
+    wall_s: float = 0.0
+
+
+@dataclass(slots=True)
+class SweepReport:
+    """The outcome of :func:`run_sweep`; ``computed`` counts the points actually run."""
+
+    spec: SweepSpec
+    outcomes: list[PointOutcome]
+    computed: int = 0
+    cached: int = 0
+    failed: int = 0
+    where: str = "local"
+    written: list[Path] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[PointOutcome]:
+        return [o for o in self.outcomes if not o.ok or row_error(self.spec, o)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "spec": str(self.spec.path.name),
+            "scenario": self.spec.scenario,
+            "points": len(self.outcomes),
+            "computed": self.computed,
+            "cached": self.cached,
+            "failed": len(self.failures),
+            "where": self.where,
+            "failures": [{"point": o.point.index, "label": o.point.label(),
+                          "error": o.error or row_error(self.spec, o)} for o in self.failures],
+            "written": [str(p) for p in self.written],
+            "messages": self.messages,
+        }
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    runner: str | Runner = DEFAULT_RUNNER,
+    progress: bool | None = None,
+    write: bool = True,
+) -> SweepReport:
+    """Run every point not in the cache, then write the outputs; never raises for a bad point.
+
+    ``scheduler`` (``tcp://HOST:PORT``) sends the points to an existing Dask
+    cluster; otherwise ``workers`` local processes run them (default: one per
+    core; 1 runs them in this process). ``progress=None`` shows a bar only
+    when stderr is a terminal.
+    """
+    if scheduler is not None and not _SCHEDULER_RE.fullmatch(scheduler):
+        raise UsageError(f"--scheduler {scheduler!r}: expected tcp://HOST:PORT")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1 (got {workers})")
+    points = expand(spec)
+    rname = runner_name(runner)
+    root = Path(cache_dir) if cache_dir is not None else spec.path.parent / DEFAULT_CACHE
+    cache = Cache(root, engine_version(), rname) if use_cache else None
+    outcomes: dict[int, PointOutcome] = {}
+    pending: list[Point] = []
+    for p in points:
+        hit = cache.get(p) if cache else None
+        if hit is not None:
+            outcomes[p.index] = PointOutcome(p, True, hit, cached=True)
+        else:
+            pending.append(p)
+    report = SweepReport(spec, [], cached=len(outcomes), where=scheduler or "local")
+    show = sys.stderr.isatty() if progress is None else progress
+
+    def done(p: Point, res: dict[str, Any]) -> None:
+        ok = bool(res.get("ok"))
+        outcomes[p.index] = PointOutcome(p, ok, res.get("result"), res.get("error"), False, res.get("wall_s", 0.0))
+        report.computed += 1
+        if ok and cache is not None:
+            cache.put(p, res["result"], res.get("wall_s", 0.0))
+
+    with _progress(show, len(points), len(outcomes)) as tick:
+        if scheduler is not None:
+            source = _run_dask(pending, runner, scheduler)
+        elif (workers or os.cpu_count() or 1) == 1 or len(pending) <= 1:
+            source = ((p, execute_point(p, runner)) for p in pending)
+        else:
+            source = _run_processes(pending, runner, workers or os.cpu_count() or 1)
+        for p, res in source:
+            done(p, res)
+            tick(p, bool(res.get("ok")))
+    report.outcomes = [outcomes[p.index] for p in points]
+    report.failed = len(report.failures)
+    if write:
+        rows = table(spec, report.outcomes)
+        report.written, report.messages = write_outputs(spec, rows)
+    return report
+
+
+def _run_processes(points: list[Point], runner: str | Runner, workers: int) -> Iterator[tuple[Point, dict[str, Any]]]:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(points)))
+    try:
+        futures = {pool.submit(execute_point, p, runner): p for p in points}
+        for fut in as_completed(futures):
+            p = futures[fut]
+            try:
+                yield p, fut.result()
+            except Exception as e:  # the worker process died (BrokenProcessPool, ...)
+                yield p, {"ok": False, "error": f"{type(e).__name__}: {e}", "wall_s": 0.0}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(points: list[Point], runner: str | Runner, address: str) -> Iterator[tuple[Point, dict[str, Any]]]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise UsageError("--scheduler needs the 'distributed' package (pip install 'dask[distributed]')") from None
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError) as e:
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+    try:
+        if not points:
+            return
+        futures = client.map(execute_point, points, runner=runner, pure=False)
+        by_key = {f.key: p for f, p in zip(futures, points, strict=True)}
+        for fut in as_completed(futures):
+            p = by_key[fut.key]
+            try:
+                yield p, fut.result()
+            except Exception as e:  # lost worker, unpicklable result, ...
+                yield p, {"ok": False, "error": f"{type(e).__name__}: {e}", "wall_s": 0.0}
+    finally:
+        client.close()
+
+
+@contextmanager
+def _progress(show: bool, total: int, already: int) -> Iterator[Callable[[Point, bool], None]]:
+    """A Rich progress bar on stderr, or nothing."""
+    if not show:
+        yield lambda p, ok: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    failed = 0
+    with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(f"{already} cached", total=total, completed=already)
+
+        def tick(p: Point, ok: bool) -> None:
+            nonlocal failed
+            failed += not ok
+            bar.update(task, advance=1, description=f"{already} cached, {failed} failed")
+
+        yield tick
+
+
+# ----------------------------------------------------------------- the table
+
+
+def metric_value(result: dict[str, Any], name: str) -> Any:
+    """A metric from a run's result: ``checks_passed``, ``sim_time``, or a dotted path in ``metrics``.
+
+    Raises ``KeyError`` with the available names when the path does not exist.
+    """
+    if name == "checks_passed":
+        return all(c.get("passed") for c in result.get("checks", []))
+    if name == "sim_time":
+        return result.get("sim_time")
+    node: Any = result.get("metrics", {})
+    if isinstance(node, dict) and name in node:
+        return node[name]
+    for part in name.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
+            node = node[int(part)]
+        else:
+            avail = ", ".join(sorted(result.get("metrics", {}))) or "none"
+            raise KeyError(f"metric {name!r} not in the results; metrics: {avail}")
+    return node
+
+
+def row_error(spec: SweepSpec, o: PointOutcome) -> str | None:
+    """Why a finished point cannot fill its row (a metric it does not have), if so."""
+    if not o.ok or o.result is None:
+        return None
+    for m in spec.metrics:
+        try:
+            metric_value(o.result, m)
+        except KeyError as e:
+            return str(e.args[0])
+    return None
+
+
+def table(spec: SweepSpec, outcomes: list[PointOutcome]) -> list[dict[str, Any]]:
+    """One row per point: fixed columns, grid values, metrics, status, error, cached."""
+    rows = []
+    for o in outcomes:
+        p = o.point
+        row: dict[str, Any] = {"point": p.index, "scenario": p.scenario, "profile": p.profile, "seed": p.seed}
+        row.update(dict(p.coords))
+        err = o.error if not o.ok else row_error(spec, o)
+        for m in spec.metrics:
+            try:
+                row[m] = _cell(metric_value(o.result, m)) if o.result is not None else None
+            except KeyError:
+                row[m] = None
+        row.update(status="failed" if err else "ok", error=err, cached=o.cached)
+        rows.append(row)
+    return rows
+
+
+def _cell(v: Any) -> Any:
+    """Scalars stay; lists and tables become JSON text, the same in CSV and Parquet."""
+    if v is None or isinstance(v, str | int | float | bool):
+        return v
+    return json.dumps(v, sort_keys=True)
+
+
+# ---------------------------------------------------------------- the files
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_outputs(spec: SweepSpec, rows: list[dict[str, Any]]) -> tuple[list[Path], list[str]]:
+    """CSV, Parquet and (if asked) the plot; returns the files written and any remarks."""
+    cols = spec.columns
+    written = [write_csv(spec.csv, cols, rows), write_parquet(spec.parquet, cols, rows)]
+    messages: list[str] = []
+    if spec.plot is not None:
+        msg = write_plot(spec, rows)
+        if msg:
+            messages.append(msg)
+        else:
+            written.append(spec.plot.file)
+    return written, messages
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r[k]) for k in columns})
+    atomic_write_bytes(path, buf.getvalue().encode())
+    return path
+
+
+def write_parquet(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrays = {}
+    for c in columns:
+        values = [r.get(c) for r in rows]
+        try:
+            arrays[c] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types in one column: keep them as text
+            arrays[c] = pa.array([None if v is None else as_text(v) for v in values], type=pa.string())
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.table(arrays), buf)
+    atomic_write_bytes(path, buf.getvalue().to_pybytes())
+    return path
+
+
+def write_plot(spec: SweepSpec, rows: list[dict[str, Any]]) -> str | None:
+    """Metric ``y`` against ``x``: one line per combination of the other swept values,
+    the mean over seeds with min-max bars. Returns a remark instead when nothing can be drawn."""
+    assert spec.plot is not None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x, y = spec.plot.x, spec.plot.y
+    others = [k for k in ["profile", *spec.grid_keys] if k != x]
+    others = [k for k in others if len({as_text(r[k]) for r in rows}) > 1]
+    series: dict[tuple[str, ...], dict[Any, list[float]]] = {}
+    for r in rows:
+        v = r.get(y)
+        if r["status"] != "ok" or isinstance(v, str) or v is None:
+            continue
+        label = tuple(f"{k}={as_text(r[k])}" for k in others)
+        series.setdefault(label, {}).setdefault(r[x], []).append(float(v))
+    if not series:
+        return f"plot not written: metric {y!r} has no numeric values"
+    xs_all = list(dict.fromkeys(r[x] for r in rows))
+    numeric_x = all(isinstance(v, int | float) and not isinstance(v, bool) for v in xs_all)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for label, pts in series.items():
+        xs = sorted(pts) if numeric_x else [v for v in xs_all if v in pts]
+        pos = xs if numeric_x else [xs_all.index(v) for v in xs]
+        means = [sum(pts[v]) / len(pts[v]) for v in xs]
+        lo = [m - min(pts[v]) for m, v in zip(means, xs, strict=True)]
+        hi = [max(pts[v]) - m for m, v in zip(means, xs, strict=True)]
+        ax.errorbar(pos, means, yerr=[lo, hi], marker="o", capsize=3, label=", ".join(label) or None)
+    if not numeric_x:
+        ax.set_xticks(range(len(xs_all)), [as_text(v) for v in xs_all])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    seeds = f", mean of {len(spec.seeds)} seeds" if len(spec.seeds) > 1 else ""
+    ax.set_title(f"{spec.scenario}: {y} vs {x}{seeds}")
+    ax.grid(True, alpha=0.3)
+    if any(series) and any(label for label in series):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(spec.plot.file, buf.getvalue())
+    return None

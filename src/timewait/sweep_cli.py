@@ -1,0 +1,76 @@
+"""``timewait sweep SPEC.toml``: run a parameter sweep and write its table and plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from timewait.errors import UsageError
+from timewait.sweep import SweepReport, load_spec, run_sweep
+
+
+def sweep_cmd(
+    spec_file: Path = typer.Argument(..., help="The sweep spec (TOML, see docs/sweep.md)."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Run on an existing Dask cluster: tcp://HOST:PORT."),
+    workers: int | None = typer.Option(None, "--workers", help="Local worker processes [default: one per core]; 1 runs in this process."),
+    out: Path | None = typer.Option(None, "--out", help="Write the CSV, Parquet and plot into DIR (file names from the spec)."),
+    cache: Path | None = typer.Option(None, "--cache", help="Cache folder [default: .sweep-cache next to the spec]."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache: run every point."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of text."),
+) -> None:
+    """Run one scenario over a grid of parameters, sysctls, profiles and seeds.
+
+    Exit status 1 when any point failed (its parameters and error are listed).
+    """
+    if scheduler is not None and workers is not None:
+        raise UsageError("--workers is for local runs; a --scheduler cluster has its own workers")
+    if no_cache and cache is not None:
+        raise UsageError("give --cache DIR or --no-cache, not both")
+    spec = load_spec(spec_file, out_dir=out)
+    report = run_sweep(spec, scheduler=scheduler, workers=workers, cache_dir=cache,
+                       use_cache=not no_cache, progress=None if not json_out else None)
+    if json_out:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print_summary(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def print_summary(report: SweepReport) -> None:
+    """What ran, what came from the cache, what failed and with which parameters, what was written."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    n = len(report.outcomes)
+    status = "[red]" if report.failed else "[green]"
+    console.print(
+        f"{report.spec.scenario}: {n} points, {report.computed} computed, {report.cached} from cache, "
+        f"{status}{report.failed} failed[/] ({'local processes' if report.where == 'local' else 'Dask at ' + report.where})"
+    )
+    for o in report.failures:
+        err = o.error or "metric missing"
+        if o.ok:
+            from timewait.sweep import row_error
+
+            err = row_error(report.spec, o) or err
+        console.print(f"  [red]failed[/] point {o.point.index}: {escape(o.point.label())}\n    {escape(err)}")
+    for p in report.written:
+        console.print(f"  wrote {escape(_rel(p))}")
+    for m in report.messages:
+        console.print(f"  [yellow]{escape(m)}[/]")
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``sweep`` command to the ``timewait`` app."""
+    app.command("sweep")(sweep_cmd)

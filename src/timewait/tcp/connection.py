@@ -1,0 +1,826 @@
+"""The TCP connection: a transmission control block and the RFC 9293 state machine.
+
+Sans-I/O: a :class:`Connection` owns no clock, socket or thread. Every entry
+point takes ``now`` (integer microseconds); segments to transmit are appended
+to :attr:`Connection.outbox`, which the caller drains; timers are deadlines
+(:meth:`Connection.poll_at`) that the caller honours by calling
+:meth:`Connection.on_timer`. What the application should learn (connected,
+data, end of stream, error) is left in :attr:`Connection.ev` as bits.
+
+The behaviour is Linux's where Linux differs from the RFC, and each such rule
+names the kernel function it mirrors and the rule id of
+``reference/linux-timewait-spec.md``. The TIME_WAIT state itself lives in
+:mod:`timewait.tcp.timewait`: on entering it the owner replaces the
+connection by a small record, as Linux does (TW-4).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from timewait.tcp.config import SEC, TcpConfig
+from timewait.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
+from timewait.tcp.states import (
+    APP_ABORT,
+    APP_CLOSE,
+    APP_CONNECT,
+    CLOSE_WAIT,
+    CLOSED,
+    CLOSING,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    FIN_WAIT_2,
+    LAST_ACK,
+    LISTEN,
+    NAMES,
+    RCV_ACK,
+    RCV_ACK_OF_FIN,
+    RCV_FIN,
+    RCV_RST,
+    RCV_SYN,
+    RCV_SYN_ACK,
+    SYN_RECEIVED,
+    SYN_SENT,
+    TIME_WAIT,
+    TIMEOUT,
+    TRANSITIONS,
+    InvalidTransition,
+)
+
+M32 = 0xFFFFFFFF
+H32 = 0x80000000
+PAWS_WRAP = 2147 * SEC  # TCP_PAWS_WRAP (6.7+)
+
+# Application event bits left in Connection.ev.
+EV_CONNECTED = 1
+EV_DATA = 2
+EV_EOF = 4
+EV_ERROR = 8
+EV_CLOSED = 16
+EV_FW2_TIMER = 32  # an orphan's long FIN_WAIT2 keepalive period ended (TW-6, tmo > 60 s)
+
+# Data-receiving states, and states where new data after close() is an error.
+_RECV_STATES = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
+
+
+class Env(Protocol):
+    """What the core needs from its owner: settings and a counter to bump."""
+
+    cfg: TcpConfig
+
+    def bump(self, name: str, n: int = 1) -> None: ...
+
+
+def _lt(a: int, b: int) -> bool:
+    """``before(a, b)`` mod 2**32."""
+    return ((a - b) & M32) >= H32
+
+
+def _model_timeout(boundary: int, rto_base: int) -> int:
+    """``retransmits_timed_out`` time budget for ``boundary`` retries (LA-4), µs."""
+    if boundary <= 9:
+        return ((1 << (boundary + 1)) - 1) * rto_base
+    return 1023 * rto_base + (boundary - 9) * 120 * SEC
+
+
+class Connection:
+    """One TCP connection's control block and state machine."""
+
+    __slots__ = (
+        "env", "cfg", "laddr", "lport", "raddr", "rport", "key", "state",
+        "iss", "snd_una", "snd_nxt", "snd_wnd", "snd_wscale", "snd_mss", "sndq", "fin_queued", "fin_sent",
+        "irs", "rcv_nxt", "rcv_wscale", "rcvq", "ooo", "rcv_shut",
+        "ts_ok", "ts_off", "ts_recent", "ts_recent_stamp", "sack_ok", "wscale_ok",
+        "rto", "srtt", "rttvar", "rtt_seq", "rtt_time", "retrans", "retrans_stamp",
+        "rto_at", "fw2_at", "last_oow_ack", "ack_pending", "orphan", "linger0",
+        "outbox", "ev", "err", "syn_ts", "parent", "sock", "timer_at", "seen_state", "port_auto", "reuse",
+    )
+
+    def __init__(self, env: Env, laddr: int, lport: int, raddr: int, rport: int) -> None:
+        self.env = env
+        self.cfg = env.cfg
+        self.laddr, self.lport, self.raddr, self.rport = laddr, lport, raddr, rport
+        self.key = (laddr, lport, raddr, rport)
+        self.state = CLOSED
+        self.iss = self.snd_una = self.snd_nxt = 0
+        self.snd_wnd = 65535
+        self.snd_wscale = 0
+        self.snd_mss = 536
+        self.sndq = bytearray()   # bytes from snd_una on: unacknowledged, then unsent
+        self.fin_queued = False   # the application closed its sending side
+        self.fin_sent = False     # our FIN has been transmitted (it sits at snd_nxt - 1)
+        self.irs = self.rcv_nxt = 0
+        self.rcv_wscale = 0
+        self.rcvq = bytearray()   # in-order bytes the application has not read
+        self.ooo: dict[int, bytes] = {}
+        self.rcv_shut = False     # close() was called: new data is an error (tcp_rcv_state_process)
+        self.ts_ok = False
+        self.ts_off = 0
+        self.ts_recent = 0
+        self.ts_recent_stamp = 0  # µs of the last ts_recent update; 0 = never
+        self.sack_ok = False
+        self.wscale_ok = False
+        self.rto = env.cfg.rto_init
+        self.srtt = 0
+        self.rttvar = 0
+        self.rtt_seq = -1
+        self.rtt_time = 0
+        self.retrans = 0          # retransmissions of the head segment so far
+        self.retrans_stamp = 0    # time the head segment was first sent (retransmits_timed_out)
+        self.rto_at = 0           # deadlines, 0 = not armed
+        self.fw2_at = 0
+        self.last_oow_ack = -(1 << 62)
+        self.ack_pending = False
+        self.orphan = False
+        self.linger0 = False
+        self.outbox: list[Segment] = []
+        self.ev = 0
+        self.err: str | None = None
+        self.syn_ts = 0
+        # Owner's bookkeeping (the core never reads these).
+        self.parent: object | None = None  # the listener a passive connection came from
+        self.sock: object | None = None    # the application's socket, None once orphaned
+        self.timer_at = 0                  # deadline the owner has scheduled a wake-up for
+        self.seen_state = CLOSED           # last state the owner has acted on
+        self.port_auto = False             # local port chosen by the connect() port search
+        self.reuse = False                 # SO_REUSEADDR of the socket (or listener) owning the port
+
+    # ------------------------------------------------------------------ helpers
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.lport}->{self.rport} {NAMES[self.state]}>"
+
+    @property
+    def state_name(self) -> str:
+        return NAMES[self.state]
+
+    def _go(self, event: str) -> None:
+        """Move through the transition table (and nowhere else)."""
+        nxt = TRANSITIONS.get((self.state, event))
+        if nxt is None:
+            raise InvalidTransition(self.state, event)
+        self.state = nxt[0]
+
+    def poll_at(self) -> int:
+        """The earliest armed deadline (µs), or 0 when no timer is armed."""
+        a, b = self.rto_at, self.fw2_at
+        if a and b:
+            return a if a < b else b
+        return a or b
+
+    def timer_name(self) -> str:
+        """Name of the earliest armed timer, for the trace."""
+        if self.rto_at and (not self.fw2_at or self.rto_at <= self.fw2_at):
+            return "rto"
+        return "fin_wait2" if self.state == FIN_WAIT_2 else "keepalive"
+
+    def rcv_window(self) -> int:
+        """Bytes we can still accept (the receive window offered)."""
+        w = (self.cfg.rcv_buf >> 1) - len(self.rcvq)
+        return w if w > 0 else 0
+
+    def _emit(self, flags: int, seq: int, now: int, payload: bytes = b"") -> Segment:
+        """Build one segment from the TCB and queue it for transmission."""
+        cfg = self.cfg
+        if flags & SYN:
+            win = cfg.synack_win if flags & ACK else cfg.syn_win
+        else:
+            win = self.rcv_window() >> self.rcv_wscale
+            if win > 0xFFFF:
+                win = 0xFFFF
+        seg = Segment(
+            self.laddr, self.raddr, self.lport, self.rport, seq,
+            self.rcv_nxt if flags & ACK else 0, flags, win, payload, ttl=cfg.ttl,
+        )
+        if self.ts_ok:
+            seg.ts = ((cfg.ts_clock(now) + self.ts_off) & M32, self.ts_recent)
+        if flags & SYN:
+            seg.mss = cfg.mss
+            if self.sack_ok:
+                seg.sack_ok = True
+            if self.wscale_ok:
+                seg.wscale = cfg.rcv_wscale
+        if flags & ACK:
+            self.ack_pending = False
+        self.outbox.append(seg)
+        return seg
+
+    def _send_ack(self, now: int) -> None:
+        self._emit(ACK, self.snd_nxt, now)
+
+    def _send_rst_ack(self, now: int) -> None:
+        """RST+ACK from the TCB, timestamp included (``tcp_send_active_reset``, CL-1/CL-2)."""
+        self._emit(RST | ACK, self.snd_nxt, now)
+
+    def _challenge_ack(self, now: int, syn: bool) -> None:
+        """RFC 5961 challenge ACK (``tcp_send_challenge_ack``, LA-1/LA-2).
+
+        seq = snd_nxt, ack = rcv_nxt, TSecr = ts_recent; at most one per
+        ``tcp_invalid_ratelimit`` per socket (``tcp_oow_rate_limited``).
+        """
+        env = self.env
+        if syn:
+            env.bump("TcpExtTCPSYNChallenge")
+        if now - self.last_oow_ack < self.cfg.invalid_ratelimit:
+            env.bump("TcpExtTCPACKSkippedChallenge")
+            return
+        self.last_oow_ack = now
+        env.bump("TcpExtTCPChallengeACK")
+        self._send_ack(now)
+
+    def _dupack(self, now: int, ratelimit: bool) -> None:
+        """ACK for an unacceptable segment (``tcp_send_dupack``), rate limited if zero-length."""
+        if ratelimit:
+            if now - self.last_oow_ack < self.cfg.invalid_ratelimit:
+                self.env.bump("TcpExtTCPACKSkippedSeq")
+                return
+            self.last_oow_ack = now
+        self._send_ack(now)
+
+    def _fail(self, errno: str) -> None:
+        self.err = errno
+        self.ev |= EV_ERROR
+
+    def _reset_timers(self) -> None:
+        self.rto_at = 0
+        self.fw2_at = 0
+
+    # ------------------------------------------------------------------ opening
+
+    def open_active(self, now: int, iss: int, ts_off: int, ts_recent: int = 0, ts_recent_stamp: int = 0) -> None:
+        """connect(): send a SYN (``tcp_connect``).
+
+        ``ts_recent`` is inherited when the 4-tuple was taken over from a
+        TIME_WAIT (PS-6), so the SYN then carries a non-zero TSecr.
+        """
+        cfg = self.cfg
+        self.iss = self.snd_una = iss
+        self.snd_nxt = (iss + 1) & M32
+        self.ts_ok = cfg.timestamps != 0
+        self.ts_off = ts_off
+        self.ts_recent, self.ts_recent_stamp = ts_recent, ts_recent_stamp
+        self.sack_ok = cfg.sack
+        self.wscale_ok = cfg.window_scaling
+        self._go(APP_CONNECT)
+        seg = self._emit(SYN, iss, now)
+        self.syn_ts = seg.ts[0] if seg.ts else 0
+        self.retrans_stamp = now
+        self.rtt_seq, self.rtt_time = self.snd_nxt, now
+        self.rto = cfg.rto_init
+        self.rto_at = now + self.rto
+        self.env.bump("TcpActiveOpens")
+
+    def open_passive(self, syn: Segment, now: int, iss: int, ts_off: int) -> None:
+        """A listener's child for ``syn``: answer SYN-ACK (``tcp_conn_request``, TS-1)."""
+        cfg = self.cfg
+        self.state = LISTEN
+        self.irs = syn.seq
+        self.rcv_nxt = (syn.seq + 1) & M32
+        self.iss = self.snd_una = iss
+        self.snd_nxt = (iss + 1) & M32
+        self._take_syn_options(syn, now)
+        self.ts_off = ts_off
+        self._go(RCV_SYN)
+        self._emit(SYN | ACK, iss, now)
+        self.retrans_stamp = now
+        self.rtt_seq, self.rtt_time = self.snd_nxt, now
+        self.rto = cfg.rto_init
+        self.rto_at = now + self.rto
+        self.env.bump("TcpPassiveOpens")
+
+    def _take_syn_options(self, syn: Segment, now: int) -> None:
+        """Negotiate options from the peer's SYN or SYN-ACK (TS-1)."""
+        cfg = self.cfg
+        mss = syn.mss if syn.mss is not None else 536
+        self.snd_mss = min(mss, cfg.mss)
+        self.ts_ok = cfg.timestamps != 0 and syn.ts is not None
+        if self.ts_ok:
+            self.ts_recent = syn.ts[0]  # type: ignore[index]
+            self.ts_recent_stamp = now
+        self.sack_ok = cfg.sack and syn.sack_ok
+        self.wscale_ok = cfg.window_scaling and syn.wscale is not None
+        if self.wscale_ok:
+            self.snd_wscale = min(syn.wscale, 14)  # type: ignore[type-var]
+            self.rcv_wscale = cfg.rcv_wscale
+        else:
+            self.snd_wscale = self.rcv_wscale = 0
+        self.snd_wnd = syn.win
+
+    # ------------------------------------------------------------------ application calls
+
+    def send(self, data: bytes, now: int) -> int:
+        """Queue bytes for sending; returns how many were accepted."""
+        if self.state not in (ESTABLISHED, CLOSE_WAIT, SYN_SENT, SYN_RECEIVED) or self.fin_queued:
+            return 0
+        self.sndq += data
+        if self.state in (ESTABLISHED, CLOSE_WAIT):
+            self._push(now)
+        return len(data)
+
+    def recv(self) -> bytes:
+        """Read every in-order byte received so far."""
+        data = bytes(self.rcvq)
+        self.rcvq.clear()
+        return data
+
+    def shutdown_write(self, now: int) -> None:
+        """shutdown(SHUT_WR): send a FIN but keep the socket (no orphan timers)."""
+        self._queue_fin(now)
+
+    def close(self, now: int) -> None:
+        """close() (``__tcp_close``, CL-1..CL-3)."""
+        st = self.state
+        self.orphan = True
+        self.rcv_shut = True
+        if st in (CLOSED, LISTEN):
+            self.state = CLOSED
+            return
+        if st == SYN_SENT:
+            self._go(APP_CLOSE)
+            self._reset_timers()
+            self.ev |= EV_CLOSED
+            return
+        if self.rcvq or self.ooo:
+            # CL-1: unread data -> RST, no FIN, no TIME_WAIT (RFC 2525 §2.17).
+            self.env.bump("TcpExtTCPAbortOnClose")
+            self._abort(now, send_rst=True)
+            return
+        if self.linger0:
+            # CL-2: SO_LINGER {1, 0} -> tcp_disconnect.
+            self.env.bump("TcpExtTCPAbortOnData")
+            send = st in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2, SYN_RECEIVED) or (
+                st in (CLOSING, LAST_ACK) and self._unsent() > 0
+            )
+            self._abort(now, send_rst=send)
+            return
+        self._queue_fin(now)
+
+    def abort(self, now: int) -> None:
+        """Abortive close as SO_LINGER {1, 0} does it."""
+        self.linger0 = True
+        self.close(now)
+
+    def _abort(self, now: int, send_rst: bool) -> None:
+        if send_rst:
+            self._send_rst_ack(now)
+        if self.state != CLOSED:
+            self._go(APP_ABORT)
+        self._reset_timers()
+        self.ev |= EV_CLOSED
+
+    def _queue_fin(self, now: int) -> None:
+        st = self.state
+        if self.fin_queued:
+            return
+        if st in (ESTABLISHED, SYN_RECEIVED, CLOSE_WAIT):
+            self.fin_queued = True
+            self._go(APP_CLOSE)
+            self._push(now)
+
+    def _unsent(self) -> int:
+        inflight = (self.snd_nxt - self.snd_una) & M32
+        if self.state in (SYN_SENT, SYN_RECEIVED):
+            inflight -= 1
+        return len(self.sndq) - inflight
+
+    # ------------------------------------------------------------------ sending
+
+    def _push(self, now: int) -> None:
+        """Send what the peer's window allows; append the FIN after the last byte."""
+        una = self.snd_una
+        if una == self.iss:
+            return  # our SYN is not acknowledged yet
+        if self.fin_sent:
+            return
+        sent = (self.snd_nxt - una) & M32  # bytes already in flight
+        q = self.sndq
+        limit = self.snd_wnd << self.snd_wscale
+        mss = self.snd_mss
+        while True:
+            off = sent
+            avail = len(q) - off
+            room = limit - off
+            n = avail if avail < mss else mss
+            if n > room:
+                n = room if room > 0 else 0
+            fin = self.fin_queued and n == avail
+            if n <= 0 and not fin:
+                return
+            flags = ACK
+            if fin:
+                flags |= FIN
+            if n:
+                flags |= PSH if n == avail else 0
+            payload = bytes(q[off : off + n]) if n else b""
+            self._emit(flags, self.snd_nxt, now, payload)
+            if self.snd_nxt == una:
+                self.retrans_stamp = now
+                self.retrans = 0
+            if self.rtt_seq < 0:
+                self.rtt_seq, self.rtt_time = (self.snd_nxt + n) & M32, now
+            self.snd_nxt = (self.snd_nxt + n + (1 if fin else 0)) & M32
+            sent += n
+            if not self.rto_at:
+                self.rto_at = now + self.rto
+            if fin:
+                self.fin_sent = True
+                return
+
+    def flush(self, now: int) -> None:
+        """Send the ACK still owed after the application had its turn.
+
+        The engine acknowledges at the end of each instant instead of running a
+        40 ms delayed-ACK timer: an answer the application writes at once
+        carries the ACK, as Linux's quick-ACK/pingpong logic usually achieves.
+        """
+        if self.ack_pending and self.state != CLOSED:
+            self._send_ack(now)
+
+    # ------------------------------------------------------------------ timers
+
+    def on_timer(self, now: int) -> None:
+        """Fire every deadline that is due."""
+        if self.rto_at and self.rto_at <= now:
+            self.rto_at = 0
+            self._retransmit_timer(now)
+        if self.fw2_at and self.fw2_at <= now:
+            self.fw2_at = 0
+            if self.state == FIN_WAIT_2:
+                # tcp_keepalive_timer on an orphan: the owner turns it into a TW record.
+                self.ev |= EV_FW2_TIMER
+
+    def _retransmit_timer(self, now: int) -> None:
+        """``tcp_retransmit_timer`` / ``tcp_write_timeout`` (SYN-1, LA-4)."""
+        cfg = self.cfg
+        st = self.state
+        if st == SYN_SENT:
+            # SYN-1: the first tcp_syn_linear_timeouts RTOs stay at 1 s, then double.
+            limit = cfg.syn_retries + cfg.syn_linear_timeouts
+            if self.retrans >= limit or now - self.retrans_stamp >= ((2 << cfg.syn_retries) - 1) * SEC:
+                self._timeout(now)
+                return
+            self.retrans += 1
+            self._emit(SYN, self.iss, now)
+            k = self.retrans
+            lin = cfg.syn_linear_timeouts
+            step = cfg.rto_init if k <= lin else cfg.rto_init << (k - lin)
+            self.rto_at = now + min(step, cfg.rto_max)
+            self.rtt_seq = -1
+            return
+        if st == SYN_RECEIVED:
+            if self.retrans >= cfg.synack_retries:
+                self._timeout(now)
+                return
+            self.retrans += 1
+            self._emit(SYN | ACK, self.iss, now)
+            self.rto_at = now + min(cfg.rto_init << self.retrans, cfg.rto_max)
+            self.rtt_seq = -1
+            return
+        if self.snd_una == self.snd_nxt:
+            return
+        # LA-4: give-up is time based and checked only when the timer fires.
+        if self.orphan:
+            boundary = cfg.orphan_retries or (8 if self.rto < cfg.rto_max else 0)
+        else:
+            boundary = cfg.retries2
+        if now - self.retrans_stamp >= _model_timeout(boundary, cfg.rto_min):
+            self._timeout(now)
+            return
+        self._retransmit_head(now)
+        self.retrans += 1
+        # The first resend does not back off (tail-loss-probe timing), later ones double.
+        back = self.rto << (self.retrans - 1)
+        self.rto_at = now + (back if back < cfg.rto_max else cfg.rto_max)
+        self.rtt_seq = -1
+        self.env.bump("TcpRetransSegs")
+
+    def _retransmit_head(self, now: int) -> None:
+        """Resend the first unacknowledged segment."""
+        q = self.sndq
+        una = self.snd_una
+        inflight = (self.snd_nxt - una) & M32
+        data_inflight = min(inflight, len(q))
+        n = min(data_inflight, self.snd_mss)
+        fin = self.fin_sent and n == len(q)
+        flags = ACK | (FIN if fin else 0) | (PSH if n else 0)
+        self._emit(flags, una, now, bytes(q[:n]))
+
+    def _timeout(self, now: int) -> None:
+        self.env.bump("TcpExtTCPAbortOnTimeout")
+        self._reset_timers()
+        self._go(TIMEOUT)
+        self._fail("ETIMEDOUT")
+        self.ev |= EV_CLOSED
+
+    # ------------------------------------------------------------------ segment arrival
+
+    def process(self, seg: Segment, now: int) -> None:
+        """Handle one arriving segment (RFC 9293 §3.10.7, Linux ``tcp_rcv_state_process``)."""
+        st = self.state
+        if st == SYN_SENT:
+            self._synsent(seg, now)
+            return
+        if st == CLOSED or st == LISTEN:
+            return
+        flags = seg.flags
+        # --- tcp_validate_incoming -------------------------------------------
+        ts = seg.ts
+        if ts is not None and self.ts_ok and self.ts_recent and not flags & RST:
+            # TS-5: PAWS with TCP_PAWS_WINDOW = 1.
+            if 2 <= ((self.ts_recent - ts[0]) & M32) < H32 and now - self.ts_recent_stamp < PAWS_WRAP:
+                if not self._disordered_ack(seg):
+                    if flags & SYN:
+                        self._challenge_ack(now, True)
+                        return
+                    self.env.bump("TcpExtPAWSEstab")
+                    if not seg.payload and not flags & FIN and _lt(seg.seq, self.rcv_nxt):
+                        return  # old pure ACK: dropped silently (6.x)
+                    self._dupack(now, ratelimit=not seg.payload and not flags & FIN)
+                    return
+        seq = seg.seq
+        end = (seq + len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & M32
+        rcv_nxt = self.rcv_nxt
+        # tcp_sequence(): end_seq not before rcv_wup and seq not after the window's right edge.
+        if _lt(end, rcv_nxt) or _lt((rcv_nxt + self.rcv_window()) & M32, seq):
+            if flags & RST:
+                return
+            if flags & SYN:
+                self._syn_in_synchronized(now)
+                return
+            self._dupack(now, ratelimit=not seg.payload and not flags & FIN)
+            return
+        if flags & RST:
+            self._rst(seg, now)
+            return
+        # Timestamps: remember the peer's TSval (TS-4, Last.ACK.sent rule).
+        if ts is not None and self.ts_ok and not _lt(rcv_nxt, seq):
+            if not _lt(ts[0], self.ts_recent) or not self.ts_recent:
+                self.ts_recent = ts[0]
+                self.ts_recent_stamp = now
+        if flags & SYN:
+            if st == SYN_RECEIVED and seq == self.irs:
+                # A retransmitted SYN: answer with the SYN-ACK again.
+                self._emit(SYN | ACK, self.iss, now)
+                return
+            self._syn_in_synchronized(now)
+            return
+        if not flags & ACK:
+            return
+        if not self._ack(seg, now):
+            return
+        st = self.state
+        if st == CLOSED or st == TIME_WAIT:
+            return
+        # --- data -------------------------------------------------------------
+        if seg.payload:
+            if st in _RECV_STATES:
+                if self.rcv_shut and _lt(self.rcv_nxt, (end - (1 if flags & FIN else 0)) & M32):
+                    # New data after close(): reset (tcp_rcv_state_process, TCPAbortOnData).
+                    self.env.bump("TcpExtTCPAbortOnData")
+                    self._emit(RST, seg.ack, now)
+                    self._reset_timers()
+                    self._go(APP_ABORT)
+                    self.ev |= EV_CLOSED
+                    return
+                self._data(seg, now)
+            # CLOSE_WAIT, CLOSING, LAST_ACK: the peer already sent FIN; ignore data.
+        if flags & FIN:
+            self._fin(seg, end, now)
+
+    def _disordered_ack(self, seg: Segment) -> bool:
+        """``tcp_disordered_ack_check``: a harmless reordered duplicate ACK passes PAWS."""
+        return (
+            seg.flags & (ACK | SYN | FIN | RST) == ACK
+            and not seg.payload
+            and seg.seq == self.rcv_nxt
+            and seg.ack == self.snd_una
+        )
+
+    def _syn_in_synchronized(self, now: int) -> None:
+        """LA-1: a SYN in a synchronized state gets a challenge ACK, never an RST.
+
+        The ``syn_in_lastack_rst`` profile knob models pre-3.6 kernels and the
+        textbook: the SYN is answered with a reset instead (the chapter's S4).
+        """
+        if self.cfg.syn_in_lastack_rst:
+            self._emit(RST | ACK, self.snd_nxt, now)
+            return
+        self._challenge_ack(now, True)
+
+    def _rst(self, seg: Segment, now: int) -> None:
+        """RFC 5961 §3.2 (``tcp_validate_incoming`` step 2, LA-3)."""
+        st = self.state
+        ok = seg.seq == self.rcv_nxt or (
+            st in (CLOSE_WAIT, LAST_ACK, CLOSING) and seg.seq == ((self.rcv_nxt - 1) & M32)
+        )
+        if not ok:
+            if self.cfg.challenge_ack:
+                self._challenge_ack(now, False)
+                return
+        self.env.bump("TcpEstabResets" if st in (ESTABLISHED, CLOSE_WAIT) else "TcpExtTCPAbortOnReset")
+        self._reset_timers()
+        if st == SYN_RECEIVED and self.parent is not None:
+            self._go(RCV_RST)
+            self.ev |= EV_CLOSED
+            return
+        self._go(RCV_RST)
+        self._fail("EPIPE" if st == CLOSE_WAIT else "ECONNRESET")
+        self.ev |= EV_CLOSED
+
+    def _ack(self, seg: Segment, now: int) -> bool:
+        """ACK processing (``tcp_ack``). Returns False when the segment must be dropped."""
+        ack = seg.ack
+        una = self.snd_una
+        nxt = self.snd_nxt
+        st = self.state
+        if st == SYN_RECEIVED:
+            if not (_lt(una, ack) and not _lt(nxt, ack)):
+                # Unacceptable ACK in SYN-RECEIVED: reset (RFC 9293, tcp_check_req).
+                self._emit(RST, ack, now)
+                return False
+            self._go(RCV_ACK)
+            self.snd_una = ack
+            self.snd_wnd = seg.win
+            self._rtt_sample(ack, now)
+            self.retrans = 0
+            self.rto_at = 0
+            self.ev |= EV_CONNECTED
+            if self.fin_queued or self.sndq:
+                self._push(now)
+            return True
+        if _lt(nxt, ack):
+            # ACK of data never sent: discard (tcp_ack, SKB_DROP_REASON_TCP_ACK_UNSENT_DATA).
+            return False
+        if _lt(una, ack):
+            acked = (ack - una) & M32
+            fin_acked = self.fin_sent and ack == nxt
+            data_acked = acked - (1 if fin_acked else 0)
+            if data_acked > 0:
+                del self.sndq[:data_acked]
+            self.snd_una = ack
+            self._rtt_sample(ack, now)
+            self.retrans = 0
+            if ack == nxt:
+                self.rto_at = 0
+            else:
+                self.retrans_stamp = now
+                self.rto_at = now + self.rto
+            if fin_acked:
+                if st == FIN_WAIT_1:
+                    self._go(RCV_ACK_OF_FIN)
+                elif st == CLOSING:
+                    self._go(RCV_ACK_OF_FIN)
+                    return True
+                elif st == LAST_ACK:
+                    self._go(RCV_ACK_OF_FIN)
+                    self._reset_timers()
+                    self.ev |= EV_CLOSED
+                    return False
+        self.snd_wnd = seg.win
+        if self.sndq or self.fin_queued:
+            self._push(now)
+        return True
+
+    def _rtt_sample(self, ack: int, now: int) -> None:
+        """RFC 6298 estimator with Linux's floor (``tcp_rtt_estimator``, ``__tcp_set_rto``)."""
+        if self.rtt_seq < 0 or _lt(ack, self.rtt_seq):
+            return
+        r = now - self.rtt_time
+        self.rtt_seq = -1
+        if self.srtt == 0:
+            self.srtt = r if r > 0 else 1
+            self.rttvar = r >> 1
+        else:
+            d = r - self.srtt
+            self.rttvar += ((d if d > 0 else -d) - self.rttvar) >> 2
+            self.srtt += d >> 3
+        cfg = self.cfg
+        var = self.rttvar << 2
+        rto = self.srtt + (var if var > cfg.rto_min else cfg.rto_min)
+        self.rto = rto if rto < cfg.rto_max else cfg.rto_max
+
+    def _data(self, seg: Segment, now: int) -> None:
+        """In-order delivery and out-of-order reassembly within the receive window."""
+        payload = seg.payload
+        seq = seg.seq
+        rcv_nxt = self.rcv_nxt
+        d = (rcv_nxt - seq) & M32
+        if d < H32 and d:
+            # Starts before rcv_nxt: trim what we already have.
+            if d >= len(payload):
+                self.ack_pending = True  # duplicate: re-ACK (D-SACK-less)
+                return
+            payload = payload[d:]
+            seq = rcv_nxt
+        room = self.rcv_window() - ((seq - rcv_nxt) & M32)
+        if room <= 0:
+            self.ack_pending = True
+            return
+        if len(payload) > room:
+            payload = payload[:room]
+        if seq != rcv_nxt:
+            self.ooo[seq] = payload
+            self.ack_pending = True
+            return
+        self.rcvq += payload
+        rcv_nxt = (rcv_nxt + len(payload)) & M32
+        ooo = self.ooo
+        while ooo:
+            nxt = None
+            for s in ooo:
+                ds = (rcv_nxt - s) & M32
+                if ds < H32:  # s at or before rcv_nxt
+                    nxt = s
+                    break
+            if nxt is None:
+                break
+            chunk = ooo.pop(nxt)
+            skip = (rcv_nxt - nxt) & M32
+            if skip < len(chunk):
+                self.rcvq += chunk[skip:]
+                rcv_nxt = (rcv_nxt + len(chunk) - skip) & M32
+        self.rcv_nxt = rcv_nxt
+        self.ev |= EV_DATA
+        self.ack_pending = True
+
+    def _fin(self, seg: Segment, end: int, now: int) -> None:
+        """The peer's FIN (``tcp_fin``), taken only once everything before it arrived."""
+        if ((end - 1) & M32) != self.rcv_nxt:
+            if end == self.rcv_nxt:
+                self.ack_pending = True  # a retransmitted FIN: ACK it again
+            return
+        self.rcv_nxt = end
+        self.ack_pending = True
+        self.ev |= EV_EOF
+        st = self.state
+        if st in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2):
+            self._go(RCV_FIN)
+            if self.state != CLOSE_WAIT:
+                # CLOSING or TIME_WAIT: ACK now (the owner replaces a TIME_WAIT socket by a
+                # record at once). In CLOSE_WAIT the ACK waits for the end of the instant,
+                # so an application that closes at once sends FIN+ACK in one segment.
+                self.fw2_at = 0
+                self._send_ack(now)
+
+    # ------------------------------------------------------------------ SYN_SENT
+
+    def _synsent(self, seg: Segment, now: int) -> None:
+        """``tcp_rcv_synsent_state_process`` (LA-3, TS-6, simultaneous open)."""
+        flags = seg.flags
+        if flags & ACK:
+            ack = seg.ack
+            if not (_lt(self.iss, ack) and not _lt(self.snd_nxt, ack)):
+                # LA-3: unacceptable ACK -> RST with seq = SEG.ACK; stay in SYN_SENT and,
+                # if the SYN was not retransmitted yet, resend it after TCP_TIMEOUT_MIN.
+                if flags & RST:
+                    return
+                self._emit(RST, ack, now)
+                if self.cfg.quick_syn_resend and self.retrans == 0:
+                    self.rto_at = now + self.cfg.timeout_min
+                return
+            if flags & RST:
+                self.env.bump("TcpAttemptFails")
+                self._reset_timers()
+                self._go(RCV_RST)
+                self._fail("ECONNREFUSED")
+                self.ev |= EV_CLOSED
+                return
+            if not flags & SYN:
+                return
+            if self.ts_ok and seg.ts is not None and seg.ts[1]:
+                # TS-6: the echoed TSval must lie between our first SYN and now.
+                ecr = seg.ts[1]
+                hi = (self.cfg.ts_clock(now) + self.ts_off) & M32
+                if _lt(ecr, self.syn_ts) or _lt(hi, ecr):
+                    self.env.bump("TcpExtPAWSActive")
+                    self._emit(RST, ack, now)
+                    return
+            sent_ts = self.ts_ok
+            self._take_syn_options(seg, now)
+            self.ts_ok = self.ts_ok and sent_ts
+            self.irs = seg.seq
+            self.rcv_nxt = (seg.seq + 1) & M32
+            self.snd_una = ack
+            self.snd_wnd = seg.win
+            self._rtt_sample(ack, now)
+            self.retrans = 0
+            self.rto_at = 0
+            self._go(RCV_SYN_ACK)
+            self.ev |= EV_CONNECTED
+            self.ack_pending = True
+            if self.sndq or self.fin_queued:
+                self._push(now)
+            return
+        if flags & RST:
+            return
+        if flags & SYN:
+            # Simultaneous open: SYN_SENT -> SYN_RECEIVED, answer SYN-ACK with our ISS.
+            sent_ts = self.ts_ok
+            self._take_syn_options(seg, now)
+            self.ts_ok = self.ts_ok and sent_ts
+            self.irs = seg.seq
+            self.rcv_nxt = (seg.seq + 1) & M32
+            self._go(RCV_SYN)
+            self._emit(SYN | ACK, self.iss, now)
+            self.retrans = 0
+            self.rto_at = now + self.cfg.rto_init
