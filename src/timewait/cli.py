@@ -52,7 +52,12 @@ def run_cmd(
     sysctl: list[str] = typer.Option(
         [], "--sysctl", help="HOST:NAME=VALUE, e.g. c1:net.ipv4.tcp_tw_reuse=1 (repeatable; HOST may be '*')."
     ),
-    profile: str = typer.Option("linux", "--profile", help="Kernel profile: linux, linux-4.9, rfc793, chapter."),
+    profile: Optional[str] = typer.Option(
+        None, "--profile", help="Kernel profile: linux, linux-4.9, rfc793, chapter (default: the scenario's)."
+    ),
+    fault: list[str] = typer.Option(
+        [], "--fault", help="Fault rule, e.g. 'drop from=c1 flags=. len=0 nth=2' or 'hold 45 from=c1 flags=P.'."
+    ),
     seed: int = typer.Option(1, "--seed", help="Seed of the run's one RNG."),
     json_out: bool = typer.Option(False, "--json", help="Print the run as one JSON document."),
     trace: bool = typer.Option(False, "--trace", help="Print every event tcpdump-style."),
@@ -71,7 +76,7 @@ def run_cmd(
 
     result = run_scenario(
         scenario, params=parse_assignments(set_, "--set"), sysctls=list(sysctl), profile=profile,
-        seed=seed, trace=True, progress=not json_out and sys.stderr.isatty(),
+        seed=seed, trace=True, progress=not json_out and sys.stderr.isatty(), faults=list(fault),
     )
     views = dict(pcap=pcap, pcap_host=pcap_host, diagram=diagram, conn=conn, window=window,
                  plot=plot, html=html)

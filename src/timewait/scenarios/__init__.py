@@ -68,17 +68,19 @@ class Scenario:
     story: str = ""
     contrast: str = ""
     mission: str = ""
+    profile: str = "linux"  # the profile used when the caller names none
 
 
 REGISTRY: dict[str, Scenario] = {}
 
 
 def scenario(name: str, summary: str, *, params: dict[str, Param] | None = None, story: str = "",
-             contrast: str = "", mission: str = "") -> Callable[[Callable[[Lab], None]], Callable[[Lab], None]]:
+             contrast: str = "", mission: str = "", profile: str = "linux",
+             ) -> Callable[[Callable[[Lab], None]], Callable[[Lab], None]]:
     """Register a scenario function under ``name``."""
 
     def deco(fn: Callable[[Lab], None]) -> Callable[[Lab], None]:
-        REGISTRY[name] = Scenario(name, summary, fn, params or {}, story.strip(), contrast.strip(), mission)
+        REGISTRY[name] = Scenario(name, summary, fn, params or {}, story.strip(), contrast.strip(), mission, profile)
         return fn
 
     return deco
@@ -157,10 +159,14 @@ def parse_params(sc: Scenario, params: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: list[str] | None = None,
-                 profile: str = "linux", seed: int = 1, trace: bool = True, progress: bool = False,
+                 profile: str | None = None, seed: int = 1, trace: bool = True, progress: bool = False,
                  faults: list[str] | None = None) -> RunResult:
-    """Run one scenario and return its :class:`~timewait.result.RunResult`."""
+    """Run one scenario and return its :class:`~timewait.result.RunResult`.
+
+    ``profile`` None means the scenario's own default (``linux`` for most).
+    """
     sc = get_scenario(name)
+    profile = profile or sc.profile
     p = parse_params(sc, params)
     lab = Lab(sc, p, list(sysctls or []), profile, seed, trace, progress)
     for f in faults or []:
