@@ -1,0 +1,140 @@
+"""The terminal report of ``timewait run``: story, trace, socket tables, checks, metrics.
+
+Printed with Rich; colour only on a terminal, plain text when piped (so the
+socket rows read exactly like ``netstat -atn``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from timewait.report.sockets import key_moments, netstat_lines, sockets_at
+from timewait.report.ss import ss_summary as ss_summary_text
+from timewait.report.ss import ss_table
+from timewait.report.tcpdump import format_record
+from timewait.result import RunResult
+
+MAX_ROWS_PER_HOST = 12
+
+
+def print_run(
+    result: RunResult,
+    trace: bool = False,
+    ss_at: float | None = None,
+    ss_summary: bool = False,
+    messages: list[str] | None = None,
+    *,
+    console: Console | None = None,
+) -> None:
+    """Print one run for a person: what it shows, then the evidence, then the verdict.
+
+    ``trace`` adds every trace record as a tcpdump-style line; ``ss_at`` adds
+    an ``ss -tan -o`` table at that simulated time (``ss_summary`` adds TIME_WAIT
+    counts per remote and local address); ``messages`` (e.g. "wrote x.pcap")
+    come last.
+    """
+    con = console or Console(highlight=False, soft_wrap=True)
+    _header(con, result)
+    if trace:
+        con.rule("trace", style="dim")
+        _print_trace(con, result)
+    _socket_tables(con, result)
+    if ss_at is not None:
+        con.rule(f"ss at {ss_at:g} s", style="dim")
+        con.print(Text(ss_table(result, ss_at)))
+        if ss_summary:
+            con.print(Text(ss_summary_text(result, ss_at)))
+    elif ss_summary:
+        at = result.sim_time
+        con.rule(f"TIME_WAIT summary at the end ({at:g} s)", style="dim")
+        con.print(Text(ss_summary_text(result, at)))
+    _metrics(con, result)
+    _checks(con, result)
+    for m in messages or []:
+        con.print(Text(m))
+
+
+def _header(con: Console, result: RunResult) -> None:
+    title = Text(f"{result.scenario}", style="bold")
+    title.append(f"  profile {result.profile}, seed {result.seed}, {result.sim_time:g} s simulated", style="dim")
+    con.print(title)
+    if result.params:
+        con.print(Text("params: " + " ".join(f"{k}={v}" for k, v in result.params.items()), style="dim"))
+    if result.sysctl_overrides:
+        con.print(Text("sysctls: " + " ".join(result.sysctl_overrides), style="dim"))
+    if result.story:
+        con.print(Text(result.story))
+    if result.contrast:
+        con.print(Text(result.contrast, style="italic"))
+
+
+def _print_trace(con: Console, result: RunResult) -> None:
+    if not result.trace.on and not result.trace.records:
+        con.print(Text("(the trace was switched off for this run)", style="dim"))
+        return
+    # One write of plain lines: Rich markup per line is too slow for big traces.
+    out = con.file if con.file is not None else sys.stdout
+    lines = [format_record(r) for r in result.trace.records]
+    out.write("\n".join(lines) + ("\n" if lines else ""))
+    out.flush()
+
+
+def _socket_tables(con: Console, result: RunResult) -> None:
+    moments = key_moments(result)
+    if not moments:
+        return
+    con.rule("sockets (netstat -atn on each host)", style="dim")
+    for m in moments:
+        con.print(Text(f"at {m.at_us / 1e6:.6f} s, {m.caption}:", style="bold"))
+        for host, socks in sockets_at(result, m.at_us).items():
+            if not socks:
+                con.print(Text(f"  {host}: no sockets", style="dim"))
+                continue
+            con.print(Text(f"  {host}:"))
+            lines = netstat_lines(socks[:MAX_ROWS_PER_HOST])
+            for i, line in enumerate(lines):
+                style = "dim" if i == 0 else ("yellow" if line.endswith("TIME_WAIT") else "")
+                con.print(Text("    " + line, style=style))
+            if len(socks) > MAX_ROWS_PER_HOST:
+                more: dict[str, int] = {}
+                for s in socks[MAX_ROWS_PER_HOST:]:
+                    more[s.state] = more.get(s.state, 0) + 1
+                rest = ", ".join(f"{st} {n}" for st, n in sorted(more.items(), key=lambda kv: -kv[1]))
+                con.print(Text(f"    ... and {len(socks) - MAX_ROWS_PER_HOST} more ({rest})", style="dim"))
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _metrics(con: Console, result: RunResult) -> None:
+    if not result.metrics:
+        return
+    con.rule("metrics", style="dim")
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column("metric", style="dim")
+    t.add_column("value")
+    for k, v in result.metrics.items():
+        t.add_row(str(k), _fmt_value(v))
+    con.print(t)
+
+
+def _checks(con: Console, result: RunResult) -> None:
+    con.rule("checks", style="dim")
+    if not result.checks:
+        con.print(Text("(this scenario has no checks)", style="dim"))
+    for c in result.checks:
+        line = Text("PASS " if c.passed else "FAIL ", style="bold green" if c.passed else "bold red")
+        line.append(c.name)
+        if c.detail:
+            line.append(f": {c.detail}", style="dim")
+        con.print(line)
+    verdict = "all checks passed" if result.passed else "some checks FAILED"
+    con.print(Text(verdict, style="bold green" if result.passed else "bold red"))

@@ -1,0 +1,226 @@
+"""Socket tables rebuilt from the trace, as a host would list them at a time T.
+
+The state of a connection key at time T is its last STATE record at or before
+T; ``CLOSED`` means the socket is gone. Timers come from TIMER records (the
+last arm or cancel of each named timer at or before T), the send queue from
+the payload a host sent and the acknowledgements it received.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from timewait import trace as T
+from timewait.result import RunResult
+from timewait.tcp.segment import ip_ntoa
+
+Key = tuple[int, int, int, int]
+
+# Which timer ss shows for a state (Linux: TIME_WAIT and orphaned FIN_WAIT_2
+# sockets are timewait socks whose timer ss prints as "timewait").
+_STATE_TIMERS = {
+    "TIME_WAIT": ("timewait",),
+    "FIN_WAIT_2": ("fin_wait2", "timewait", "rto", "keepalive"),
+}
+_DEFAULT_TIMERS = ("rto", "keepalive")
+
+
+@dataclass(slots=True)
+class Socket:
+    """One socket of a host at a moment: what ``ss``/``netstat`` would list."""
+
+    host: str
+    key: Key
+    state: str
+    since_us: int
+    send_q: int = 0
+    recv_q: int = 0
+    timer: str | None = None       # trace timer name, e.g. "timewait", "rto"
+    deadline_us: int | None = None
+    retrans: int = 0
+
+    @property
+    def local(self) -> str:
+        return f"{ip_ntoa(self.key[0])}:{self.key[1]}"
+
+    @property
+    def peer(self) -> str:
+        laddr, lport, raddr, rport = self.key
+        if raddr == 0 and rport == 0:
+            return "0.0.0.0:*"
+        return f"{ip_ntoa(raddr)}:{rport}"
+
+
+@dataclass(slots=True)
+class _KeyTrack:
+    state: str = "CLOSED"
+    since: int = 0
+    timers: dict[str, int | None] = field(default_factory=dict)
+    rto_fires: int = 0
+    sent_end: int | None = None   # end of the highest payload sent
+    snd_nxt: int | None = None    # end of the highest sequence space sent (SYN and FIN count)
+    acked: int | None = None
+
+
+def to_us(seconds: float) -> int:
+    """Seconds of simulated time to the trace's integer microseconds."""
+    return int(round(seconds * 1_000_000))
+
+
+def _track(records: Iterable[tuple[Any, ...]], until_us: int) -> dict[tuple[str, Key], _KeyTrack]:
+    tracks: dict[tuple[str, Key], _KeyTrack] = {}
+    for rec in records:
+        t, kind, node = rec[0], rec[1], rec[2]
+        if t > until_us:
+            break
+        if kind == T.STATE:
+            tr = tracks.setdefault((node, rec[3]), _KeyTrack())
+            tr.state, tr.since = rec[5], t
+            if rec[5] in ("CLOSED", "SYN_SENT", "SYN_RECEIVED", "LISTEN"):
+                tr.sent_end = tr.snd_nxt = tr.acked = None
+                tr.rto_fires = 0
+                if rec[5] == "CLOSED":
+                    tr.timers.clear()
+        elif kind == T.TIMER:
+            tr = tracks.setdefault((node, rec[3]), _KeyTrack())
+            tr.timers[rec[4]] = rec[5]
+            if rec[4] == "rto" and rec[5] is None:
+                tr.rto_fires = 0
+        elif kind == T.FIRE:
+            tr = tracks.get((node, rec[3]))
+            if tr is not None:
+                if rec[4] == "rto":
+                    tr.rto_fires += 1
+                # A fired timer is no longer pending unless it is re-armed.
+                tr.timers[rec[4]] = None
+        elif kind == T.TX:
+            seg = rec[3]
+            tr = tracks.get((node, (seg.src, seg.sport, seg.dst, seg.dport)))
+            if tr is not None and seg.seg_len:
+                tr.snd_nxt = _later(tr.snd_nxt, seg.end_seq)
+                if seg.payload:
+                    tr.sent_end = _later(tr.sent_end, (seg.seq + len(seg.payload)) & 0xFFFFFFFF)
+        elif kind == T.RX:
+            seg = rec[3]
+            tr = tracks.get((node, (seg.dst, seg.dport, seg.src, seg.sport)))
+            if tr is not None and seg.flags & 0x10:
+                tr.acked = _later(tr.acked, seg.ack)
+    return tracks
+
+
+def _later(a: int | None, b: int) -> int:
+    """The later of two sequence numbers (mod 2**32); ``b`` when ``a`` is unset."""
+    if a is None or ((b - a) & 0xFFFFFFFF) < 0x80000000:
+        return b
+    return a
+
+
+def _outstanding(tr: _KeyTrack) -> bool:
+    """Sequence space sent and not yet acknowledged (an RTO timer only matters then)."""
+    if tr.snd_nxt is None:
+        return False
+    return tr.acked is None or tr.acked != tr.snd_nxt and _later(tr.acked, tr.snd_nxt) == tr.snd_nxt
+
+
+def sockets_at(result: RunResult, at_us: int, host: str | None = None) -> dict[str, list[Socket]]:
+    """Each host's open sockets at ``at_us`` (every host with sockets, or just ``host``).
+
+    Hosts are listed in topology order and always present (an empty list when
+    the host has no socket); sockets are sorted by local then peer endpoint.
+    """
+    tracks = _track(result.trace.records, at_us)
+    names = [n for n, info in result.nodes.items() if info.kind == "host"]
+    names += sorted({h for h, _ in tracks} - set(names))
+    if host is not None:
+        names = [host]
+    out: dict[str, list[Socket]] = {n: [] for n in names}
+    for (node, key), tr in tracks.items():
+        if node not in out or tr.state == "CLOSED":
+            continue
+        sock = Socket(node, key, tr.state, tr.since)
+        if tr.sent_end is not None and tr.acked is not None and tr.state != "TIME_WAIT":
+            q = (tr.sent_end - tr.acked) & 0xFFFFFFFF
+            sock.send_q = q if q < 0x80000000 else 0
+        for name in _STATE_TIMERS.get(tr.state, _DEFAULT_TIMERS):
+            deadline = tr.timers.get(name)
+            if deadline is not None and deadline >= at_us and (name != "rto" or _outstanding(tr)):
+                sock.timer, sock.deadline_us = name, deadline
+                sock.retrans = tr.rto_fires if name == "rto" else 0
+                break
+        out[node].append(sock)
+    for socks in out.values():
+        socks.sort(key=lambda s: (s.key[0], s.key[1], s.key[2], s.key[3]))
+    return out
+
+
+def netstat_lines(sockets: list[Socket]) -> list[str]:
+    """Rows as ``netstat -atn`` prints them: ``tcp 0 0 LOCAL FOREIGN STATE``."""
+    rows = ["Proto Recv-Q Send-Q Local Address           Foreign Address         State"]
+    for s in sockets:
+        rows.append(f"tcp   {s.recv_q:>6} {s.send_q:>6} {s.local:<23} {s.peer:<23} {s.state}")
+    return rows
+
+
+def state_changes(records: Iterable[tuple[Any, ...]]) -> Iterator[tuple[int, str, str | None, str | None]]:
+    """``(time_us, host, left_state, entered_state)`` for every STATE record.
+
+    ``None`` stands for "no socket" (CLOSED), so counting sockets per state
+    over time is a running sum of these.
+    """
+    for rec in records:
+        if rec[1] == T.STATE:
+            old = None if rec[4] == "CLOSED" else rec[4]
+            new = None if rec[5] == "CLOSED" else rec[5]
+            if old != new:
+                yield rec[0], rec[2], old, new
+
+
+@dataclass(slots=True)
+class Moment:
+    """A time worth showing a socket table at, and what just happened."""
+
+    at_us: int
+    caption: str
+
+
+def key_moments(result: RunResult, *, gap_us: int = 1_000_000, limit: int = 6) -> list[Moment]:
+    """The ends of bursts of state changes (separated by more than ``gap_us``).
+
+    For nc-timewait: just after the close (c1 in TIME_WAIT), then the moment the
+    TIME_WAIT entry disappears. At most ``limit`` moments: the first and last ones.
+    """
+    bursts: list[list[tuple[int, str, str | None, str | None]]] = []
+    for ch in state_changes(result.trace.records):
+        if bursts and ch[0] - bursts[-1][-1][0] <= gap_us:
+            bursts[-1].append(ch)
+        else:
+            bursts.append([ch])
+    if len(bursts) > limit:
+        bursts = bursts[: (limit + 1) // 2] + bursts[-(limit // 2) :]
+    moments = []
+    for burst in bursts:
+        entered: Counter[tuple[str, str]] = Counter()
+        gone: Counter[tuple[str, str]] = Counter()
+        for _, host, old, new in burst:
+            if new is not None:
+                entered[(host, new)] += 1
+            elif old is not None:
+                gone[(host, old)] += 1
+        net: dict[str, list[str]] = defaultdict(list)
+        # What changed, net of transient states: keep what a table would now show.
+        final = sockets_at(result, burst[-1][0])
+        now_states = Counter((h, s.state) for h, socks in final.items() for s in socks)
+        for (host, state), n in sorted(entered.items()):
+            if now_states.get((host, state)):
+                net[host].append(f"{min(n, now_states[(host, state)])} entered {state}")
+        for (host, state), n in sorted(gone.items()):
+            if state in ("TIME_WAIT", "FIN_WAIT_2", "LAST_ACK", "CLOSING") or not net[host]:
+                net[host].append(f"{n} {state} gone")
+        what = "; ".join(f"{h}: {', '.join(v)}" for h, v in net.items() if v) or "state changes"
+        start, end = burst[0][0], burst[-1][0]
+        span = f"{start / 1e6:.6f}-{end / 1e6:.6f} s" if end != start else f"{end / 1e6:.6f} s"
+        moments.append(Moment(end, f"after the changes at {span} ({what})"))
+    return moments
