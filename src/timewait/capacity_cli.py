@@ -21,10 +21,10 @@ from timewait.errors import UsageError
 
 def capacity_cmd(
     ports: str = typer.Option("32768-60999", "--ports", help="Local port range LOW-HIGH (net.ipv4.ip_local_port_range)."),
-    time_wait: float | None = typer.Option(None, "--time-wait", help="TIME_WAIT length in seconds [default: 60, Linux's fixed value]."),
+    time_wait: float | None = typer.Option(None, "--time-wait", help="TIME_WAIT length in seconds (default: 60, Linux's fixed value)."),
     msl: float | None = typer.Option(None, "--msl", help="Maximum segment lifetime in seconds; TIME_WAIT = 2 x MSL."),
     destinations: int = typer.Option(1, "--destinations", help="Distinct (remote addr, remote port) pairs the client spreads over."),
-    tw_reuse: int | None = typer.Option(None, "--tw-reuse", help="net.ipv4.tcp_tw_reuse: 0, 1 or 2 (loopback only) [default: 2]."),
+    tw_reuse: int | None = typer.Option(None, "--tw-reuse", help="net.ipv4.tcp_tw_reuse: 0, 1 or 2 (loopback only) (default: 2)."),
     tw_reuse_delay: int = typer.Option(LINUX_TW_REUSE_DELAY_MS, "--tw-reuse-delay", help="net.ipv4.tcp_tw_reuse_delay in ms (1..60000)."),
     timestamps: bool = typer.Option(True, "--timestamps/--no-timestamps", help="TCP timestamps on both sides (reuse needs them)."),
     loopback: bool = typer.Option(False, "--loopback", help="The destination is on loopback (127.0.0.0/8 or ::1)."),
@@ -33,9 +33,9 @@ def capacity_cmd(
     request_ms: float | None = typer.Option(None, "--request-ms", help="How long one request holds its connection, in ms."),
     max_tw_buckets: int | None = typer.Option(None, "--max-tw-buckets", help="net.ipv4.tcp_max_tw_buckets of the host holding TIME_WAIT."),
     server_closes: bool = typer.Option(False, "--server-closes", help="The server closes first, so TIME_WAIT lands on the server."),
-    nat_ports: int | None = typer.Option(None, "--nat-ports", help="Public ports of a NAT in front of the clients [default: 64512]."),
-    clients: int | None = typer.Option(None, "--clients", help="Clients behind that NAT [default: 1]."),
-    nat_timeout: float | None = typer.Option(None, "--nat-timeout", help="Seconds the NAT keeps a closed flow's mapping [default: 120, conntrack]."),
+    nat_ports: int | None = typer.Option(None, "--nat-ports", help="Public ports of a NAT in front of the clients (default: 64512)."),
+    clients: int | None = typer.Option(None, "--clients", help="Clients behind that NAT (default: 1)."),
+    nat_timeout: float | None = typer.Option(None, "--nat-timeout", help="Seconds the NAT keeps a closed flow's mapping (default: 120, conntrack)."),
     rate: float | None = typer.Option(None, "--rate", help="Ask whether R new connections/s are sustainable."),
     json_out: bool = typer.Option(False, "--json", help="Print the answers as one JSON document."),
 ) -> None:

@@ -54,7 +54,7 @@ from timewait.errors import UsageError
 DEFAULT_RUNNER = "timewait.scenarios:run_scenario"
 DEFAULT_CACHE = ".sweep-cache"
 MAX_POINTS = 100_000
-TOP_KEYS = ("scenario", "profile", "seeds", "metrics", "grid", "output")
+TOP_KEYS = ("scenario", "profile", "seeds", "metrics", "grid", "output", "trace")
 OUTPUT_KEYS = ("csv", "parquet", "plot")
 PLOT_KEYS = ("x", "y", "file")
 SPECIAL_METRICS = ("checks_passed", "sim_time")
@@ -93,6 +93,7 @@ class SweepSpec:
     csv: Path
     parquet: Path
     plot: PlotSpec | None
+    trace: bool = False
 
     @property
     def grid_keys(self) -> list[str]:
@@ -166,8 +167,11 @@ def load_spec(
     if "plot" in output:
         plot = _plot_spec(output["plot"], [k for k, _ in grid], metrics, spec_dir, out_dir, where)
 
+    trace = raw.get("trace", False)
+    if not isinstance(trace, bool):
+        raise UsageError(f"{where}: 'trace' must be true or false")
     spec = SweepSpec(path.resolve(), scenario, tuple(profiles), tuple(seeds), tuple(metrics), grid,
-                     csv_path, pq_path, plot)
+                     csv_path, pq_path, plot, trace)
     if spec.point_count > MAX_POINTS:
         raise UsageError(f"{where}: {spec.point_count} points; a sweep may have at most {MAX_POINTS}")
     return spec
@@ -262,10 +266,10 @@ def _out_path(v: Any, name: str, suffix: str, spec_dir: Path, out_dir: str | Pat
 
 def _registry_names() -> set[str] | None:
     try:
-        from timewait.scenarios import REGISTRY
+        from timewait.scenarios import all_scenarios
     except ImportError:
         return None
-    return set(REGISTRY)
+    return set(all_scenarios())
 
 
 def _check_profile(name: str, where: str) -> None:
@@ -294,16 +298,20 @@ def _check_sysctl(profile: str, name: str, values: tuple[Any, ...], where: str) 
 
 
 def _check_param(scenario: str, name: str, values: tuple[Any, ...], where: str) -> None:
-    """Ask the scenario, if it says which parameters it takes (``Scenario.params``)."""
+    """Parse every value as the scenario would (``parse_params``): name and type."""
     try:
-        from timewait.scenarios import REGISTRY
+        from timewait.scenarios import get_scenario, parse_params
     except ImportError:
         return
-    sc = REGISTRY.get(scenario)
-    declared = getattr(sc, "params", None)
-    if isinstance(declared, dict) and name not in declared:
-        allowed = ", ".join(sorted(declared)) or "none"
-        raise UsageError(f"{where}: scenario {scenario!r} has no parameter {name!r}; allowed: {allowed}")
+    try:
+        sc = get_scenario(scenario)
+    except UsageError:
+        return  # a stub scenario of the tests; unknown names were refused above
+    for v in values:
+        try:
+            parse_params(sc, {name: as_text(v)})
+        except UsageError as e:
+            raise UsageError(f"{where}: grid 'params.{name}': {e}") from None
 
 
 # ---------------------------------------------------------------- the points
@@ -325,6 +333,7 @@ class Point:
     profile: str
     seed: int
     coords: tuple[tuple[str, Any], ...]
+    trace: bool = False
 
     @property
     def params(self) -> dict[str, str]:
@@ -342,6 +351,8 @@ class Point:
         """A hash of what decides the result: scenario, params, sysctls, profile, seed, engine."""
         doc = {"scenario": self.scenario, "params": self.params, "sysctls": sorted(self.sysctls),
                "profile": self.profile, "seed": self.seed, "engine": engine}
+        if self.trace:  # only where asked, so default keys stay the documented five
+            doc["trace"] = True
         if runner != DEFAULT_RUNNER:
             doc["runner"] = runner
         blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
@@ -354,7 +365,7 @@ def expand(spec: SweepSpec) -> list[Point]:
     points = []
     combos = itertools.product(spec.profiles, spec.seeds, *(v for _, v in spec.grid))
     for i, (profile, seed, *values) in enumerate(combos):
-        points.append(Point(i, spec.scenario, profile, seed, tuple(zip(keys, values, strict=True))))
+        points.append(Point(i, spec.scenario, profile, seed, tuple(zip(keys, values, strict=True)), spec.trace))
     return points
 
 
@@ -403,7 +414,7 @@ def execute_point(point: Point, runner: str | Runner = DEFAULT_RUNNER) -> dict[s
     try:
         fn = resolve_runner(runner)
         res = fn(point.scenario, params=point.params, sysctls=point.sysctls, profile=point.profile,
-                 seed=point.seed, trace=False)
+                 seed=point.seed, trace=point.trace)
         doc = res.to_json() if hasattr(res, "to_json") else dict(res)
         result = {"metrics": doc.get("metrics", {}), "checks": doc.get("checks", []),
                   "sim_time": doc.get("sim_time")}
@@ -478,6 +489,10 @@ class SweepReport:
     def failures(self) -> list[PointOutcome]:
         return [o for o in self.outcomes if not o.ok or row_error(self.spec, o)]
 
+    def error_of(self, o: PointOutcome) -> str:
+        """Why ``o`` failed: the scenario's exception, or a metric it does not have."""
+        return o.error or row_error(self.spec, o) or ""
+
     def to_json(self) -> dict[str, Any]:
         return {
             "spec": str(self.spec.path.name),
@@ -488,7 +503,7 @@ class SweepReport:
             "failed": len(self.failures),
             "where": self.where,
             "failures": [{"point": o.point.index, "label": o.point.label(),
-                          "error": o.error or row_error(self.spec, o)} for o in self.failures],
+                          "error": self.error_of(o)} for o in self.failures],
             "written": [str(p) for p in self.written],
             "messages": self.messages,
         }
@@ -557,9 +572,11 @@ def run_sweep(
 
 
 def _run_processes(points: list[Point], runner: str | Runner, workers: int) -> Iterator[tuple[Point, dict[str, Any]]]:
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(points)))
+    # spawn, not fork: the parent may hold threads (a Dask client, Rich's refresher).
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(points)), mp_context=multiprocessing.get_context("spawn"))
     try:
         futures = {pool.submit(execute_point, p, runner): p for p in points}
         for fut in as_completed(futures):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -12,13 +13,13 @@ from timewait.sweep import SweepReport, load_spec, run_sweep
 
 
 def sweep_cmd(
-    spec_file: Path = typer.Argument(..., help="The sweep spec (TOML, see docs/sweep.md)."),
-    scheduler: str | None = typer.Option(None, "--scheduler", help="Run on an existing Dask cluster: tcp://HOST:PORT."),
-    workers: int | None = typer.Option(None, "--workers", help="Local worker processes [default: one per core]; 1 runs in this process."),
-    out: Path | None = typer.Option(None, "--out", help="Write the CSV, Parquet and plot into DIR (file names from the spec)."),
-    cache: Path | None = typer.Option(None, "--cache", help="Cache folder [default: .sweep-cache next to the spec]."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache: run every point."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of text."),
+    spec_file: Annotated[Path, typer.Argument(help="The sweep spec (TOML, see docs/sweep.md).")],
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Run on an existing Dask cluster: tcp://HOST:PORT.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Local worker processes (default: one per core); 1 runs in this process.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the CSV, Parquet and plot into DIR (file names from the spec).")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Cache folder (default: .sweep-cache next to the spec).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache: run every point.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of text.")] = False,
 ) -> None:
     """Run one scenario over a grid of parameters, sysctls, profiles and seeds.
 
@@ -30,7 +31,7 @@ def sweep_cmd(
         raise UsageError("give --cache DIR or --no-cache, not both")
     spec = load_spec(spec_file, out_dir=out)
     report = run_sweep(spec, scheduler=scheduler, workers=workers, cache_dir=cache,
-                       use_cache=not no_cache, progress=None if not json_out else None)
+                       use_cache=not no_cache)
     if json_out:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -52,11 +53,7 @@ def print_summary(report: SweepReport) -> None:
         f"{status}{report.failed} failed[/] ({'local processes' if report.where == 'local' else 'Dask at ' + report.where})"
     )
     for o in report.failures:
-        err = o.error or "metric missing"
-        if o.ok:
-            from timewait.sweep import row_error
-
-            err = row_error(report.spec, o) or err
+        err = report.error_of(o)
         console.print(f"  [red]failed[/] point {o.point.index}: {escape(o.point.label())}\n    {escape(err)}")
     for p in report.written:
         console.print(f"  wrote {escape(_rel(p))}")
