@@ -492,3 +492,13 @@ def test_dask_reports_a_failing_point(tmp_path, capsys, dask_cluster):
     doc = json.loads(out)
     assert rc == 1 and doc["failed"] == 4 and doc["computed"] == 4
     assert "metric 'nope' not in the results" in doc["failures"][0]["error"]
+
+
+def test_engine_version_is_package_version_plus_source_digest():
+    import re
+
+    import timewait
+
+    v = sweep.engine_version()
+    assert re.fullmatch(re.escape(timewait.__version__) + r"\+[0-9a-f]{12}", v)
+    assert sweep.engine_version() == v

@@ -369,19 +369,30 @@ def expand(spec: SweepSpec) -> list[Point]:
     return points
 
 
+# Parts of the package that cannot change a run's result: views and front ends.
+_NOT_ENGINE = ("report", "kernel", "capacity.py", "capacity_cli.py", "sweep.py", "sweep_cli.py",
+               "cli.py", "__main__.py")
+
+
 def engine_version() -> str:
-    """``timewait.__version__`` if the package sets one, else the installed version."""
+    """The package version plus a digest of the engine's source files.
+
+    The version alone (``timewait.__version__``) does not move while the code
+    is edited in place, so the digest keeps a cache from serving results of an
+    older engine; the views (``report/``), the kernel lab and the front ends are
+    left out because they cannot change a result.
+    """
     import timewait
 
-    v = getattr(timewait, "__version__", None)
-    if v:
-        return str(v)
-    try:
-        from importlib.metadata import version
-
-        return version("timewait")
-    except Exception:  # not installed: a source checkout on sys.path
-        return "unknown"
+    v = str(getattr(timewait, "__version__", "") or "unknown")
+    root = Path(timewait.__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        rel = f.relative_to(root)
+        if rel.parts[0] in _NOT_ENGINE:
+            continue
+        h.update(str(rel).encode() + b"\0" + f.read_bytes() + b"\0")
+    return f"{v}+{h.hexdigest()[:12]}"
 
 
 # ------------------------------------------------------------- one point run
