@@ -127,6 +127,9 @@ def test_pool_needs_n_ports_and_is_bounded_by_throughput():
     s = step(ask(pool=100, request_ms=5), "pool")
     assert s["value"] == 20000 and s["unit"] == "req/s"
     assert s["details"] == {"ports_needed": 100, "fits": True}
+    check = ask(pool=100, request_ms=5, rate=30000)["rate_check"]
+    assert check["sustainable"] is False and check["headroom"]["value"] == -10000
+    assert check["headroom"]["explanation"] == "No: 30000 req/s is over the limit of 20000.0 req/s."
     assert step(ask(pool=100), "pool")["value"] is None
     big = step(ask(pool=30000), "pool")
     assert big["value"] is None and big["details"]["fits"] is False
@@ -157,6 +160,7 @@ def test_server_closes_frees_client_ports_and_loads_the_server():
     assert tw["value"] == 60000 and tw["details"]["holder"] == "the server"
     capped = ask(server_closes=True, max_tw_buckets=8192, rate=1000)["rate_check"]["time_wait_count"]
     assert capped["value"] == 8192
+    assert "The other 863.5 conn/s of closes skip TIME_WAIT (TW-8)" in capped["explanation"]  # 1000 - 8192/60
 
 
 def test_nat_in_front_shares_public_ports():

@@ -491,14 +491,14 @@ def rate_check(q: CapacityQuestion, limit: Answer) -> RateCheck:
         pct = 100.0 * room / limit.value if limit.value else 0.0
         head = Answer("headroom", "Headroom", "limit - rate",
                       f"{_rate(limit.value, unit)} - {_num(r)} = {_num(room, 1)} {unit} ({pct:.1f} %)",
-                      room, unit, _verdict(q, r, limit.value), {"percent": pct})
+                      room, unit, _verdict(q, r, limit.value, unit), {"percent": pct})
     return RateCheck(r, bool(ok), head, _tw_count(q, r))
 
 
-def _verdict(q: CapacityQuestion, r: float, limit: float) -> str:
+def _verdict(q: CapacityQuestion, r: float, limit: float, unit: str) -> str:
     if r <= limit * (1 + 1e-12):
-        return f"Yes: {_num(r)} conn/s is within the limit of {_rate(limit)}."
-    why = f"No: {_num(r)} conn/s is over the limit of {_rate(limit)}."
+        return f"Yes: {_num(r)} {unit} is within the limit of {_rate(limit, unit)}."
+    why = f"No: {_num(r)} {unit} is over the limit of {_rate(limit, unit)}."
     holding_tw = not (q.linger0 or q.server_closes or q.pool is not None or q.uses_nat)
     if holding_tw and q.slots / r < q.time_wait:
         why += (f" The {q.slots} ports fill after {q.slots} / {_num(r)} = {_s(q.slots / r)}, "
@@ -540,6 +540,10 @@ def _tw_count(q: CapacityQuestion, r: float) -> Answer:
         comp += f" -> {int(count)} ({capped_by})"
     why = f"Little's law: {where} holds rate x TIME_WAIT length sockets in TIME_WAIT"
     why += f", but never more than its {capped_by} ({int(count)})." if capped_by else "."
+    if capped_by == "tcp_max_tw_buckets":
+        skip = r - count / tw
+        why += (f" The other {_num(skip, 1)} conn/s of closes skip TIME_WAIT (TW-8) and go "
+                f"without its protection.")
     details: dict[str, Any] = {"holder": where}
     if q.uses_nat and not q.server_closes:
         t_nat = q.nat_timeout or (CONNTRACK_CLOSE_S if q.linger0 else CONNTRACK_TIME_WAIT_S)

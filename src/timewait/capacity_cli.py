@@ -88,7 +88,7 @@ def print_report(report: CapacityReport) -> None:
     if report.rate_check is not None:
         rc = report.rate_check
         verdict = Text("yes" if rc.sustainable else "no", style="bold green" if rc.sustainable else "bold red")
-        lines = [Text.assemble(("Is ", ""), (f"{rc.rate:g} conn/s", "bold"), (" sustainable? ", ""), verdict)]
+        lines = [Text.assemble(("Is ", ""), (f"{rc.rate:g} {rc.headroom.unit}", "bold"), (" sustainable? ", ""), verdict)]
         for a in (rc.headroom, rc.time_wait_count):
             lines.append(_step_block(None, a))
         console.print(Panel(Group(*lines), title="--rate", title_align="left"))
