@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import dpkt
 
@@ -71,14 +72,19 @@ def captured_packets(result: RunResult, host: str | None = None) -> list[Capture
     return out
 
 
+def encode_pcap(packets: list[Captured], f: BinaryIO) -> None:
+    """Write ``packets`` as a classic pcap stream to the binary file ``f``."""
+    writer = dpkt.pcap.Writer(f, snaplen=SNAPLEN, linktype=LINKTYPE_RAW)
+    writer.writepkts((p.time_us / 1_000_000, encode(p.seg)) for p in packets)
+
+
 def write_pcap(result: RunResult, path: str | os.PathLike[str], host: str | None = None) -> int:
     """Write the run's packets (or one node's view) to ``path``; returns the packet count.
 
-    The caller decides atomicity (see :mod:`timewait.report.outputs`); this
-    writes straight to ``path``.
+    This writes straight to ``path``; ``timewait run --pcap`` goes through
+    :func:`timewait.report.outputs.write_outputs`, which writes atomically.
     """
     packets = captured_packets(result, host)
     with Path(path).open("wb") as f:
-        writer = dpkt.pcap.Writer(f, snaplen=SNAPLEN, linktype=LINKTYPE_RAW)
-        writer.writepkts((p.time_us / 1_000_000, encode(p.seg)) for p in packets)
+        encode_pcap(packets, f)
     return len(packets)
