@@ -224,6 +224,9 @@ def test_cli_missing_spec_and_bad_scheduler(tmp_path, capsys):
     assert rc == 2 and "expected tcp://HOST:PORT" in err
     rc, _, err = sweep_cli(capsys, spec, "--scheduler", "tcp://127.0.0.1:1", "--workers", "2")
     assert rc == 2 and "--workers is for local runs" in err
+    rc, _, err = sweep_cli(capsys, spec, "--workers", "0")
+    assert rc == 2 and "--workers must be at least 1" in err
+    assert not (tmp_path / ".sweep-cache").exists()
 
 
 # ----------------------------------------------------------- running points
@@ -359,6 +362,30 @@ def test_real_scenario_on_local_processes(tmp_path, capsys):
     assert {r["checks_passed"] for r in rows} == {"True"}
     rc, out, _ = sweep_cli(capsys, spec, "--json")
     assert json.loads(out)["computed"] == 0
+
+
+def test_port_exhaustion_sweep_uses_each_port_once(tmp_path, capsys):
+    from timewait.scenarios import all_scenarios
+
+    if "port-exhaustion" not in all_scenarios():
+        pytest.skip("the port-exhaustion scenario is not registered yet")
+    spec = write_spec(tmp_path / "pe.toml", """
+scenario = "port-exhaustion"
+seeds = [1]
+metrics = ["succeeded", "first_failure_at", "failed.EADDRNOTAVAIL"]
+[grid]
+"params.duration" = [2]
+"sysctl.c1:net.ipv4.ip_local_port_range" = ["40000 40099", "40000 40199"]
+[output]
+plot = { x = "sysctl.c1:net.ipv4.ip_local_port_range", y = "succeeded", file = "out/pe.png" }
+""")
+    rc, out, _ = sweep_cli(capsys, spec, "--workers", "2", "--json")
+    assert rc == 0 and json.loads(out)["computed"] == 2
+    rows = read_csv(tmp_path / "out" / "pe.csv")
+    # 2 s is far inside one 60 s TIME_WAIT: every port serves once, then EADDRNOTAVAIL.
+    assert [r["succeeded"] for r in rows] == ["100", "200"]
+    assert all(float(r["first_failure_at"]) < 2 and int(r["failed.EADDRNOTAVAIL"]) > 0 for r in rows)
+    assert (tmp_path / "out" / "pe.png").exists()
 
 
 def test_cli_exit_status_says_a_point_failed(tmp_path, capsys):
