@@ -1,0 +1,243 @@
+"""``timewait kernel run|compare|cleanup|scenarios`` and ``timewait inspect``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from timewait.errors import UsageError
+
+kernel_app = typer.Typer(help="The kernel lab: scenarios in real network namespaces, compared with the simulator.",
+                         no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+def _assignments(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _err(messages: list[str]) -> None:
+    for m in messages:
+        print(m, file=sys.stderr)
+
+
+@kernel_app.command("run")
+def run_cmd(
+    scenario: Annotated[str, typer.Argument(help="Scenario name (see `timewait kernel scenarios`).")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Scenario parameter KEY=VALUE (repeatable).")] = None,
+    sysctl: Annotated[list[str] | None, typer.Option("--sysctl", help="HOST:NAME=VALUE written inside HOST's namespace.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Recorded for symmetry with the simulator (the kernel has no seed).")] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run as one JSON document.")] = False,
+    pcap: Annotated[Path | None, typer.Option("--pcap", help="Capture with tcpdump into this file.")] = None,
+    pcap_host: Annotated[str | None, typer.Option("--pcap-host", help="Host whose eth0 to capture (default: first).")] = None,
+) -> None:
+    """Run a scenario on the running kernel, in network namespaces made for it and removed after."""
+    from timewait.kernel.scenarios import run_kernel
+
+    messages: list[str] = []
+    result = run_kernel(scenario, params=_assignments(set_ or []), sysctls=list(sysctl or []), seed=seed,
+                        pcap=str(pcap) if pcap else None, pcap_host=pcap_host,
+                        progress=not json_out and sys.stderr.isatty(), messages=messages)
+    if pcap:
+        messages.append(f"wrote {pcap}")
+    if json_out:
+        _err(messages)
+        print(json.dumps(result.to_json(), indent=2))
+        return
+    _print_run(result, messages)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _print_run(result: Any, messages: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from timewait.kernel.compare import short
+
+    con = Console(highlight=False, soft_wrap=True)
+    title = Text(result.scenario, style="bold")
+    title.append(f"  on {result.profile}, {result.sim_time:g} s", style="dim")
+    con.print(title)
+    if result.params:
+        con.print(Text("params: " + " ".join(f"{k}={v}" for k, v in result.params.items()), style="dim"))
+    t = Table(box=None, header_style="bold")
+    t.add_column("host")
+    t.add_column("sockets at the end")
+    for h, snap in result.hosts.items():
+        t.add_row(h, "  ".join(f"{k} {v}" for k, v in snap["states"].items()) or "none")
+    con.print(t)
+    m = Table(box=None, header_style="bold")
+    m.add_column("metric")
+    m.add_column("value")
+    for k, v in result.metrics.items():
+        m.add_row(k, short(v, 70))
+    con.print(m)
+    for c in result.checks:
+        mark = Text("PASS " if c.passed else "FAIL ", style="green" if c.passed else "red bold")
+        mark.append(f"{c.name}: {c.detail}", style="")
+        con.print(mark)
+    for msg in messages:
+        con.print(Text(msg, style="italic"))
+
+
+@kernel_app.command("compare")
+def compare_cmd(
+    scenario: Annotated[str, typer.Argument(help="Scenario name known to both the simulator and the kernel lab.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Scenario parameter KEY=VALUE (repeatable).")] = None,
+    sysctl: Annotated[list[str] | None, typer.Option("--sysctl", help="HOST:NAME=VALUE, applied on both sides.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="The simulator's seed.")] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as one JSON document.")] = False,
+) -> None:
+    """Run a scenario in the simulator and on the kernel with the same parameters; compare."""
+    from timewait.kernel.compare import agrees, compare
+
+    messages: list[str] = []
+    sim, kern, rows = compare(scenario, params=_assignments(set_ or []), sysctls=list(sysctl or []), seed=seed,
+                              messages=messages)
+    ok = agrees(rows)
+    if json_out:
+        _err(messages)
+        print(json.dumps({"scenario": scenario, "params": kern.params, "sysctls": list(sysctl or []),
+                          "simulator": sim.profile, "kernel": kern.profile, "agree": ok,
+                          "rows": [r.to_json() for r in rows]}, indent=2, default=str))
+    else:
+        _print_compare(scenario, sim, kern, rows, ok, messages)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _print_compare(scenario: str, sim: Any, kern: Any, rows: list[Any], ok: bool, messages: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from timewait.kernel.compare import short
+
+    con = Console(highlight=False, soft_wrap=True)
+    con.print(Text(f"{scenario}: simulator ({sim.profile}) vs {kern.profile}", style="bold"))
+    con.print(Text("params: " + " ".join(f"{k}={v}" for k, v in kern.params.items()), style="dim"))
+    t = Table(box=None, header_style="bold")
+    for col in ("", "name", "simulator", "kernel", "tolerance", "verdict"):
+        t.add_column(col)
+    colour = {"agree": "green", "differs": "red bold", "ignored": "dim", "sim only": "yellow",
+              "kernel only": "yellow"}
+    for r in rows:
+        t.add_row(r.kind, r.name, short(r.sim), short(r.kernel), r.tolerance,
+                  Text(r.verdict, style=colour.get(r.verdict, "")))
+    con.print(t)
+    whys = {(r.tolerance, r.why) for r in rows if r.why and r.tolerance not in ("exact", "—")}
+    for tol, why in sorted(whys):
+        if why:
+            con.print(Text(f"{tol}: {why}", style="dim"))
+    con.print(Text("agree within tolerances" if ok else "DIFFERS", style="green bold" if ok else "red bold"))
+    for m in messages:
+        con.print(Text(m, style="italic"))
+
+
+@kernel_app.command("scenarios")
+def scenarios_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The scenarios the kernel lab can run, and those it cannot (with why)."""
+    from timewait.kernel.scenarios import UNSUPPORTED, all_kernel_scenarios
+
+    ks = all_kernel_scenarios()
+    doc = {"supported": {n: {"params": list(s.params), "kernel_defaults": s.kernel_defaults,
+                             "default_sysctls": s.default_sysctls} for n, s in ks.items()},
+           "unsupported": UNSUPPORTED}
+    if json_out:
+        print(json.dumps(doc, indent=2))
+        return
+    for n, s in ks.items():
+        extra = ", ".join(f"{k}={v}" for k, v in s.kernel_defaults.items())
+        print(f"{n:28} params: {', '.join(s.params)}" + (f"  (kernel defaults: {extra})" if extra else ""))
+    for n, why in UNSUPPORTED.items():
+        print(f"{n:28} not on a kernel: {why}")
+
+
+@kernel_app.command("cleanup")
+def cleanup_cmd(
+    all_: Annotated[bool, typer.Option("--all", help="Also remove namespaces of runs still alive.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+) -> None:
+    """Remove namespaces (tw-<pid>-*) and veths (tw<pid>v*) left by kernel runs that died."""
+    from timewait.kernel.topology import cleanup_leftovers, leftovers, require_lab
+
+    require_lab()
+    nss, links = leftovers(all_) if dry_run else cleanup_leftovers(all_)
+    verb = "would remove" if dry_run else "removed"
+    print(f"{verb} {len(nss)} namespace(s){': ' + ', '.join(nss) if nss else ''}; "
+          f"{len(links)} veth(s){': ' + ', '.join(links) if links else ''}")
+
+
+def inspect_cmd(
+    netns: Annotated[str | None, typer.Option("--netns", help="A namespace `ip netns` knows (default: this one).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the census as one JSON document (per refresh).")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh like top, with counter rates (Ctrl-C stops).")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.")] = 2.0,
+    count: Annotated[int, typer.Option("--count", help="Stop after N refreshes (0: until Ctrl-C).")] = 0,
+    top: Annotated[int, typer.Option("--top", help="Rows per table.")] = 10,
+) -> None:
+    """Live census of TCP sockets and TIME_WAIT through netlink inet_diag, with advice when a limit is near."""
+    from timewait.kernel.inspect import render, resolve_netns, take
+    from timewait.kernel.topology import KernelUnavailable
+
+    if interval <= 0 or count < 0 or top < 1:
+        raise UsageError("--interval must be > 0, --count >= 0 and --top >= 1")
+    if sys.platform != "linux":
+        raise KernelUnavailable("inspect reads Linux's inet_diag; this is not Linux")
+    ns = resolve_netns(netns)
+    if not watch:
+        c = take(ns, top=top)
+        if json_out:
+            print(json.dumps(c.to_json(), indent=2))
+        else:
+            from rich.console import Console
+
+            Console(highlight=False).print(render(c))
+        return
+    _watch(ns, json_out, interval, count, top)
+
+
+def _watch(ns: str | None, json_out: bool, interval: float, count: int, top: int) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    from timewait.kernel.inspect import render, take
+
+    prev = None
+    n = 0
+    try:
+        if json_out:
+            while count == 0 or n < count:
+                prev = take(ns, top=top, previous=prev)
+                print(json.dumps(prev.to_json()), flush=True)
+                n += 1
+                if count == 0 or n < count:
+                    time.sleep(interval)
+            return
+        with Live(console=Console(highlight=False), auto_refresh=False, screen=False) as live:
+            while count == 0 or n < count:
+                prev = take(ns, top=top, previous=prev)
+                live.update(render(prev), refresh=True)
+                n += 1
+                if count == 0 or n < count:
+                    time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``kernel`` group and the top-level ``inspect`` command to the CLI."""
+    app.add_typer(kernel_app, name="kernel")
+    app.command("inspect")(inspect_cmd)

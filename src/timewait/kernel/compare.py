@@ -1,0 +1,199 @@
+"""Simulator and kernel side by side: every metric and check, each with its tolerance and a verdict.
+
+All tolerances live in :data:`TOLERANCES`, each with the reason it is needed.
+A metric without an entry must agree exactly; a list is compared element by
+element and a dict key by key with the metric's tolerance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from timewait.result import RunResult
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerance:
+    """How far the kernel may be from the simulator: ``kind`` is one of
+
+    ``exact``; ``range`` (kernel - sim within [lo, hi]); ``rel`` (|k - s| <= hi x |s| + lo);
+    ``sum-rel`` (as ``rel`` on the sums of two lists); ``ignore`` (never comparable).
+    """
+
+    kind: str
+    lo: float = 0.0
+    hi: float = 0.0
+    why: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "exact":
+            return "exact"
+        if self.kind == "range":
+            return f"{self.lo:+g}..{self.hi:+g}"
+        if self.kind == "rel":
+            return f"±{self.hi:.0%}" + (f" ±{self.lo:g}" if self.lo else "")
+        if self.kind == "sum-rel":
+            return f"sum ±{self.hi:.0%}"
+        return "ignored"
+
+
+EXACT = Tolerance("exact", why="deterministic on both sides")
+WHEEL = ("the TIME_WAIT timer sits on the kernel's timer wheel: a 60 s timer lands in a level whose "
+         "buckets are 2.048 s wide at HZ=250 (4.096 s at HZ=1000) and fires up to one bucket late; "
+         "we poll every 20 ms near the end")
+JITTER = "the kernel run's clock is wall time: Python's sleep() and scheduling add up to tens of ms"
+
+#: (scenario or "*", metric) -> tolerance. Everything not listed must agree exactly.
+TOLERANCES: dict[tuple[str, str], Tolerance] = {
+    # nc-timewait
+    ("nc-timewait", "time_wait_seconds"): Tolerance("range", -0.1, 4.2, WHEEL),
+    ("nc-timewait", "time_wait_entered_at"): Tolerance("range", -0.05, 0.05, JITTER),
+    ("nc-timewait", "time_wait_left_at"): Tolerance("range", -0.15, 4.25, WHEEL + "; " + JITTER),
+    ("nc-timewait", "client_port"): Tolerance("ignore", why="an ephemeral port: random on both sides"),
+    # redis-short-connections: counts are exact, the sampled curve is not
+    ("redis-short-connections", "time_wait_over_time"): Tolerance(
+        "ignore", why="samples are taken at wall-clock instants that drift by milliseconds"),
+    ("redis-short-connections", "redis_version"): Tolerance("ignore", why="only the kernel run has a real Redis"),
+    # port-exhaustion: what runs out is exact, how fast depends on the connection rate
+    ("port-exhaustion", "first_failure_at"): Tolerance(
+        "range", -1.0, 1.0, "depends on the connection rate: the simulator's RTT is 0.2 ms, the kernel's is a "
+        "veth hop plus Python's loop (several thousand connections/s either way)"),
+    ("port-exhaustion", "failed"): Tolerance(
+        "rel", 50, 0.25, "failed connect()s are retried on a 1 ms grid; the kernel loop loses ticks to "
+        "scheduling and starts failing at a slightly different moment"),
+    ("port-exhaustion", "failed_per_second"): Tolerance(
+        "sum-rel", 50, 0.25, "as failed: 1 ms retry grid against Python's scheduling"),
+    ("port-exhaustion", "succeeded_per_second"): Tolerance(
+        "rel", 5, 0.02, "a connection finishing a few ms either side of a second boundary"),
+    ("port-exhaustion", "tw_recycled"): Tolerance("rel", 20, 0.02, "as succeeded_per_second"),
+    # lost-last-ack: the FIN is retransmitted after the RTO, which the kernel computes from a measured RTT
+    ("lost-last-ack", "fin_retransmitted_at"): Tolerance(
+        "range", -0.3, 0.3, "the passive closer's RTO: the simulator's 200 ms minimum plus its modelled RTT, "
+        "the kernel's from a veth RTT of microseconds (tcp_rto_min 200 ms either way) and jitter"),
+    ("lost-last-ack", "time_wait_seconds"): Tolerance("range", -0.1, 4.2, WHEEL),
+    ("lost-last-ack", "client_port"): Tolerance("ignore", why="an ephemeral port: random on both sides"),
+    ("*", "client_port"): Tolerance("ignore", why="an ephemeral port: random on both sides"),
+    ("*", "tsval"): Tolerance("ignore", why="timestamp clocks start at a random offset per 4-tuple"),
+}
+
+
+def tolerance_for(scenario: str, metric: str) -> Tolerance:
+    return TOLERANCES.get((scenario, metric)) or TOLERANCES.get(("*", metric)) or EXACT
+
+
+def within(tol: Tolerance, sim: Any, kern: Any) -> bool:
+    """Whether ``kern`` is within ``tol`` of ``sim``."""
+    if tol.kind == "ignore":
+        return True
+    if isinstance(sim, dict) and isinstance(kern, dict):
+        return set(sim) == set(kern) and all(within(tol, sim[k], kern[k]) for k in sim)
+    if tol.kind == "sum-rel" and isinstance(sim, list) and isinstance(kern, list):
+        return within(Tolerance("rel", tol.lo, tol.hi), sum(sim), sum(kern))
+    if isinstance(sim, list) and isinstance(kern, list):
+        return len(sim) == len(kern) and all(within(tol, a, b) for a, b in zip(sim, kern, strict=True))
+    if tol.kind == "exact" or isinstance(sim, bool) or not _num(sim) or not _num(kern):
+        return sim == kern
+    if tol.kind == "range":
+        return tol.lo - 1e-9 <= kern - sim <= tol.hi + 1e-9
+    if tol.kind in ("rel", "sum-rel"):
+        return abs(kern - sim) <= tol.hi * abs(sim) + tol.lo + 1e-9
+    return sim == kern
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+@dataclass(slots=True)
+class Row:
+    kind: str      # "metric" or "check"
+    name: str
+    sim: Any
+    kernel: Any
+    tolerance: str
+    why: str
+    verdict: str   # agree, differs, ignored, sim only, kernel only
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "sim": self.sim, "kernel": self.kernel,
+                "tolerance": self.tolerance, "why": self.why, "verdict": self.verdict}
+
+
+_MISSING = object()
+
+
+def compare_results(sim: RunResult, kern: RunResult) -> list[Row]:
+    """Rows for every metric (union of both sides) and every check, in the simulator's order."""
+    rows: list[Row] = []
+    names = list(sim.metrics) + [k for k in kern.metrics if k not in sim.metrics]
+    for name in names:
+        s, k = sim.metrics.get(name, _MISSING), kern.metrics.get(name, _MISSING)
+        tol = tolerance_for(sim.scenario, name)
+        if s is _MISSING or k is _MISSING:
+            verdict = "kernel only" if s is _MISSING else "sim only"
+        elif tol.kind == "ignore":
+            verdict = "ignored"
+        else:
+            verdict = "agree" if within(tol, s, k) else "differs"
+        one_sided = s is _MISSING or k is _MISSING
+        rows.append(Row("metric", name, None if s is _MISSING else s, None if k is _MISSING else k,
+                        "—" if one_sided else tol.describe(), "" if one_sided else tol.why, verdict))
+    kchecks = {c.name: c for c in kern.checks}
+    schecks = {c.name: c for c in sim.checks}
+    for c in sim.checks:
+        kc = kchecks.get(c.name)
+        if kc is None:
+            rows.append(Row("check", c.name, c.passed, None, "—", "", "sim only"))
+        else:
+            rows.append(Row("check", c.name, c.passed, kc.passed, "same outcome", "",
+                            "agree" if kc.passed == c.passed else "differs"))
+    for c in kern.checks:
+        if c.name not in schecks:
+            rows.append(Row("check", c.name, None, c.passed, "—", "", "kernel only"))
+    return rows
+
+
+def agrees(rows: list[Row]) -> bool:
+    """No metric or check differs (one side lacking a row is not a disagreement)."""
+    return not any(r.verdict == "differs" for r in rows)
+
+
+def compare(name: str, *, params: dict[str, Any] | None = None, sysctls: list[str] | None = None,
+            seed: int = 1, messages: list[str] | None = None) -> tuple[RunResult, RunResult, list[Row]]:
+    """Run scenario ``name`` in the simulator and on the kernel with the same parameters; compare.
+
+    The kernel's lowered defaults (e.g. fewer connections) and default sysctls
+    are passed to the simulator too, so both answer the same question.
+    """
+    from timewait.kernel.scenarios import get_kernel_scenario, parse_kernel_params, run_kernel
+    from timewait.scenarios import get_scenario, run_scenario
+
+    ksc = get_kernel_scenario(name)
+    get_scenario(name)  # a UsageError naming the simulator's scenarios if it has none of that name
+    kp = parse_kernel_params(ksc, params)
+    user = list(sysctls or [])
+    shared_sysctls = [s for s in ksc.default_sysctls if not any(_same_sysctl(s, u) for u in user)] + user
+    sim_params = {k: v for k, v in kp.items() if k not in ksc.kernel_only}
+    sim = run_scenario(name, params=sim_params, sysctls=shared_sysctls, seed=seed, trace=True)
+    kern = run_kernel(name, params=params, sysctls=user, seed=seed, messages=messages)
+    return sim, kern, compare_results(sim, kern)
+
+
+def _same_sysctl(a: str, b: str) -> bool:
+    ha, _, ra = a.partition(":")
+    hb, _, rb = b.partition(":")
+    return ra.partition("=")[0] == rb.partition("=")[0] and (ha == hb or "*" in (ha, hb))
+
+
+def short(v: Any, width: int = 38) -> str:
+    """A value for a table cell."""
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        text = f"{v:.4g}" if abs(v) < 1e5 else f"{v:.6g}"
+    elif isinstance(v, list) and len(v) > 8:
+        text = "[" + ", ".join(map(str, v[:6])) + f", … {len(v)} items]"
+    else:
+        text = str(v)
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,262 @@
+"""Scenarios on the running kernel: the simulator's experiments in real network namespaces.
+
+Each module registers a function ``run(lab: KLab)`` with :func:`kscenario`
+under the simulator scenario's name, with the same parameter and metric names
+(``timewait kernel compare`` lines them up). A kernel scenario may lower a
+default to keep a run short (``kernel_defaults``, said on stderr) and may add
+parameters the simulator does not need (``kernel_only``, e.g. ``wait``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from timewait.errors import UsageError
+from timewait.kernel import counters as kcounters
+from timewait.kernel import diag
+from timewait.kernel.topology import KernelLab, KernelUnavailable, require_lab
+from timewait.result import Check, NodeInfo, RunResult
+from timewait.scenarios import Param
+from timewait.trace import Trace
+
+#: What the running kernel cannot show, and why (one line each).
+UNSUPPORTED: dict[str, str] = {
+    "tw-recycle-nat": "tcp_tw_recycle was removed in Linux 4.12; this kernel cannot show it "
+                      "(run it in the simulator: timewait run tw-recycle-nat)",
+    "delayed-duplicate": "needs TIME_WAIT switched off, a lesson knob no kernel has "
+                         "(run it in the simulator: timewait run delayed-duplicate)",
+    "two-msl": "a computed timeline, not something a kernel does (timewait run two-msl)",
+    "ttl": "the kernel lab has no router-hop version of it; the simulator shows TTL expiry (timewait run ttl)",
+    "max-rate": "an exercise answered by timewait capacity and the simulator",
+    "quiz": "a quiz, answered by the simulator's scenarios",
+}
+
+#: Common simulator parameters the kernel cannot honour, and why.
+REFUSED_COMMON: dict[str, str] = {
+    "timewait": "--set timewait=off is a lesson knob of the simulator; a real kernel always keeps TIME_WAIT",
+    "msl": "--set msl: Linux's TIME_WAIT is the compiled-in TCP_TIMEWAIT_LEN (60 s), no MSL to set",
+    "mem": "--set mem: the kernel lab cannot change this machine's memory; set "
+           "--sysctl HOST:net.ipv4.tcp_max_tw_buckets=N instead",
+}
+
+
+@dataclass
+class KernelScenario:
+    name: str
+    fn: Callable[[KLab], None]
+    params: dict[str, Param]
+    kernel_only: frozenset[str] = frozenset()
+    kernel_defaults: dict[str, Any] = field(default_factory=dict)
+    default_sysctls: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+KREGISTRY: dict[str, KernelScenario] = {}
+
+
+def kscenario(name: str, *, params: dict[str, Param], kernel_only: tuple[str, ...] = (),
+              kernel_defaults: dict[str, Any] | None = None, default_sysctls: list[str] | None = None,
+              note: str = "") -> Callable[[Callable[[KLab], None]], Callable[[KLab], None]]:
+    """Register a kernel scenario (``name`` is the simulator scenario's)."""
+
+    def deco(fn: Callable[[KLab], None]) -> Callable[[KLab], None]:
+        KREGISTRY[name] = KernelScenario(name, fn, params, frozenset(kernel_only), dict(kernel_defaults or {}),
+                                         list(default_sysctls or []), note)
+        return fn
+
+    return deco
+
+
+def _load_all() -> None:
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def all_kernel_scenarios() -> dict[str, KernelScenario]:
+    _load_all()
+    return dict(sorted(KREGISTRY.items()))
+
+
+def get_kernel_scenario(name: str) -> KernelScenario:
+    _load_all()
+    if name in UNSUPPORTED:
+        raise KernelUnavailable(f"{name}: {UNSUPPORTED[name]}")
+    sc = KREGISTRY.get(name)
+    if sc is None:
+        raise UsageError(f"no kernel version of scenario {name!r}; the kernel lab has: {', '.join(sorted(KREGISTRY))}")
+    return sc
+
+
+def parse_kernel_params(sc: KernelScenario, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The scenario's parameters: kernel defaults overlaid with ``params`` (validated)."""
+    out = {k: sc.kernel_defaults.get(k, p.default) for k, p in sc.params.items()}
+    for k, v in (params or {}).items():
+        if k in REFUSED_COMMON:
+            raise KernelUnavailable(REFUSED_COMMON[k])
+        if k not in sc.params:
+            raise UsageError(f"unknown parameter {k!r} for kernel {sc.name}; allowed: {', '.join(sorted(sc.params))}")
+        out[k] = sc.params[k].parse(k, v)
+    return out
+
+
+def parse_sysctl_flags(items: list[str]) -> list[tuple[str, str, str]]:
+    """``HOST:NAME=VALUE`` flags (HOST may be ``*``) as triples."""
+    from timewait.sim.simulation import parse_sysctl_override
+
+    out = []
+    for text in items:
+        host, name, value = parse_sysctl_override(text)
+        if not name.startswith(("net.", "kernel.")):
+            name = "net.ipv4." + name
+        if name.endswith("tcp_tw_recycle"):
+            raise KernelUnavailable(f"{name}: tcp_tw_recycle was removed in Linux 4.12; this kernel is "
+                                    f"{os.uname().release} (try the simulator with --profile linux-4.9)")
+        out.append((host, name, value))
+    return out
+
+
+def kernel_profile() -> str:
+    return f"kernel-{os.uname().release}"
+
+
+class KLab:
+    """What a kernel scenario works with: the namespaces, parameters, checks and metrics."""
+
+    def __init__(self, sc: KernelScenario, lab: KernelLab, params: dict[str, Any],
+                 sysctls: list[tuple[str, str, str]], pcap: str | None = None, pcap_host: str | None = None,
+                 progress: bool = False) -> None:
+        self.scenario = sc
+        self.k = lab
+        self.p = params
+        self.sysctls = sysctls
+        self.pcap = pcap
+        self.pcap_host = pcap_host
+        self.progress = progress
+        self.checks: list[Check] = []
+        self.metrics: dict[str, Any] = {}
+        self.series: dict[str, list[tuple[float, float]]] = {}
+        self.notes: list[str] = []
+        self.addrs: dict[str, list[str]] = {}
+        self.kinds: dict[str, str] = {}
+        self.t0 = time.monotonic()
+        self.t_end: float | None = None
+
+    # -- building
+    def host(self, name: str, *addrs: str, kind: str = "host") -> str:
+        """A namespace for ``name``; ``addrs`` are recorded for the result's node table."""
+        ns = self.k.add_host(name, forward=kind != "host")
+        self.addrs[name] = [a.split("/")[0] for a in addrs]
+        self.kinds[name] = kind
+        return ns
+
+    def ready(self) -> None:
+        """Topology built: apply ``--sysctl`` flags, start the capture, start the clock."""
+        hosts = list(self.k.hosts)
+        for host, name, value in self.sysctls:
+            if host != "*" and host not in self.k.hosts:
+                raise UsageError(f"--sysctl for unknown host {host!r}; hosts: {', '.join(hosts)}")
+            for h in hosts if host == "*" else [host]:
+                self.k.sysctl(h, name, value)
+        if self.pcap:
+            h = self.pcap_host or hosts[0]
+            self.k.tcpdump(h, "eth0", os.path.abspath(self.pcap))
+        self.t0 = time.monotonic()
+
+    # -- recording
+    def now(self) -> float:
+        """Seconds since :meth:`ready` (the kernel run's clock, like the simulator's time)."""
+        return time.monotonic() - self.t0
+
+    def check(self, name: str, passed: bool, detail: str = "") -> bool:
+        self.checks.append(Check(name, bool(passed), detail))
+        return bool(passed)
+
+    def say(self, text: str) -> None:
+        self.notes.append(text)
+
+    def sample(self, name: str, t: float, value: float) -> None:
+        self.series.setdefault(name, []).append((round(t, 3), value))
+
+    def tw(self, host: str) -> list[diag.DiagSock]:
+        """The TIME_WAIT sockets of ``host`` now."""
+        return diag.dump(self.k.ns(host), states=diag.mask(diag.TIME_WAIT), families=(2,))
+
+    def counters(self, host: str) -> dict[str, int]:
+        return kcounters.read(self.k.ns(host))
+
+    def sysctl_int(self, host: str, name: str) -> int:
+        return int(self.k.read_sysctl(host, name))
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """``{host: {states, counters, sysctls}}`` as the simulator reports them."""
+        from timewait.sim.sysctl import SYSCTLS
+
+        out = {}
+        for host, ns in self.k.hosts.items():
+            socks = diag.dump(ns)
+            sysctls: dict[str, Any] = {}
+            for name in SYSCTLS:
+                try:
+                    v = self.k.read_sysctl(host, name)
+                except OSError:
+                    continue
+                sysctls[name] = int(v) if v.lstrip("-").isdigit() else v
+            out[host] = {"states": diag.state_counts(socks), "counters": kcounters.tcp_nonzero(kcounters.read(ns)),
+                         "sysctls": sysctls}
+        return out
+
+
+def run_kernel(name: str, *, params: dict[str, Any] | None = None, sysctls: list[str] | None = None,
+               seed: int = 1, pcap: str | None = None, pcap_host: str | None = None,
+               progress: bool = False, messages: list[str] | None = None) -> RunResult:
+    """Run scenario ``name`` on the running kernel and return the simulator's :class:`RunResult` shape.
+
+    ``messages`` collects the sentences worth telling the user (lowered
+    defaults, kernel notes); the CLI prints them on stderr.
+    """
+    sc = get_kernel_scenario(name)
+    p = parse_kernel_params(sc, params)
+    user = parse_sysctl_flags(list(sysctls or []))
+    defaults = [t for t in parse_sysctl_flags(sc.default_sysctls)
+                if not any(u[0] in (t[0], "*") and u[1] == t[1] for u in user)]
+    require_lab()
+    if messages is not None:
+        lowered = {k: v for k, v in sc.kernel_defaults.items() if k not in (params or {})}
+        if lowered:
+            messages.append("kernel run defaults: " + ", ".join(f"{k}={v}" for k, v in lowered.items())
+                            + " (the simulator's are larger; --set to change)")
+        if defaults:
+            messages.append("kernel run sysctls: " + ", ".join(f"{h}:{n}={v}" for h, n, v in defaults))
+        if sc.note:
+            messages.append(sc.note)
+    with KernelLab() as k:
+        lab = KLab(sc, k, p, defaults + user, pcap=pcap, pcap_host=pcap_host, progress=progress)
+        sc.fn(lab)
+        sim_time = round(lab.t_end if lab.t_end is not None else lab.now(), 3)
+        hosts = lab.snapshot()
+    public = {k2: v for k2, v in p.items()}
+    nodes = {n: NodeInfo(n, lab.kinds.get(n, "host"), [_aton(a) for a in lab.addrs.get(n, [])]) for n in hosts}
+    if messages is not None:
+        messages.extend(lab.notes)
+    return RunResult(scenario=name, profile=kernel_profile(), seed=seed, params=public, sim_time=sim_time,
+                     checks=lab.checks, metrics=lab.metrics, hosts=hosts, trace=Trace(enabled=False), nodes=nodes,
+                     contrast="\n".join(lab.notes), series=lab.series, sysctl_overrides=list(sysctls or []))
+
+
+def _aton(a: str) -> int:
+    import socket as _s
+
+    return int.from_bytes(_s.inet_aton(a), "big")
+
+
+def progress_line(text: str) -> None:
+    """A one-line status on stderr when it is a terminal (long kernel waits)."""
+    if sys.stderr.isatty():
+        print(f"\r{text}\033[K", end="", file=sys.stderr, flush=True)

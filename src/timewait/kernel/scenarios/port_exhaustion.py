@@ -1,0 +1,130 @@
+"""Port exhaustion on the kernel: short connections to one destination until connect() fails."""
+
+from __future__ import annotations
+
+import errno
+import time
+
+from timewait.errors import UsageError
+from timewait.kernel.apps import Worker, connect, errno_name, ping
+from timewait.kernel.scenarios import KLab, Param, kscenario, progress_line
+
+CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
+RETRY_S = 0.001  # as the simulator's loop: try again 1 ms after a failed connect()
+
+
+@kscenario(
+    "port-exhaustion",
+    params={
+        "duration": Param(75.0, "seconds of simulated time", float),
+        "destinations": Param(1, "spread over K server ports (4-tuples multiply)"),
+        "rtt_ms": Param(0.2, "round-trip time in ms", float),
+    },
+    kernel_defaults={"duration": 5.0},
+    default_sysctls=["c1:net.ipv4.ip_local_port_range=40000 40999"],
+    note="port-exhaustion on the kernel: the port range is narrowed to 1000 ports so it runs out in well "
+         "under a second (override with --sysctl 'c1:net.ipv4.ip_local_port_range=LOW HIGH').",
+)
+def run(lab: KLab) -> None:
+    k = lab.k
+    p = lab.p
+    if p["rtt_ms"] != 0.2:
+        raise UsageError("--set rtt_ms: the kernel lab cannot set a round-trip time (no netem here); "
+                         "two veth ends are microseconds apart")
+    lab.host("c1", CLIENT)
+    lab.host("server", SERVER)
+    k.link("c1", f"{CLIENT}/24", "server", f"{SERVER}/24")
+    lab.ready()
+    dests = max(1, p["destinations"])
+    server = Worker(k, "server", "ping", SERVER, [6379 + i for i in range(dests)])
+    duration = p["duration"]
+    before = lab.counters("c1")
+    succeeded = 0
+    failed: dict[str, int] = {}
+    first_failure_at: float | None = None
+    per_sec: dict[int, int] = {}
+    fail_per_sec: dict[int, int] = {}
+    tw_peak = 0
+    next_sample = 0.0
+    i = 0
+    retry_at = 0.0
+    lab.t0 = time.monotonic()
+    while (now := lab.now()) < duration:
+        if now >= next_sample:
+            tw_peak = max(tw_peak, len(lab.tw("c1")))
+            lab.sample("c1.TIME_WAIT", now, tw_peak)
+            next_sample += 1.0
+            progress_line(f"port-exhaustion: {now:4.1f} s, {succeeded} connections, failures {failed}")
+        try:
+            s = connect(k, "c1", SERVER, 6379 + i % dests)
+        except OSError as e:
+            name = errno_name(e)
+            failed[name] = failed.get(name, 0) + 1
+            fail_per_sec[int(now)] = fail_per_sec.get(int(now), 0) + 1
+            if first_failure_at is None:
+                first_failure_at = round(now, 4)
+            if e.errno not in (errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.ETIMEDOUT, errno.ECONNREFUSED):
+                raise
+            # Retries on a 1 ms grid, as the simulator's loop does, not 1 ms plus Python's overhead.
+            retry_at = max(retry_at + RETRY_S, now - RETRY_S)
+            if retry_at > lab.now():
+                time.sleep(retry_at - lab.now())
+            continue
+        i += 1
+        try:
+            ok = ping(s)
+        except OSError as e:
+            ok = False
+            failed[errno_name(e)] = failed.get(errno_name(e), 0) + 1
+        finally:
+            k.forget(s)
+        if ok:
+            succeeded += 1
+            sec = int(lab.now())
+            per_sec[sec] = per_sec.get(sec, 0) + 1
+    progress_line("")
+    lab.t_end = lab.now()
+    tw_peak = max(tw_peak, len(lab.tw("c1")))
+    server.stop()
+    lo, hi = (int(x) for x in lab.k.read_sysctl("c1", "net.ipv4.ip_local_port_range").split())
+    ports = hi - lo + 1
+    usable = ports - (ports & 1 if ports > 1 else 0)
+    secs = int(duration)
+    after = lab.counters("c1")
+    m = lab.metrics
+    m.update(succeeded=succeeded, failed=failed, first_failure_at=first_failure_at,
+             succeeded_per_second=[per_sec.get(s, 0) for s in range(secs)],
+             failed_per_second=[fail_per_sec.get(s, 0) for s in range(secs)],
+             port_range=[lo, hi], usable_ports=usable, destinations=dests, time_wait_peak=tw_peak,
+             tw_recycled=after.get("TcpExtTWRecycled", 0) - before.get("TcpExtTWRecycled", 0))
+    reuse_ok, why = may_reuse(lab)
+    supply = usable * dests
+    if reuse_ok:
+        lab.check("tw_reuse keeps connect() going: no EADDRNOTAVAIL", not failed,
+                  f"{why}; {m['tw_recycled']} takeovers, failures {failed}")
+        lab.say(why)
+        return
+    ok_before = sum(m["succeeded_per_second"][: int(first_failure_at)]) if first_failure_at is not None else None
+    lab.check("the client runs out of ports with EADDRNOTAVAIL", "EADDRNOTAVAIL" in failed,
+              f"first failure at {first_failure_at} s; {why}")
+    lab.check("it fails after using every usable port toward the destination(s) once",
+              first_failure_at is not None and succeeded >= supply and ok_before is not None,
+              f"{usable} usable ports x {dests} destination(s) = {supply}; {succeeded} succeeded in all")
+    if duration > (first_failure_at or 0) + 62:
+        recovered = any(m["succeeded_per_second"][int(first_failure_at or 0) + 60:])
+        lab.check("ports come back when the first TIME_WAIT entries expire (60 s after they began)",
+                  recovered, f"successes per second after the failures: {m['succeeded_per_second'][-10:]}")
+    lab.say(f"{why}. Toward {SERVER} the client can hold at most {supply} 4-tuples at once, each for 60 s: "
+            f"a ceiling of {supply / 60:.1f} connections/s.")
+
+
+def may_reuse(lab: KLab) -> tuple[bool, str]:
+    """Whether this kernel's connect() may take over TIME_WAIT 4-tuples on c1 (veth: not loopback)."""
+    reuse = lab.sysctl_int("c1", "net.ipv4.tcp_tw_reuse")
+    if lab.sysctl_int("c1", "net.ipv4.tcp_timestamps") == 0:
+        return False, "tcp_timestamps=0: a TIME_WAIT without timestamps can never be reused"
+    if reuse == 0:
+        return False, "tcp_tw_reuse=0"
+    if reuse == 2:
+        return False, "tcp_tw_reuse=2 reuses only loopback flows, and this one is not"
+    return True, f"tcp_tw_reuse={reuse} with timestamps: TIME_WAIT older than tcp_tw_reuse_delay is taken over"
