@@ -1,0 +1,222 @@
+"""S2: TTL counts router hops, not seconds; MSL bounds how long the network keeps a packet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from timewait.errors import UsageError
+from timewait.scenarios import Lab, Param, scenario
+from timewait.sim.host import Host, Socket
+from timewait.sim.simulation import Simulation
+from timewait.sim.sysctl import lookup
+from timewait.tcp.config import SEC
+from timewait.tcp.segment import SYN, Segment
+from timewait.trace import DROP, FWD, ICMP, RX, TX
+
+C1, C3, C2 = "10.211.55.5", "10.211.55.6", "10.211.55.10"
+PORT = 8888
+TTL_SYSCTL = "net.ipv4.ip_default_ttl"
+LINES = (b"one\n", b"two\n", b"three\n")
+
+
+@scenario(
+    "ttl",
+    "S2: routers decrement TTL and drop the packet at 0; the network keeps nothing older than MSL",
+    params={
+        "ttl": Param(12, "c1's initial TTL, net.ipv4.ip_default_ttl (a --sysctl for c1 wins)"),
+        "hops": Param(14, "routers between the clients and c2"),
+        "hold": Param(45.0, "seconds the network holds c3's 2nd data segment (longer than MSL: it dies)", float),
+        "short_hold": Param(20.0, "seconds the network holds c3's 3rd data segment (within MSL: it arrives)", float),
+        "give_up": Param(5.0, "when c1 stops trying to connect, like `nc -w 5` (s)", float),
+    },
+    story="""
+IP's 8-bit TTL is a hop budget, not a clock. c1 (10.211.55.5) sends with TTL 12, as in the
+chapter's figure: R1 forwards it with 11, R2 with 10, ... R11 with 1, and R12 drops it at 0 and
+reports ICMP time-exceeded; c2 (10.211.55.10) sits 14 routers away, so c1 never reaches it.
+c3 (10.211.55.6), beside c1, keeps Linux's default TTL 64 and arrives with 50 left.
+TCP cannot rely on TTL to bound a packet's life, so it assumes a Maximum Segment Lifetime:
+the network here discards any packet older than MSL (30 s under the linux profile). One of
+c3's data segments is held 45 s: it dies on arrival at the next router, older than MSL.
+Another is held 20 s: it arrives late -- with the same TTL as one that took milliseconds --
+and c2 discards it as an old duplicate, since c3 had long retransmitted it.
+""",
+    contrast="Try --set hops=8 (c1 gets through with TTL 4), --sysctl c1:net.ipv4.ip_default_ttl=64, "
+    "or --set msl=60 (the 45 s segment then survives and arrives).",
+    mission="S2",
+)
+def run(lab: Lab) -> None:
+    sim = lab.sim
+    p = lab.p
+    hops = p["hops"]
+    if hops < 1:
+        raise UsageError(f"--set hops={hops}: need at least 1 router")
+    c1 = sim.add_host("c1", C1)
+    c3 = sim.add_host("c3", C3)
+    c2 = sim.add_host("c2", C2)
+    if not _overridden(sim, "c1", TTL_SYSCTL):
+        c1.set_sysctl(TTL_SYSCTL, str(p["ttl"]))
+    routers = [sim.add_router(f"R{i}", f"192.0.2.{i}") for i in range(1, hops + 1)]
+    sim.link(c1, routers[0], delay_ms=1)
+    sim.link(c3, routers[0], delay_ms=1)
+    for a, b in zip(routers, routers[1:], strict=False):
+        sim.link(a, b, delay_ms=1)
+    sim.link(routers[-1], c2, delay_ms=1)
+
+    server = _Sink(c2, PORT)
+    # c1: the chapter's TTL-12 packet; gives up like `nc -w` if nothing answers.
+    s1 = c1.socket()
+    s1.connect(C2, PORT)
+    sim.at(p["give_up"], lambda: s1.close() if s1.state != "ESTABLISHED" else None)
+    # c3: TTL 64, three lines; the 2nd is held past MSL, the 3rd within it.
+    s3 = c3.socket()
+    s3.connect(C2, PORT)
+    for i, line in enumerate(LINES):
+        c3.call_at(SEC + i * 100_000, lambda d=line: s3.send(d) if s3.state == "ESTABLISHED" else None)
+    sim.fault(f"hold {p['hold']} from=c3 flags=P. nth=2")
+    sim.fault(f"hold {p['short_hold']} from=c3 flags=P. nth=3")
+    end = 1.2 + max(p["hold"], p["short_hold"]) + 2
+    c3.call_at(int(end * SEC), s3.close)
+    lab.run(end + 2)
+    _report(lab, c1, c3, routers, server, s1)
+
+
+class _Sink:
+    """A server that keeps listening and keeps what arrives, per peer address."""
+
+    def __init__(self, host: Host, port: int) -> None:
+        self.host = host
+        self.received: dict[int, bytearray] = {}
+        self.lsock = host.socket()
+        self.lsock.bind(0, port)
+        self.lsock.listen(16)
+        self.lsock.on_accept = self._accept
+
+    def _accept(self, lsock: Socket) -> None:
+        s = lsock.accept()
+        while s is not None:
+            s.on_data = self._data
+            s.on_eof = self._eof
+            s = lsock.accept()
+
+    def _data(self, s: Socket) -> None:
+        self.received.setdefault(s.conn.raddr, bytearray()).extend(s.recv())  # type: ignore[union-attr]
+
+    def _eof(self, s: Socket) -> None:
+        self._data(s)
+        self.host.call_later(0.001, s.close)
+
+
+def _overridden(sim: Simulation, host: str, name: str) -> bool:
+    """Did the user set this sysctl for this host with ``--sysctl``?"""
+    full = lookup(name, sim.profile.legacy).name
+    return any(h in (host, "*") and lookup(n, sim.profile.legacy).name == full for h, n, _ in sim.overrides)
+
+
+def _path_of(records: list[tuple[Any, ...]], pid: int) -> list[tuple[Any, ...]]:
+    return [r for r in records if r[1] in (TX, FWD, RX, DROP, ICMP) and r[3].pid == pid]
+
+
+def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1: Socket) -> None:
+    sim = lab.sim
+    recs = sim.trace.records
+    hops = len(routers)
+    ttl1, ttl3 = c1.cfg.ttl, c3.cfg.ttl
+    msl = sim.net.max_age / SEC
+
+    # 1. Every router forwards with TTL - 1.
+    fwds = [r for r in recs if r[1] == FWD]
+    lab.check("each router decrements TTL by one", bool(fwds) and all(o.ttl == i.ttl - 1 for _, _, _, i, o in fwds),
+              f"{len(fwds)} forwards, every one with TTL out = TTL in - 1")
+
+    # 2. c1's first SYN, hop by hop.
+    syn = next((r[3] for r in recs if r[1] == TX and r[2] == "c1" and r[3].flags & SYN), None)
+    path = _path_of(recs, syn.pid) if syn else []
+    per_hop = [syn.ttl] if syn else []
+    per_hop += [r[4].ttl for r in path if r[1] == FWD]
+    drop = next((r for r in path if r[1] == DROP), None)
+    icmp = next((r for r in path if r[1] == ICMP), None)
+    arrived = next((r for r in path if r[1] == RX), None)
+    lab.metrics["ttl_initial"] = ttl1
+    lab.metrics["ttl_per_hop"] = per_hop
+    lab.metrics["dropped_at"] = drop[2] if drop else None
+    lab.metrics["drop_reason"] = drop[4] if drop else None
+    lab.metrics["ttl_at_c2"] = arrived[3].ttl if arrived else None
+    lab.metrics["icmp_time_exceeded"] = sum(1 for r in recs if r[1] == ICMP)
+    if hops >= ttl1:
+        want = list(range(ttl1, 0, -1))
+        lab.check(
+            f"TTL {ttl1} -> {ttl1 - 1} after R1 ... -> 1 after R{ttl1 - 1}", per_hop == want,
+            f"TTL of c1's SYN on each link: {per_hop}",
+        )
+        lab.check(
+            f"at TTL 0 R{ttl1} drops it and sends ICMP time-exceeded",
+            drop is not None and drop[2] == f"R{ttl1}" and drop[4] == "ttl" and icmp is not None and icmp[2] == drop[2],
+            f"dropped at {drop[2] if drop else None} ({drop[4] if drop else '-'}), "
+            f"ICMP {icmp[4] if icmp else 'none'}; c1 gave up: {lab.metrics['icmp_time_exceeded']} SYNs died",
+        )
+        lab.check("c1 never reaches c2, however long it tries", not server.received.get(c1.addr)
+                  and not any(r[1] == RX and r[2] == "c2" and r[3].src == c1.addr for r in recs),
+                  f"{hops} routers is more than TTL {ttl1} allows")
+    else:
+        want = list(range(ttl1, ttl1 - hops - 1, -1))
+        lab.check(f"TTL {ttl1} -> {ttl1 - 1} after R1 ... -> {ttl1 - hops} after R{hops}", per_hop == want,
+                  f"TTL of c1's SYN on each link: {per_hop}")
+        lab.check(f"with {hops} routers and TTL {ttl1} the SYN arrives", arrived is not None
+                  and arrived[3].ttl == ttl1 - hops, f"c2 received it with TTL {lab.metrics['ttl_at_c2']}")
+
+    # 3. The same path with TTL 64.
+    c3_rx = [r[3] for r in recs if r[1] == RX and r[2] == "c2" and r[3].src == c3.addr]
+    ttls3 = sorted({s.ttl for s in c3_rx})
+    lab.metrics["ttl_initial_c3"] = ttl3
+    lab.metrics["ttl_at_c2_from_c3"] = ttls3[0] if len(ttls3) == 1 else ttls3
+    if ttl3 > hops:
+        lab.check(f"c3 with TTL {ttl3} crosses the same {hops} routers", ttls3 == [ttl3 - hops]
+                  and bytes(server.received.get(c3.addr, b"")) == b"".join(LINES),
+                  f"c3's packets arrive with TTL {ttls3}; c2 read {bytes(server.received.get(c3.addr, b''))!r}")
+
+    # 4. MSL: the held segments.
+    held = _held_segments(recs, c3)
+    lab.metrics["msl_s"] = msl
+    lab.metrics["held"] = held
+    long_ = next((h for h in held if h["data"] == LINES[1].decode()), None)
+    short = next((h for h in held if h["data"] == LINES[2].decode()), None)
+    hold, short_hold = lab.p["hold"], lab.p["short_hold"]
+    for h, secs in ((long_, hold), (short, short_hold)):
+        if h is None:
+            continue
+        if secs > msl:
+            lab.check(f"a segment held {secs:g} s (> MSL {msl:g} s) is discarded by the network",
+                      h["fate"] == "msl", f"{h['data']!r}: {h['fate']} at {h['where']} aged {h['age_s']} s")
+        else:
+            lab.check(f"a segment held {secs:g} s (<= MSL {msl:g} s) still arrives, as an old duplicate",
+                      h["fate"] == "arrived" and h["where"] == "c2",
+                      f"{h['data']!r}: arrived at {h['where']} aged {h['age_s']} s with TTL {h['ttl']}")
+    if short is not None and short["fate"] == "arrived" and ttl3 > hops:
+        lab.check("TTL counts hops, not seconds: the late segment has as much TTL left as a fresh one",
+                  short["ttl"] == ttl3 - hops,
+                  f"held {short_hold:g} s, arrived with TTL {short['ttl']} like every other c3 packet")
+    ages = [(r[0] - r[3].born) / SEC for r in recs if r[1] in (RX, FWD)]
+    oldest = max(ages, default=0.0)
+    lab.metrics["oldest_packet_delivered_s"] = round(oldest, 6)
+    lab.check("no packet is forwarded or delivered older than MSL", oldest <= msl,
+              f"oldest packet that got anywhere: {oldest:.6f} s; MSL {msl:g} s")
+
+
+def _held_segments(recs: list[tuple[Any, ...]], c3: Host) -> list[dict[str, Any]]:
+    """c3's data segments that the network held: where and how old they ended."""
+    out = []
+    sent = [r for r in recs if r[1] == TX and r[2] == "c3" and r[3].payload]
+    for tx in sent:
+        seg: Segment = tx[3]
+        path = _path_of(recs, seg.pid)
+        first_hop = next((r for r in path if r[1] != TX), None)
+        if first_hop is None or first_hop[0] - tx[0] < SEC:
+            continue  # not held
+        end = path[-1]
+        fate = end[4] if end[1] == DROP else ("arrived" if end[1] == RX else "in flight")
+        out.append({
+            "data": seg.payload.decode(errors="replace"), "sent_at": tx[0] / SEC,
+            "fate": fate, "where": end[2], "at": end[0] / SEC,
+            "age_s": round((end[0] - seg.born) / SEC, 6), "ttl": end[3].ttl,
+        })
+    return out
