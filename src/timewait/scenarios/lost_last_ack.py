@@ -1,0 +1,433 @@
+"""S4: the active closer's last ACK is lost; TIME_WAIT is there to answer the FIN again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from timewait.scenarios import Lab, Param, scenario
+from timewait.sim.host import Host, Socket, SocketError
+from timewait.sim.simulation import Simulation
+from timewait.sim.sysctl import lookup
+from timewait.tcp.config import SEC
+from timewait.tcp.segment import ACK, FIN, RST, SYN, ip_ntoa
+from timewait.trace import DROP, RX, STATE, TIMER, TX
+
+C1, C2 = "10.211.55.5", "10.211.55.10"
+SERVER_PORT = 8888
+TS_SYSCTL = "net.ipv4.tcp_timestamps"
+
+
+@scenario(
+    "lost-last-ack",
+    "S4: the last ACK is lost; TIME_WAIT re-ACKs the resent FIN, without it the new SYN meets LAST_ACK",
+    params={
+        "port": Param(60494, "the client's port, bound explicitly for both connections"),
+        "close_at": Param(2.0, "when the client closes (s)", float),
+        "reconnect_after": Param(0.05, "seconds after its last ACK the client connects again from the same port",
+                                 float),
+        "retry": Param(5.0, "seconds between connect() attempts while the port is held (EADDRNOTAVAIL)", float),
+        "timestamps": Param(False, "TCP timestamps on both hosts (a --sysctl wins); with them Linux lets a "
+                            "bound connect() take a TIME_WAIT over at once (PS-1)", bool),
+    },
+    story="""
+c1 (10.211.55.5:60494, bound explicitly) talks to a server on c2 (10.211.55.10:8888) and closes
+first. c2 answers with its FIN; c1 sends the last ACK of the four-way close -- and the network
+loses it. c2 stays in LAST_ACK and, when its retransmission timer fires, sends its FIN again.
+With TIME_WAIT, c1 still knows the connection: it re-ACKs the FIN, restarts its 2 MSL timer,
+and c2 closes cleanly. Meanwhile the 4-tuple cannot be used: c1's connect() from port 60494 fails
+with EADDRNOTAVAIL until TIME_WAIT ends (timestamps are off here, as in the chapter's world;
+with them Linux would let the bound socket take the TIME_WAIT over at once, PS-1).
+Without TIME_WAIT (--set timewait=off) c1 is CLOSED at once and reuses port 60494 at once; its
+SYN meets c2 still in LAST_ACK. The chapter (and RFC 793) says c2 answers with RST and the
+handshake fails: see --profile chapter or rfc793. Linux since 3.6 answers with a challenge
+ACK instead; c1, in SYN_SENT, resets the old connection with RST seq=SEG.ACK and resends its
+SYN 8 ms later (TCP_TIMEOUT_MIN), and the new connection opens (LA-1..LA-3).
+""",
+    contrast="Try --set timewait=off, then with --profile chapter or --profile rfc793; "
+    "--set timestamps=on shows Linux's bound-port takeover of the TIME_WAIT.",
+    mission="S4",
+)
+def run(lab: Lab) -> None:
+    sim = lab.sim
+    p = lab.p
+    c1 = sim.add_host("c1", C1)
+    c2 = sim.add_host("c2", C2)
+    for h in (c1, c2):
+        if not _overridden(sim, h.name, TS_SYSCTL):
+            h.set_sysctl(TS_SYSCTL, "1" if p["timestamps"] else "0")
+    sim.link(c1, c2, delay_ms=0.2)
+    server = LineServer(c2, SERVER_PORT)
+    client = ReconnectingClient(c1, C2, SERVER_PORT, p["port"], p["reconnect_after"], p["retry"],
+                                max_attempts=int(c1.cfg.tw_len / SEC / max(p["retry"], 0.1)) + 4)
+    c1.call_at(SEC, lambda: client.send(b"hello\n"))
+
+    def close() -> None:
+        # The next pure ACK c1 sends is the last ACK of the four-way close: lose it.
+        sim.fault(f"drop from=c1 to=c2 flags=. len=0 sport={p['port']} nth=1")
+        client.close()
+
+    c1.call_at(int(p["close_at"] * SEC), close)
+    held = c1.cfg.tw_len / SEC if sim.timewait_enabled else 0.0
+    lab.run(p["close_at"] + held + p["retry"] + 5)
+    _report(lab, c1, c2, client, server)
+
+
+class LineServer:
+    """A server that keeps listening (``nc -lk``): keeps each connection's bytes, closes on EOF."""
+
+    def __init__(self, host: Host, port: int, close_delay_s: float = 0.001) -> None:
+        self.host = host
+        self.close_delay_s = close_delay_s
+        self.conns: list[tuple[float, tuple[int, int, int, int], bytearray]] = []
+        self.lsock = host.socket()
+        self.lsock.setsockopt("SO_REUSEADDR", 1)
+        self.lsock.bind(0, port)
+        self.lsock.listen(16)
+        self.lsock.on_accept = self._accept
+
+    def _accept(self, lsock: Socket) -> None:
+        s = lsock.accept()
+        while s is not None:
+            buf = bytearray()
+            self.conns.append((self.host.net.sched.now / SEC, s.conn.key, buf))  # type: ignore[union-attr]
+            s.app = buf
+            s.on_data = self._data
+            s.on_eof = self._eof
+            s = lsock.accept()
+
+    def _data(self, s: Socket) -> None:
+        s.app.extend(s.recv())
+
+    def _eof(self, s: Socket) -> None:
+        self._data(s)
+        self.host.call_later(self.close_delay_s, s.close)
+
+
+@dataclass
+class Attempt:
+    """One connect() of the second connection and how it ended."""
+
+    at: float
+    result: str  # "ok", an errno from connect(), or later "connected" / an async errno
+    done_at: float | None = None
+
+
+@dataclass
+class ReconnectingClient:
+    """A client that binds one port, closes first, then connects again from the same port.
+
+    It half-closes (``shutdown(SHUT_WR)``, like ``nc -N``); ``reconnect_after`` seconds
+    after the server's FIN arrives (which is when it sends the last ACK) it binds the same
+    port again with SO_REUSEADDR and connects, retrying every ``retry`` seconds while
+    connect() says EADDRNOTAVAIL. The finished sockets are left open: the descriptor does
+    not matter to TCP once the connection is in TIME_WAIT or CLOSED (and an orphaning
+    close() before the FIN would route TIME_WAIT through the FIN_WAIT2 record, which the
+    ``timewait=off`` knob does not cover yet).
+    """
+
+    host: Host
+    daddr: str
+    dport: int
+    port: int
+    reconnect_after: float
+    retry: float
+    max_attempts: int = 50
+    payload: bytes = b"again\n"
+    attempts: list[Attempt] = field(default_factory=list)
+    sock: Socket | None = None
+    new: Socket | None = None
+
+    def __post_init__(self) -> None:
+        s = self.sock = self.host.socket()
+        s.setsockopt("SO_REUSEADDR", 1)
+        s.bind(0, self.port)
+        s.on_eof = self._eof
+        s.connect(self.daddr, self.dport)
+
+    def send(self, data: bytes) -> None:
+        if self.sock is not None and self.sock.state == "ESTABLISHED":
+            self.sock.send(data)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.shutdown()
+
+    def _now(self) -> float:
+        return self.host.net.sched.now / SEC
+
+    def _eof(self, s: Socket) -> None:
+        s.recv()
+        self.host.call_later(self.reconnect_after, self._connect)
+
+    def _connect(self) -> None:
+        s = self.host.socket()
+        s.setsockopt("SO_REUSEADDR", 1)
+        a = Attempt(self._now(), "ok")
+        self.attempts.append(a)
+        try:
+            s.bind(0, self.port)
+            s.connect(self.daddr, self.dport)
+        except SocketError as e:
+            a.result = e.errno_name
+            s.close()
+            if len(self.attempts) < self.max_attempts:
+                self.host.call_later(self.retry, self._connect)
+            return
+        self.new = s
+        s.on_connected = lambda x: self._connected(x, a)
+        s.on_error = lambda x, errno: self._failed(a, errno)
+        s.on_eof = lambda x: x.recv()
+
+    def _connected(self, s: Socket, a: Attempt) -> None:
+        a.result, a.done_at = "connected", self._now()
+        s.send(self.payload)
+        s.shutdown()
+
+    def _failed(self, a: Attempt, errno: str) -> None:
+        a.result, a.done_at = errno, self._now()
+
+
+def _overridden(sim: Simulation, host: str, name: str) -> bool:
+    """Did the user set this sysctl for this host with ``--sysctl``?"""
+    full = lookup(name, sim.profile.legacy).name
+    return any(h in (host, "*") and lookup(n, sim.profile.legacy).name == full for h, n, _ in sim.overrides)
+
+
+# ---------------------------------------------------------------------------- reading the trace
+
+Key = tuple[int, int, int, int]
+Rec = tuple[Any, ...]
+
+
+def state_at(recs: list[Rec], host: str, key: Key, t: int) -> str:
+    """The state ``host`` had for ``key`` just before time ``t`` (µs), from STATE records."""
+    st = "CLOSED"
+    for r in recs:
+        if r[0] >= t:
+            break
+        if r[1] == STATE and r[2] == host and r[3] == key:
+            st = r[5]
+    return st
+
+
+def first(recs: list[Rec], pred: Any, after: int = -1) -> Rec | None:
+    """The first record later than ``after`` (µs) that satisfies ``pred``."""
+    return next((r for r in recs if r[0] > after and pred(r)), None)
+
+
+def seconds(r: Rec | None) -> float | None:
+    return None if r is None else r[0] / SEC
+
+
+def seg_of(kind: str, host: str, flags: int | None = None) -> Any:
+    """A predicate: a ``kind`` (TX/RX/DROP) record at ``host`` whose SYN/ACK/FIN/RST bits are ``flags``."""
+    return lambda r: r[1] == kind and r[2] == host and (
+        flags is None or r[3].flags & (SYN | ACK | FIN | RST) == flags)
+
+
+class Timeline:
+    """Events with times in seconds, for the ``timeline`` metric."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str]] = []
+
+    def add(self, when: Rec | float | None, text: str) -> None:
+        if when is None:
+            return
+        self.events.append((when if isinstance(when, float | int) else when[0] / SEC, text))
+
+    def as_metric(self) -> list[list[Any]]:
+        return [[round(t, 6), text] for t, text in sorted(self.events, key=lambda e: e[0])]
+
+
+def _report(lab: Lab, c1: Host, c2: Host, client: ReconnectingClient, server: LineServer) -> None:
+    recs = lab.sim.trace.records
+    port = client.port
+    k2: Key = (c2.addr, SERVER_PORT, c1.addr, port)
+    tl = Timeline()
+    close_at = int(lab.p["close_at"] * SEC)
+    fin2 = first(recs, lambda r: r[1] == TX and r[2] == "c2" and r[3].flags & FIN, after=close_at - 1)
+    lost = first(recs, lambda r: r[1] == DROP and r[2] == "c1" and r[4] == "fault" and r[3].flags == ACK
+                 and not r[3].payload and fin2 is not None and r[3].ack == fin2[3].end_seq)
+    tl.add(fin2, "c2 closes too: FIN (CLOSE_WAIT -> LAST_ACK)")
+    tl.add(lost, "c1 sends the last ACK and the network loses it")
+    lab.check("the active closer's last ACK is lost", lost is not None,
+              f"c1's ACK of c2's FIN dropped at {seconds(lost)} s" if lost else "no lost last ACK in the trace")
+    if fin2 is not None and lost is not None:
+        # Which way did it go: did a new SYN from c1 meet c2 still in LAST_ACK?
+        met = first(recs, lambda r: seg_of(RX, "c2", SYN)(r) and r[3].sport == port
+                    and state_at(recs, "c2", k2, r[0]) == "LAST_ACK", after=lost[0])
+        path = "collide" if met is not None else "wait"
+        if not lab.sim.timewait_enabled:
+            expected, why = "collide", "no TIME_WAIT: the port is free at once"
+        elif c1.cfg.timestamps:
+            expected, why = "collide", "timestamps on: connect() from the bound port takes the TIME_WAIT over (PS-1)"
+        else:
+            expected, why = "wait", "TIME_WAIT on, no timestamps: the bound 4-tuple stays held (PS-1)"
+        lab.metrics["path"] = path
+        lab.check("the reconnect goes the way this configuration predicts", path == expected,
+                  f"expected {expected!r} ({why}); observed {path!r}")
+        if met is None:
+            _report_wait(lab, recs, c1, client, server, k2, fin2, tl)
+        else:
+            _report_collide(lab, recs, c1, c2, client, server, k2, met, tl)
+    lab.metrics["timeline"] = tl.as_metric()
+    lab.metrics["reconnect_attempts"] = len(client.attempts)
+    lab.metrics["eaddrnotavail"] = sum(1 for a in client.attempts if a.result == "EADDRNOTAVAIL")
+    done = next((a for a in client.attempts if a.done_at is not None), None)
+    lab.metrics["reconnect_result"] = done.result if done else None
+    lab.metrics["reconnected_at"] = done.done_at if done and done.result == "connected" else None
+
+
+def _received(server: LineServer, key: Key, want: bytes) -> bytes | None:
+    """What the server read on a later connection with this 4-tuple that carried ``want``."""
+    return next((bytes(b) for _, k, b in server.conns if k == key and bytes(b) == want), None)
+
+
+def _report_wait(lab: Lab, recs: list[Rec], c1: Host, client: ReconnectingClient, server: LineServer,
+                 k2: Key, fin2: Rec, tl: Timeline) -> None:
+    """TIME_WAIT did its job: the re-ACK, the restarted timer, a clean close, then the wait."""
+    k1: Key = (k2[2], k2[3], k2[0], k2[1])
+    tw_len = c1.cfg.tw_len
+    resent = first(recs, lambda r: r[1] == TX and r[2] == "c2" and r[3].flags & FIN and r[3].seq == fin2[3].seq,
+                   after=fin2[0])
+    tl.add(resent, "c2's retransmission timer fires: the FIN again, from LAST_ACK")
+    gap = round((resent[0] - fin2[0]) / SEC, 6) if resent else None
+    lab.metrics["fin_resent_after_s"] = gap
+    lab.check("c2, still in LAST_ACK, sends its FIN again when its RTO fires",
+              resent is not None and state_at(recs, "c2", k2, resent[0] + 1) == "LAST_ACK",
+              f"FIN at {seconds(fin2)} s, again at {seconds(resent)} s ({gap} s later)")
+    if resent is None:
+        return
+    rx = first(recs, lambda r: r[1] == RX and r[2] == "c1" and r[3].pid == resent[3].pid)
+    t_rx = rx[0] if rx else -1
+    reack = first(recs, lambda r: seg_of(TX, "c1", ACK)(r) and r[0] == t_rx, after=t_rx - 1)
+    timer = first(recs, lambda r: r[1] == TIMER and r[2] == "c1" and r[3] == k1 and r[4] == "timewait",
+                  after=t_rx - 1)
+    tl.add(reack, "c1's TIME_WAIT answers it with an ACK and restarts its timer (TW-C)")
+    lab.check("c1's TIME_WAIT answers the repeated FIN with an ACK",
+              reack is not None and reack[3].ack == resent[3].end_seq,
+              f"ACK {reack[3].ack if reack else None} at {seconds(reack)} s for the FIN ending at {resent[3].end_seq}")
+    lab.metrics["timewait_deadline_after_reack"] = timer[5] / SEC if timer else None
+    lab.check(f"and restarts its timer: {tw_len / SEC:g} s from that moment",
+              timer is not None and timer[0] == t_rx and timer[5] == t_rx + tw_len,
+              f"TIMER timewait re-armed at {seconds(timer)} s to fire at {timer[5] / SEC if timer else None} s")
+    arrive = first(recs, lambda r: r[1] == RX and r[2] == "c2" and r[3].pid == reack[3].pid) if reack else None
+    closed = first(recs, lambda r: r[1] == STATE and r[2] == "c2" and r[3] == k2 and r[4] == "LAST_ACK")
+    reset = first(recs, lambda r: seg_of(RX, "c2")(r) and r[3].flags & RST and r[3].sport == client.port)
+    tl.add(closed, "c2: LAST_ACK -> CLOSED")
+    lab.check("c2 closes cleanly: LAST_ACK -> CLOSED on that ACK, no RST",
+              closed is not None and arrive is not None and closed[0] == arrive[0] and closed[5] == "CLOSED"
+              and (reset is None or reset[0] > closed[0]),
+              f"c2 left LAST_ACK at {seconds(closed)} s, as the ACK arrived ({seconds(arrive)} s)")
+    tw_end = first(recs, lambda r: r[1] == STATE and r[2] == "c1" and r[3] == k1 and r[4] == "TIME_WAIT")
+    t_end = seconds(tw_end)
+    tl.add(tw_end, "c1's TIME_WAIT ends")
+    fails = [a for a in client.attempts if a.result == "EADDRNOTAVAIL"]
+    if fails:
+        tl.add(fails[0].at, f"c1's connect() from port {client.port} fails: EADDRNOTAVAIL "
+                            f"({len(fails)} tries, every {client.retry:g} s)")
+    lab.check(f"while TIME_WAIT holds {C1}:{client.port}, connect() from it fails with EADDRNOTAVAIL",
+              bool(fails) and t_end is not None and all(a.at < t_end for a in fails),
+              f"{len(fails)} attempts refused, {fails[0].at if fails else None} s to "
+              f"{fails[-1].at if fails else None} s; TIME_WAIT ended at {t_end} s")
+    ok = next((a for a in client.attempts if a.result == "connected"), None)
+    got = _received(server, k2, client.payload)
+    if ok is not None:
+        tl.add(ok.at, "c1 connects again from the same port; nothing of the old connection is left")
+    lab.check("after TIME_WAIT the same port connects at the first try",
+              ok is not None and t_end is not None and t_end <= ok.at <= t_end + client.retry and got is not None,
+              f"connect() at {ok.at if ok else None} s, ESTABLISHED at {ok.done_at if ok else None} s; "
+              f"c2 read {got!r}")
+    lab.say(f"TIME_WAIT was on: c1 answered c2's repeated FIN at {seconds(rx)} s and restarted its "
+            f"{tw_len / SEC:g} s timer, so c2 closed cleanly. The price: port {client.port} to "
+            f"{C2}:{SERVER_PORT} stayed unusable until {t_end} s ({len(fails)} connect() calls got "
+            "EADDRNOTAVAIL). Try --set timewait=off.")
+
+
+def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: ReconnectingClient,
+                    server: LineServer, k2: Key, met: Rec, tl: Timeline) -> None:
+    """The new SYN met LAST_ACK: the textbook's reset or Linux's challenge-ACK exchange."""
+    k1: Key = (k2[2], k2[3], k2[0], k2[1])
+    cfg = c1.cfg
+    syn = first(recs, lambda r: r[1] == TX and r[2] == "c1" and r[3].pid == met[3].pid)
+    t_syn = syn[0] if syn else met[0]
+    took_over = c1.counters.get("TcpExtTWRecycled", 0) > 0
+    how = ("connect() took the TIME_WAIT over (PS-1: a bound port, and the TIME_WAIT saw timestamps)"
+           if took_over else "c1 had no TIME_WAIT: straight to CLOSED")
+    tl.add(syn, f"c1 connects again from port {client.port} at once: SYN")
+    a0 = client.attempts[0] if client.attempts else None
+    lab.check(f"c1 reuses port {client.port} at once", a0 is not None and a0.result != "EADDRNOTAVAIL",
+              f"{how}; SYN at {seconds(syn)} s")
+    lab.check("its SYN meets c2 still in LAST_ACK", True,
+              f"c2 received it at {seconds(met)} s with {ip_ntoa(c1.addr)}:{client.port} in LAST_ACK")
+    reply = first(recs, lambda r: seg_of(TX, "c2")(r) and r[3].dport == client.port, after=met[0] - 1)
+    est = first(recs, lambda r: r[1] == STATE and r[2] == "c1" and r[3] == k1 and r[5] == "ESTABLISHED",
+                after=t_syn)
+    syns = [r for r in recs if r[0] > t_syn and seg_of(TX, "c1", SYN)(r)]
+    closed = first(recs, lambda r: r[1] == STATE and r[2] == "c2" and r[3] == k2 and r[4] == "LAST_ACK")
+    got = _received(server, k2, client.payload)
+    lab.metrics["handshake_s"] = round((est[0] - t_syn) / SEC, 6) if est else None
+    if c2.cfg.syn_in_lastack_rst:
+        tl.add(reply, "c2 (LAST_ACK) answers the SYN with RST")
+        tl.add(closed, "c2: LAST_ACK -> CLOSED")
+        lab.check("c2 answers the SYN with an RST (the chapter's and RFC 793's account)",
+                  reply is not None and bool(reply[3].flags & RST), f"c2 sent {_flags(reply)} at {seconds(reply)} s")
+        refused = a0 is not None and a0.result not in ("ok", "connected")
+        resyn = syns[0] if syns else None
+        late = est is not None and resyn is not None and est[0] > resyn[0] and resyn[0] - t_syn >= cfg.rto_init
+        if refused:
+            tl.add(a0.done_at, f"c1's connect() fails: {a0.result}")  # type: ignore[union-attr]
+        else:
+            tl.add(resyn, f"c1's SYN timer ({cfg.rto_init / SEC:g} s) fires: SYN again")
+            tl.add(est, "c1: SYN_SENT -> ESTABLISHED")
+        lab.check("the handshake on that SYN fails", refused or late,
+                  f"connect() failed with {a0.result}" if refused else  # type: ignore[union-attr]
+                  f"no SYN-ACK for it; c1 got through only with the SYN resent after {cfg.rto_init / SEC:g} s "
+                  f"(ESTABLISHED at {seconds(est)} s), once c2's LAST_ACK was gone ({seconds(closed)} s)")
+        outcome = (f"connect() got {a0.result}" if refused  # type: ignore[union-attr]
+                   else f"c1 had to wait {lab.metrics['handshake_s']} s for its SYN retransmission")
+        lab.say(f"Without TIME_WAIT c1 reused port {client.port} at once and its SYN found c2 still in "
+                f"LAST_ACK. This profile answers with RST, as the chapter says, and the handshake on that "
+                f"SYN failed: {outcome}.")
+        return
+    # Linux: LA-1..LA-3.
+    fin_c2 = first(recs, lambda r: r[1] == TX and r[2] == "c2" and r[3].flags & FIN and r[3].dport == client.port)
+    fin_c1 = first(recs, lambda r: r[1] == TX and r[2] == "c1" and r[3].flags & FIN and r[3].sport == client.port)
+    tl.add(reply, "c2 (LAST_ACK) answers with a challenge ACK, not an RST (LA-1)")
+    lab.check("c2 answers with a challenge ACK: seq = its snd_nxt, ack = its rcv_nxt (LA-1, LA-2)",
+              reply is not None and reply[3].flags == ACK and fin_c2 is not None and fin_c1 is not None
+              and reply[3].seq == fin_c2[3].end_seq and reply[3].ack == fin_c1[3].end_seq,
+              f"c2 sent {_flags(reply)} seq {reply[3].seq if reply else None} ack {reply[3].ack if reply else None}; "
+              f"the old FINs end at {fin_c2[3].end_seq if fin_c2 else None} and {fin_c1[3].end_seq if fin_c1 else None}")
+    rst = first(recs, lambda r: seg_of(TX, "c1", RST)(r), after=reply[0] - 1) if reply else None
+    rst_rx = first(recs, lambda r: r[1] == RX and r[2] == "c2" and r[3].pid == rst[3].pid) if rst else None
+    tl.add(rst, "c1 (SYN_SENT) answers with RST seq=SEG.ACK (LA-3)")
+    tl.add(closed, "c2: LAST_ACK -> CLOSED, reset by it")
+    lab.check("c1, in SYN_SENT, sends RST seq = SEG.ACK, which ends c2's LAST_ACK (LA-3)",
+              rst is not None and reply is not None and rst[3].seq == reply[3].ack and closed is not None
+              and rst_rx is not None and closed[0] == rst_rx[0],
+              f"RST seq {rst[3].seq if rst else None} at {seconds(rst)} s; c2 CLOSED at {seconds(closed)} s")
+    resyn = next((r for r in syns if rst is not None and r[0] > rst[0]), None)
+    tl.add(resyn, "c1 resends its SYN")
+    tl.add(est, "c1: SYN_SENT -> ESTABLISHED")
+    if cfg.quick_syn_resend:
+        wait, since, name = cfg.timeout_min, rst, f"TCP_TIMEOUT_MIN ({cfg.timeout_min / 1000:g} ms)"
+    else:
+        wait, since, name = cfg.rto_init, syn, f"its RTO ({cfg.rto_init / SEC:g} s)"
+    lab.check(f"c1 resends the SYN after {name} and the handshake completes",
+              resyn is not None and since is not None and resyn[0] - since[0] == wait and est is not None
+              and got is not None,
+              f"SYN again at {seconds(resyn)} s, ESTABLISHED at {seconds(est)} s; c2 read {got!r}")
+    lab.say(f"Without TIME_WAIT c1 reused port {client.port} at once and its SYN found c2 still in LAST_ACK. "
+            f"Linux does not reset it: c2 sent a challenge ACK, c1 answered with an RST that closed c2's old "
+            f"connection, and resent its SYN; the new connection was up {lab.metrics['handshake_s']} s after "
+            "the first SYN. --profile chapter shows the textbook's RST instead.")
+
+
+def _flags(r: Rec | None) -> str:
+    if r is None:
+        return "nothing"
+    f = r[3].flags
+    return "+".join(n for bit, n in ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (ACK, "ACK")) if f & bit)

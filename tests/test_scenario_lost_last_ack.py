@@ -1,0 +1,190 @@
+"""S4 lost-last-ack: TIME_WAIT re-ACKs the resent FIN; without it the new SYN meets LAST_ACK."""
+
+from __future__ import annotations
+
+import pytest
+
+from timewait.apps.basic import NcClient, NcServer
+from timewait.measure import state_intervals
+from timewait.scenarios import run_scenario
+from timewait.sim.host import SocketError
+from timewait.sim.simulation import Simulation
+from timewait.tcp.config import SEC
+from timewait.tcp.segment import ACK, FIN, RST, SYN
+from timewait.trace import DROP, RX, STATE, TIMER, TX
+
+C1, C2 = "10.211.55.5", "10.211.55.10"
+
+
+def _tx(res, host, flags=None):
+    return [r for r in res.trace.records if r[1] == TX and r[2] == host
+            and (flags is None or r[3].flags & (SYN | ACK | FIN | RST) == flags)]
+
+
+@pytest.fixture(scope="module")
+def on():
+    return run_scenario("lost-last-ack")
+
+
+@pytest.fixture(scope="module")
+def off():
+    return run_scenario("lost-last-ack", params={"timewait": "off"})
+
+
+def test_timewait_on_passes_every_check(on) -> None:
+    assert on.passed, [c for c in on.checks if not c.passed]
+    assert on.metrics["path"] == "wait"
+
+
+def test_last_ack_lost_fin_resent_after_rto_and_reacked(on) -> None:
+    recs = on.trace.records
+    lost = next(r for r in recs if r[1] == DROP and r[4] == "fault")
+    assert lost[2] == "c1" and lost[3].flags == ACK and lost[0] == 2_001_400
+    fins = [r for r in _tx(on, "c2", FIN | ACK) if r[0] < 10 * SEC]
+    assert [r[0] for r in fins] == [2_001_200, 2_201_600]  # RTO = 200 ms floor + srtt
+    assert fins[0][3].seq == fins[1][3].seq
+    assert lost[3].ack == fins[0][3].end_seq
+    # The resent FIN reaches c1's TIME_WAIT at 2.2018 s: an ACK at once, timer to +60 s.
+    reack = [r for r in _tx(on, "c1", ACK) if r[0] == 2_201_800]
+    assert len(reack) == 1 and reack[0][3].ack == fins[1][3].end_seq
+    timers = [r for r in recs if r[1] == TIMER and r[2] == "c1" and r[4] == "timewait"]
+    assert [(r[0], r[5]) for r in timers if r[0] < 10 * SEC] == [(2_001_400, 62_001_400), (2_201_800, 62_201_800)]
+    assert on.metrics["timewait_deadline_after_reack"] == pytest.approx(62.2018)
+    closed = next(r for r in recs if r[1] == STATE and r[2] == "c2" and r[4] == "LAST_ACK")
+    assert closed[0] == 2_202_000 and closed[5] == "CLOSED"
+
+
+def test_timewait_holds_the_port_until_its_restarted_timer_ends(on) -> None:
+    tws = [i for i in state_intervals(on.trace, "TIME_WAIT") if i.host == "c1"]
+    assert tws[0].start == pytest.approx(2.0014) and tws[0].end == pytest.approx(62.2018)
+    assert on.metrics["eaddrnotavail"] == 13  # every 5 s from 2.0514 s to 62.0514 s
+    assert on.metrics["reconnected_at"] == pytest.approx(67.0518)
+    calls = [r for r in on.trace.records if r[1] == "call" and r[2] == "c1" and r[4] == "connect"]
+    assert [r[6] for r in calls[1:]] == ["EADDRNOTAVAIL"] * 13 + [None]
+
+
+def test_timewait_off_passes_every_check(off) -> None:
+    assert off.passed, [c for c in off.checks if not c.passed]
+    assert off.metrics["path"] == "collide"
+
+
+def test_off_linux_challenge_ack_rst_and_quick_syn_resend(off) -> None:
+    recs = off.trace.records
+    assert not [i for i in state_intervals(off.trace, "TIME_WAIT") if i.host == "c1" and (i.seconds or 0) > 0]
+    syns = _tx(off, "c1", SYN)
+    old_syn, new_syn, resyn = syns
+    assert new_syn[0] == 2_051_400 and new_syn[3].sport == 60494
+    fin_c1 = _tx(off, "c1", FIN | ACK)[0][3]
+    fin_c2 = _tx(off, "c2", FIN | ACK)[0][3]
+    chal = next(r for r in _tx(off, "c2") if r[0] == 2_051_600)
+    assert chal[3].flags == ACK  # LA-1: never an RST
+    assert (chal[3].seq, chal[3].ack) == (fin_c2.end_seq, fin_c1.end_seq)  # LA-2
+    rst = _tx(off, "c1", RST)[0]
+    assert rst[0] == 2_051_800 and rst[3].seq == chal[3].ack  # LA-3
+    gone = next(r for r in recs if r[1] == STATE and r[2] == "c2" and r[4] == "LAST_ACK")
+    assert gone[0] == 2_052_000 and gone[5] == "CLOSED"
+    assert resyn[0] == rst[0] + 8_000 and resyn[3].seq == new_syn[3].seq  # TCP_TIMEOUT_MIN
+    assert off.metrics["handshake_s"] == pytest.approx(0.0088)
+    assert off.metrics["eaddrnotavail"] == 0
+    assert [t for t, _ in off.metrics["timeline"]] == sorted(t for t, _ in off.metrics["timeline"])
+
+
+@pytest.mark.parametrize("profile", ["chapter", "rfc793"])
+def test_textbook_profiles_answer_the_syn_with_rst(profile) -> None:
+    res = run_scenario("lost-last-ack", params={"timewait": "off"}, profile=profile)
+    assert res.passed, [c for c in res.checks if not c.passed]
+    reply = next(r for r in _tx(res, "c2") if r[0] == 2_051_600)
+    assert reply[3].flags & RST
+    # The connection does not open on that SYN.
+    assert res.metrics["handshake_s"] is None or res.metrics["handshake_s"] >= 1.0
+
+
+@pytest.mark.parametrize("profile", ["chapter", "rfc793", "linux-4.9"])
+def test_timewait_on_under_other_profiles(profile) -> None:
+    res = run_scenario("lost-last-ack", profile=profile)
+    assert res.passed, [c for c in res.checks if not c.passed]
+    assert res.metrics["path"] == "wait"
+
+
+def test_timestamps_let_linux_take_the_timewait_over_at_once() -> None:
+    res = run_scenario("lost-last-ack", params={"timestamps": "on"})
+    assert res.passed, [c for c in res.checks if not c.passed]
+    assert res.metrics["path"] == "collide"
+    assert res.hosts["c1"]["counters"].get("TcpExtTWRecycled") == 1
+
+
+# ---------------------------------------------------------------------------- engine bugs found here
+
+
+def _closing_pair(sim: Simulation):
+    c1 = sim.add_host("c1", C1)
+    c2 = sim.add_host("c2", C2)
+    sim.link(c1, c2, delay_ms=0.2)
+    return c1, c2
+
+
+@pytest.mark.xfail(strict=True, reason="engine: --set timewait=off is ignored when the active closer is "
+                   "orphaned; TIME_WAIT comes from the FIN_WAIT2 record (TW-F6 in Host._tw_input), "
+                   "which does not look at Host.timewait_enabled")
+def test_engine_timewait_off_also_for_an_orphaned_closer() -> None:
+    sim = Simulation(seed=1)
+    sim.timewait_enabled = False
+    c1, c2 = _closing_pair(sim)
+    NcServer(c2, 8888)
+    NcClient(c1, C2, 8888, lines=[(1.0, b"hi\n")], close_at_s=2.0)
+    sim.run(10)
+    assert not c1.twhash
+    assert all((i.seconds or 0) == 0 for i in state_intervals(sim.trace, "TIME_WAIT"))
+
+
+@pytest.mark.xfail(strict=True, reason="engine: Host._time_wait sets conn.state = CLOSED but not "
+                   "conn.seen_state, so a later _after() on that connection (close() of a socket that "
+                   "shut down and got the FIN) traces a spurious 'TIME_WAIT -> CLOSED' at entry")
+def test_engine_close_after_timewait_entry_keeps_the_trace_right() -> None:
+    sim = Simulation(seed=1)
+    c1, c2 = _closing_pair(sim)
+    NcServer(c2, 8888)
+    client = NcClient(c1, C2, 8888, lines=[(1.0, b"hi\n")])
+    client.sock.on_eof = lambda s: s.close()
+    c1.call_at(2 * SEC, client.sock.shutdown)
+    sim.run(70)
+    tw = [i for i in state_intervals(sim.trace, "TIME_WAIT") if i.host == "c1"]
+    assert len(tw) == 1 and tw[0].seconds == 60
+
+
+@pytest.mark.xfail(strict=True, reason="engine: with syn_in_lastack_rst (profiles chapter, rfc793) LAST_ACK "
+                   "answers a SYN with RST+ACK seq=snd_nxt ack=rcv_nxt, which SYN_SENT must ignore (its ACK "
+                   "does not cover the SYN), so the handshake never fails as the chapter says; RFC 793 "
+                   "resets with seq=0 ack=SEG.SEQ+1 and closes the LAST_ACK connection")
+def test_engine_textbook_rst_makes_the_handshake_fail() -> None:
+    sim = Simulation(profile="chapter", seed=1)
+    sim.timewait_enabled = False
+    c1, c2 = _closing_pair(sim)
+    ls = c2.socket()
+    ls.bind(0, 8888)
+    ls.listen(8)
+    ls.on_accept = lambda lsock: setattr(lsock.accept(), "on_eof", lambda s: c2.call_later(0.001, s.close))
+    s = c1.socket()
+    s.setsockopt("SO_REUSEADDR", 1)
+    s.bind(0, 60494)
+    s.connect(C2, 8888)
+    c1.call_at(SEC, s.shutdown)
+    sim.fault("drop from=c1 flags=. len=0 nth=2")  # the handshake's ACK is the 1st, the last ACK the 2nd
+    errors: list[str] = []
+
+    def again() -> None:
+        s2 = c1.socket()
+        s2.setsockopt("SO_REUSEADDR", 1)
+        s2.bind(0, 60494)
+        s2.on_error = lambda _s, e: errors.append(e)
+        try:
+            s2.connect(C2, 8888)
+        except SocketError as e:  # pragma: no cover - the port is free without TIME_WAIT
+            errors.append(e.errno_name)
+
+    c1.call_at(SEC + 50_000, again)
+    sim.run(5)
+    syn_at = next(r[0] for r in sim.trace.records if r[1] == RX and r[2] == "c2" and r[3].flags == SYN)
+    gone = next(r for r in sim.trace.records if r[1] == STATE and r[2] == "c2" and r[4] == "LAST_ACK")
+    assert errors == ["ECONNREFUSED"]
+    assert gone[0] == syn_at  # the reset SYN ends LAST_ACK at once (RFC 793 p. 71)
