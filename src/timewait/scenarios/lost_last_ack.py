@@ -54,7 +54,7 @@ def run(lab: Lab) -> None:
     c1 = sim.add_host("c1", C1)
     c2 = sim.add_host("c2", C2)
     for h in (c1, c2):
-        if not _overridden(sim, h.name, TS_SYSCTL):
+        if not sysctl_overridden(sim, h.name, TS_SYSCTL):
             h.set_sysctl(TS_SYSCTL, "1" if p["timestamps"] else "0")
     sim.link(c1, c2, delay_ms=0.2)
     server = LineServer(c2, SERVER_PORT)
@@ -188,7 +188,7 @@ class ReconnectingClient:
         a.result, a.done_at = errno, self._now()
 
 
-def _overridden(sim: Simulation, host: str, name: str) -> bool:
+def sysctl_overridden(sim: Simulation, host: str, name: str) -> bool:
     """Did the user set this sysctl for this host with ``--sysctl``?"""
     full = lookup(name, sim.profile.legacy).name
     return any(h in (host, "*") and lookup(n, sim.profile.legacy).name == full for h, n, _ in sim.overrides)

@@ -6,9 +6,8 @@ from typing import Any
 
 from timewait.errors import UsageError
 from timewait.scenarios import Lab, Param, scenario
+from timewait.scenarios.lost_last_ack import sysctl_overridden
 from timewait.sim.host import Host, Socket
-from timewait.sim.simulation import Simulation
-from timewait.sim.sysctl import lookup
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import SYN, Segment
 from timewait.trace import DROP, FWD, ICMP, RX, TX
@@ -53,7 +52,7 @@ def run(lab: Lab) -> None:
     c1 = sim.add_host("c1", C1)
     c3 = sim.add_host("c3", C3)
     c2 = sim.add_host("c2", C2)
-    if not _overridden(sim, "c1", TTL_SYSCTL):
+    if not sysctl_overridden(sim, "c1", TTL_SYSCTL):
         c1.set_sysctl(TTL_SYSCTL, str(p["ttl"]))
     routers = [sim.add_router(f"R{i}", f"192.0.2.{i}") for i in range(1, hops + 1)]
     sim.link(c1, routers[0], delay_ms=1)
@@ -104,12 +103,6 @@ class _Sink:
     def _eof(self, s: Socket) -> None:
         self._data(s)
         self.host.call_later(0.001, s.close)
-
-
-def _overridden(sim: Simulation, host: str, name: str) -> bool:
-    """Did the user set this sysctl for this host with ``--sysctl``?"""
-    full = lookup(name, sim.profile.legacy).name
-    return any(h in (host, "*") and lookup(n, sim.profile.legacy).name == full for h, n, _ in sim.overrides)
 
 
 def _path_of(records: list[tuple[Any, ...]], pid: int) -> list[tuple[Any, ...]]:
