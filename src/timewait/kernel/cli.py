@@ -128,15 +128,23 @@ def _print_compare(scenario: str, sim: Any, kern: Any, rows: list[Any], ok: bool
     con = Console(highlight=False, soft_wrap=True)
     con.print(Text(f"{scenario}: simulator ({sim.profile}) vs {kern.profile}", style="bold"))
     con.print(Text("params: " + " ".join(f"{k}={v}" for k, v in kern.params.items()), style="dim"))
-    t = Table(box=None, header_style="bold")
-    for col in ("", "name", "simulator", "kernel", "tolerance", "verdict"):
-        t.add_column(col)
     colour = {"agree": "green", "differs": "red bold", "ignored": "dim", "sim only": "yellow",
               "kernel only": "yellow"}
+    t = Table(box=None, header_style="bold")
+    for col in ("metric", "simulator", "kernel", "tolerance", "verdict"):
+        t.add_column(col, no_wrap=col != "simulator" and col != "kernel")
     for r in rows:
-        t.add_row(r.kind, r.name, short(r.sim), short(r.kernel), r.tolerance,
-                  Text(r.verdict, style=colour.get(r.verdict, "")))
+        if r.kind == "metric":
+            t.add_row(r.name, short(r.sim), short(r.kernel), r.tolerance,
+                      Text(r.verdict, style=colour.get(r.verdict, "")))
     con.print(t)
+    c = Table(box=None, header_style="bold")
+    for col in ("check", "simulator", "kernel", "verdict"):
+        c.add_column(col, no_wrap=col != "check")
+    for r in rows:
+        if r.kind == "check":
+            c.add_row(r.name, short(r.sim), short(r.kernel), Text(r.verdict, style=colour.get(r.verdict, "")))
+    con.print(c)
     whys = {(r.tolerance, r.why) for r in rows if r.why and r.tolerance not in ("exact", "—")}
     for tol, why in sorted(whys):
         if why:

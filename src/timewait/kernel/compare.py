@@ -68,11 +68,16 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "rel", 5, 0.02, "a connection finishing a few ms either side of a second boundary"),
     ("port-exhaustion", "tw_recycled"): Tolerance("rel", 20, 0.02, "as succeeded_per_second"),
     # lost-last-ack: the FIN is retransmitted after the RTO, which the kernel computes from a measured RTT
-    ("lost-last-ack", "fin_retransmitted_at"): Tolerance(
-        "range", -0.3, 0.3, "the passive closer's RTO: the simulator's 200 ms minimum plus its modelled RTT, "
-        "the kernel's from a veth RTT of microseconds (tcp_rto_min 200 ms either way) and jitter"),
-    ("lost-last-ack", "time_wait_seconds"): Tolerance("range", -0.1, 4.2, WHEEL),
-    ("lost-last-ack", "client_port"): Tolerance("ignore", why="an ephemeral port: random on both sides"),
+    ("lost-last-ack", "fin_resent_after_s"): Tolerance(
+        "range", -0.01, 0.02, "the passive closer's RTO is 200 ms (tcp_rto_min) plus RTT terms on both sides; "
+        "the kernel counts it in jiffies (4 ms at HZ=250) and fires on the next tick"),
+    ("lost-last-ack", "timewait_deadline_after_reack"): Tolerance("range", -0.05, 0.05, JITTER),
+    ("lost-last-ack", "reconnected_at"): Tolerance("range", -0.05, 0.05, JITTER),
+    ("lost-last-ack", "handshake_s"): Tolerance(
+        "range", -0.002, 0.006, "TCP_TIMEOUT_MIN is 2 jiffies (8 ms at HZ=250) and fires on a tick: up to a "
+        "jiffy late; plus Python's wake-up"),
+    ("lost-last-ack", "timeline"): Tolerance(
+        "ignore", why="the same events, but each time carries the jitter above; the rows above compare them"),
     ("*", "client_port"): Tolerance("ignore", why="an ephemeral port: random on both sides"),
     ("*", "tsval"): Tolerance("ignore", why="timestamp clocks start at a random offset per 4-tuple"),
 }

@@ -241,7 +241,7 @@ class KernelLab:
         """Capture on ``iface`` of ``host`` into ``path`` until the lab closes (or :func:`stop_process`)."""
         if shutil.which("tcpdump") is None:
             raise KernelUnavailable("--pcap needs tcpdump (apt-get install tcpdump)")
-        p = self.spawn(host, ["tcpdump", "-i", iface, "-U", "-n", "-s", str(snaplen), "-w", path, "tcp"],
+        p = self.spawn(host, ["tcpdump", "-Z", "root", "--immediate-mode", "-i", iface, "-U", "-n", "-s", str(snaplen), "-w", path, "tcp"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 5
         # tcpdump says "listening on ..." on stderr once the capture is armed.

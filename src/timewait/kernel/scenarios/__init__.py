@@ -146,6 +146,7 @@ class KLab:
         self.addrs: dict[str, list[str]] = {}
         self.kinds: dict[str, str] = {}
         self.t0 = time.monotonic()
+        self.t0_wall = time.time()
         self.t_end: float | None = None
 
     # -- building
@@ -167,7 +168,18 @@ class KLab:
         if self.pcap:
             h = self.pcap_host or hosts[0]
             self.k.tcpdump(h, "eth0", os.path.abspath(self.pcap))
-        self.t0 = time.monotonic()
+        self.start_clock()
+
+    def start_clock(self, at_wall: float | None = None) -> None:
+        """Time 0 of the run (now, or the wall-clock instant ``at_wall``)."""
+        now_wall, now_mono = time.time(), time.monotonic()
+        at = now_wall if at_wall is None else at_wall
+        self.t0_wall = at
+        self.t0 = now_mono - (now_wall - at)
+
+    def rel(self, wall: float) -> float:
+        """A wall-clock (tcpdump) time on the run's clock."""
+        return wall - self.t0_wall
 
     # -- recording
     def now(self) -> float:

@@ -36,7 +36,7 @@ def run(lab: KLab) -> None:
     server = Worker(k, "c2", "nc", C2, [PORT],
                     close_at=t_start + close_at if server_close else None, close_delay=0.001)
     closer, other = ("c2", "c1") if server_close else ("c1", "c2")
-    lab.t0 = time.monotonic() - (time.time() - t_start)
+    lab.start_clock(t_start)
     s = connect(k, "c1", C2, PORT)
     client_port = s.getsockname()[1]
     key = (C1, client_port, C2, PORT)

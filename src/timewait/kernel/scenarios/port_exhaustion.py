@@ -48,7 +48,7 @@ def run(lab: KLab) -> None:
     next_sample = 0.0
     i = 0
     retry_at = 0.0
-    lab.t0 = time.monotonic()
+    lab.start_clock()
     while (now := lab.now()) < duration:
         if now >= next_sample:
             tw_peak = max(tw_peak, len(lab.tw("c1")))

@@ -36,7 +36,7 @@ def run(lab: KLab) -> None:
     succeeded = 0
     failed: dict[str, int] = {}
     next_sample = 0.0
-    lab.t0 = time.monotonic()
+    lab.start_clock()
 
     def sample(t: float) -> None:
         lab.sample("c1.TIME_WAIT", t, len(lab.tw("c1")))

@@ -1,0 +1,89 @@
+"""Packet capture in a namespace with tcpdump, read back with dpkt."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from dataclasses import dataclass
+
+import dpkt
+
+from timewait.kernel.topology import KernelLab, stop_process
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+
+@dataclass(frozen=True, slots=True)
+class Pkt:
+    """One captured TCP segment (``t``: epoch seconds, as tcpdump stamped it)."""
+
+    t: float
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    flags: int
+    seq: int
+    ack: int
+    length: int
+    ts: tuple[int, int] | None
+
+    @property
+    def end_seq(self) -> int:
+        return (self.seq + self.length + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)) & 0xFFFFFFFF
+
+    @property
+    def pure_ack(self) -> bool:
+        return self.flags & (SYN | FIN | RST | ACK) == ACK and self.length == 0
+
+    def flag_text(self) -> str:
+        return "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, ".")) if self.flags & bit)
+
+
+class Capture:
+    """``tcpdump -i IFACE -w FILE tcp`` in a host's namespace until :meth:`stop`."""
+
+    def __init__(self, lab: KernelLab, host: str, iface: str = "eth0", path: str | None = None) -> None:
+        self.path = path or os.path.join(lab.tmpdir, f"{host}-{iface}.pcap")
+        self.proc = lab.tcpdump(host, iface, self.path)
+
+    def stop(self) -> list[Pkt]:
+        """Stop tcpdump (it flushes on SIGTERM) and return the TCP segments it saw."""
+        stop_process(self.proc)
+        return read_pcap(self.path)
+
+
+def read_pcap(path: str) -> list[Pkt]:
+    out: list[Pkt] = []
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return out
+    with f:
+        try:
+            reader = dpkt.pcap.Reader(f)
+        except (ValueError, dpkt.NeedData):
+            return out
+        raw = reader.datalink() == dpkt.pcap.DLT_RAW
+        for t, buf in reader:
+            try:
+                ip = dpkt.ip.IP(buf) if raw else dpkt.ethernet.Ethernet(buf).data
+            except (dpkt.UnpackError, dpkt.NeedData):
+                continue
+            if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
+                continue
+            tcp = ip.data
+            out.append(Pkt(float(t), socket.inet_ntoa(ip.src), tcp.sport, socket.inet_ntoa(ip.dst), tcp.dport,
+                           tcp.flags, tcp.seq, tcp.ack, len(tcp.data), _ts(tcp.opts)))
+    return out
+
+
+def _ts(opts: bytes) -> tuple[int, int] | None:
+    try:
+        for kind, data in dpkt.tcp.parse_opts(opts):
+            if kind == dpkt.tcp.TCP_OPT_TIMESTAMP and len(data) == 8:
+                return struct.unpack("!II", data)
+    except (dpkt.UnpackError, ValueError):
+        return None
+    return None
