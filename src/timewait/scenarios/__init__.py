@@ -105,6 +105,11 @@ class Lab:
         self.series: dict[str, list[tuple[float, float]]] = {}
         self.notes: list[str] = []
 
+    def need_trace(self) -> None:
+        """Record the full trace even when the caller asked for none (small scenarios that
+        measure their facts from it)."""
+        self.sim.trace.on = True
+
     def check(self, name: str, passed: bool, detail: str = "") -> bool:
         self.checks.append(Check(name, bool(passed), detail))
         return bool(passed)

@@ -27,6 +27,7 @@ for 2 MSL: Linux fixes it at 60 s (TCP_TIMEWAIT_LEN), the textbook at 2 x 120 s.
     mission="S1",
 )
 def run(lab: Lab) -> None:
+    lab.need_trace()  # the facts are measured from the trace
     sim = lab.sim
     c1 = sim.add_host("c1", C1)
     c2 = sim.add_host("c2", C2)

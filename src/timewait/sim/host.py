@@ -45,6 +45,35 @@ _SILENT = frozenset({"TcpInSegs", "TcpOutSegs"})
 _TW_NAMES = {TIME_WAIT: "TIME_WAIT", FIN_WAIT_2: "FIN_WAIT_2"}
 
 
+class DestPorts:
+    """Auto-selected local ports holding an entry (connection or TIME_WAIT) toward one
+    (saddr, daddr, dport), as one byte per port split by parity, plus counts.
+
+    The port search finds the next port free toward the destination with
+    ``bytearray.find`` instead of a Python loop: the same port the kernel's walk
+    would take, at C speed (``__inet_hash_connect`` walks up to n/2 ports).
+    """
+
+    __slots__ = ("count", "maps")
+
+    def __init__(self) -> None:
+        self.count = [0, 0]
+        self.maps = (bytearray(32768), bytearray(32768))  # even ports, odd ports; index = port >> 1
+
+    def add(self, port: int) -> None:
+        self.count[port & 1] += 1
+        self.maps[port & 1][port >> 1] = 1
+
+    def remove(self, port: int) -> bool:
+        """Forget ``port``; True when nothing is left."""
+        self.count[port & 1] -= 1
+        self.maps[port & 1][port >> 1] = 0
+        return not (self.count[0] or self.count[1])
+
+
+_NO_DEST = DestPorts()
+
+
 class SocketError(OSError):
     """A socket call failed; ``errno_name`` is Linux's name for it (``EADDRNOTAVAIL``…)."""
 
@@ -178,7 +207,10 @@ class Host(Node):
         self.buckets: dict[int, Bucket] = {}
         self.bind_ports: set[int] = set()                   # ports of bind-created buckets (PS-4)
         self.perturb: dict[int, int] = {}
-        self.dest_use: dict[tuple[int, int, int], int] = {}  # auto-port entries per destination
+        # Auto-selected ports with an entry (connection or TIME_WAIT) toward each
+        # (saddr, daddr, dport), counted by port parity: lets the port search skip a
+        # parity pass that cannot succeed.
+        self.dest_use: dict[tuple[int, int, int], DestPorts] = {}
         self.peer_ts: dict[int, tuple[int, int]] = {}       # legacy recycle cache: addr -> (tsval, stamp)
         self.timewait_enabled = True                        # lesson knob: --set timewait=off
         self.next_fd = 3
@@ -357,6 +389,8 @@ class Host(Node):
             key = (saddr, lport, daddr, port)
             auto = True
         conn = Connection(self, saddr, lport, daddr, port)
+        if self.net.trace.on:
+            conn.hist = []
         conn.sock = sock
         conn.linger0 = sock.linger0
         conn.port_auto = auto
@@ -381,7 +415,10 @@ class Host(Node):
         self.ehash[key] = conn
         if auto:
             dk = (saddr, daddr, port)
-            self.dest_use[dk] = self.dest_use.get(dk, 0) + 1
+            use = self.dest_use.get(dk)
+            if use is None:
+                use = self.dest_use[dk] = DestPorts()
+            use.add(lport)
         self._call(sock, "connect", (ip_ntoa(daddr), port), None)
         conn.open_active(now, isn, ts_off, ts_recent, ts_stamp)
         self._after(conn)
@@ -414,14 +451,12 @@ class Host(Node):
         may_reuse = self.cfg.timestamps and (reuse == 1 or (reuse == 2 and loopback))
         dk = (saddr, daddr, dport)
         buckets = self.buckets
-        if not may_reuse and self.dest_use.get(dk, 0) + self._bind_ports_in_range(lo, hi) + len(reserved) >= n:
-            # Every usable port is taken toward this destination or by bind(): the full
-            # search below would fail too, so fail without walking the range.
-            return 0, None
         h = self.secure.port_offset(saddr, daddr, dport, now)
         idx = h & 0xFFFF
         offset = (self.perturb.get(idx, 0) + (h >> 32)) % n
         offset &= ~1
+        if not may_reuse and n > 1:
+            return self._fast_port_search(dk, lo, n, offset, idx, reserved)
         delay = self.sysctls["net.ipv4.tcp_tw_reuse_delay"] * 1000
         ehash, twhash = self.ehash, self.twhash
         for _ in range(2):
@@ -455,8 +490,35 @@ class Host(Node):
         step = self.rng.randrange(8) * 2
         self.perturb[idx] = self.perturb.get(idx, 0) + (i if i > step else step) + 2
 
-    def _bind_ports_in_range(self, lo: int, hi: int) -> int:
-        return sum(1 for p in self.bind_ports if lo <= p <= hi)
+    def _fast_port_search(self, dk: tuple[int, int, int], lo: int, n: int, offset: int, idx: int,
+                          reserved: frozenset[int]) -> tuple[int, None]:
+        """The walk of :meth:`_connect_port_search` when no TIME_WAIT may be taken over.
+
+        A port qualifies iff it has no entry toward ``dk`` and is neither
+        bind-created nor reserved; the walk visits ``lo + (offset + i) % n`` for
+        i = 0, 2, 4, … in each parity pass. Here the first qualifying port of a
+        pass is found with ``bytearray.find`` over the destination's port map.
+        """
+        use = self.dest_use.get(dk, _NO_DEST)
+        skip = self.bind_ports
+        for start in (offset, offset + 1):
+            par = (lo + start) & 1
+            m = use.maps[par]
+            first = lo if lo & 1 == par else lo + 1          # lowest port of this parity in range
+            last = lo + n - 1 if (lo + n - 1) & 1 == par else lo + n - 2
+            a, b = first >> 1, (last >> 1) + 1               # map indices [a, b)
+            s = (lo + start % n) >> 1
+            span = b - a
+            for lo_i, hi_i in ((s, b), (a, s)):
+                j = m.find(0, lo_i, hi_i)
+                while j >= 0:
+                    port = (j << 1) | par
+                    if port not in skip and port not in reserved:
+                        steps = (j - s) % span
+                        self._perturb(idx, 2 * steps)
+                        return port, None
+                    j = m.find(0, j + 1, hi_i)
+        return 0, None
 
     def _port_acquire(self, port: int, conn: Connection, reuse: bool, bind_created: bool) -> None:
         b = self.buckets.get(port)
@@ -536,6 +598,9 @@ class Host(Node):
             if ev & EV_FW2_TIMER:
                 self._fw2_expired(conn)
                 return
+            if sock is None and ev & EV_CONNECTED and conn.parent is not None and conn.state != CLOSED:
+                sock = self._accepted(conn)  # data that came with the handshake's ACK follows
+                ev &= ~EV_CONNECTED
             if sock is not None and not sock.closed:
                 if ev & EV_CONNECTED and sock.on_connected is not None:
                     sock.on_connected(sock)
@@ -547,8 +612,6 @@ class Host(Node):
                     sock.on_error(sock, conn.err or "EIO")
                 if ev & EV_CLOSED and sock.on_closed is not None:
                     sock.on_closed(sock)
-            elif ev & EV_CONNECTED and conn.parent is not None and conn.state == ESTABLISHED:
-                self._accepted(conn)
         if conn.ack_pending:
             conn.flush(now)
         if conn.outbox:
@@ -562,7 +625,12 @@ class Host(Node):
             conn.seen_state = st
             tr = self.net.trace
             if tr.on:
-                tr.records.append((now, STATE, self.name, conn.key, NAMES[old], NAMES[st]))
+                hist = conn.hist or (st,)
+                for new in hist:
+                    tr.records.append((now, STATE, self.name, conn.key, NAMES[old], NAMES[new]))
+                    old = new
+                if conn.hist:
+                    conn.hist.clear()
             if st == TIME_WAIT:
                 self._time_wait(conn, TIME_WAIT, self.cfg.tw_len)
                 return
@@ -581,11 +649,11 @@ class Host(Node):
             if tr.on:
                 tr.records.append((now, TIMER, self.name, conn.key, conn.timer_name(), pa))
 
-    def _accepted(self, conn: Connection) -> None:
+    def _accepted(self, conn: Connection) -> Socket | None:
         """A passive connection became ESTABLISHED: queue it for accept()."""
         lsock = conn.parent
         if lsock is None or lsock.closed:  # type: ignore[union-attr]
-            return
+            return None
         child = self.socket()
         child.conn = conn
         child.laddr, child.lport = conn.laddr, conn.lport
@@ -594,6 +662,7 @@ class Host(Node):
         lsock.accept_queue.append(child)  # type: ignore[union-attr]
         if lsock.on_accept is not None:  # type: ignore[union-attr]
             lsock.on_accept(lsock)  # type: ignore[union-attr,arg-type]
+        return child
 
     def _conn_timer(self, conn: Connection) -> None:
         now = self.net.sched.now
@@ -626,11 +695,9 @@ class Host(Node):
 
     def _dest_release(self, key: tuple[int, int, int, int]) -> None:
         dk = (key[0], key[2], key[3])
-        n = self.dest_use.get(dk, 0) - 1
-        if n > 0:
-            self.dest_use[dk] = n
-        else:
-            self.dest_use.pop(dk, None)
+        use = self.dest_use.get(dk)
+        if use is not None and use.remove(key[1]):
+            del self.dest_use[dk]
 
     # ------------------------------------------------------------------ TIME_WAIT
 
@@ -729,8 +796,13 @@ class Host(Node):
                 self._listen_input(seg, isn)
                 return
             outcome, out = TW_ACK, tw.ack(now, self.cfg)
-        if tr.on and tw.deadline != old_deadline:
-            tr.records.append((now, TIMER, self.name, tw.key, "timewait", tw.deadline))
+        if tw.deadline != old_deadline:
+            if tw.deadline < old_deadline:
+                # Moved earlier (FIN_WAIT2 substate -> TIME_WAIT shorter than fin_timeout): a new
+                # wake-up; later moves are caught when the old one fires (TW-5).
+                self.net.sched.at(tw.deadline, self._tw_timer, tw)
+            if tr.on:
+                tr.records.append((now, TIMER, self.name, tw.key, "timewait", tw.deadline))
         if outcome == TW_SUCCESS:
             if tr.on:
                 tr.records.append((now, DROP, self.name, seg,
@@ -833,6 +905,8 @@ class Host(Node):
             return
         key = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = Connection(self, seg.dst, seg.dport, seg.src, seg.sport)
+        if self.net.trace.on:
+            conn.hist = []
         conn.parent = lsock
         isn, ts_off = self._isn(seg.dst, seg.src, seg.dport, seg.sport, now)
         if tw_isn:

@@ -93,7 +93,7 @@ class Connection:
         "ts_ok", "ts_off", "ts_recent", "ts_recent_stamp", "sack_ok", "wscale_ok",
         "rto", "srtt", "rttvar", "rtt_seq", "rtt_time", "retrans", "retrans_stamp",
         "rto_at", "fw2_at", "last_oow_ack", "ack_pending", "orphan", "linger0",
-        "outbox", "ev", "err", "syn_ts", "parent", "sock", "timer_at", "seen_state", "port_auto", "reuse",
+        "outbox", "ev", "err", "syn_ts", "parent", "sock", "timer_at", "seen_state", "port_auto", "reuse", "hist",
     )
 
     def __init__(self, env: Env, laddr: int, lport: int, raddr: int, rport: int) -> None:
@@ -144,6 +144,7 @@ class Connection:
         self.seen_state = CLOSED           # last state the owner has acted on
         self.port_auto = False             # local port chosen by the connect() port search
         self.reuse = False                 # SO_REUSEADDR of the socket (or listener) owning the port
+        self.hist: list[int] | None = None # when a list, every state entered is appended (for traces)
 
     # ------------------------------------------------------------------ helpers
 
@@ -160,6 +161,8 @@ class Connection:
         if nxt is None:
             raise InvalidTransition(self.state, event)
         self.state = nxt[0]
+        if self.hist is not None:
+            self.hist.append(nxt[0])
 
     def poll_at(self) -> int:
         """The earliest armed deadline (µs), or 0 when no timer is armed."""
@@ -807,7 +810,7 @@ class Connection:
             self.rto_at = 0
             self._go(RCV_SYN_ACK)
             self.ev |= EV_CONNECTED
-            self.ack_pending = True
+            self._send_ack(now)  # the handshake's third segment (tcp_send_ack)
             if self.sndq or self.fin_queued:
                 self._push(now)
             return

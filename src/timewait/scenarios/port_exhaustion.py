@@ -1,0 +1,88 @@
+"""Ephemeral port exhaustion: short connections to one destination as fast as possible."""
+
+from __future__ import annotations
+
+from timewait.apps.basic import PingServer, ShortConnectionLoop
+from timewait.scenarios import Lab, Param, scenario
+from timewait.tcp.segment import ip_ntoa
+
+CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
+
+
+def may_reuse(lab: Lab, host: object, loopback: bool = False) -> tuple[bool, str]:
+    """Whether connect() may take over TIME_WAIT 4-tuples on ``host`` (PS-5), and why not."""
+    s = host.sysctls  # type: ignore[attr-defined]
+    reuse = s["net.ipv4.tcp_tw_reuse"]
+    if not host.cfg.timestamps:  # type: ignore[attr-defined]
+        return False, "tcp_timestamps=0: a TIME_WAIT without timestamps can never be reused"
+    if reuse == 0:
+        return False, "tcp_tw_reuse=0"
+    if reuse == 2 and not loopback:
+        return False, "tcp_tw_reuse=2 reuses only loopback flows, and this one is not"
+    return True, f"tcp_tw_reuse={reuse} with timestamps: TIME_WAIT older than tcp_tw_reuse_delay is taken over"
+
+
+@scenario(
+    "port-exhaustion",
+    "One client opens short connections to one destination as fast as it can until ports run out",
+    params={
+        "duration": Param(75.0, "seconds of simulated time", float),
+        "destinations": Param(1, "spread over K server ports (4-tuples multiply)"),
+        "rtt_ms": Param(0.2, "round-trip time in ms", float),
+    },
+    story="""
+Each connection the client closes keeps its local port in TIME_WAIT for 60 s toward that one
+destination (server address and port). connect() picks ports from ip_local_port_range (28232 by
+default) and needs a unique 4-tuple, so after 28232 connections in under 60 s it fails with
+EADDRNOTAVAIL until the oldest TIME_WAIT expires. More destinations multiply the supply; with
+tcp_tw_reuse=1 (and timestamps) connect() takes over TIME_WAIT entries older than 1 s instead.
+""",
+    contrast="Try --set destinations=2, --sysctl c1:net.ipv4.tcp_tw_reuse=1, or "
+    "--sysctl 'c1:net.ipv4.ip_local_port_range=1024 65535'.",
+)
+def run(lab: Lab) -> None:
+    sim = lab.sim
+    p = lab.p
+    c1 = sim.add_host("c1", CLIENT)
+    srv = sim.add_host("server", SERVER)
+    sim.link(c1, srv, delay_ms=p["rtt_ms"] / 2)
+    k = max(1, p["destinations"])
+    for i in range(k):
+        PingServer(srv, 6379 + i)
+    loop = ShortConnectionLoop(c1, lambda i: (SERVER, 6379 + i % k), count=None, interval_s=0,
+                               until_s=p["duration"], retry_s=0.001)
+    loop.start()
+    sim.every(1.0, lambda t: lab.sample("c1.TIME_WAIT", t, len(c1.twhash)), until_s=p["duration"])
+    lab.run(p["duration"] + 0.5)
+
+    st = loop.stats
+    lo, hi = c1.sysctls["net.ipv4.ip_local_port_range"]
+    ports = hi - lo + 1
+    usable = ports - (ports & 1 if ports > 1 else 0)  # parity mode uses an even count (PS-2)
+    secs = int(p["duration"])
+    per_sec = [st.per_second.get(s, 0) for s in range(secs)]
+    m = lab.metrics
+    m.update(succeeded=st.succeeded, failed=dict(st.failed), first_failure_at=st.first_failure_at,
+             succeeded_per_second=per_sec, failed_per_second=[st.failed_per_second.get(s, 0) for s in range(secs)],
+             port_range=[lo, hi], usable_ports=usable, destinations=k,
+             time_wait_peak=max((v for _, v in lab.series.get("c1.TIME_WAIT", [])), default=0),
+             tw_recycled=c1.counters.get("TcpExtTWRecycled", 0))
+    reuse_ok, why = may_reuse(lab, c1)
+    supply = usable * k
+    if reuse_ok:
+        lab.check("tw_reuse keeps connect() going: no EADDRNOTAVAIL", not st.failed,
+                  f"{why}; {m['tw_recycled']} takeovers, failures {st.failed}")
+        lab.say(why)
+        return
+    ok_before = sum(per_sec[: int(st.first_failure_at)]) if st.first_failure_at is not None else None
+    lab.check("the client runs out of ports with EADDRNOTAVAIL", "EADDRNOTAVAIL" in st.failed,
+              f"first failure at {st.first_failure_at} s; {why}")
+    lab.check("it fails after using every usable port toward the destination(s) once",
+              st.first_failure_at is not None and st.succeeded >= supply and ok_before is not None,
+              f"{usable} usable ports x {k} destination(s) = {supply}; {st.succeeded} succeeded in all")
+    recovered = any(per_sec[int(st.first_failure_at or 0) + 60:]) if st.first_failure_at else False
+    if p["duration"] > (st.first_failure_at or 0) + 62:
+        lab.check("ports come back when the first TIME_WAIT entries expire (60 s after they began)",
+                  recovered, f"successes per second after the failures: {per_sec[-10:]}")
+    lab.say(f"{why}. Toward {ip_ntoa(c1.addr)} -> {SERVER} the client can hold at most {supply} "
+            f"4-tuples at once, each for 60 s: a ceiling of {supply / 60:.1f} connections/s.")

@@ -1,0 +1,91 @@
+"""S6: a short-connection loop against a Redis-like server fills the client with TIME_WAIT."""
+
+from __future__ import annotations
+
+from timewait.apps.basic import PingServer, PoolClient, ShortConnectionLoop
+from timewait.scenarios import Lab, Param, scenario
+
+CLIENT, SERVER = "10.211.55.5", "10.211.55.10"
+
+
+@scenario(
+    "redis-short-connections",
+    "S6: `echo ping | nc redis 6379` in a loop leaves one TIME_WAIT per request on the client",
+    params={
+        "connections": Param(10000, "requests (one connection each)"),
+        "rate": Param(1000.0, "new connections per second", float),
+        "pool": Param(0, "0 = one connection per request; N = a pool of N long-lived connections"),
+        "sample": Param(1.0, "seconds between TIME_WAIT samples", float),
+    },
+    story="""
+The chapter's loop `for i in {1..10000}; do echo ping | nc localhost 6379; done`: every request
+opens a connection, gets +PONG and the client closes first, so every request leaves one socket in
+TIME_WAIT on the client for 60 s, none on the server. Here the client (c1) and the Redis-like
+server (redis) are two hosts, so each side's sockets can be counted apart. The count is capped by
+`tcp_max_tw_buckets` (8192 on a ~2 GiB machine: the chapter's figure): past it, closing
+connections skip TIME_WAIT and TcpExtTCPTimeWaitOverflow counts them. A connection pool
+(`--set pool=N`) carries the same requests on N long-lived connections: no TIME_WAIT at all.
+""",
+    contrast="Try --sysctl c1:net.ipv4.tcp_max_tw_buckets=8192, --set mem=2G, or --set pool=8.",
+    mission="S6",
+)
+def run(lab: Lab) -> None:
+    sim = lab.sim
+    p = lab.p
+    c1 = sim.add_host("c1", CLIENT)
+    redis = sim.add_host("redis", SERVER)
+    sim.link(c1, redis, delay_ms=0.05)
+    server = PingServer(redis, 6379)
+    n, rate, pool = p["connections"], p["rate"], p["pool"]
+    if rate <= 0:
+        from timewait.errors import UsageError
+
+        raise UsageError("--set rate must be > 0 (connections per second)")
+    duration = n / rate
+
+    def sample(t: float) -> None:
+        lab.sample("c1.TIME_WAIT", t, len(c1.twhash))
+        lab.sample("redis.TIME_WAIT", t, len(redis.twhash))
+        lab.sample("c1.ESTABLISHED", t, len(c1.ehash))
+
+    sim.every(p["sample"], sample, until_s=duration + 1)
+    if pool:
+        client = PoolClient(c1, SERVER, 6379, size=pool, count=n, interval_s=1 / rate)
+        lab.run(duration + 1)
+        succeeded = client.answered
+        failed: dict[str, int] = {}
+    else:
+        loop = ShortConnectionLoop(c1, lambda i: (SERVER, 6379), count=n, interval_s=1 / rate)
+        loop.start()
+        lab.run(duration + 1)
+        succeeded = loop.stats.succeeded
+        failed = loop.stats.failed
+    sample(sim.now)
+
+    tw_c, tw_s = len(c1.twhash), len(redis.twhash)
+    cap = c1.sysctls["net.ipv4.tcp_max_tw_buckets"]
+    overflow = c1.counters.get("TcpExtTCPTimeWaitOverflow", 0)
+    m = lab.metrics
+    m.update(connections=n, rate=rate, pool=pool, succeeded=succeeded, failed=failed, served=server.served,
+             time_wait_client=tw_c, time_wait_server=tw_s, tcp_max_tw_buckets=cap, tw_overflow=overflow,
+             time_wait_over_time=[[t, v] for t, v in lab.series["c1.TIME_WAIT"]])
+    lab.check("every request was answered", succeeded == n and not failed, f"{succeeded}/{n} answered, failures {failed}")
+    lab.check("the server keeps no TIME_WAIT (the client closes first)", tw_s == 0, f"redis has {tw_s} TIME_WAIT")
+    if pool:
+        lab.check("a pool leaves at most one TIME_WAIT per pooled connection", tw_c <= pool,
+                  f"{pool} long-lived connections carried {n} requests; c1 has {tw_c} TIME_WAIT "
+                  "(from closing the pool at the end)")
+        lab.say(f"With a pool of {pool} connections the {n} requests opened only {pool} connections; "
+                f"only closing the pool at the end leaves {tw_c} TIME_WAIT instead of {n}.")
+        return
+    expected = min(n, cap)
+    lab.check("one TIME_WAIT per request on the client, up to tcp_max_tw_buckets",
+              tw_c == expected, f"c1 has {tw_c} TIME_WAIT (expected min({n}, cap {cap}) = {expected})")
+    lab.check("connections past the cap skip TIME_WAIT and are counted",
+              overflow == n - expected, f"TcpExtTCPTimeWaitOverflow = {overflow}")
+    if overflow:
+        lab.say(f"tcp_max_tw_buckets = {cap}: {overflow} connections closed without TIME_WAIT "
+                "(TcpExtTCPTimeWaitOverflow); their 4-tuples lost the protection against old duplicates.")
+    else:
+        lab.say(f"All {n} client-closed connections are in TIME_WAIT on c1 for 60 s; "
+                "try --set pool=8 to see a connection pool avoid it.")
