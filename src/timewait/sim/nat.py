@@ -129,6 +129,7 @@ class Mapping:
     seen_reply: bool = False
     assured: bool = False
     orig_end: int = 0        # highest sequence end sent from inside (seen[0].td_end)
+    last_seen: int = 0       # time of the last packet either way
     gone_at: int | None = None
     gone_why: str = ""
     timer_at: int = 0
@@ -229,6 +230,7 @@ class Nat(Node):
         self.by_reply: dict[tuple[int, int, int, int], Mapping] = {}
         self.by_source: dict[tuple[int, int], Mapping] = {}  # nf_nat_bysource: (priv addr, port)
         self.history: list[Mapping] = []                      # every mapping ever made, in order
+        self.refused: dict[int, int] = {}                     # private address -> SYNs dropped for want of a port
         self.counters: dict[str, int] = {"created": 0, "expired": 0, "evicted": 0, "exhausted": 0,
                                          "no_mapping": 0, "out": 0, "in": 0}
 
@@ -293,6 +295,7 @@ class Nat(Node):
                 m = self._new_mapping(seg, now)
                 if m is None:
                     self.counters["exhausted"] += 1
+                    self.refused[seg.src] = self.refused.get(seg.src, 0) + 1
                     self._drop(seg, "nat-exhausted")
                     return
             self._track(m, 0, seg, now)
@@ -337,6 +340,7 @@ class Nat(Node):
         if old == SYN_RECV and new == ESTABLISHED:
             m.assured = True
         m.state = new
+        m.last_seen = now
         m.expires = now + self.timeouts.of(new)
         if not m.timer_at or m.expires < m.timer_at:
             m.timer_at = m.expires
