@@ -40,6 +40,7 @@ def serve(args: argparse.Namespace) -> dict[str, object]:
         sel.register(ls, selectors.EVENT_READ, None)
         listeners.append(ls)
     stats: dict[str, object] = {"accepted": 0, "served": 0, "eof": 0, "resets": 0, "closed_first": 0}
+    peers: dict[str, int] = {}
     received = bytearray()
     conns: dict[socket.socket, bytearray] = {}
     print("READY", flush=True)
@@ -66,10 +67,11 @@ def serve(args: argparse.Namespace) -> dict[str, object]:
                 s = key.fileobj
                 if s in listeners:
                     try:
-                        c, _ = s.accept()  # type: ignore[union-attr]
+                        c, peer = s.accept()  # type: ignore[union-attr]
                     except BlockingIOError:
                         continue
                     c.setblocking(False)
+                    peers[peer[0]] = peers.get(peer[0], 0) + 1
                     stats["accepted"] = int(stats["accepted"]) + 1  # type: ignore[call-overload]
                     conns[c] = bytearray()
                     sel.register(c, selectors.EVENT_READ, None)
@@ -106,6 +108,7 @@ def serve(args: argparse.Namespace) -> dict[str, object]:
         pass
     stats["received"] = received.decode("utf-8", "replace")
     stats["open"] = len(conns)
+    stats["peers"] = peers
     return stats
 
 

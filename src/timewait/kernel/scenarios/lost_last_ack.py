@@ -8,15 +8,15 @@ tcpdump capture on c1, TIME_WAIT timers from inet_diag.
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
 import time
 from typing import Any
 
+from timewait.kernel import faults
 from timewait.kernel.apps import Worker, errno_name
 from timewait.kernel.capture import ACK, FIN, RST, SYN, Capture, Pkt
 from timewait.kernel.diag import mask
+from timewait.kernel.faults import PURE_ACK, drop_once
 from timewait.kernel.scenarios import KLab, Param, kscenario, progress_line
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
@@ -55,7 +55,8 @@ def run(lab: KLab) -> None:
     _sleep_until(lab, 1.0)
     s.sendall(b"hello\n")
     _sleep_until(lab, max(1.1, p["close_at"] - 0.3))
-    k.nft("c2", _drop_rule(port))  # armed early: loading a ruleset takes ~20 ms
+    # Armed early (loading a ruleset takes ~20 ms); c1 sends no pure ACK until the FINs.
+    drop_once(k, "c2", "twlab", "prerouting", f"ip saddr {C1} tcp sport {port} tcp dport {SERVER_PORT} {PURE_ACK}")
     _sleep_until(lab, p["close_at"])
     s.shutdown(socket.SHUT_WR)  # nc -N: half-close; the descriptor stays open, as in the simulator
     s.settimeout(5)
@@ -94,7 +95,7 @@ def run(lab: KLab) -> None:
         time.sleep(0.01 if now < t_eof + 1.0 else min(0.25, max(0.0, next_try - lab.now())))
     progress_line("")
     lab.t_end = lab.now()
-    dropped = _drops(lab)
+    dropped = faults.dropped(k, "c2", "twlab")
     time.sleep(0.05)
     pkts = cap.stop()
     got = server.stop()
@@ -118,32 +119,6 @@ def _attempt(lab: KLab, port: int) -> dict[str, Any]:
         lab.k.forget(s)
         return {"result": errno_name(e), "done_at": round(lab.now(), 4)}
     return {"result": "connected", "done_at": round(lab.now(), 4), "sock": s, "started": t}
-
-
-def _drop_rule(port: int) -> str:
-    # Drop one pure ACK from c1's port: the first one adds the flow to a dynamic set and is dropped,
-    # later ones find it there and pass (no conntrack: it would lose its mark with the dropped packet).
-    return f"""table ip twlab {{
-  set seen {{ type ipv4_addr . inet_service; flags dynamic; }}
-  chain pre {{
-    type filter hook prerouting priority -150; policy accept;
-    ip saddr . tcp sport @seen accept
-    ip saddr {C1} tcp sport {port} tcp dport {SERVER_PORT} tcp flags & (fin|syn|rst|ack) == ack add @seen {{ ip saddr . tcp sport }} counter drop
-  }}
-}}
-"""
-
-
-def _drops(lab: KLab) -> int:
-    r = subprocess.run(["ip", "netns", "exec", lab.k.ns("c2"), "nft", "-j", "list", "table", "ip", "twlab"],
-                       capture_output=True, text=True, timeout=5)
-    if r.returncode != 0:
-        return 0
-    for item in json.loads(r.stdout).get("nftables", []):
-        for e in (item.get("rule") or {}).get("expr", []):
-            if "counter" in e:
-                return int(e["counter"].get("packets", 0))
-    return 0
 
 
 def _diag(lab: KLab, host: str, port: int) -> list[Any]:
