@@ -46,6 +46,7 @@ from timewait.tcp.states import (
     TRANSITIONS,
     InvalidTransition,
 )
+from timewait.tcp.timewait import reset_for
 
 M32 = 0xFFFFFFFF
 H32 = 0x80000000
@@ -94,6 +95,7 @@ class Connection:
         "rto", "srtt", "rttvar", "rtt_seq", "rtt_time", "retrans", "retrans_stamp",
         "rto_at", "fw2_at", "last_oow_ack", "ack_pending", "orphan", "linger0",
         "outbox", "ev", "err", "syn_ts", "parent", "sock", "timer_at", "seen_state", "port_auto", "reuse", "hist",
+        "ooo_fin",
     )
 
     def __init__(self, env: Env, laddr: int, lport: int, raddr: int, rport: int) -> None:
@@ -103,7 +105,7 @@ class Connection:
         self.key = (laddr, lport, raddr, rport)
         self.state = CLOSED
         self.iss = self.snd_una = self.snd_nxt = 0
-        self.snd_wnd = 65535
+        self.snd_wnd = 65535      # the peer's window in bytes (already scaled)
         self.snd_wscale = 0
         self.snd_mss = 536
         self.sndq = bytearray()   # bytes from snd_una on: unacknowledged, then unsent
@@ -113,6 +115,7 @@ class Connection:
         self.rcv_wscale = 0
         self.rcvq = bytearray()   # in-order bytes the application has not read
         self.ooo: dict[int, bytes] = {}
+        self.ooo_fin = -1         # end_seq of a FIN that arrived out of order, -1 = none
         self.rcv_shut = False     # close() was called: new data is an error (tcp_rcv_state_process)
         self.ts_ok = False
         self.ts_off = 0
@@ -240,6 +243,15 @@ class Connection:
             self.last_oow_ack = now
         self._send_ack(now)
 
+    def _reset_answer(self, seg: Segment) -> None:
+        """Reset a segment as ``tcp_v4_send_reset`` does (TW-R3): seq = SEG.ACK, no options, window 0.
+
+        Used where Linux answers with the stateless reset rather than ``tcp_send_active_reset``.
+        """
+        rst = reset_for(seg, self.cfg.ttl)
+        if rst is not None:
+            self.outbox.append(rst)
+
     def _fail(self, errno: str) -> None:
         self.err = errno
         self.ev |= EV_ERROR
@@ -307,7 +319,7 @@ class Connection:
             self.rcv_wscale = cfg.rcv_wscale
         else:
             self.snd_wscale = self.rcv_wscale = 0
-        self.snd_wnd = syn.win
+        self.snd_wnd = syn.win  # RFC 7323 §2.2: a SYN's window is never scaled
 
     # ------------------------------------------------------------------ application calls
 
@@ -343,7 +355,7 @@ class Connection:
             self._reset_timers()
             self.ev |= EV_CLOSED
             return
-        if self.rcvq or self.ooo:
+        if self.rcvq:  # __tcp_close counts sk_receive_queue only; out-of-order data is just purged
             # CL-1: unread data -> RST, no FIN, no TIME_WAIT (RFC 2525 §2.17).
             self.env.bump("TcpExtTCPAbortOnClose")
             self._abort(now, send_rst=True)
@@ -397,7 +409,7 @@ class Connection:
             return
         sent = (self.snd_nxt - una) & M32  # bytes already in flight
         q = self.sndq
-        limit = self.snd_wnd << self.snd_wscale
+        limit = self.snd_wnd
         mss = self.snd_mss
         while True:
             off = sent
@@ -546,6 +558,8 @@ class Connection:
         # tcp_sequence(): end_seq not before rcv_wup and seq not after the window's right edge.
         if _lt(end, rcv_nxt) or _lt((rcv_nxt + self.rcv_window()) & M32, seq):
             if flags & RST:
+                if self._reset_check(seg):
+                    self._rst(seg, now)  # tcp_reset_check: rcv_nxt - 1 after the peer's FIN
                 return
             if flags & SYN:
                 self._syn_in_synchronized(now)
@@ -555,18 +569,27 @@ class Connection:
         if flags & RST:
             self._rst(seg, now)
             return
+        # The SYN check (tcp_validate_incoming step 4) comes before ts_recent is updated
+        # (tcp_ack), so a challenge ACK echoes the old ts_recent (LA-2).
+        if flags & SYN:
+            if st == SYN_RECEIVED and seq == self.irs:
+                if flags & (SYN | ACK | RST) == SYN:
+                    # A retransmitted SYN: answer with the SYN-ACK again (tcp_check_req).
+                    self._emit(SYN | ACK, self.iss, now)
+                    return
+                if self.parent is None and seg.ack == self.snd_nxt:
+                    pass  # simultaneous open: the peer's SYN-ACK completes it (validate_incoming "pass")
+                else:
+                    self._syn_in_synchronized(now)
+                    return
+            else:
+                self._syn_in_synchronized(now)
+                return
         # Timestamps: remember the peer's TSval (TS-4, Last.ACK.sent rule).
         if ts is not None and self.ts_ok and not _lt(rcv_nxt, seq):
             if not _lt(ts[0], self.ts_recent) or not self.ts_recent:
                 self.ts_recent = ts[0]
                 self.ts_recent_stamp = now
-        if flags & SYN:
-            if st == SYN_RECEIVED and seq == self.irs:
-                # A retransmitted SYN: answer with the SYN-ACK again.
-                self._emit(SYN | ACK, self.iss, now)
-                return
-            self._syn_in_synchronized(now)
-            return
         if not flags & ACK:
             return
         if not self._ack(seg, now):
@@ -580,7 +603,7 @@ class Connection:
                 if self.rcv_shut and _lt(self.rcv_nxt, (end - (1 if flags & FIN else 0)) & M32):
                     # New data after close(): reset (tcp_rcv_state_process, TCPAbortOnData).
                     self.env.bump("TcpExtTCPAbortOnData")
-                    self._emit(RST, seg.ack, now)
+                    self._reset_answer(seg)
                     self._reset_timers()
                     self._go(APP_ABORT)
                     self.ev |= EV_CLOSED
@@ -589,6 +612,8 @@ class Connection:
             # CLOSE_WAIT, CLOSING, LAST_ACK: the peer already sent FIN; ignore data.
         if flags & FIN:
             self._fin(seg, end, now)
+        elif self.ooo_fin >= 0 and ((self.ooo_fin - 1) & M32) == self.rcv_nxt:
+            self._fin(seg, self.ooo_fin, now)  # tcp_ofo_queue: the queued FIN is now in order
 
     def _disordered_ack(self, seg: Segment) -> bool:
         """``tcp_disordered_ack_check``: a harmless reordered duplicate ACK passes PAWS."""
@@ -610,12 +635,14 @@ class Connection:
             return
         self._challenge_ack(now, True)
 
+    def _reset_check(self, seg: Segment) -> bool:
+        """``tcp_reset_check``: after the peer's FIN an RST at rcv_nxt - 1 is exact too."""
+        return self.state in (CLOSE_WAIT, LAST_ACK, CLOSING) and seg.seq == ((self.rcv_nxt - 1) & M32)
+
     def _rst(self, seg: Segment, now: int) -> None:
         """RFC 5961 §3.2 (``tcp_validate_incoming`` step 2, LA-3)."""
         st = self.state
-        ok = seg.seq == self.rcv_nxt or (
-            st in (CLOSE_WAIT, LAST_ACK, CLOSING) and seg.seq == ((self.rcv_nxt - 1) & M32)
-        )
+        ok = seg.seq == self.rcv_nxt or self._reset_check(seg)
         if not ok:
             if self.cfg.challenge_ack:
                 self._challenge_ack(now, False)
@@ -639,11 +666,11 @@ class Connection:
         if st == SYN_RECEIVED:
             if not (_lt(una, ack) and not _lt(nxt, ack)):
                 # Unacceptable ACK in SYN-RECEIVED: reset (RFC 9293, tcp_check_req).
-                self._emit(RST, ack, now)
+                self._reset_answer(seg)
                 return False
             self._go(RCV_ACK)
             self.snd_una = ack
-            self.snd_wnd = seg.win
+            self.snd_wnd = seg.win << self.snd_wscale
             self._rtt_sample(ack, now)
             self.retrans = 0
             self.rto_at = 0
@@ -679,7 +706,7 @@ class Connection:
                     self._reset_timers()
                     self.ev |= EV_CLOSED
                     return False
-        self.snd_wnd = seg.win
+        self.snd_wnd = seg.win << self.snd_wscale  # tcp_ack_update_window
         if self.sndq or self.fin_queued:
             self._push(now)
         return True
@@ -751,7 +778,10 @@ class Connection:
         if ((end - 1) & M32) != self.rcv_nxt:
             if end == self.rcv_nxt:
                 self.ack_pending = True  # a retransmitted FIN: ACK it again
+            elif 0 < ((end - 1 - self.rcv_nxt) & M32) < self.rcv_window():
+                self.ooo_fin = end  # tcp_data_queue_ofo keeps the FIN with its segment
             return
+        self.ooo_fin = -1
         self.rcv_nxt = end
         self.ack_pending = True
         self.ev |= EV_EOF
@@ -775,11 +805,11 @@ class Connection:
             if not (_lt(self.iss, ack) and not _lt(self.snd_nxt, ack)):
                 # LA-3: unacceptable ACK -> RST with seq = SEG.ACK; stay in SYN_SENT and,
                 # if the SYN was not retransmitted yet, resend it after TCP_TIMEOUT_MIN.
-                if flags & RST:
-                    return
-                self._emit(RST, ack, now)
+                # tcp_rcv_synsent_state_process moves the timer before looking at RST
+                # (reset_and_undo); tcp_v4_send_reset then never answers an RST.
                 if self.cfg.quick_syn_resend and self.retrans == 0:
                     self.rto_at = now + self.cfg.timeout_min
+                self._reset_answer(seg)
                 return
             if flags & RST:
                 self.env.bump("TcpAttemptFails")
@@ -796,7 +826,7 @@ class Connection:
                 hi = (self.cfg.ts_clock(now) + self.ts_off) & M32
                 if _lt(ecr, self.syn_ts) or _lt(hi, ecr):
                     self.env.bump("TcpExtPAWSActive")
-                    self._emit(RST, ack, now)
+                    self._reset_answer(seg)
                     return
             sent_ts = self.ts_ok
             self._take_syn_options(seg, now)

@@ -81,7 +81,9 @@ class TimeWait:
         c = conn  # a timewait.tcp.connection.Connection; typed loosely to keep this module leaf
         return cls(
             c.key, substate, c.rcv_nxt, c.snd_nxt, c.rcv_window(), c.rcv_wscale,  # type: ignore[attr-defined]
-            c.ts_recent if c.ts_ok else 0, c.ts_recent_stamp if c.ts_ok else 0,  # type: ignore[attr-defined]
+            # tw_ts_recent_stamp != 0 means "saw timestamps" (PS-1, PS-5, TW-P): a stamp taken
+            # at simulated time 0 must not read as "never".
+            c.ts_recent if c.ts_ok else 0, (c.ts_recent_stamp or 1) if c.ts_ok else 0,  # type: ignore[attr-defined]
             c.ts_off, now, now + timeout, reuse,  # type: ignore[attr-defined]
         )
 
@@ -101,7 +103,9 @@ class TimeWait:
         if (seg.payload or seg.flags & FIN) and not seg.flags & SYN:
             return TW_ACK, self.ack(now, cfg)
         if now - self.last_oow_ack < cfg.invalid_ratelimit:
-            bump("TcpExtTCPACKSkippedTimeWait")  # type: ignore[operator]
+            # tcp_timewait_check_oow_rate_limit names the substate's MIB.
+            skipped = "TcpExtTCPACKSkippedTimeWait" if self.substate == TIME_WAIT else "TcpExtTCPACKSkippedFinWait2"
+            bump(skipped)  # type: ignore[operator]
             return TW_SUCCESS, None
         self.last_oow_ack = now
         return TW_ACK, self.ack(now, cfg)
@@ -194,7 +198,7 @@ class TimeWait:
         # TW-F6: the FIN we waited for.
         self.substate = TIME_WAIT
         self.rcv_nxt = end
-        if seg.ts is not None:
+        if seg.ts is not None and self.ts_recent_stamp:  # saw_tstamp: options parsed only then (TW-P)
             self.ts_recent = seg.ts[0]
             self.ts_recent_stamp = now
             self.entry_stamp = now
