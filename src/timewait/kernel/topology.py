@@ -157,9 +157,21 @@ class KernelLab:
             write_sysctl(ns, "net.ipv4.ip_forward", "1")
         return ns
 
-    def link(self, a: str, a_addr: str, b: str, b_addr: str, prefixlen: int = 24,
-             a_if: str | None = None, b_if: str | None = None) -> tuple[str, str]:
-        """A veth pair between hosts ``a`` and ``b`` with an address on each end; returns the names."""
+    def bridge(self, host: str, name: str, addr: str, prefixlen: int = 24) -> str:
+        """A bridge (a LAN switch) inside ``host`` with an address of its own; link ends join it."""
+        with NetNS(self.ns(host)) as ipr:
+            ipr.link("add", ifname=name, kind="bridge")
+            idx = ipr.link_lookup(ifname=name)[0]
+            ipr.addr("add", index=idx, address=addr, prefixlen=prefixlen)
+            ipr.link("set", index=idx, state="up")
+        return name
+
+    def link(self, a: str, a_addr: str, b: str, b_addr: str | None, prefixlen: int = 24,
+             a_if: str | None = None, b_if: str | None = None, b_bridge: str | None = None) -> tuple[str, str]:
+        """A veth pair between hosts ``a`` and ``b`` with an address on each end; returns the names.
+
+        With ``b_bridge`` the ``b`` end has no address and becomes a port of that bridge.
+        """
         n = len(self.veths) // 2
         ra, rb = f"{self.tag}{n}a", f"{self.tag}{n}b"
         with held_signals():
@@ -173,13 +185,22 @@ class KernelLab:
             with NetNS(self.ns(host)) as ipr:
                 idx = ipr.link_lookup(ifname=root_name)[0]
                 ipr.link("set", index=idx, ifname=ifname)
-                ipr.addr("add", index=idx, address=addr, prefixlen=prefixlen)
+                if addr is not None:
+                    ipr.addr("add", index=idx, address=addr, prefixlen=prefixlen)
+                elif host == b and b_bridge is not None:
+                    ipr.link("set", index=idx, master=ipr.link_lookup(ifname=b_bridge)[0])
                 ipr.link("set", index=idx, state="up")
         return names
 
     def _ifcount(self, host: str) -> int:
         with NetNS(self.ns(host)) as ipr:
             return sum(1 for link in ipr.get_links() if link.get_attr("IFLA_IFNAME", "").startswith("eth"))
+
+    def route_dev(self, host: str, dst: str, ifname: str) -> None:
+        """A route to ``dst`` straight out of ``ifname`` (on-link, no gateway)."""
+        net, _, plen = dst.partition("/")
+        with NetNS(self.ns(host)) as ipr:
+            ipr.route("add", dst=net, dst_len=int(plen or 32), oif=ipr.link_lookup(ifname=ifname)[0])
 
     def route(self, host: str, gateway: str, dst: str = "0.0.0.0/0") -> None:
         net, _, plen = dst.partition("/")

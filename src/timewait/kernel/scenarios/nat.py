@@ -1,100 +1,169 @@
 """S10 on the kernel: clients behind a masquerading router share its public address.
 
-a (192.168.1.2) and b (192.168.2.2) reach the server (203.0.113.10) through
-``nat`` (nftables ``masquerade``). The NAT's mapping table is its conntrack
-table, read from /proc/net/nf_conntrack inside its namespace.
+c1..cN (192.168.1.10+) sit on a bridge inside ``nat``, which masquerades them
+(nftables, ``masquerade to :PORTS``) toward a PING server 198.51.100.10:6379.
+The NAT's mapping table is its conntrack table (/proc/net/nf_conntrack inside
+its namespace); captures on both of its sides show the rewriting.
 """
 
 from __future__ import annotations
 
+import errno
 import re
+import select
 import socket
 import time
+from typing import Any
 
-from timewait.kernel.apps import Worker, connect
+from timewait.errors import UsageError
+from timewait.kernel.apps import Worker
+from timewait.kernel.capture import SYN, Capture, Pkt
 from timewait.kernel.nsenter import read_text
-from timewait.kernel.scenarios import KLab, Param, kscenario
+from timewait.kernel.scenarios import KLab, Param, kscenario, progress_line
 
-A, B, SERVER, PUBLIC = "192.168.1.2", "192.168.2.2", "203.0.113.10", "203.0.113.1"
-PORT = 8888
+PUBLIC, SERVER, PORT = "203.0.113.1", "198.51.100.10", 6379
+SAME_PORT = 40000
+SHOW_AT = 5.0
 _CT = re.compile(r"^ipv4\s+2\s+tcp\s+6\s+(\d+)\s+(\w+)\s+src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)"
                  r".*?src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)")
+
+
+def client_addr(i: int) -> str:
+    return f"192.168.1.{10 + i}"
 
 
 @kscenario(
     "nat",
     params={
-        "connections": Param(5, "short connections per client (the client closes first)"),
-        "port": Param(50000, "the source port both clients bind for their first connection"),
+        "clients": Param(3, "private clients behind the NAT, each opening one connection to the server"),
+        "nat_ports": Param(2, "public ports the NAT may use (iptables --to-ports 65536-N..65535; "
+                           "65535 = all)"),
+        "same_port": Param(True, "c1 and c2 use the same source port 40000, like two identical devices", bool),
+        "close_at": Param(20.0, "when the clients that got through close (s)", float),
+        "give_up": Param(8.0, "seconds a client waits for its connection before giving up, like nc -w", float),
+        "ct_time_wait": Param(120.0, "net.netfilter.nf_conntrack_tcp_timeout_time_wait (s)", float),
     },
+    kernel_defaults={"close_at": 10.0, "ct_time_wait": 5.0},
 )
 def run(lab: KLab) -> None:
     k, p = lab.k, lab.p
-    lab.host("a", A)
-    lab.host("b", B)
-    lab.host("nat", "192.168.1.1", "192.168.2.1", PUBLIC, kind="nat")
+    n, ports = p["clients"], p["nat_ports"]
+    if not 1 <= n <= 50:
+        raise UsageError(f"--set clients={n}: the kernel lab allows 1..50")
+    if not 1 <= ports <= 65535:
+        raise UsageError(f"--set nat_ports={ports}: allowed 1..65535")
+    if not 0 < p["give_up"] < p["close_at"]:
+        raise UsageError(f"--set give_up={p['give_up']}: must be > 0 and before close_at={p['close_at']}")
+    names = [f"c{i + 1}" for i in range(n)]
+    for i, h in enumerate(names):
+        lab.host(h, client_addr(i))
+    lab.host("nat", "192.168.1.1", PUBLIC, kind="nat")
     lab.host("server", SERVER)
-    k.link("a", f"{A}/24", "nat", "192.168.1.1/24")
-    k.link("b", f"{B}/24", "nat", "192.168.2.1/24")
-    wan, _ = k.link("nat", f"{PUBLIC}/24", "server", f"{SERVER}/24")
-    k.route("a", "192.168.1.1")
-    k.route("b", "192.168.2.1")
+    lan = k.bridge("nat", "lan0", "192.168.1.1")
+    for i, h in enumerate(names):
+        k.link(h, f"{client_addr(i)}/24", "nat", None, b_bridge=lan)
+        k.route(h, "192.168.1.1")
+    wan, srv_if = k.link("nat", f"{PUBLIC}/24", "server", f"{SERVER}/24")
+    k.route_dev("nat", f"{SERVER}/32", wan)
+    k.route_dev("server", f"{PUBLIC}/32", srv_if)
+    lo, hi = 65536 - ports, 65535
     k.nft("nat", f"""table ip nat {{
   chain post {{
     type nat hook postrouting priority srcnat; policy accept;
-    oifname "{wan}" masquerade
+    oifname "{wan}" ip saddr 192.168.1.0/24 meta l4proto tcp masquerade to :{lo}-{hi}
   }}
 }}
 """)
+    k.sysctl("nat", "net.netfilter.nf_conntrack_tcp_timeout_time_wait", str(int(round(p["ct_time_wait"]))))
     lab.ready()
-    server = Worker(k, "server", "nc", SERVER, [PORT], close_delay=0.001)
+    server = Worker(k, "server", "ping", SERVER, [PORT])
+    cap_lan, cap_wan = Capture(k, "nat", lan), Capture(k, "nat", wan)
     lab.start_clock()
-    n = max(1, p["connections"])
-    first: dict[str, int] = {}
-    for i in range(n):
-        for host in ("a", "b"):
-            if i == 0:
-                s = k.socket(host)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("0.0.0.0", p["port"]))
-                s.settimeout(5)
-                s.connect((SERVER, PORT))
-            else:
-                s = connect(k, host, SERVER, PORT)
-            first.setdefault(host, s.getsockname()[1])
-            s.sendall(b"hello\n")
-            time.sleep(0.01)
-            k.forget(s)  # the client closes first
-    time.sleep(0.2)
-    table = _conntrack(lab)
-    tw = {h: len(lab.tw(h)) for h in ("a", "b", "server")}
+    clients = [_Client(lab, h, 1.0 + 0.1 * i, SAME_PORT if p["same_port"] and i < 2 else None)
+               for i, h in enumerate(names)]
+    snap: dict[str, list[dict[str, Any]]] = {}
+    closed_at = p["close_at"]
+    show_closed = closed_at + min(5.0, p["ct_time_wait"] / 2)
+    end = closed_at + p["ct_time_wait"] + 10
+    gone: dict[tuple[str, int], float] = {}
+    seen_after_close: set[tuple[str, int]] = set()
+    while lab.now() < end:
+        now = lab.now()
+        for c in clients:
+            c.step(now, p["give_up"], closed_at)
+        if "open" not in snap and now >= SHOW_AT:
+            snap["open"] = _conntrack(lab)
+        if "closed" not in snap and now >= show_closed:
+            snap["closed"] = _conntrack(lab)
+        if now >= closed_at + 0.2:
+            live = {(e["private"], e["private_port"]) for e in _conntrack(lab)}
+            seen_after_close |= live
+            for key in seen_after_close - live:
+                gone.setdefault(key, now)
+            if not live and "closed" in snap:
+                break
+        progress_line(f"nat: {now:5.1f} s")
+        socks = [c.sock for c in clients if c.sock is not None and c.waiting()]
+        if socks:
+            select.select(socks, [], [], 0.02)
+        else:
+            time.sleep(0.02)
+    progress_line("")
     lab.t_end = lab.now()
+    lan_pkts, wan_pkts = cap_lan.stop(), cap_wan.stop()
     got = server.stop()
-
-    peers = got.get("peers", {})
-    mine = [e for e in table if e["dport"] == PORT]
-    bound = [e for e in mine if e["private_port"] == p["port"]]
-    public_ports = sorted({e["public_port"] for e in bound})
-    rewritten = [e for e in mine if e["public_port"] != e["private_port"]]
-    m = lab.metrics
-    m.update(server_peers=peers, mappings=len(mine), rewritten_ports=len(rewritten),
-             same_port_public=public_ports, conntrack_states=_count(e["state"] for e in mine),
-             time_wait_clients={"a": tw["a"], "b": tw["b"]}, time_wait_server=tw["server"],
-             mapping_table=[f"{e['private']}:{e['private_port']} -> {e['public']}:{e['public_port']}" for e in mine])
-    lab.check("the server sees every client as the NAT's public address", list(peers) == [PUBLIC]
-              and peers.get(PUBLIC) == 2 * n, f"server's peers: {peers}")
-    lab.check("the NAT keeps one mapping per connection", len(mine) == 2 * n,
-              f"{len(mine)} entries for :{PORT} in nat's conntrack table (states {m['conntrack_states']})")
-    lab.check("two clients on the same private port get different public ports",
-              len(bound) == 2 and len(public_ports) == 2,
-              f"{A}:{p['port']} and {B}:{p['port']} went out as {PUBLIC} ports {public_ports}")
-    lab.check("TIME_WAIT stays on the clients, which close first; the server has none",
-              tw["a"] == n and tw["b"] == n and tw["server"] == 0, f"TIME_WAIT: {tw}")
-    lab.say(f"The NAT's table keeps each closed connection too: conntrack's own TIME_WAIT lasts "
-            f"{_sysctl(lab, 'net.netfilter.nf_conntrack_tcp_timeout_time_wait')} s.")
+    _report(lab, clients, snap, got, lan_pkts, wan_pkts, gone, (lo, hi))
 
 
-def _conntrack(lab: KLab) -> list[dict[str, object]]:
+class _Client:
+    """``nc SERVER 6379`` with PING at +0.5 s, giving up after ``give_up`` s, closing at ``close_at``."""
+
+    def __init__(self, lab: KLab, host: str, start_at: float, bind_port: int | None) -> None:
+        self.lab, self.host, self.start_at, self.bind_port = lab, host, start_at, bind_port
+        self.sock: socket.socket | None = None
+        self.state = "idle"  # idle, connecting, established, closed, gave_up
+        self.received = b""
+        self.private: tuple[str, int] | None = None
+
+    def waiting(self) -> bool:
+        return self.state in ("connecting", "established")
+
+    def step(self, now: float, give_up: float, close_at: float) -> None:
+        k = self.lab.k
+        if self.state == "idle" and now >= self.start_at:
+            s = self.sock = k.socket(self.host)
+            s.setblocking(False)
+            if self.bind_port is not None:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("0.0.0.0", self.bind_port))
+            err = s.connect_ex((SERVER, PORT))
+            if err not in (0, errno.EINPROGRESS):
+                self.state = "gave_up"
+                return
+            self.private = s.getsockname()
+            self.state = "connecting"
+        elif self.state == "connecting" and self.sock is not None:
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            _, w, _ = select.select([], [self.sock], [], 0)
+            if w and err == 0:
+                self.state = "established"
+            elif now >= self.start_at + give_up:
+                k.forget(self.sock)
+                self.state = "gave_up"
+        if self.state == "established" and self.sock is not None:
+            if now >= self.start_at + 0.5 and not self.received.startswith(b"+") and not getattr(self, "sent", False):
+                self.sock.send(b"PING\r\n")
+                self.sent = True
+            try:
+                self.received += self.sock.recv(64)
+            except (BlockingIOError, InterruptedError):
+                pass
+            if now >= close_at:
+                k.forget(self.sock)
+                self.state = "closed"
+
+
+def _conntrack(lab: KLab) -> list[dict[str, Any]]:
     try:
         text = read_text(lab.k.ns("nat"), "/proc/thread-self/net/nf_conntrack")
     except OSError:
@@ -104,21 +173,98 @@ def _conntrack(lab: KLab) -> list[dict[str, object]]:
         mt = _CT.match(line)
         if not mt:
             continue
-        _ttl, state, src, dst, sport, dport, rsrc, rdst, rsport, rdport = mt.groups()
-        out.append({"state": state, "private": src, "private_port": int(sport), "dst": dst, "dport": int(dport),
-                    "public": rdst, "public_port": int(rdport)})
+        ttl, state, src, dst, sport, dport, _rsrc, rdst, _rsport, rdport = mt.groups()
+        if int(dport) != PORT:
+            continue
+        out.append({"state": state, "ttl": int(ttl), "private": src, "private_port": int(sport),
+                    "remote": f"{dst}:{dport}", "public": rdst, "public_port": int(rdport),
+                    "line": line[line.index("tcp"):]})  # as `conntrack -L` prints it
     return out
 
 
-def _count(items: object) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for x in items:  # type: ignore[attr-defined]
-        out[x] = out.get(x, 0) + 1
-    return out
+def _rows(entries: list[dict[str, Any]], clients: list[_Client]) -> list[dict[str, Any]]:
+    who = {c.private: c.host for c in clients if c.private}
+    rows = [{"client": who.get((e["private"], e["private_port"]), "?"),
+             "private": f"{e['private']}:{e['private_port']}", "public": f"{e['public']}:{e['public_port']}",
+             "remote": e["remote"], "state": e["state"]} for e in entries]
+    return sorted(rows, key=lambda r: int(r["client"][1:]) if r["client"][1:].isdigit() else 999)
 
 
-def _sysctl(lab: KLab, name: str) -> str:
-    try:
-        return lab.k.read_sysctl("nat", name)
-    except OSError:
-        return "?"
+def _report(lab: KLab, clients: list[_Client], snap: dict[str, list[dict[str, Any]]], got: dict[str, Any],
+            lan: list[Pkt], wan: list[Pkt], gone: dict[tuple[str, int], float], port_range: tuple[int, int]) -> None:
+    p, m = lab.p, lab.metrics
+    lo, hi = port_range
+    ports = hi - lo + 1
+    rows_open = _rows(snap.get("open", []), clients)
+    served = [c.host for c in clients if b"+PONG" in c.received]
+    blocked = [c.host for c in clients if b"+PONG" not in c.received]
+    blocked_priv = {c.private for c in clients if c.host in blocked and c.private}
+    syn_lan = [x for x in lan if x.flags & SYN and not x.flags & 0x10 and (x.src, x.sport) in blocked_priv]
+    m["public_address"] = PUBLIC
+    m["nat_port_range"] = f"{lo}-{hi}"
+    m["mappings"] = rows_open
+    m["nat_table"] = "\n".join(e["line"] for e in snap.get("open", []))
+    m["nat_table_after_close"] = "\n".join(e["line"] for e in snap.get("closed", []))
+    m["served"] = served
+    m["blocked"] = blocked
+    m["nat_exhausted_drops"] = len(syn_lan)
+
+    pubs = [r["public"] for r in rows_open]
+    lab.check("each private address:port is mapped to its own port of the one public address",
+              len(rows_open) == min(len(clients), ports) and len(set(pubs)) == len(pubs)
+              and all(x.startswith(PUBLIC + ":") for x in pubs),
+              "; ".join(f"{r['client']} {r['private']} -> {r['public']}" for r in rows_open) or "no mappings")
+    peers = got.get("peers", {})
+    lab.check("the server sees only the NAT's public address", set(peers) == {PUBLIC},
+              f"peers seen at the server: {', '.join(sorted(peers)) or 'none'}")
+
+    # Rewriting, seen on both sides of the NAT.
+    flows = {(c.private[0], c.private[1]): c.host for c in clients if c.private and c.host in served}
+    pub_of = {(e["private"], e["private_port"]): e["public_port"] for e in snap.get("open", [])}
+    wrong = 0
+    for (addr, port), _host in flows.items():
+        pub = pub_of.get((addr, port))
+        out_lan = [x for x in lan if (x.src, x.sport) == (addr, port)]
+        out_wan = [x for x in wan if x.dst == SERVER and (x.src, x.sport) == (PUBLIC, pub)]
+        in_wan = [x for x in wan if x.src == SERVER and (x.dst, x.dport) == (PUBLIC, pub)]
+        in_lan = [x for x in lan if x.src == SERVER and (x.dst, x.dport) == (addr, port)]
+        if not (out_lan and out_wan and in_wan and in_lan) or len(out_lan) != len(out_wan) \
+                or len(in_wan) != len(in_lan):
+            wrong += 1
+    private_on_wan = [x for x in wan if x.src.startswith("192.168.") or x.dst.startswith("192.168.")]
+    lab.check("out: private source replaced by the public one; in: public destination replaced by the private one",
+              bool(flows) and not wrong and not private_on_wan,
+              f"{len(flows)} flows captured on both sides of the NAT; {wrong} not translated one for one; "
+              f"{len(private_on_wan)} packets with a private address on the public side")
+    extra = len(clients) - ports
+    if extra > 0:
+        passive = got.get("accepted", 0)
+        syn_wan = [x for x in wan if x.flags & SYN and not x.flags & 0x10 and x.src == PUBLIC
+                   and x.sport not in {pub_of.get(k2) for k2 in flows}]
+        lab.check(f"with {ports} public ports the flow number {ports + 1} fails: its SYNs die at the NAT",
+                  len(blocked) == extra and bool(syn_lan) and not syn_wan and passive == len(served),
+                  f"{len(syn_lan)} SYNs of {', '.join(blocked) or 'nobody'} entered the NAT and none left it "
+                  f"(public ports {lo}-{hi} all in use toward {SERVER}:{PORT}); the server accepted {passive}")
+    else:
+        lab.check(f"with {ports} public ports every one of the {len(clients)} clients gets through",
+                  not blocked, f"served: {', '.join(served)}")
+    if p["same_port"] and len(clients) >= 2 and lo <= SAME_PORT <= hi:
+        r1 = next((r for r in rows_open if r["client"] == "c1"), None)
+        r2 = next((r for r in rows_open if r["client"] == "c2"), None)
+        kept = r1 is not None and r1["public"] == f"{PUBLIC}:{SAME_PORT}"
+        moved = r2 is not None and r2["public"] != f"{PUBLIC}:{SAME_PORT}"
+        lab.check("a free source port is kept; a port already used toward the server is remapped",
+                  kept and moved, f"c1 {r1 and r1['public']}, c2 (also port {SAME_PORT}) {r2 and r2['public']}")
+    tw = float(p["ct_time_wait"])
+    holds = []
+    for key in flows:
+        last = max((x.t for x in lan + wan if (x.src, x.sport) == key or (x.dst, x.dport) == key), default=None)
+        if last is not None and key in gone:
+            holds.append(round(gone[key] - lab.rel(last), 1))
+    tw_rows = [e for e in snap.get("closed", []) if e["state"] == "TIME_WAIT"]
+    lab.check(f"a closed flow keeps its mapping, and its port, {tw:g} s in conntrack TIME_WAIT",
+              bool(flows) and len(tw_rows) == len(flows) and len(holds) == len(flows)
+              and all(abs(h - tw) <= 1.1 for h in holds),
+              f"after the close: {len(tw_rows)} TIME_WAIT entries; each gone {holds} s after its last packet "
+              f"(nf_conntrack_tcp_timeout_time_wait={tw:g}; read every 20 ms)")
+    m["mapping_hold_after_last_packet_s"] = holds
