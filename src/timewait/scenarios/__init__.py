@@ -110,6 +110,14 @@ class Lab:
         measure their facts from it)."""
         self.sim.trace.on = True
 
+    def default_sysctl(self, host: str, name: str, value: str) -> None:
+        """A sysctl this scenario sets on ``host`` unless the user's ``--sysctl`` says otherwise.
+
+        Call before the host is added.
+        """
+        self.sim.overrides.insert(0, (host, name, value))
+        self.sim._used_overrides = {i + 1 for i in self.sim._used_overrides} | {0}
+
     def check(self, name: str, passed: bool, detail: str = "") -> bool:
         self.checks.append(Check(name, bool(passed), detail))
         return bool(passed)

@@ -51,7 +51,8 @@ class Link:
 class Fault:
     """A rule acting on matching segments as they leave ``src`` (a node name).
 
-    ``action`` is ``drop``, ``hold`` (deliver ``seconds`` later) or ``dup``.
+    ``action`` is ``drop``, ``hold`` (deliver ``seconds`` later) or ``dup`` (a copy too,
+    ``seconds`` later).
     ``nth`` picks the first affected match (1-based), ``count`` how many from
     there (0 = all).
     """
@@ -90,7 +91,7 @@ class Fault:
 
 
 FAULT_HELP = (
-    "fault: 'drop|dup|hold SECONDS' then KEY=VALUE filters: from=NODE to=NODE flags=S|S.|.|F.|P.|R "
+    "fault: 'drop', 'dup [SECONDS]' or 'hold SECONDS', then KEY=VALUE filters: from=NODE to=NODE flags=S|S.|.|F.|P.|R "
     "len=N sport=N dport=N nth=N count=N|all"
 )
 
@@ -107,6 +108,11 @@ def parse_fault(text: str) -> Fault:
             f.seconds = float(rest.pop(0))
         except (IndexError, ValueError):
             raise UsageError(f"hold needs SECONDS first: {text!r}") from None
+    elif f.action == "dup" and rest and "=" not in rest[0]:
+        try:  # "dup SECONDS": the copy arrives that much later (a delayed duplicate)
+            f.seconds = float(rest.pop(0))
+        except ValueError:
+            raise UsageError(f"dup takes optional SECONDS first: {text!r}") from None
     for w in rest:
         k, sep, v = w.partition("=")
         if not sep:
@@ -228,7 +234,7 @@ class Network:
                     if f.action == "hold":
                         delay += int(f.seconds * 1_000_000)
                     elif f.action == "dup":
-                        sched.at(sched.now + delay, nxt.receive, seg.copy())
+                        sched.at(sched.now + delay + int(f.seconds * 1_000_000), nxt.receive, seg.copy())
         rng = self.rng
         if link.loss and rng.random() < link.loss:
             if self.trace.on:

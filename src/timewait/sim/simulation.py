@@ -8,7 +8,7 @@ from typing import Any
 
 from timewait.errors import UsageError
 from timewait.sim.host import Host
-from timewait.sim.network import Network, Node, Router, parse_fault
+from timewait.sim.network import Fault, Network, Node, Router, parse_fault
 from timewait.sim.profiles import Profile, get_profile
 from timewait.sim.scheduler import Scheduler
 from timewait.tcp.config import SEC
@@ -87,9 +87,11 @@ class Simulation:
         return self.net.connect(a, b, delay=int(delay_ms * 1000), jitter=int(jitter_ms * 1000), loss=loss,
                                 dup=dup, reorder=reorder, reorder_delay=int(reorder_ms * 1000))
 
-    def fault(self, text: str) -> None:
-        """Add a fault rule, e.g. ``"drop from=c1 flags=. len=0 nth=2"``."""
-        self.net.faults.append(parse_fault(text))
+    def fault(self, text: str) -> Fault:
+        """Add a fault rule, e.g. ``"drop from=c1 flags=. len=0 nth=2"``; returns it (to remove later)."""
+        f = parse_fault(text)
+        self.net.faults.append(f)
+        return f
 
     def note(self, node: str, text: str) -> None:
         if self.trace.on:

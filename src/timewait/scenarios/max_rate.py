@@ -1,0 +1,78 @@
+"""S11: the highest rate of new actively-closed connections to one destination."""
+
+from __future__ import annotations
+
+from timewait.apps.basic import PingServer, ShortConnectionLoop
+from timewait.scenarios import Lab, Param, scenario
+from timewait.sim.sysctl import parse_port_range
+from timewait.sim.simulation import Simulation
+
+CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
+
+
+@scenario(
+    "max-rate",
+    "S11: ports / TIME_WAIT = 64511 / 120 s = 537.6 connections/s; simulated just under and just over",
+    params={
+        "msl": Param(60.0, "MSL in seconds (the exercise: 60 s, so TIME_WAIT = 120 s)", float),
+        "ports": Param("1025-65535", "client port range LOW-HIGH (the exercise ignores 1-1024)", str),
+        "margin": Param(0.05, "simulate at (1 - margin) and (1 + margin) times the limit", float),
+    },
+    story="""
+The chapter's exercise: with MSL = 60 s and ports 1025-65535, how fast can one host open and
+actively close connections? Each connection keeps its local port in TIME_WAIT for 2 x MSL = 120 s
+toward the destination, so at most 64511 ports / 120 s = 537.6 new connections per second. The
+simulation runs the loop just under and just over that rate (textbook profile: TIME_WAIT = 2 x MSL)
+and shows the first one sustain while the second fails with EADDRNOTAVAIL once every port is waiting.
+Linux scans ports in two parity passes over an even count, so it uses 64510 of the 64511 ports.
+""",
+    contrast="Try --set msl=30 (twice the rate) or --set 'ports=32768-60999'.",
+    mission="S11",
+    profile="rfc793",
+)
+def run(lab: Lab) -> None:
+    p = lab.p
+    lo, hi = parse_port_range("ports", p["ports"].replace("-", " "))
+    ports = hi - lo + 1
+    tw = 2 * p["msl"]
+    limit = ports / tw
+    m = lab.metrics
+    m.update(ports=ports, time_wait_seconds=tw, limit_per_second=round(limit, 1),
+             formula=f"{ports} ports / {tw:g} s = {limit:.1f} connections/s")
+    results = {}
+    lab.sim.trace.on = False  # ~130,000 connections per run: counters only
+    for label, factor in (("under", 1 - p["margin"]), ("over", 1 + p["margin"])):
+        rate = limit * factor
+        # Long enough for the over-limit run to exhaust (ports / rate) plus a margin,
+        # and for the under-limit run to pass the point where the first TIME_WAIT expire.
+        until = max(tw, ports / rate) * 1.08
+        sim = lab.sim if label == "under" else Simulation(
+            profile=lab.sim.profile, seed=lab.seed + 1, trace=False, msl_s=p["msl"])
+        sim.timewait_enabled = lab.sim.timewait_enabled
+        c1 = sim.add_host("c1", CLIENT)
+        srv = sim.add_host("server", SERVER)
+        c1.set_sysctl("net.ipv4.ip_local_port_range", f"{lo} {hi}")
+        sim.link(c1, srv, delay_ms=0.1)
+        PingServer(srv, 80)
+        loop = ShortConnectionLoop(c1, lambda i: (SERVER, 80), count=None, interval_s=1 / rate, until_s=until)
+        loop.start()
+        sim.run(until + 1)
+        st = loop.stats
+        results[label] = dict(rate=round(rate, 2), simulated_seconds=round(until, 1), succeeded=st.succeeded,
+                              failed=dict(st.failed), first_failure_at=st.first_failure_at,
+                              time_wait_peak=ports - 1 if st.failed else None)
+    m["under"], m["over"] = results["under"], results["over"]
+    u, o = results["under"], results["over"]
+    lab.check("the closed form gives 537.6/s for the exercise" if (lo, hi, tw) == (1025, 65535, 120.0)
+              else "the closed form is ports / (2 x MSL)",
+              abs(limit - ports / tw) < 1e-9, m["formula"])
+    lab.check(f"{u['rate']}/s (just under) is sustained", not u["failed"],
+              f"{u['succeeded']} connections in {u['simulated_seconds']} s, failures {u['failed']}")
+    expect = (ports - (ports & 1)) / o["rate"]
+    lab.check(f"{o['rate']}/s (just over) runs out of ports with EADDRNOTAVAIL",
+              "EADDRNOTAVAIL" in o["failed"] and o["first_failure_at"] is not None
+              and abs(o["first_failure_at"] - expect) < 2.0,
+              f"first failure at {o['first_failure_at']} s, expected about {expect:.1f} s "
+              f"(usable ports / rate), before any TIME_WAIT expires at {tw:g} s")
+    lab.say(f"At {u['rate']}/s the ports freed by expiring TIME_WAIT keep up; at {o['rate']}/s all "
+            f"ports are waiting after {expect:.0f} s, before the first one frees at {tw:g} s.")
