@@ -123,9 +123,6 @@ def _closing_pair(sim: Simulation):
     return c1, c2
 
 
-@pytest.mark.xfail(strict=True, reason="engine: --set timewait=off is ignored when the active closer is "
-                   "orphaned; TIME_WAIT comes from the FIN_WAIT2 record (TW-F6 in Host._tw_input), "
-                   "which does not look at Host.timewait_enabled")
 def test_engine_timewait_off_also_for_an_orphaned_closer() -> None:
     sim = Simulation(seed=1)
     sim.timewait_enabled = False
@@ -137,9 +134,6 @@ def test_engine_timewait_off_also_for_an_orphaned_closer() -> None:
     assert all((i.seconds or 0) == 0 for i in state_intervals(sim.trace, "TIME_WAIT"))
 
 
-@pytest.mark.xfail(strict=True, reason="engine: Host._time_wait sets conn.state = CLOSED but not "
-                   "conn.seen_state, so a later _after() on that connection (close() of a socket that "
-                   "shut down and got the FIN) traces a spurious 'TIME_WAIT -> CLOSED' at entry")
 def test_engine_close_after_timewait_entry_keeps_the_trace_right() -> None:
     sim = Simulation(seed=1)
     c1, c2 = _closing_pair(sim)

@@ -187,7 +187,7 @@ class Host(Node):
         self.addr_set = frozenset(self.addrs)
         self.profile = profile
         self.rng = rng
-        self.secure = SecureSeq(secret)
+        self.secure = SecureSeq(secret, profile.isn_tick_ns)
         self.cfg = TcpConfig(
             ts_offsets=profile.ts_offsets, challenge_ack=profile.challenge_ack,
             quick_syn_resend=profile.quick_syn_resend, syn_in_lastack_rst=profile.syn_in_lastack_rst,
@@ -736,7 +736,7 @@ class Host(Node):
             if not reuse:
                 b.conns_noreuse -= 1
                 b.tws_noreuse += 1
-        conn.state = CLOSED
+        conn.state = conn.seen_state = CLOSED
         self.bump("TcpExtTW" if timeout > 4 * SEC else "TcpExtTWKilled")
         self.net.sched.at(tw.deadline, self._tw_timer, tw)
         if tr.on:
@@ -785,8 +785,16 @@ class Host(Node):
         old_sub = tw.substate
         outcome, out = tw.process(seg, now, self.cfg, self.bump)
         tr = self.net.trace
-        if tr.on and tw.substate != old_sub:
-            tr.records.append((now, STATE, self.name, tw.key, _TW_NAMES[old_sub], _TW_NAMES[tw.substate]))
+        if tw.substate != old_sub:
+            if tr.on:
+                tr.records.append((now, STATE, self.name, tw.key, _TW_NAMES[old_sub], _TW_NAMES[tw.substate]))
+            if not self.timewait_enabled:
+                # The lesson knob also for an orphan whose FIN_WAIT2 record just got the FIN (TW-F6):
+                # ACK it and forget the 4-tuple at once.
+                if out is not None:
+                    self.transmit(out)
+                self._kill_tw(tw, "TIME_WAIT disabled")
+                return
         if outcome == TW_SYN:
             lsock = self.listeners.get((seg.dst, seg.dport)) or self.listeners.get((0, seg.dport))
             if lsock is not None:

@@ -28,6 +28,7 @@ class Profile:
     challenge_ack: bool = True
     quick_syn_resend: bool = True
     syn_in_lastack_rst: bool = False
+    isn_tick_ns: int = 64               # ISN clock: Linux 64 ns (ISN-1), RFC 793 4 µs
     cfg: dict[str, Any] = field(default_factory=dict)
 
 
@@ -66,18 +67,18 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "rfc793",
-            "The textbook: MSL 120 s, TIME_WAIT = 2 x MSL, no timestamps, RST for a SYN in a synchronized state",
+            "The textbook: MSL 120 s, TIME_WAIT = 2 x MSL, no timestamps, 4 µs ISN clock, RST for an in-window SYN",
             {**_LINUX, "net.ipv4.tcp_timestamps": 0, "net.ipv4.tcp_tw_reuse": 0,
              "net.ipv4.ip_local_port_range": (1025, 65535), "net.ipv4.tcp_syn_linear_timeouts": 0},
             msl=120 * SEC, tw_from_msl=True, challenge_ack=False, quick_syn_resend=False,
-            syn_in_lastack_rst=True,
+            syn_in_lastack_rst=True, isn_tick_ns=4000,
         ),
         Profile(
             "chapter",
             "The chapter's model: MSL 30 s so TIME_WAIT = 2 x MSL = 60 s, and a SYN meeting LAST_ACK is reset",
             {**_LINUX, "net.ipv4.tcp_syn_linear_timeouts": 0},
             msl=30 * SEC, tw_from_msl=True, challenge_ack=False, quick_syn_resend=False,
-            syn_in_lastack_rst=True,
+            syn_in_lastack_rst=True, isn_tick_ns=4000,
         ),
     )
 }

@@ -39,6 +39,7 @@ from timewait.tcp.states import (
     RCV_RST,
     RCV_SYN,
     RCV_SYN_ACK,
+    RCV_SYN_RFC793,
     SYN_RECEIVED,
     SYN_SENT,
     TIME_WAIT,
@@ -580,10 +581,10 @@ class Connection:
                 if self.parent is None and seg.ack == self.snd_nxt:
                     pass  # simultaneous open: the peer's SYN-ACK completes it (validate_incoming "pass")
                 else:
-                    self._syn_in_synchronized(now)
+                    self._syn_in_synchronized(now, seg)
                     return
             else:
-                self._syn_in_synchronized(now)
+                self._syn_in_synchronized(now, seg)
                 return
         # Timestamps: remember the peer's TSval (TS-4, Last.ACK.sent rule).
         if ts is not None and self.ts_ok and not _lt(rcv_nxt, seq):
@@ -624,14 +625,26 @@ class Connection:
             and seg.ack == self.snd_una
         )
 
-    def _syn_in_synchronized(self, now: int) -> None:
+    def _syn_in_synchronized(self, now: int, seg: Segment | None = None) -> None:
         """LA-1: a SYN in a synchronized state gets a challenge ACK, never an RST.
 
-        The ``syn_in_lastack_rst`` profile knob models pre-3.6 kernels and the
-        textbook: the SYN is answered with a reset instead (the chapter's S4).
+        The ``syn_in_lastack_rst`` profile knob models RFC 793 and pre-3.6
+        kernels (the chapter's S4): a SYN *in the window* is an error, answered
+        with the reset a segment without ACK gets (seq 0, ack = SEG.SEQ + 1),
+        and the connection is closed; ``seg`` is None for an out-of-window SYN,
+        which gets a plain ACK.
         """
         if self.cfg.syn_in_lastack_rst:
-            self._emit(RST | ACK, self.snd_nxt, now)
+            if seg is None:
+                self._dupack(now, ratelimit=False)
+                return
+            rst = Segment(self.laddr, self.raddr, self.lport, self.rport, 0, seg.end_seq, RST | ACK, 0,
+                          ttl=self.cfg.ttl)
+            self.outbox.append(rst)
+            self._reset_timers()
+            self._go(RCV_SYN_RFC793)
+            self._fail("ECONNRESET")
+            self.ev |= EV_CLOSED
             return
         self._challenge_ack(now, True)
 

@@ -18,9 +18,10 @@ import struct
 class SecureSeq:
     """Keyed 4-tuple hashes for ISNs, TS offsets and the port-search offset."""
 
-    __slots__ = ("_key", "_port_key", "_ts_key")
+    __slots__ = ("_key", "_port_key", "_ts_key", "tick_ns")
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, tick_ns: int = 64) -> None:
+        self.tick_ns = tick_ns  # Linux: 64 ns; RFC 793's clock: 4 µs
         self._key = hashlib.blake2b(secret + b"seq", digest_size=16).digest()
         self._port_key = hashlib.blake2b(secret + b"port", digest_size=16).digest()
         self._ts_key = hashlib.blake2b(secret + b"tshost", digest_size=16).digest()
@@ -32,10 +33,11 @@ class SecureSeq:
     def seq_and_ts_off(self, saddr: int, daddr: int, sport: int, dport: int, now_us: int) -> tuple[int, int]:
         """``(isn, ts_offset)`` for a connection from ``saddr:sport`` to ``daddr:dport``.
 
-        ISN = low 32 bits of the hash + ``now_ns >> 6``; the offset is the upper 32 bits.
+        ISN = low 32 bits of the hash + ``now_ns / tick`` (``>> 6`` on Linux); the offset is
+        the upper 32 bits.
         """
         h = self._h64(self._key, saddr, daddr, (sport << 16) | dport)
-        isn = ((h & 0xFFFFFFFF) + ((now_us * 1000) >> 6)) & 0xFFFFFFFF
+        isn = ((h & 0xFFFFFFFF) + (now_us * 1000) // self.tick_ns) & 0xFFFFFFFF
         return isn, h >> 32
 
     def ts_off_per_host(self, saddr: int, daddr: int) -> int:

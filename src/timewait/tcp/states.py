@@ -44,6 +44,7 @@ RCV_ACK = "rcv ACK of SYN"
 RCV_FIN = "rcv FIN"
 RCV_ACK_OF_FIN = "rcv ACK of FIN"
 RCV_RST = "rcv RST"
+RCV_SYN_RFC793 = "rcv SYN in window (RFC 793: reset)"
 TIMEOUT = "retransmission give-up"
 TIMEOUT_FW2 = "fin_wait2 timeout"
 TIMEOUT_2MSL = "TIME_WAIT timeout"
@@ -94,6 +95,9 @@ TRANSITIONS: dict[tuple[int, str], tuple[int, str]] = {
     (LAST_ACK, RCV_RST): (CLOSED, ""),
     (LAST_ACK, APP_ABORT): (CLOSED, ""),
     (LAST_ACK, TIMEOUT): (CLOSED, ""),
+    # RFC 793 / pre-3.6 Linux only (profiles rfc793, chapter): an in-window SYN resets.
+    **{(st, RCV_SYN_RFC793): (CLOSED, "RST") for st in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT,
+                                                         CLOSING, LAST_ACK)},
     (TIME_WAIT, TIMEOUT_2MSL): (CLOSED, ""),
     (TIME_WAIT, RCV_RST): (CLOSED, ""),
     (TIME_WAIT, TW_OVERFLOW): (CLOSED, ""),
