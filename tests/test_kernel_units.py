@@ -1,0 +1,145 @@
+"""Kernel lab pieces that need no root: counter parsing, tolerances, advice, parameter names."""
+
+from __future__ import annotations
+
+import pytest
+
+from timewait.kernel import counters
+from timewait.kernel.compare import TOLERANCES, Tolerance, compare_results, tolerance_for, within
+from timewait.kernel.inspect import Census, advise
+from timewait.result import Check, RunResult
+from timewait.trace import Trace
+
+SNMP = """Ip: Forwarding DefaultTTL
+Ip: 1 64
+Tcp: RtoAlgorithm ActiveOpens PassiveOpens CurrEstab
+Tcp: 1 3 2 1
+"""
+NETSTAT = """TcpExt: SyncookiesSent TW TWRecycled TCPTimeWaitOverflow
+TcpExt: 0 5 1 0
+"""
+
+
+def test_counters_parse_under_nstat_names():
+    got = counters.parse(SNMP + NETSTAT)
+    assert got["TcpActiveOpens"] == 3
+    assert got["TcpExtTW"] == 5
+    assert got["IpDefaultTTL"] == 64
+    assert counters.tcp_nonzero(got) == {"TcpActiveOpens": 3, "TcpExtTW": 5, "TcpExtTWRecycled": 1,
+                                         "TcpPassiveOpens": 2}
+
+
+def test_every_tolerance_says_why():
+    for key, tol in TOLERANCES.items():
+        assert tol.why, key
+        assert tol.kind in ("exact", "range", "rel", "sum-rel", "ignore"), key
+
+
+@pytest.mark.parametrize(("tol", "sim", "kern", "ok"), [
+    (Tolerance("range", -0.1, 4.2), 60.0, 62.3, True),
+    (Tolerance("range", -0.1, 4.2), 60.0, 59.5, False),
+    (Tolerance("rel", 50, 0.25), {"EADDRNOTAVAIL": 4600}, {"EADDRNOTAVAIL": 4000}, True),
+    (Tolerance("rel", 50, 0.25), {"EADDRNOTAVAIL": 4600}, {"ETIMEDOUT": 4600}, False),
+    (Tolerance("sum-rel", 0, 0.1), [600, 1000], [900, 800], True),
+    (Tolerance("exact"), [1, 2], [1, 2], True),
+    (Tolerance("exact"), ["c1"], ["c1", "c2"], False),
+    (Tolerance("rel", 5, 0.02), [1000, 0, 0], [1000, 3, 0], True),
+])
+def test_within(tol, sim, kern, ok):
+    assert within(tol, sim, kern) is ok
+
+
+def _result(metrics, checks, scenario="nc-timewait"):
+    return RunResult(scenario=scenario, profile="x", seed=1, params={}, sim_time=0.0,
+                     checks=[Check(n, p) for n, p in checks], metrics=metrics, hosts={}, trace=Trace(False),
+                     nodes={})
+
+
+def test_compare_rows_verdicts():
+    sim = _result({"time_wait_seconds": 60.0, "time_wait_hosts": ["c1"], "client_port": 1, "only_sim": 1},
+                  [("a", True), ("b", True)])
+    kern = _result({"time_wait_seconds": 62.0, "time_wait_hosts": ["c2"], "client_port": 2, "only_kern": 1},
+                   [("a", True), ("b", False)])
+    v = {r.name: r.verdict for r in compare_results(sim, kern)}
+    assert v == {"time_wait_seconds": "agree", "time_wait_hosts": "differs", "client_port": "ignored",
+                 "only_sim": "sim only", "only_kern": "kernel only", "a": "agree", "b": "differs"}
+    assert tolerance_for("anything", "client_port").kind == "ignore"
+
+
+def _census(**kw):
+    base = dict(netns=None, kernel="6.18.0", taken_at=0.0, elapsed_s=0.0, total=0, states={}, time_wait=0,
+                tw_by_remote=[], tw_by_local=[], tw_histogram=[0] * 6, tw_new_per_s=0.0, server_side_tw=0,
+                ports=[], port_range=(32768, 60999), max_tw_buckets=131072,
+                sysctls={"net.ipv4.tcp_tw_reuse": "2", "net.ipv4.tcp_timestamps": "1",
+                         "net.ipv4.tcp_tw_reuse_delay": "1000"}, counters={})
+    base.update(kw)
+    return Census(**base)
+
+
+def test_no_advice_when_nothing_is_near():
+    assert advise(_census()) == []
+
+
+def test_advice_for_a_nearly_exhausted_destination_is_right_for_this_kernel(monkeypatch):
+    monkeypatch.setattr("timewait.kernel.inspect.kernel_version", lambda: (6, 18))
+    c = _census(time_wait=25000, ports=[{"local": "10.0.0.1", "destination": "10.0.0.2:6379", "in_use": 25000,
+                                         "range": 28232, "share": 0.885}])
+    text = " ".join(advise(c))
+    assert "pool" in text and "server close first" in text
+    assert "tcp_tw_reuse=1" in text and "outgoing" in text and "loopback" in text and "timestamps" in text
+    assert "ip_local_port_range" in text and "destination" in text
+    # Never the wrong advice: recycle is gone, fin_timeout does not shorten TIME_WAIT.
+    assert "tcp_tw_recycle no longer exists" in text
+    assert "fin_timeout does not shorten TIME_WAIT" in text
+    assert "set net.ipv4.tcp_tw_recycle" not in text
+
+
+def test_advice_knows_tw_reuse_needs_timestamps():
+    c = _census(ports=[{"local": "a", "destination": "b:1", "in_use": 20000, "range": 28232, "share": 0.71}],
+                sysctls={"net.ipv4.tcp_tw_reuse": "0", "net.ipv4.tcp_timestamps": "0"})
+    assert any("tcp_timestamps is 0 here" in a for a in advise(c))
+
+
+def test_advice_near_the_bucket_cap():
+    c = _census(time_wait=120000, max_tw_buckets=131072, counters={"TcpExtTCPTimeWaitOverflow": 7})
+    text = " ".join(advise(c))
+    assert "tcp_max_tw_buckets" in text and "TcpExtTCPTimeWaitOverflow = 7" in text
+
+
+def test_kernel_scenarios_use_the_simulators_parameter_names():
+    from timewait.kernel.scenarios import all_kernel_scenarios
+    from timewait.scenarios import all_scenarios
+
+    sims = all_scenarios()
+    shared = [n for n in all_kernel_scenarios() if n in sims]
+    assert {"nc-timewait", "redis-short-connections", "port-exhaustion"} <= set(shared)
+    for name, ks in all_kernel_scenarios().items():
+        if name in sims:
+            assert set(ks.params) - ks.kernel_only == set(sims[name].params), name
+
+
+def test_refusals_name_the_reason():
+    from timewait.errors import UsageError
+    from timewait.kernel.scenarios import (
+        get_kernel_scenario,
+        parse_kernel_params,
+        parse_sysctl_flags,
+    )
+
+    with pytest.raises(UsageError, match="4.12"):
+        get_kernel_scenario("tw-recycle-nat")
+    with pytest.raises(UsageError, match="4.12"):
+        parse_sysctl_flags(["c2:net.ipv4.tcp_tw_recycle=1"])
+    with pytest.raises(UsageError, match="lesson knob"):
+        parse_kernel_params(get_kernel_scenario("nc-timewait"), {"timewait": "off"})
+    with pytest.raises(UsageError, match="allowed: close_at"):
+        parse_kernel_params(get_kernel_scenario("nc-timewait"), {"bogus": "1"})
+
+
+def test_refuses_politely_without_root(monkeypatch, capsys):
+    from timewait.cli import main
+
+    monkeypatch.setattr("timewait.kernel.topology.os.geteuid", lambda: 1000)
+    assert main(["kernel", "run", "nc-timewait"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs root" in err
