@@ -60,6 +60,7 @@ def run(lab: Lab) -> None:
     if p["ct_time_wait"] <= 0:
         raise UsageError(f"--set ct_time_wait={p['ct_time_wait']}: must be > 0 seconds")
     sim = lab.sim
+    lab.need_trace()  # the rewrites are checked packet by packet
     hosts = [sim.add_host(f"c{i + 1}", client_addr(i)) for i in range(n)]
     srv = sim.add_host("server", SERVER)
     port_range = (65536 - ports, 65535)
@@ -128,14 +129,12 @@ def _report(lab: Lab, nat: Nat, hosts: list, clients: list, snap: dict, port_ran
               "; ".join(f"{r['client']} {r['private']} -> {r['public']}" for r in rows_open) or "no mappings")
 
     # 2. The server sees only the public address.
-    if sim.trace.on:
-        peers = peers | {r[3].src for r in sim.trace.records if r[1] == RX and r[2] == "server"}
+    peers = peers | {r[3].src for r in sim.trace.records if r[1] == RX and r[2] == "server"}
     lab.check("the server sees only the NAT's public address", peers == {pub},
               f"peers seen at the server: {', '.join(sorted(ip_ntoa(a) for a in peers)) or 'none'}")
 
-    # 3. Rewriting both ways, with checksums that still verify (needs the packets: the trace).
-    if sim.trace.on:
-        _check_rewrites(lab, nat, served, rows_open)
+    # 3. Rewriting both ways, with checksums that still verify.
+    _check_rewrites(lab, nat, served, rows_open)
 
     # 4. The NAT's own port exhaustion.
     extra = len(hosts) - ports

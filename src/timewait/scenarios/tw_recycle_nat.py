@@ -10,8 +10,6 @@ from timewait.errors import UsageError
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.host import Host, Socket
 from timewait.sim.nat import Nat
-from timewait.sim.simulation import Simulation
-from timewait.sim.sysctl import lookup
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import RST, SYN
 from timewait.trace import DROP, TX
@@ -23,12 +21,6 @@ REQUEST = b"GET / HTTP/1.0\r\n\r\n"
 RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n"
 TS_MODES = ("none", "host", "random", "4tuple")
 PAWS_MSL_S = 60  # TCP_PAWS_MSL: how long a cached timestamp blocks older SYNs
-
-
-def _overridden(sim: Simulation, host: str, name: str) -> bool:
-    """Did ``--sysctl`` set ``name`` for ``host``?"""
-    full = lookup(name, sim.profile.legacy).name
-    return any(h in (host, "*") and lookup(n, sim.profile.legacy).name == full for h, n, _ in sim.overrides)
 
 
 class HttpServer:
@@ -172,6 +164,9 @@ def run(lab: Lab) -> None:
     sim = lab.sim
     if p["duration"] <= 0:
         raise UsageError(f"--set duration={p['duration']}: must be > 0 seconds")
+    lab.need_trace()  # which client sent each dropped SYN is read from the trace
+    if sim.profile.legacy:
+        lab.default_sysctl("server", RECYCLE, "1")
     a = sim.add_host("A", A_ADDR, uptime_s=p["a_uptime"])
     b = sim.add_host("B", B_ADDR, uptime_s=p["b_uptime"])
     srv = sim.add_host("server", SERVER, uptime_s=5_000_000)
@@ -182,9 +177,6 @@ def run(lab: Lab) -> None:
     sim.link(nat, srv, delay_ms=20)
     for h in (a, b):
         h.cfg.ts_offsets = p["client_ts"]
-    legacy = sim.profile.legacy
-    if legacy and not _overridden(sim, "server", RECYCLE):
-        srv.set_sysctl(RECYCLE, "1")
     HttpServer(srv, PORT, p["server_close"])
     ra = Requester(a, 1.0, p["a_every"], p["duration"])
     rb = Requester(b, 3.0, p["b_every"], p["duration"])
@@ -219,21 +211,20 @@ def _report(lab: Lab, nat: Nat, srv: Host, ra: Requester, rb: Requester, first_c
     drops: dict[str, list[tuple]] = {"A": [], "B": []}
     syns: dict[str, int] = {"A": 0, "B": 0}
     rsts_to_clients = 0
-    if sim.trace.on:
-        sender: dict[int, str] = {}
-        for r in sim.trace.records:
-            if r[1] == TX:
-                sender[r[3].pid] = r[2]
-                if r[2] in syns and r[3].flags & SYN:
-                    syns[r[2]] += 1
-                if r[2] == "server" and r[3].flags & RST:
-                    rsts_to_clients += 1
-            elif r[1] == DROP and r[2] == "server" and r[4] == "recycle":
-                who = sender.get(r[3].pid)
-                if who in drops:
-                    drops[who].append(r)
-        m["syns_dropped"] = {k: len(v) for k, v in drops.items()}
-        m["syns_sent"] = syns
+    sender: dict[int, str] = {}
+    for r in sim.trace.records:
+        if r[1] == TX:
+            sender[r[3].pid] = r[2]
+            if r[2] in syns and r[3].flags & SYN:
+                syns[r[2]] += 1
+            if r[2] == "server" and r[3].flags & RST:
+                rsts_to_clients += 1
+        elif r[1] == DROP and r[2] == "server" and r[4] == "recycle":
+            who = sender.get(r[3].pid)
+            if who in drops:
+                drops[who].append(r)
+    m["syns_dropped"] = {k: len(v) for k, v in drops.items()}
+    m["syns_sent"] = syns
     a_ok = [x.ok for x in ra.attempts]
     b_ok = [x.ok for x in rb.attempts]
     a_clock = p["a_uptime"] * 1000
@@ -282,11 +273,10 @@ def _monotonic_clocks(lab: Lab, ra: Requester, rb: Requester, drops: dict, syns:
               bool(a_ok) and all(a_ok) and all((x.connect_delay or 9) < 1 for x in ra.attempts),
               f"A {sum(a_ok)}/{len(a_ok)} requests served, none delayed")
     n_paws = sim.hosts["server"].counters.get("TcpExtPAWSPassive", 0)
-    if sim.trace.on:
-        lab.check("B's SYNs are dropped silently: TcpExtPAWSPassive, no SYN-ACK, no RST",
-                  len(drops["B"]) > 0 and not drops["A"] and n_paws == len(drops["B"]) and rsts == 0,
-                  f"{len(drops['B'])} of B's {syns['B']} SYNs dropped with reason 'recycle' (PAWSPassive "
-                  f"{n_paws}); the server sent {rsts} RSTs")
+    lab.check("B's SYNs are dropped silently: TcpExtPAWSPassive, no SYN-ACK, no RST",
+              len(drops["B"]) > 0 and not drops["A"] and n_paws == len(drops["B"]) and rsts == 0,
+              f"{len(drops['B'])} of B's {syns['B']} SYNs dropped with reason 'recycle' (PAWSPassive "
+              f"{n_paws}); the server sent {rsts} RSTs")
     first = rb.attempts[0] if rb.attempts else None
     lab.check("B times out or waits out the 60 s cache instead of connecting",
               first is not None and first in b_fail,
@@ -313,10 +303,7 @@ def _random_offsets(lab: Lab, ra: Requester, rb: Requester, drops: dict) -> None
     sim = lab.sim
     a_hit = [x for x in ra.attempts if not x.ok or (x.connect_delay or 0) >= 1]
     b_hit = [x for x in rb.attempts if not x.ok or (x.connect_delay or 0) >= 1]
-    if sim.trace.on:
-        hit_a, hit_b = len(drops["A"]) > 0, len(drops["B"]) > 0
-    else:
-        hit_a, hit_b = bool(a_hit), bool(b_hit)
+    hit_a, hit_b = len(drops["A"]) > 0, len(drops["B"]) > 0
     b_served = [x for x in rb.attempts if x.ok]
     lab.check(f"with {p['client_ts']} timestamp offsets the clocks no longer decide who is dropped: "
               "A's SYNs are dropped too, or B gets through",
