@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import click
 import typer
@@ -52,7 +51,7 @@ def run_cmd(
     sysctl: list[str] = typer.Option(
         [], "--sysctl", help="HOST:NAME=VALUE, e.g. c1:net.ipv4.tcp_tw_reuse=1 (repeatable; HOST may be '*')."
     ),
-    profile: Optional[str] = typer.Option(
+    profile: str | None = typer.Option(
         None, "--profile", help="Kernel profile: linux, linux-4.9, rfc793, chapter (default: the scenario's)."
     ),
     fault: list[str] = typer.Option(
@@ -61,15 +60,15 @@ def run_cmd(
     seed: int = typer.Option(1, "--seed", help="Seed of the run's one RNG."),
     json_out: bool = typer.Option(False, "--json", help="Print the run as one JSON document."),
     trace: bool = typer.Option(False, "--trace", help="Print every event tcpdump-style."),
-    pcap: Optional[Path] = typer.Option(None, "--pcap", help="Write the packets to a pcap file."),
-    pcap_host: Optional[str] = typer.Option(None, "--pcap-host", help="Only what this host's interface saw."),
-    diagram: Optional[Path] = typer.Option(None, "--diagram", help="Ladder diagram: FILE.svg or FILE.mmd."),
-    conn: Optional[str] = typer.Option(None, "--conn", help="Diagram one connection: PORT or ADDR:PORT."),
-    window: Optional[str] = typer.Option(None, "--window", help="Diagram a time window: START:END seconds."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Plot sockets by state over time to FILE.png."),
-    ss: Optional[float] = typer.Option(None, "--ss", help="Print an `ss -tan -o` table at simulated time T s."),
+    pcap: Path | None = typer.Option(None, "--pcap", help="Write the packets to a pcap file."),
+    pcap_host: str | None = typer.Option(None, "--pcap-host", help="Only what this host's interface saw."),
+    diagram: Path | None = typer.Option(None, "--diagram", help="Ladder diagram: FILE.svg or FILE.mmd."),
+    conn: str | None = typer.Option(None, "--conn", help="Diagram one connection: PORT or ADDR:PORT."),
+    window: str | None = typer.Option(None, "--window", help="Diagram a time window: START:END seconds."),
+    plot: Path | None = typer.Option(None, "--plot", help="Plot sockets by state over time to FILE.png."),
+    ss: float | None = typer.Option(None, "--ss", help="Print an `ss -tan -o` table at simulated time T s."),
     ss_summary: bool = typer.Option(False, "--ss-summary", help="With --ss: TIME_WAIT per remote and local address."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report."),
+    html: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML report."),
 ) -> None:
     """Run a scenario in the simulator."""
     from timewait.scenarios import run_scenario

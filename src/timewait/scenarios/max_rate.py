@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from timewait.apps.basic import PingServer, ShortConnectionLoop
 from timewait.scenarios import Lab, Param, scenario
-from timewait.sim.sysctl import parse_port_range
 from timewait.sim.simulation import Simulation
+from timewait.sim.sysctl import parse_port_range
 
 CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from timewait.apps.basic import NcClient, NcServer
 from timewait.scenarios import Lab, Param, scenario
-from timewait.tcp.segment import SYN, ACK, encode
+from timewait.tcp.segment import ACK, SYN, encode
 from timewait.trace import TX
 
 C1, C2 = "10.211.55.5", "10.211.55.10"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from timewait.errors import UsageError
-from timewait.sim.network import Network, Node
+from timewait.sim.network import Node
 from timewait.sim.profiles import Profile
 from timewait.sim.sysctl import format_value, lookup
 from timewait.tcp.config import SEC, TcpConfig
@@ -31,7 +31,6 @@ from timewait.tcp.isn import SecureSeq
 from timewait.tcp.segment import ACK, RST, SYN, Segment, ip_aton, ip_ntoa, is_loopback
 from timewait.tcp.states import (
     CLOSED,
-    ESTABLISHED,
     FIN_WAIT_2,
     NAMES,
     SYN_RECEIVED,
