@@ -317,8 +317,9 @@ def _random_offsets(lab: Lab, ra: Requester, rb: Requester, drops: dict) -> None
             f"the previous connection's, even from the same host. A new SYN is 'older' than the cached TSval "
             f"about half the time, whichever host sent it: tcp_tw_recycle delayed or failed {len(a_hit)} of A's "
             f"{len(ra.attempts)} requests and {len(b_hit)} of B's {len(rb.attempts)}. The uptimes no longer "
-            f"matter, and the drops no longer need a NAT: recycle broke for everyone. That is why 4.11 went back to per-host offsets and 4.12 "
-            f"removed tcp_tw_recycle (RC-5).")
+            f"matter, and the drops no longer need a NAT: recycle broke for everyone. That is why 4.11 "
+            f"went back to per-host offsets and 4.12 removed tcp_tw_recycle (RC-5); per-4-tuple offsets "
+            f"returned in 7.0 (stable 6.12+), long after recycle was gone.")
 
 
 def _describe(x: Attempt | None) -> str:
