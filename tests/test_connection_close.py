@@ -211,10 +211,19 @@ def test_LA_2_challenge_ack_format_and_ratelimit():
     assert t.counters["TcpExtTCPACKSkippedChallenge"] == 2
 
 
-def test_LA_1_pre_3_6_lesson_profile_resets_instead():
+def test_LA_1_pre_3_6_lesson_profile_resets_an_in_window_syn():
+    """RFC 793 (profiles rfc793, chapter): an in-window SYN is an error: RST seq 0, ack SEG.SEQ+1, CLOSED."""
     t = make_tcb("LAST_ACK", syn_in_lastack_rst=True)
-    out = t.send(t.seg(SYN, 123_456_789, 0, ts=None), at=50 * MS)
-    assert len(out) == 1 and out[0].flags & RST
+    out = t.send(t.seg(SYN, rs(2) + 1000, 0, ts=None), at=50 * MS)
+    assert [(s.flags, s.seq, s.ack) for s in out] == [(RST | ACK, 0, (rs(2) + 1001) & 0xFFFFFFFF)]
+    assert t.state == "CLOSED" and t.conn.err == "ECONNRESET"
+
+
+def test_LA_1_pre_3_6_lesson_profile_acks_an_out_of_window_syn():
+    """RFC 793: an unacceptable segment gets an ACK, a SYN outside the window too."""
+    t = make_tcb("LAST_ACK", syn_in_lastack_rst=True)
+    out = t.send(t.seg(SYN, rs(2) + 10_000_000, 0, ts=None), at=50 * MS)
+    assert [s.flags for s in out] == [ACK] and t.state == "LAST_ACK"
 
 
 def test_LA_3_rst_seq_eq_ack_is_accepted_by_last_ack():

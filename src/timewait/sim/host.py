@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from heapq import heappush
 from typing import Any
 
 from timewait.errors import UsageError
@@ -39,8 +40,6 @@ from timewait.tcp.states import (
 from timewait.tcp.timewait import TW_ACK, TW_KILL, TW_RST, TW_SUCCESS, TW_SYN, TimeWait, reset_for
 from timewait.trace import CALL, COUNTER, DROP, FIRE, RX, STATE, TIMER, TX
 
-# Counters that move with every segment are not traced (the TX/RX records say it).
-_SILENT = frozenset({"TcpInSegs", "TcpOutSegs"})
 _TW_NAMES = {TIME_WAIT: "TIME_WAIT", FIN_WAIT_2: "FIN_WAIT_2"}
 
 
@@ -200,6 +199,8 @@ class Host(Node):
 
             self._apply_sysctl("net.ipv4.tcp_max_tw_buckets", ehash_entries(mem) // 2)
         self.counters: dict[str, int] = {}
+        self.in_segs = 0   # TcpInSegs / TcpOutSegs: plain ints on the hot path, merged in snapshots
+        self.out_segs = 0
         self.ehash: dict[tuple[int, int, int, int], Connection] = {}
         self.twhash: dict[tuple[int, int, int, int], TimeWait] = {}
         self.listeners: dict[tuple[int, int], Socket] = {}
@@ -242,7 +243,7 @@ class Host(Node):
         c = self.counters
         c[name] = c.get(name, 0) + n
         tr = self.net.trace
-        if tr.on and name not in _SILENT:
+        if tr.on:
             tr.records.append((self.net.sched.now, COUNTER, self.name, name, n))
 
     # ------------------------------------------------------------------ views of the host
@@ -260,9 +261,17 @@ class Host(Node):
             out["LISTEN"] = len(self.listeners)
         return out
 
+    def all_counters(self) -> dict[str, int]:
+        """Every nstat counter that moved, sorted by name."""
+        c = dict(self.counters)
+        if self.in_segs:
+            c["TcpInSegs"] = self.in_segs
+        if self.out_segs:
+            c["TcpOutSegs"] = self.out_segs
+        return dict(sorted(c.items()))
+
     def snapshot(self) -> dict[str, Any]:
-        return {"states": self.states(), "counters": dict(sorted(self.counters.items())),
-                "sysctls": self.sysctls_json()}
+        return {"states": self.states(), "counters": self.all_counters(), "sysctls": self.sysctls_json()}
 
     def tw_count(self) -> int:
         return len(self.twhash)
@@ -613,11 +622,12 @@ class Host(Node):
                     sock.on_closed(sock)
         if conn.ack_pending:
             conn.flush(now)
-        if conn.outbox:
-            out = conn.outbox
+        out = conn.outbox
+        if out:
             conn.outbox = []
+            transmit = self.transmit
             for seg in out:
-                self.transmit(seg)
+                transmit(seg)
         st = conn.state
         if st != conn.seen_state:
             old = conn.seen_state
@@ -640,7 +650,10 @@ class Host(Node):
                 self._orphan_fin_wait2(conn)
                 if conn.state != FIN_WAIT_2 or self.ehash.get(conn.key) is not conn:
                     return
-        pa = conn.poll_at()
+        pa = conn.rto_at  # conn.poll_at(), inlined
+        b = conn.fw2_at
+        if b and (not pa or b < pa):
+            pa = b
         if pa and (not conn.timer_at or pa < conn.timer_at):
             conn.timer_at = pa
             self.net.sched.at(pa, self._conn_timer, conn)
@@ -842,12 +855,21 @@ class Host(Node):
         seg.born = now
         net.pid += 1
         seg.pid = net.pid
-        c = self.counters
-        c["TcpOutSegs"] = c.get("TcpOutSegs", 0) + 1
+        self.out_segs += 1
         if seg.flags & RST:
+            c = self.counters
             c["TcpOutRsts"] = c.get("TcpOutRsts", 0) + 1
         if net.trace.on:
             net.trace.records.append((now, TX, self.name, seg))
+        hop = self.hops.get(seg.dst)
+        if hop is not None and not net.faults:
+            link, nxt = hop
+            if not (link.loss or link.jitter or link.dup or link.reorder):
+                # Network.transmit's plain path, inlined: the commonest thing the simulator does.
+                sched = net.sched
+                heappush(sched._heap, (now + link.delay, sched._seq, nxt.receive, seg))
+                sched._seq += 1
+                return
         net.transmit(self, seg)
 
     def receive(self, seg: Segment) -> None:
@@ -863,8 +885,7 @@ class Host(Node):
             return
         if tr.on:
             tr.records.append((net.sched.now, RX, self.name, seg))
-        c = self.counters
-        c["TcpInSegs"] = c.get("TcpInSegs", 0) + 1
+        self.in_segs += 1
         key = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = self.ehash.get(key)
         if conn is not None:

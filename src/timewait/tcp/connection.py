@@ -187,26 +187,24 @@ class Connection:
         return w if w > 0 else 0
 
     def _emit(self, flags: int, seq: int, now: int, payload: bytes = b"") -> Segment:
-        """Build one segment from the TCB and queue it for transmission."""
+        """Build one segment from the TCB and queue it for transmission (hot path)."""
         cfg = self.cfg
+        ts = ((cfg.ts_base_ms + now // 1000 + self.ts_off) & M32, self.ts_recent) if self.ts_ok else None
         if flags & SYN:
-            win = cfg.synack_win if flags & ACK else cfg.syn_win
+            seg = Segment(
+                self.laddr, self.raddr, self.lport, self.rport, seq,
+                self.rcv_nxt if flags & ACK else 0, flags,
+                cfg.synack_win if flags & ACK else cfg.syn_win, payload,
+                cfg.mss, cfg.rcv_wscale if self.wscale_ok else None, self.sack_ok, ts, cfg.ttl,
+            )
         else:
-            win = self.rcv_window() >> self.rcv_wscale
-            if win > 0xFFFF:
-                win = 0xFFFF
-        seg = Segment(
-            self.laddr, self.raddr, self.lport, self.rport, seq,
-            self.rcv_nxt if flags & ACK else 0, flags, win, payload, ttl=cfg.ttl,
-        )
-        if self.ts_ok:
-            seg.ts = ((cfg.ts_clock(now) + self.ts_off) & M32, self.ts_recent)
-        if flags & SYN:
-            seg.mss = cfg.mss
-            if self.sack_ok:
-                seg.sack_ok = True
-            if self.wscale_ok:
-                seg.wscale = cfg.rcv_wscale
+            win = ((cfg.rcv_buf >> 1) - len(self.rcvq)) >> self.rcv_wscale
+            seg = Segment(
+                self.laddr, self.raddr, self.lport, self.rport, seq,
+                self.rcv_nxt if flags & ACK else 0, flags,
+                win if 0 <= win <= 0xFFFF else (0 if win < 0 else 0xFFFF), payload,
+                None, None, False, ts, cfg.ttl,
+            )
         if flags & ACK:
             self.ack_pending = False
         self.outbox.append(seg)
@@ -557,7 +555,8 @@ class Connection:
         end = (seq + len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & M32
         rcv_nxt = self.rcv_nxt
         # tcp_sequence(): end_seq not before rcv_wup and seq not after the window's right edge.
-        if _lt(end, rcv_nxt) or _lt((rcv_nxt + self.rcv_window()) & M32, seq):
+        w = (self.cfg.rcv_buf >> 1) - len(self.rcvq)
+        if ((end - rcv_nxt) & M32) >= H32 or ((rcv_nxt + (w if w > 0 else 0) - seq) & M32) >= H32:
             if flags & RST:
                 if self._reset_check(seg):
                     self._rst(seg, now)  # tcp_reset_check: rcv_nxt - 1 after the peer's FIN
@@ -684,24 +683,26 @@ class Connection:
             self._go(RCV_ACK)
             self.snd_una = ack
             self.snd_wnd = seg.win << self.snd_wscale
-            self._rtt_sample(ack, now)
+            if self.rtt_seq >= 0:
+                self._rtt_sample(ack, now)
             self.retrans = 0
             self.rto_at = 0
             self.ev |= EV_CONNECTED
             if self.fin_queued or self.sndq:
                 self._push(now)
             return True
-        if _lt(nxt, ack):
+        if ((nxt - ack) & M32) >= H32:
             # ACK of data never sent: discard (tcp_ack, SKB_DROP_REASON_TCP_ACK_UNSENT_DATA).
             return False
-        if _lt(una, ack):
-            acked = (ack - una) & M32
+        acked = (ack - una) & M32
+        if 0 < acked < H32:
             fin_acked = self.fin_sent and ack == nxt
             data_acked = acked - (1 if fin_acked else 0)
             if data_acked > 0:
                 del self.sndq[:data_acked]
             self.snd_una = ack
-            self._rtt_sample(ack, now)
+            if self.rtt_seq >= 0:
+                self._rtt_sample(ack, now)
             self.retrans = 0
             if ack == nxt:
                 self.rto_at = 0
@@ -720,13 +721,13 @@ class Connection:
                     self.ev |= EV_CLOSED
                     return False
         self.snd_wnd = seg.win << self.snd_wscale  # tcp_ack_update_window
-        if self.sndq or self.fin_queued:
+        if (self.sndq or self.fin_queued) and not self.fin_sent:
             self._push(now)
         return True
 
     def _rtt_sample(self, ack: int, now: int) -> None:
         """RFC 6298 estimator with Linux's floor (``tcp_rtt_estimator``, ``__tcp_set_rto``)."""
-        if self.rtt_seq < 0 or _lt(ack, self.rtt_seq):
+        if self.rtt_seq < 0 or ((ack - self.rtt_seq) & M32) >= H32:
             return
         r = now - self.rtt_time
         self.rtt_seq = -1
@@ -848,7 +849,8 @@ class Connection:
             self.rcv_nxt = (seg.seq + 1) & M32
             self.snd_una = ack
             self.snd_wnd = seg.win
-            self._rtt_sample(ack, now)
+            if self.rtt_seq >= 0:
+                self._rtt_sample(ack, now)
             self.retrans = 0
             self.rto_at = 0
             self._go(RCV_SYN_ACK)

@@ -14,21 +14,27 @@ from __future__ import annotations
 import hashlib
 import struct
 
+_blake2b = hashlib.blake2b
+_PACK = {n: struct.Struct(f"!{n}I").pack for n in (2, 3, 4)}
+
 
 class SecureSeq:
     """Keyed 4-tuple hashes for ISNs, TS offsets and the port-search offset."""
 
-    __slots__ = ("_key", "_port_key", "_ts_key", "tick_ns")
+    __slots__ = ("_key", "_port_key", "_ts_key", "tick_ns", "_port_cache", "_port_epoch")
 
     def __init__(self, secret: bytes, tick_ns: int = 64) -> None:
         self.tick_ns = tick_ns  # Linux: 64 ns; RFC 793's clock: 4 µs
         self._key = hashlib.blake2b(secret + b"seq", digest_size=16).digest()
         self._port_key = hashlib.blake2b(secret + b"port", digest_size=16).digest()
         self._ts_key = hashlib.blake2b(secret + b"tshost", digest_size=16).digest()
+        self._port_cache: dict[tuple[int, int, int], int] = {}  # this 10 s epoch's port hashes
+        self._port_epoch = -1
 
-    def _h64(self, key: bytes, *words: int) -> int:
-        data = struct.pack(f"!{len(words)}I", *words)
-        return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=key).digest(), "big")
+    @staticmethod
+    def _h64(key: bytes, *words: int) -> int:
+        data = _PACK[len(words)](*words)
+        return int.from_bytes(_blake2b(data, digest_size=8, key=key).digest(), "big")
 
     def seq_and_ts_off(self, saddr: int, daddr: int, sport: int, dport: int, now_us: int) -> tuple[int, int]:
         """``(isn, ts_offset)`` for a connection from ``saddr:sport`` to ``daddr:dport``.
@@ -46,4 +52,12 @@ class SecureSeq:
 
     def port_offset(self, saddr: int, daddr: int, dport: int, now_us: int) -> int:
         """``secure_ipv4_port_ephemeral``: 64-bit hash, re-keyed by time every 10 s (PS-3)."""
-        return self._h64(self._port_key, saddr, daddr, dport, now_us // 10_000_000)
+        epoch = now_us // 10_000_000
+        if epoch != self._port_epoch:
+            self._port_epoch = epoch
+            self._port_cache.clear()
+        k = (saddr, daddr, dport)
+        h = self._port_cache.get(k)
+        if h is None:
+            h = self._port_cache[k] = self._h64(self._port_key, saddr, daddr, dport, epoch)
+        return h

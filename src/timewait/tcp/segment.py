@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 FIN = 0x01
 SYN = 0x02
@@ -90,6 +91,7 @@ class Segment:
 
 # --------------------------------------------------------------------------- addresses
 
+@lru_cache(maxsize=4096)
 def ip_aton(text: str) -> int:
     """Dotted quad to a 32-bit integer; ``ValueError`` naming the text if malformed."""
     parts = text.split(".")
