@@ -7,11 +7,10 @@ import pytest
 from timewait.apps.basic import NcClient, NcServer
 from timewait.measure import state_intervals
 from timewait.scenarios import run_scenario
-from timewait.sim.host import SocketError
 from timewait.sim.simulation import Simulation
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import ACK, FIN, RST, SYN
-from timewait.trace import DROP, RX, STATE, TIMER, TX
+from timewait.trace import DROP, STATE, TIMER, TX
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 
@@ -90,13 +89,34 @@ def test_off_linux_challenge_ack_rst_and_quick_syn_resend(off) -> None:
 
 
 @pytest.mark.parametrize("profile", ["chapter", "rfc793"])
-def test_textbook_profiles_answer_the_syn_with_rst(profile) -> None:
+def test_textbook_profiles_reset_the_in_window_syn_and_the_handshake_fails(profile) -> None:
     res = run_scenario("lost-last-ack", params={"timewait": "off"}, profile=profile)
     assert res.passed, [c for c in res.checks if not c.passed]
+    assert res.metrics["syn_in_window"] is True
+    assert res.metrics["syn_offset_from_rcv_nxt"] == 1000
+    syn = next(r for r in _tx(res, "c1", SYN) if r[0] == 2_051_400)
     reply = next(r for r in _tx(res, "c2") if r[0] == 2_051_600)
-    assert reply[3].flags & RST
-    # The connection does not open on that SYN.
-    assert res.metrics["handshake_s"] is None or res.metrics["handshake_s"] >= 1.0
+    assert reply[3].flags == RST | ACK and reply[3].seq == 0 and reply[3].ack == syn[3].seq + 1
+    gone = next(r for r in res.trace.records if r[1] == STATE and r[2] == "c2" and r[4] == "LAST_ACK")
+    assert gone[0] == 2_051_600 and gone[5] == "CLOSED"
+    assert res.metrics["reconnect_result"] == "ECONNREFUSED"
+    assert res.metrics["handshake_s"] is None
+
+
+def test_textbook_out_of_window_syn_gets_an_ack_and_a_late_handshake() -> None:
+    res = run_scenario("lost-last-ack", params={"timewait": "off", "syn_in_window": "off"}, profile="chapter")
+    assert res.passed, [c for c in res.checks if not c.passed]
+    assert res.metrics["syn_in_window"] is False
+    reply = next(r for r in _tx(res, "c2") if r[0] == 2_051_600)
+    assert reply[3].flags == ACK
+    assert res.metrics["handshake_s"] == pytest.approx(1.0004)  # the SYN's 1 s RTO, no quick resend
+
+
+def test_linux_answers_a_challenge_ack_in_or_out_of_window() -> None:
+    res = run_scenario("lost-last-ack", params={"timewait": "off", "syn_in_window": "off"})
+    assert res.passed, [c for c in res.checks if not c.passed]
+    assert res.metrics["syn_in_window"] is False
+    assert res.metrics["handshake_s"] == pytest.approx(0.0088)
 
 
 @pytest.mark.parametrize("profile", ["chapter", "rfc793", "linux-4.9"])
@@ -113,7 +133,7 @@ def test_timestamps_let_linux_take_the_timewait_over_at_once() -> None:
     assert res.hosts["c1"]["counters"].get("TcpExtTWRecycled") == 1
 
 
-# ---------------------------------------------------------------------------- engine bugs found here
+# ---------------------------------------------------------------------------- engine rules these runs rely on
 
 
 def _closing_pair(sim: Simulation):
@@ -144,41 +164,3 @@ def test_engine_close_after_timewait_entry_keeps_the_trace_right() -> None:
     sim.run(70)
     tw = [i for i in state_intervals(sim.trace, "TIME_WAIT") if i.host == "c1"]
     assert len(tw) == 1 and tw[0].seconds == 60
-
-
-@pytest.mark.xfail(strict=True, reason="engine: with syn_in_lastack_rst (profiles chapter, rfc793) LAST_ACK "
-                   "answers a SYN with RST+ACK seq=snd_nxt ack=rcv_nxt, which SYN_SENT must ignore (its ACK "
-                   "does not cover the SYN), so the handshake never fails as the chapter says; RFC 793 "
-                   "resets with seq=0 ack=SEG.SEQ+1 and closes the LAST_ACK connection")
-def test_engine_textbook_rst_makes_the_handshake_fail() -> None:
-    sim = Simulation(profile="chapter", seed=1)
-    sim.timewait_enabled = False
-    c1, c2 = _closing_pair(sim)
-    ls = c2.socket()
-    ls.bind(0, 8888)
-    ls.listen(8)
-    ls.on_accept = lambda lsock: setattr(lsock.accept(), "on_eof", lambda s: c2.call_later(0.001, s.close))
-    s = c1.socket()
-    s.setsockopt("SO_REUSEADDR", 1)
-    s.bind(0, 60494)
-    s.connect(C2, 8888)
-    c1.call_at(SEC, s.shutdown)
-    sim.fault("drop from=c1 flags=. len=0 nth=2")  # the handshake's ACK is the 1st, the last ACK the 2nd
-    errors: list[str] = []
-
-    def again() -> None:
-        s2 = c1.socket()
-        s2.setsockopt("SO_REUSEADDR", 1)
-        s2.bind(0, 60494)
-        s2.on_error = lambda _s, e: errors.append(e)
-        try:
-            s2.connect(C2, 8888)
-        except SocketError as e:  # pragma: no cover - the port is free without TIME_WAIT
-            errors.append(e.errno_name)
-
-    c1.call_at(SEC + 50_000, again)
-    sim.run(5)
-    syn_at = next(r[0] for r in sim.trace.records if r[1] == RX and r[2] == "c2" and r[3].flags == SYN)
-    gone = next(r for r in sim.trace.records if r[1] == STATE and r[2] == "c2" and r[4] == "LAST_ACK")
-    assert errors == ["ECONNREFUSED"]
-    assert gone[0] == syn_at  # the reset SYN ends LAST_ACK at once (RFC 793 p. 71)

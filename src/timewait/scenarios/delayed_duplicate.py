@@ -114,8 +114,8 @@ class PinnedIsn:
 class TwoConnections:
     """The chapter's client: one connection from a bound port, then another from the same port.
 
-    The old connection half-closes (``shutdown(SHUT_WR)``) so it ends in TIME_WAIT through
-    the full socket; the new one retries connect() every ``retry`` seconds while it fails
+    Each connection half-closes (``shutdown(SHUT_WR)``, like ``nc -N``) and closes its
+    socket when the server's FIN arrives; the new one retries connect() every ``retry`` seconds while it fails
     with EADDRNOTAVAIL, then sends :data:`NEW` at :data:`NEW_AT` and half-closes.
     """
 
@@ -135,6 +135,7 @@ class TwoConnections:
         s.setsockopt("SO_REUSEADDR", 1)
         s.bind(0, self.port)
         s.on_data = lambda x: x.recv()
+        s.on_eof = lambda x: (x.recv(), x.close())
         return s
 
     def _now(self) -> float:
@@ -275,9 +276,9 @@ def _what_saved_it(recs: list[Rec], c2: Host, k2: tuple[int, int, int, int], sta
 
 
 def _fate(recs: list[Rec], pid: int) -> Rec | None:
-    """Where a packet ended: its RX at a host or its DROP, whichever is last."""
-    ends = [r for r in recs if r[1] in (RX, DROP) and r[3].pid == pid]
-    return ends[-1] if ends else None
+    """Where a packet ended: its arrival at a host (RX), else where it was dropped."""
+    rx = next((r for r in recs if r[1] == RX and r[3].pid == pid), None)
+    return rx or next((r for r in recs if r[1] == DROP and r[3].pid == pid), None)
 
 
 def _fate_text(recs: list[Rec], end: Rec | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,8 @@ from timewait.trace import DROP, RX, STATE, TIMER, TX
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 SERVER_PORT = 8888
+Key = tuple[int, int, int, int]
+Rec = tuple[Any, ...]
 TS_SYSCTL = "net.ipv4.tcp_timestamps"
 
 
@@ -29,6 +32,8 @@ TS_SYSCTL = "net.ipv4.tcp_timestamps"
         "retry": Param(5.0, "seconds between connect() attempts while the port is held (EADDRNOTAVAIL)", float),
         "timestamps": Param(False, "TCP timestamps on both hosts (a --sysctl wins); with them Linux lets a "
                             "bound connect() take a TIME_WAIT over at once (PS-1)", bool),
+        "syn_in_window": Param(True, "the new SYN's sequence number lies in c2's receive window, as the chapter "
+                               "assumes (off: the ISN clock's own choice, far beyond it)", bool),
     },
     story="""
 c1 (10.211.55.5:60494, bound explicitly) talks to a server on c2 (10.211.55.10:8888) and closes
@@ -39,10 +44,13 @@ and c2 closes cleanly. Meanwhile the 4-tuple cannot be used: c1's connect() from
 with EADDRNOTAVAIL until TIME_WAIT ends (timestamps are off here, as in the chapter's world;
 with them Linux would let the bound socket take the TIME_WAIT over at once, PS-1).
 Without TIME_WAIT (--set timewait=off) c1 is CLOSED at once and reuses port 60494 at once; its
-SYN meets c2 still in LAST_ACK. The chapter (and RFC 793) says c2 answers with RST and the
-handshake fails: see --profile chapter or rfc793. Linux since 3.6 answers with a challenge
-ACK instead; c1, in SYN_SENT, resets the old connection with RST seq=SEG.ACK and resends its
-SYN 8 ms later (TCP_TIMEOUT_MIN), and the new connection opens (LA-1..LA-3).
+SYN meets c2 still in LAST_ACK. The chapter says c2 answers with RST and the handshake fails:
+that is RFC 793's rule for a SYN inside the receive window (--profile chapter or rfc793), and
+the run places the SYN there as the chapter assumes (--set syn_in_window=off leaves the ISN to
+the clock, far beyond the window: RFC 793 then answers with an ACK). Linux since 3.6 answers
+any such SYN with a challenge ACK; c1, in SYN_SENT, resets the old connection with RST
+seq=SEG.ACK and resends its SYN 8 ms later (TCP_TIMEOUT_MIN), and the new connection opens
+(LA-1..LA-3).
 """,
     contrast="Try --set timewait=off, then with --profile chapter or --profile rfc793; "
     "--set timestamps=on shows Linux's bound-port takeover of the TIME_WAIT.",
@@ -59,7 +67,8 @@ def run(lab: Lab) -> None:
     sim.link(c1, c2, delay_ms=0.2)
     server = LineServer(c2, SERVER_PORT)
     client = ReconnectingClient(c1, C2, SERVER_PORT, p["port"], p["reconnect_after"], p["retry"],
-                                max_attempts=int(c1.cfg.tw_len / SEC / max(p["retry"], 0.1)) + 4)
+                                max_attempts=int(c1.cfg.tw_len / SEC / max(p["retry"], 0.1)) + 4,
+                                next_isn=NextIsn(c1) if p["syn_in_window"] else None)
     c1.call_at(SEC, lambda: client.send(b"hello\n"))
 
     def close() -> None:
@@ -117,13 +126,11 @@ class Attempt:
 class ReconnectingClient:
     """A client that binds one port, closes first, then connects again from the same port.
 
-    It half-closes (``shutdown(SHUT_WR)``, like ``nc -N``); ``reconnect_after`` seconds
-    after the server's FIN arrives (which is when it sends the last ACK) it binds the same
-    port again with SO_REUSEADDR and connects, retrying every ``retry`` seconds while
-    connect() says EADDRNOTAVAIL. The finished sockets are left open: the descriptor does
-    not matter to TCP once the connection is in TIME_WAIT or CLOSED (and an orphaning
-    close() before the FIN would route TIME_WAIT through the FIN_WAIT2 record, which the
-    ``timewait=off`` knob does not cover yet).
+    It half-closes (``shutdown(SHUT_WR)``, like ``nc -N``) and closes its socket when the
+    server's FIN arrives -- the moment it sends the last ACK. ``reconnect_after`` seconds
+    later it binds the same port again with SO_REUSEADDR and connects, retrying every
+    ``retry`` seconds while connect() says EADDRNOTAVAIL. ``next_isn``, when set, is the
+    ISN the new connection's SYN carries (see :class:`NextIsn`).
     """
 
     host: Host
@@ -134,6 +141,7 @@ class ReconnectingClient:
     retry: float
     max_attempts: int = 50
     payload: bytes = b"again\n"
+    next_isn: NextIsn | None = None
     attempts: list[Attempt] = field(default_factory=list)
     sock: Socket | None = None
     new: Socket | None = None
@@ -158,6 +166,9 @@ class ReconnectingClient:
 
     def _eof(self, s: Socket) -> None:
         s.recv()
+        if self.next_isn is not None and s.conn is not None:
+            self.next_isn.pin(s.conn.key, s.conn.snd_nxt)
+        s.close()
         self.host.call_later(self.reconnect_after, self._connect)
 
     def _connect(self) -> None:
@@ -177,7 +188,7 @@ class ReconnectingClient:
         self.new = s
         s.on_connected = lambda x: self._connected(x, a)
         s.on_error = lambda x, errno: self._failed(a, errno)
-        s.on_eof = lambda x: x.recv()
+        s.on_eof = lambda x: (x.recv(), x.close())
 
     def _connected(self, s: Socket, a: Attempt) -> None:
         a.result, a.done_at = "connected", self._now()
@@ -188,6 +199,31 @@ class ReconnectingClient:
         a.result, a.done_at = errno, self._now()
 
 
+class NextIsn:
+    """Choose the ISN of the next connection of a 4-tuple: the chapter's premise, arranged.
+
+    The chapter assumes the reused port's SYN lands inside the peer's receive window.
+    Real ISNs (ISN-1, or RFC 793's 4 us clock) have usually moved far beyond the old
+    connection's sequence space by then (ISN-2), so the textbook's answer to an
+    in-window SYN is seldom seen. :meth:`pin` makes the next connect() of ``key`` start
+    ``gap`` bytes past the old connection's last sequence number; the timestamp offset
+    stays the host's own.
+    """
+
+    def __init__(self, host: Host, gap: int = 1000) -> None:
+        self.gap = gap
+        self.pinned: dict[Key, int] = {}
+        self._orig: Callable[..., tuple[int, int]] = host._isn
+        host._isn = self._isn  # type: ignore[method-assign]
+
+    def pin(self, key: Key, snd_nxt: int) -> None:
+        self.pinned[key] = (snd_nxt + self.gap) & 0xFFFFFFFF
+
+    def _isn(self, saddr: int, daddr: int, sport: int, dport: int, now: int) -> tuple[int, int]:
+        isn, ts_off = self._orig(saddr, daddr, sport, dport, now)
+        return self.pinned.pop((saddr, sport, daddr, dport), isn), ts_off
+
+
 def sysctl_overridden(sim: Simulation, host: str, name: str) -> bool:
     """Did the user set this sysctl for this host with ``--sysctl``?"""
     full = lookup(name, sim.profile.legacy).name
@@ -195,10 +231,6 @@ def sysctl_overridden(sim: Simulation, host: str, name: str) -> bool:
 
 
 # ---------------------------------------------------------------------------- reading the trace
-
-Key = tuple[int, int, int, int]
-Rec = tuple[Any, ...]
-
 
 def state_at(recs: list[Rec], host: str, key: Key, t: int) -> str:
     """The state ``host`` had for ``key`` just before time ``t`` (µs), from STATE records."""
@@ -348,7 +380,7 @@ def _report_wait(lab: Lab, recs: list[Rec], c1: Host, client: ReconnectingClient
 
 def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: ReconnectingClient,
                     server: LineServer, k2: Key, met: Rec, tl: Timeline) -> None:
-    """The new SYN met LAST_ACK: the textbook's reset or Linux's challenge-ACK exchange."""
+    """The new SYN met LAST_ACK: RFC 793's reset or ACK, or Linux's challenge-ACK exchange."""
     k1: Key = (k2[2], k2[3], k2[0], k2[1])
     cfg = c1.cfg
     syn = first(recs, lambda r: r[1] == TX and r[2] == "c1" and r[3].pid == met[3].pid)
@@ -360,8 +392,17 @@ def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: Recon
     a0 = client.attempts[0] if client.attempts else None
     lab.check(f"c1 reuses port {client.port} at once", a0 is not None and a0.result != "EADDRNOTAVAIL",
               f"{how}; SYN at {seconds(syn)} s")
+    fin_c2 = first(recs, lambda r: r[1] == TX and r[2] == "c2" and r[3].flags & FIN and r[3].dport == client.port)
+    fin_c1 = first(recs, lambda r: r[1] == TX and r[2] == "c1" and r[3].flags & FIN and r[3].sport == client.port)
+    rcv_nxt = fin_c1[3].end_seq if fin_c1 else 0  # c2's rcv_nxt in LAST_ACK
+    offset = (met[3].seq - rcv_nxt) & 0xFFFFFFFF
+    in_window = offset < c2.cfg.rcv_buf >> 1
+    lab.metrics["syn_offset_from_rcv_nxt"] = offset if offset < 1 << 31 else offset - (1 << 32)
+    lab.metrics["syn_in_window"] = in_window
     lab.check("its SYN meets c2 still in LAST_ACK", True,
-              f"c2 received it at {seconds(met)} s with {ip_ntoa(c1.addr)}:{client.port} in LAST_ACK")
+              f"c2 received it at {seconds(met)} s with {ip_ntoa(c1.addr)}:{client.port} in LAST_ACK; its seq is "
+              f"{lab.metrics['syn_offset_from_rcv_nxt']} bytes past c2's rcv_nxt ("
+              f"{'inside' if in_window else 'outside'} the {c2.cfg.rcv_buf >> 1}-byte window)")
     reply = first(recs, lambda r: seg_of(TX, "c2")(r) and r[3].dport == client.port, after=met[0] - 1)
     est = first(recs, lambda r: r[1] == STATE and r[2] == "c1" and r[3] == k1 and r[5] == "ESTABLISHED",
                 after=t_syn)
@@ -369,38 +410,39 @@ def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: Recon
     closed = first(recs, lambda r: r[1] == STATE and r[2] == "c2" and r[3] == k2 and r[4] == "LAST_ACK")
     got = _received(server, k2, client.payload)
     lab.metrics["handshake_s"] = round((est[0] - t_syn) / SEC, 6) if est else None
-    if c2.cfg.syn_in_lastack_rst:
-        tl.add(reply, "c2 (LAST_ACK) answers the SYN with RST")
+    if c2.cfg.syn_in_lastack_rst and in_window:
+        # RFC 793 p. 71: an in-window SYN is an error: reset, and the connection is gone.
+        tl.add(reply, "c2 (LAST_ACK) answers the in-window SYN with RST and drops its connection")
         tl.add(closed, "c2: LAST_ACK -> CLOSED")
-        lab.check("c2 answers the SYN with an RST (the chapter's and RFC 793's account)",
-                  reply is not None and bool(reply[3].flags & RST), f"c2 sent {_flags(reply)} at {seconds(reply)} s")
+        lab.check("c2 answers the SYN with an RST (seq 0, ack = SYN + 1) and drops its LAST_ACK connection "
+                  "(RFC 793, the chapter's account)",
+                  reply is not None and reply[3].flags == RST | ACK and reply[3].seq == 0
+                  and reply[3].ack == met[3].end_seq and closed is not None and closed[0] == met[0],
+                  f"c2 sent {_flags(reply)} seq {reply[3].seq if reply else None} ack "
+                  f"{reply[3].ack if reply else None} at {seconds(reply)} s; LAST_ACK gone at {seconds(closed)} s")
         refused = a0 is not None and a0.result not in ("ok", "connected")
-        resyn = syns[0] if syns else None
-        late = est is not None and resyn is not None and est[0] > resyn[0] and resyn[0] - t_syn >= cfg.rto_init
         if refused:
             tl.add(a0.done_at, f"c1's connect() fails: {a0.result}")  # type: ignore[union-attr]
-        else:
-            tl.add(resyn, f"c1's SYN timer ({cfg.rto_init / SEC:g} s) fires: SYN again")
-            tl.add(est, "c1: SYN_SENT -> ESTABLISHED")
-        lab.check("the handshake on that SYN fails", refused or late,
-                  f"connect() failed with {a0.result}" if refused else  # type: ignore[union-attr]
-                  f"no SYN-ACK for it; c1 got through only with the SYN resent after {cfg.rto_init / SEC:g} s "
-                  f"(ESTABLISHED at {seconds(est)} s), once c2's LAST_ACK was gone ({seconds(closed)} s)")
-        outcome = (f"connect() got {a0.result}" if refused  # type: ignore[union-attr]
-                   else f"c1 had to wait {lab.metrics['handshake_s']} s for its SYN retransmission")
-        lab.say(f"Without TIME_WAIT c1 reused port {client.port} at once and its SYN found c2 still in "
-                f"LAST_ACK. This profile answers with RST, as the chapter says, and the handshake on that "
-                f"SYN failed: {outcome}.")
+        lab.check("the handshake fails: connect() gets ECONNREFUSED", refused and a0.result == "ECONNREFUSED",  # type: ignore[union-attr]
+                  f"connect() ended with {a0.result if a0 else None} at {a0.done_at if a0 else None} s")
+        lab.say(f"Without TIME_WAIT c1 reused port {client.port} at once and its SYN, inside c2's window, found c2 "
+                f"still in LAST_ACK. As the chapter says, c2 answered with RST and the handshake failed: "
+                f"connect() got {a0.result if a0 else None}. (An out-of-window SYN would get an ACK instead: "
+                "--set syn_in_window=off.)")
         return
-    # Linux: LA-1..LA-3.
-    fin_c2 = first(recs, lambda r: r[1] == TX and r[2] == "c2" and r[3].flags & FIN and r[3].dport == client.port)
-    fin_c1 = first(recs, lambda r: r[1] == TX and r[2] == "c1" and r[3].flags & FIN and r[3].sport == client.port)
-    tl.add(reply, "c2 (LAST_ACK) answers with a challenge ACK, not an RST (LA-1)")
-    lab.check("c2 answers with a challenge ACK: seq = its snd_nxt, ack = its rcv_nxt (LA-1, LA-2)",
-              reply is not None and reply[3].flags == ACK and fin_c2 is not None and fin_c1 is not None
-              and reply[3].seq == fin_c2[3].end_seq and reply[3].ack == fin_c1[3].end_seq,
-              f"c2 sent {_flags(reply)} seq {reply[3].seq if reply else None} ack {reply[3].ack if reply else None}; "
-              f"the old FINs end at {fin_c2[3].end_seq if fin_c2 else None} and {fin_c1[3].end_seq if fin_c1 else None}")
+    if c2.cfg.syn_in_lastack_rst:
+        tl.add(reply, "c2 (LAST_ACK) answers the out-of-window SYN with an ACK")
+        lab.check("c2 answers the out-of-window SYN with an ACK, not a reset (RFC 793 p. 69)",
+                  reply is not None and reply[3].flags == ACK,
+                  f"c2 sent {_flags(reply)} at {seconds(reply)} s")
+    else:
+        tl.add(reply, "c2 (LAST_ACK) answers with a challenge ACK, not an RST (LA-1)")
+        lab.check("c2 answers with a challenge ACK: seq = its snd_nxt, ack = its rcv_nxt (LA-1, LA-2)",
+                  reply is not None and reply[3].flags == ACK and fin_c2 is not None and fin_c1 is not None
+                  and reply[3].seq == fin_c2[3].end_seq and reply[3].ack == fin_c1[3].end_seq,
+                  f"c2 sent {_flags(reply)} seq {reply[3].seq if reply else None} ack "
+                  f"{reply[3].ack if reply else None}; the old FINs end at {fin_c2[3].end_seq if fin_c2 else None} "
+                  f"and {fin_c1[3].end_seq if fin_c1 else None}")
     rst = first(recs, lambda r: seg_of(TX, "c1", RST)(r), after=reply[0] - 1) if reply else None
     rst_rx = first(recs, lambda r: r[1] == RX and r[2] == "c2" and r[3].pid == rst[3].pid) if rst else None
     tl.add(rst, "c1 (SYN_SENT) answers with RST seq=SEG.ACK (LA-3)")
@@ -420,10 +462,16 @@ def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: Recon
               resyn is not None and since is not None and resyn[0] - since[0] == wait and est is not None
               and got is not None,
               f"SYN again at {seconds(resyn)} s, ESTABLISHED at {seconds(est)} s; c2 read {got!r}")
-    lab.say(f"Without TIME_WAIT c1 reused port {client.port} at once and its SYN found c2 still in LAST_ACK. "
-            f"Linux does not reset it: c2 sent a challenge ACK, c1 answered with an RST that closed c2's old "
-            f"connection, and resent its SYN; the new connection was up {lab.metrics['handshake_s']} s after "
-            "the first SYN. --profile chapter shows the textbook's RST instead.")
+    if c2.cfg.syn_in_lastack_rst:
+        lab.say(f"Without TIME_WAIT c1 reused port {client.port} at once; its SYN, outside c2's window, found c2 "
+                f"still in LAST_ACK and got an ACK, which c1 answered with an RST that closed c2's old connection. "
+                f"The SYN resent {cfg.rto_init / SEC:g} s later opened the new one. The chapter's RST needs a SYN "
+                "inside the window (--set syn_in_window=on).")
+    else:
+        lab.say(f"Without TIME_WAIT c1 reused port {client.port} at once and its SYN found c2 still in LAST_ACK. "
+                f"Linux does not reset it: c2 sent a challenge ACK, c1 answered with an RST that closed c2's old "
+                f"connection, and resent its SYN; the new connection was up {lab.metrics['handshake_s']} s after "
+                "the first SYN. --profile chapter shows the textbook's RST instead.")
 
 
 def _flags(r: Rec | None) -> str:
