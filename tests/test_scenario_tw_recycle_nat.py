@@ -162,10 +162,6 @@ def test_syn_filter_rc3_boundaries() -> None:
     assert not any(r[1] == DROP and r[4] == "recycle" and r[3].sport == 50010 for r in sim.trace.records)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "host.py: RC-1 is not applied when an orphaned close makes a FIN_WAIT2-substate record: Linux 4.9's "
-    "tcp_time_wait() calls tcp_remember_stamp() for both substates (recycle_ok), but Host._time_wait only "
-    "does it for substate TIME_WAIT"))
 def test_rc1_orphan_fin_wait2_record_caches_the_stamp() -> None:
     sim, c, s = pair(client_close_delay=0.05)
     sim.run(0.08)  # the server's FIN is ACKed; the client's FIN comes 50 ms later
@@ -173,10 +169,6 @@ def test_rc1_orphan_fin_wait2_record_caches_the_stamp() -> None:
     assert list(s.peer_ts) == [ip_aton(CLIENT)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "host.py/timewait.py: RC-1/RC-2 on FIN_WAIT2 -> TIME_WAIT inside the record (TW-F6): Linux 4.9's "
-    "tcp_timewait_state_process() calls tcp_tw_remember_stamp() and reschedules to tw->tw_timeout "
-    "(3.5 x RTO when recycle_ok) instead of TCP_TIMEWAIT_LEN"))
 def test_rc2_time_wait_reached_from_fin_wait2_record_is_short_and_cached() -> None:
     sim, c, s = pair(client_close_delay=0.05)
     sim.run(1)

@@ -734,10 +734,15 @@ class Host(Node):
             conn.state = conn.seen_state = CLOSED
             self._conn_gone(conn)
             return
-        if substate == TIME_WAIT and self.cfg.tw_recycle and conn.ts_ok and self._remember_stamp(conn, now):
-            # RC-2: a proven peer lets the record die after 3.5 x RTO.
-            timeout = (conn.rto << 2) - (conn.rto >> 1)
+        short = 0
+        if self.cfg.tw_recycle and conn.ts_ok and self._remember_stamp(conn.raddr, conn.ts_recent,
+                                                                        conn.ts_recent_stamp, now):
+            # RC-1/RC-2 (4.9 tcp_time_wait, both substates): a proven peer's record lasts
+            # 3.5 x RTO in TIME_WAIT; a FIN_WAIT2 record keeps that for when its FIN comes.
+            short = (conn.rto << 2) - (conn.rto >> 1)
+            timeout = short if substate == TIME_WAIT else max(timeout, short)
         tw = TimeWait.from_connection(conn, now, substate, timeout, reuse)
+        tw.tw_timeout = short
         tw.bound = not conn.port_auto
         del self.ehash[key]
         self.twhash[key] = tw
@@ -800,6 +805,10 @@ class Host(Node):
         if tw.substate != old_sub:
             if tr.on:
                 tr.records.append((now, STATE, self.name, tw.key, _TW_NAMES[old_sub], _TW_NAMES[tw.substate]))
+            if tw.tw_timeout and tw.substate == TIME_WAIT and tw.ts_recent_stamp and self._remember_stamp(
+                tw.key[2], tw.ts_recent, tw.ts_recent_stamp, now
+            ):
+                tw.deadline = now + tw.tw_timeout  # RC-2 via tcp_tw_remember_stamp (4.9)
             if not self.timewait_enabled:
                 # The lesson knob also for an orphan whose FIN_WAIT2 record just got the FIN (TW-F6):
                 # ACK it and forget the 4-tuple at once.
@@ -837,13 +846,17 @@ class Host(Node):
     def _paws_hit(tw: TimeWait, seg: Segment) -> bool:
         return seg.ts is not None and tw.ts_recent_stamp != 0 and 0 < ((tw.ts_recent - seg.ts[0]) & 0xFFFFFFFF) < 0x80000000
 
-    def _remember_stamp(self, conn: Connection, now: int) -> bool:
-        """RC-1 (``tcp_remember_stamp``): cache the peer's newest TSval for legacy recycle."""
-        cached = self.peer_ts.get(conn.raddr)
-        if cached is None or not 0 < ((cached[0] - conn.ts_recent) & 0xFFFFFFFF) < 0x80000000 or (
-            now - cached[1] > 60 * SEC
+    def _remember_stamp(self, raddr: int, ts_recent: int, stamp: int, now: int) -> bool:
+        """RC-1 (``tcp_remember_stamp``): cache the peer's newest TSval for legacy recycle.
+
+        The entry is replaced when it is not newer than ours, or when it is older than
+        TCP_PAWS_MSL and its stamp not newer than ours.
+        """
+        cached = self.peer_ts.get(raddr)
+        if cached is None or ((cached[0] - ts_recent) & 0xFFFFFFFF) >= 0x80000000 or cached[0] == ts_recent or (
+            now - cached[1] >= 60 * SEC and cached[1] <= stamp
         ):
-            self.peer_ts[conn.raddr] = (conn.ts_recent, conn.ts_recent_stamp)
+            self.peer_ts[raddr] = (ts_recent, stamp)
         return True
 
     # ------------------------------------------------------------------ the wire

@@ -47,7 +47,7 @@ class TimeWait:
     __slots__ = (
         "key", "substate", "rcv_nxt", "snd_nxt", "rcv_wnd", "rcv_wscale", "ts_recent",
         "ts_recent_stamp", "ts_off", "entry_stamp", "last_oow_ack", "reuse", "deadline",
-        "syn_isn", "bound",
+        "syn_isn", "bound", "tw_timeout",
     )
 
     def __init__(
@@ -70,6 +70,7 @@ class TimeWait:
         self.deadline = deadline          # expiry, µs
         self.syn_isn = 0
         self.bound = bound                # the port came from an explicit bind()
+        self.tw_timeout = 0               # legacy recycle: TIME_WAIT length after FIN_WAIT2 (RC-2)
 
     def __repr__(self) -> str:
         sub = "TIME_WAIT" if self.substate == TIME_WAIT else "FIN_WAIT_2"
