@@ -118,3 +118,8 @@ def test_timeline_is_sorted_and_names_the_stale_arrival(off) -> None:
     times = [t for t, _ in off.metrics["timeline"]]
     assert times == sorted(times)
     assert any("c2 takes the stale bytes" in what for _, what in off.metrics["timeline"])
+
+
+def test_checks_hold_when_the_caller_turns_the_trace_off() -> None:
+    # The checks are measured from the trace, so the scenario records it anyway (Lab.need_trace).
+    assert run_scenario("delayed-duplicate", trace=False).passed

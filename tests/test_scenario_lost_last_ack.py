@@ -164,3 +164,15 @@ def test_engine_close_after_timewait_entry_keeps_the_trace_right() -> None:
     sim.run(70)
     tw = [i for i in state_intervals(sim.trace, "TIME_WAIT") if i.host == "c1"]
     assert len(tw) == 1 and tw[0].seconds == 60
+
+
+def test_checks_hold_when_the_caller_turns_the_trace_off() -> None:
+    # The checks are measured from the trace, so the scenario records it anyway (Lab.need_trace).
+    assert run_scenario("lost-last-ack", trace=False).passed
+
+
+def test_a_user_sysctl_wins_over_the_timestamps_param() -> None:
+    res = run_scenario("lost-last-ack", sysctls=["*:net.ipv4.tcp_timestamps=1"])
+    assert res.passed, [c for c in res.checks if not c.passed]
+    assert res.metrics["path"] == "collide"  # PS-1: the bound connect() took the TIME_WAIT over
+    assert res.hosts["c1"]["sysctls"]["net.ipv4.tcp_timestamps"] == 1

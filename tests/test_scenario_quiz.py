@@ -47,3 +47,8 @@ def test_a_shorter_msl_is_passed_down_and_still_gives_acd() -> None:
     res = run_scenario("quiz", params={"msl": 20})
     assert res.passed, [c for c in res.checks if not c.passed]
     assert all("msl=20" in k for k in res.metrics["runs"])
+
+
+def test_checks_hold_when_the_caller_turns_the_trace_off() -> None:
+    # The checks are measured from the trace, so the scenario records it anyway (Lab.need_trace).
+    assert run_scenario("quiz", trace=False).passed

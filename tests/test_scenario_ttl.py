@@ -94,3 +94,8 @@ def test_longer_msl_lets_the_held_segment_live() -> None:
 def test_zero_routers_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="hops"):
         run_scenario("ttl", params={"hops": "0"})
+
+
+def test_checks_hold_when_the_caller_turns_the_trace_off() -> None:
+    # The checks are measured from the trace, so the scenario records it anyway (Lab.need_trace).
+    assert run_scenario("ttl", trace=False).passed

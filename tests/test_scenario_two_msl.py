@@ -88,3 +88,8 @@ def test_without_rfc1337_an_rst_assassinates_the_timewait() -> None:
 def test_margin_must_stay_below_msl() -> None:
     with pytest.raises(UsageError, match="margin"):
         run_scenario("two-msl", params={"margin": 30})
+
+
+def test_checks_hold_when_the_caller_turns_the_trace_off() -> None:
+    # The checks are measured from the trace, so the scenario records it anyway (Lab.need_trace).
+    assert run_scenario("two-msl", trace=False).passed

@@ -8,8 +8,6 @@ from typing import Any
 
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.host import Host, Socket, SocketError
-from timewait.sim.simulation import Simulation
-from timewait.sim.sysctl import lookup
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import ACK, FIN, RST, SYN, ip_ntoa
 from timewait.trace import DROP, RX, STATE, TIMER, TX
@@ -57,13 +55,13 @@ seq=SEG.ACK and resends its SYN 8 ms later (TCP_TIMEOUT_MIN), and the new connec
     mission="S4",
 )
 def run(lab: Lab) -> None:
+    lab.need_trace()  # the checks read the trace; the run is small
     sim = lab.sim
     p = lab.p
+    for h in ("c1", "c2"):
+        lab.default_sysctl(h, TS_SYSCTL, "1" if p["timestamps"] else "0")
     c1 = sim.add_host("c1", C1)
     c2 = sim.add_host("c2", C2)
-    for h in (c1, c2):
-        if not sysctl_overridden(sim, h.name, TS_SYSCTL):
-            h.set_sysctl(TS_SYSCTL, "1" if p["timestamps"] else "0")
     sim.link(c1, c2, delay_ms=0.2)
     server = LineServer(c2, SERVER_PORT)
     client = ReconnectingClient(c1, C2, SERVER_PORT, p["port"], p["reconnect_after"], p["retry"],
@@ -222,12 +220,6 @@ class NextIsn:
     def _isn(self, saddr: int, daddr: int, sport: int, dport: int, now: int) -> tuple[int, int]:
         isn, ts_off = self._orig(saddr, daddr, sport, dport, now)
         return self.pinned.pop((saddr, sport, daddr, dport), isn), ts_off
-
-
-def sysctl_overridden(sim: Simulation, host: str, name: str) -> bool:
-    """Did the user set this sysctl for this host with ``--sysctl``?"""
-    full = lookup(name, sim.profile.legacy).name
-    return any(h in (host, "*") and lookup(n, sim.profile.legacy).name == full for h, n, _ in sim.overrides)
 
 
 # ---------------------------------------------------------------------------- reading the trace

@@ -12,7 +12,6 @@ from timewait.scenarios.lost_last_ack import (
     first,
     seconds,
     state_at,
-    sysctl_overridden,
 )
 from timewait.sim.host import Host
 from timewait.tcp.config import SEC
@@ -53,16 +52,16 @@ which would otherwise end the TIME_WAIT early (TIME-WAIT assassination, RFC 1337
     mission="S5",
 )
 def run(lab: Lab) -> None:
+    lab.need_trace()  # the checks read the trace; the run is small
     sim = lab.sim
     p = lab.p
     msl = sim.net.max_age / SEC
     delay = msl - p["margin"]
     if delay <= 0:
         raise UsageError(f"--set margin={p['margin']}: must be less than MSL ({msl:g} s)")
+    lab.default_sysctl("c1", "net.ipv4.tcp_rfc1337", "1" if p["rfc1337"] else "0")
     c1 = sim.add_host("c1", C1)
     c2 = sim.add_host("c2", C2)
-    if not sysctl_overridden(sim, "c1", "net.ipv4.tcp_rfc1337"):
-        c1.set_sysctl("net.ipv4.tcp_rfc1337", "1" if p["rfc1337"] else "0")
     sim.link(c1, c2, delay_ms=0.2)
     LineServer(c2, SPORT)
     s = c1.socket()
