@@ -10,8 +10,12 @@ import json
 import sys
 from pathlib import Path
 
-import click
 import typer
+
+try:  # Typer >= 0.16 vendors Click as typer._click; older ones use Click itself
+    from typer._click import exceptions as cx
+except ImportError:  # pragma: no cover
+    from click import exceptions as cx  # type: ignore[no-redef]
 
 from timewait.errors import UsageError
 
@@ -129,18 +133,25 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"timewait: error: {e}", file=sys.stderr)
         return 2
-    except click.exceptions.NoSuchOption as e:
-        allowed = ", ".join(sorted(e.possibilities)) if e.possibilities else "see --help"
-        print(f"timewait: error: no such option {e.option_name}; did you mean: {allowed}", file=sys.stderr)
+    except cx.NoSuchOption as e:
+        names = sorted(o for p in (e.ctx.command.params if e.ctx else []) for o in p.opts if o.startswith("--"))
+        allowed = ", ".join(e.possibilities or names) or "see --help"
+        print(f"timewait: error: no such option {e.option_name}; allowed: {allowed}", file=sys.stderr)
         return 2
-    except click.UsageError as e:
+    except cx.UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":
+            print(e.format_message())
+            return 0
         ctx = f" ({e.ctx.command_path})" if e.ctx else ""
-        print(f"timewait: error{ctx}: {e.format_message()}", file=sys.stderr)
+        print(f"timewait: error{ctx}: {' '.join(e.format_message().split())}", file=sys.stderr)
         return 2
-    except click.exceptions.Abort:
+    except cx.ClickException as e:
+        print(f"timewait: error: {' '.join(e.format_message().split())}", file=sys.stderr)
+        return 2
+    except typer.Abort:
         print("timewait: aborted", file=sys.stderr)
         return 130
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
     except BrokenPipeError:
         return 0
