@@ -62,6 +62,7 @@ def run(lab: Lab) -> None:
     for letter, decide in deciders.items():
         right, evidence = decide(sub, msl)
         verdicts[letter] = {"statement": STATEMENTS[letter], "right": right, "evidence": evidence}
+        lab.sim.note("quiz", f"{letter} ({'right' if right else 'wrong'}): {STATEMENTS[letter]} -- {evidence[0]}")
         lab.check(f"{letter} is {'right' if right else 'wrong'}: {STATEMENTS[letter]}",
                   right == (letter in ANSWER), "; ".join(evidence))
     answer = "".join(k for k, v in verdicts.items() if v["right"])
