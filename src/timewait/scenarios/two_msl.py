@@ -43,7 +43,7 @@ for a segment of a new connection on the same 4-tuple).
 The run computes that timeline for the network's MSL and the profile's TIME_WAIT, then plays
 the worst case: c1 (10.211.55.5:60494) closes first; the network delays its last ACK and every
 FIN c2 (10.211.55.10:8888) repeats meanwhile by MSL - 0.1 s. Every repeated FIN reaches c1
-inside its TIME_WAIT, the last one just before 2 MSL, and is re-ACKed. c1 runs with
+inside its TIME_WAIT, the last one within 2 MSL of the ACK, and is re-ACKed. c1 runs with
 tcp_rfc1337=1: c2, closed once the slow ACK arrives, answers the later re-ACKs with RSTs,
 which would otherwise end the TIME_WAIT early (TIME-WAIT assassination, RFC 1337).
 """,
