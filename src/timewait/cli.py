@@ -77,12 +77,14 @@ def run_cmd(
     """Run a scenario in the simulator."""
     from timewait.scenarios import run_scenario
 
-    result = run_scenario(
-        scenario, params=parse_assignments(set_, "--set"), sysctls=list(sysctl), profile=profile,
-        seed=seed, trace=True, progress=not json_out and sys.stderr.isatty(), faults=list(fault),
-    )
     views = dict(pcap=pcap, pcap_host=pcap_host, diagram=diagram, conn=conn, window=window,
                  plot=plot, html=html)
+    # --json alone needs no trace (scenarios that measure from it keep one anyway).
+    need_trace = not json_out or trace or ss is not None or any(v is not None for v in views.values())
+    result = run_scenario(
+        scenario, params=parse_assignments(set_, "--set"), sysctls=list(sysctl), profile=profile,
+        seed=seed, trace=need_trace, progress=sys.stderr.isatty(), faults=list(fault),
+    )
     messages: list[str] = []
     if any(v is not None for v in views.values()):
         from timewait.report.outputs import write_outputs

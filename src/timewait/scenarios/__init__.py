@@ -130,21 +130,42 @@ class Lab:
         self.series.setdefault(name, []).append((t, value))
 
     def run(self, until_s: float) -> None:
-        """Run the simulation, with a progress bar on a terminal for long runs."""
+        """Run the simulation, with a progress bar on a terminal for long runs.
+
+        A full trace stops growing at :data:`TRACE_LIMIT` records (the run goes on
+        with counters only, and the trace says where it stopped), so a view of a
+        big run shows its beginning instead of exhausting memory.
+        """
         sim = self.sim
-        if not self.progress or until_s < 30:
+        if until_s < 30 and not sim.trace.on:
             sim.run(until_s)
             return
-        from rich.progress import Progress
+        bar = task = None
+        if self.progress and until_s >= 30:
+            from rich.console import Console
+            from rich.progress import Progress
 
-        with Progress(transient=True) as bar:
+            bar = Progress(transient=True, console=Console(stderr=True))
+            bar.start()
             task = bar.add_task(f"{self.scenario.name}: simulating", total=until_s)
+        try:
             step = max(until_s / 100, 0.5)
             t = sim.now
             while t < until_s:
                 t = min(t + step, until_s)
                 sim.run(t)
-                bar.update(task, completed=t)
+                tr = sim.trace
+                if tr.on and len(tr.records) > TRACE_LIMIT:
+                    sim.note("-", f"trace stopped at {TRACE_LIMIT} records, t = {sim.now:.3f} s")
+                    tr.on = False
+                if bar is not None:
+                    bar.update(task, completed=t)  # type: ignore[arg-type]
+        finally:
+            if bar is not None:
+                bar.stop()
+
+
+TRACE_LIMIT = 1_000_000
 
 
 def _load_all() -> None:
