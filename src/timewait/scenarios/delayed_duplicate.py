@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from timewait.scenarios import Lab, Param, scenario
 from timewait.scenarios.lost_last_ack import (
     LineServer,
@@ -98,16 +96,13 @@ class PinnedIsn:
     def __init__(self, host: Host, shift: int) -> None:
         self.shift = shift
         self.first: dict[tuple[int, int, int, int], int] = {}
-        self._orig: Callable[..., tuple[int, int]] = host._isn
-        host._isn = self._isn  # type: ignore[method-assign]
+        host.isn_hook = self._isn
 
-    def _isn(self, saddr: int, daddr: int, sport: int, dport: int, now: int) -> tuple[int, int]:
-        isn, ts_off = self._orig(saddr, daddr, sport, dport, now)
-        key = (saddr, sport, daddr, dport)
+    def _isn(self, key: tuple[int, int, int, int], isn: int) -> int:
         if key in self.first:
-            return (self.first[key] + self.shift) & M32, ts_off
+            return (self.first[key] + self.shift) & M32
         self.first[key] = isn
-        return isn, ts_off
+        return isn
 
 
 class TwoConnections:

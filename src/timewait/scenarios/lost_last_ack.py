@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,15 +210,13 @@ class NextIsn:
     def __init__(self, host: Host, gap: int = 1000) -> None:
         self.gap = gap
         self.pinned: dict[Key, int] = {}
-        self._orig: Callable[..., tuple[int, int]] = host._isn
-        host._isn = self._isn  # type: ignore[method-assign]
+        host.isn_hook = self._isn
 
     def pin(self, key: Key, snd_nxt: int) -> None:
         self.pinned[key] = (snd_nxt + self.gap) & 0xFFFFFFFF
 
-    def _isn(self, saddr: int, daddr: int, sport: int, dport: int, now: int) -> tuple[int, int]:
-        isn, ts_off = self._orig(saddr, daddr, sport, dport, now)
-        return self.pinned.pop((saddr, sport, daddr, dport), isn), ts_off
+    def _isn(self, key: Key, isn: int) -> int:
+        return self.pinned.pop(key, isn)
 
 
 # ---------------------------------------------------------------------------- reading the trace

@@ -213,6 +213,9 @@ class Host(Node):
         self.dest_use: dict[tuple[int, int, int], DestPorts] = {}
         self.peer_ts: dict[int, tuple[int, int]] = {}       # legacy recycle cache: addr -> (tsval, stamp)
         self.timewait_enabled = True                        # lesson knob: --set timewait=off
+        # Lesson hook: isn_hook(key, isn) -> isn lets a scenario arrange sequence-number
+        # coincidences (an ISN that wrapped onto an old one) that real clocks make rare.
+        self.isn_hook: Callable[[tuple[int, int, int, int], int], int] | None = None
         self.next_fd = 3
 
     # ------------------------------------------------------------------ sysctls and counters
@@ -441,6 +444,8 @@ class Host(Node):
             off = self.secure.ts_off_per_host(saddr, daddr)
         elif cfg.ts_offsets == "random":
             off = self.rng.getrandbits(32)
+        if self.isn_hook is not None:
+            isn = self.isn_hook((saddr, sport, daddr, dport), isn)
         return isn, off
 
     def _connect_port_search(self, saddr: int, daddr: int, dport: int, now: int) -> tuple[int, TimeWait | None]:
