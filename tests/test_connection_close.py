@@ -37,6 +37,17 @@ def test_CL_3_fin_follows_queued_data():
     ]
 
 
+@pytest.mark.parametrize("state", ["FIN_WAIT_1", "FIN_WAIT_2", "CLOSING", "LAST_ACK"])
+def test_CL_3_close_after_fin_changes_nothing(state):
+    """close() after shutdown(SHUT_WR) or a second close: FIN_WAIT*/CLOSING/LAST_ACK stay."""
+    t = make_tcb(state)
+    deadline = t.conn.poll_at()
+    t.conn.close(7 * MS)
+    assert t.drain() == []
+    assert t.state == state and t.conn.poll_at() == deadline
+    assert t.conn.orphan
+
+
 def test_close_in_syn_sent_sends_nothing():
     t = make_tcb("SYN_SENT")
     t.conn.close(1 * MS)

@@ -298,6 +298,10 @@ def test_RO_1_listener_takes_syn_with_fixed_isn():
         (3 * SEC + D, "CLOSED", "SYN_RECEIVED"),
         (3 * SEC + 3 * D, "SYN_RECEIVED", "ESTABLISHED"),
     ]
+    # RO-2: the same 4-tuple keeps its TS offset (TSvals continue, 2000 ms later); ts_recent
+    # starts from the new SYN.
+    assert (synack2.ts[0] - fin.ts[0]) & M32 == 2000
+    assert synack2.ts[1] == syn2.ts[0]
 
 
 def test_RO_1_no_listener_the_record_answers_with_its_ack():
@@ -627,3 +631,56 @@ def test_CL_2_linger0_on_the_wire_peer_sees_econnreset():
     assert errors == [(SEC + D, "ECONNRESET")]
     assert state_intervals(sim.trace, "TIME_WAIT") == []
     assert c1.counters["TcpExtTCPAbortOnData"] == 1
+
+
+# ---------------------------------------------------------------- TW-9: the default cap
+
+
+@pytest.mark.parametrize(("mem", "cap"), [("1G", 4096), ("2G", 8192), ("4G", 16384), ("24G", 131072),
+                                          ("32G", 131072), ("64G", 262144), ("256G", 262144)])
+def test_TW_9_default_cap_is_half_the_established_hash(mem, cap):
+    from timewait.sim.simulation import Simulation
+    from timewait.sim.sysctl import parse_mem
+
+    sim = Simulation()
+    sim.mem = parse_mem(mem)
+    h = sim.add_host("h", "10.9.9.9")
+    assert h.sysctls["net.ipv4.tcp_max_tw_buckets"] == cap
+
+
+# ---------------------------------------------------------------- engine gaps (reported)
+
+
+@pytest.mark.xfail(strict=True, reason="CL-4 not modelled: no tcp_max_orphans / tcp_out_of_resources, "
+                                       "so an orphan is never reset for memory (TcpExtTCPAbortOnMemory)")
+def test_CL_4_too_many_orphans_reset_and_destroy():
+    sim, c1, c2 = make_lan(sysctls=["c1:net.ipv4.tcp_max_orphans=0"])
+    serve(c2, close_on_eof=False)
+    dial(c1, close_at=SEC)
+    sim.run(2)
+    assert c1.counters.get("TcpExtTCPAbortOnMemory") == 1
+
+
+@pytest.mark.xfail(strict=True, reason="host trace: a timer armed while an older wake-up is pending is "
+                                       "recorded only when that wake-up fires (Host._after compares with timer_at)")
+def test_trace_records_a_timer_when_it_is_armed():
+    """c2's SYN-ACK timer (due 1.0005 s) is stale when c2 closes at 1.0 s; the FIN's rto timer is
+    armed at 1.0 s and should be traced then, not at 1.0005 s."""
+    sim, c1, c2 = make_lan()
+    acc = serve(c2, close_on_eof=False)
+    dial(c1)
+    sim.at(1.0, lambda: acc[1].close())
+    sim.run(1.1)
+    rto = [(r[0], r[5]) for r in sim.trace.records if r[1] == "timer" and r[2] == "c2" and r[0] >= SEC]
+    assert rto[0][0] == SEC
+
+
+@pytest.mark.xfail(strict=True, reason="host trace: cancelled timers are never recorded (TIMER with "
+                                       "deadline None, as trace.py documents), so views keep stale timers")
+def test_trace_records_a_cancelled_timer():
+    sim, c1, c2 = make_lan()
+    serve(c2)
+    dial(c1)
+    sim.run(0.5)
+    assert [(r[0], r[4], r[5]) for r in sim.trace.records if r[1] == "timer" and r[2] == "c1"] == [
+        (0, "rto", SEC), (2 * D, "rto", None)]

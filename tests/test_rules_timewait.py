@@ -8,11 +8,24 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import LOCAL_WIN, REMOTE_TS, TW_RCV_NXT, TW_SND_NXT, ls, make_record, rs
+from conftest import (
+    LOCAL_ADDR,
+    LOCAL_PORT,
+    LOCAL_WIN,
+    REMOTE_ADDR,
+    REMOTE_PORT,
+    REMOTE_TS,
+    TW_RCV_NXT,
+    TW_SND_NXT,
+    ls,
+    make_record,
+    make_tcb,
+    rs,
+)
 from timewait.tcp.config import MS, SEC
-from timewait.tcp.segment import ACK, FIN, PSH, RST, SYN
+from timewait.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
 from timewait.tcp.states import FIN_WAIT_2, TIME_WAIT
-from timewait.tcp.timewait import TW_ACK, TW_KILL, TW_RST, TW_SUCCESS, TW_SYN, reset_for
+from timewait.tcp.timewait import TW_ACK, TW_KILL, TW_RST, TW_SUCCESS, TW_SYN, TimeWait, reset_for
 
 T = 10 * SEC  # "now" for most tests: 10 s into TIME_WAIT (deadline still 60 s)
 OLD_DEADLINE = 60 * SEC
@@ -348,3 +361,46 @@ def test_TW_F6_then_true_time_wait_rules_apply():
     r = make_record("FIN_WAIT_2")
     r.send(r.seg(FIN | ACK, rs(1), TW_SND_NXT, ts=(REMOTE_TS + 3, 0)), at=T)
     assert r.send(r.seg(RST, rs(2), 0), at=T + SEC) == (TW_KILL, None)
+
+
+# ---------------------------------------------------------------- TW-4: what the record keeps
+
+
+def test_TW_4_record_keeps_what_time_wait_needs():
+    """inet_twsk_alloc + tcp_time_wait: the 4-tuple, rcv_nxt (after the peer's FIN), snd_nxt
+    (after ours), the receive window and its scale, ts_recent/stamp, the TS offset, the entry
+    time and SO_REUSEADDR."""
+    t = make_tcb("FIN_WAIT_2")
+    t.conn.ts_off = 12345
+    t.send(t.seg(FIN | ACK, rs(1), ls(2), ts=(REMOTE_TS + 3, 0)), at=T)
+    assert t.state == "TIME_WAIT"
+    tw = TimeWait.from_connection(t.conn, T, TIME_WAIT, 60 * SEC, reuse=True)
+    assert tw.key == t.conn.key
+    assert (tw.substate, tw.rcv_nxt, tw.snd_nxt) == (TIME_WAIT, rs(2), ls(2))
+    assert (tw.rcv_wnd, tw.rcv_wscale) == (65536, 7)
+    assert (tw.ts_recent, tw.ts_recent_stamp, tw.ts_off) == (REMOTE_TS + 3, T, 12345)
+    assert (tw.entry_stamp, tw.deadline, tw.reuse) == (T, T + 60 * SEC, True)
+    assert tw.ack(T, t.cfg) == r_ack_like(tw, (T // MS + 12345, REMOTE_TS + 3))
+
+
+def test_TW_4_no_timestamps_means_stamp_zero():
+    t = make_tcb("FIN_WAIT_2", ts=False)
+    t.send(t.seg(FIN | ACK, rs(1), ls(2), ts=False), at=T)
+    tw = TimeWait.from_connection(t.conn, T, TIME_WAIT, 60 * SEC)
+    assert (tw.ts_recent, tw.ts_recent_stamp) == (0, 0)
+    assert not tw.reusable(T + 10 * SEC, 1, 1000 * MS, False, bound=True)
+
+
+def test_TW_4_timestamps_seen_at_time_zero_still_count():
+    """A ts_recent stamped at simulated time 0 must not read as "never saw timestamps"."""
+    t = make_tcb("FIN_WAIT_2")
+    assert t.conn.ts_recent_stamp == 0
+    t.send(t.seg(FIN | ACK, rs(1), ls(2), ts=False), at=0)
+    tw = TimeWait.from_connection(t.conn, 0, TIME_WAIT, 60 * SEC)
+    assert tw.ts_recent_stamp != 0
+    assert tw.reusable(2 * SEC, 1, 1000 * MS, False, bound=False)
+
+
+def r_ack_like(tw: TimeWait, ts: tuple[int, int]):
+
+    return Segment(LOCAL_ADDR, REMOTE_ADDR, LOCAL_PORT, REMOTE_PORT, tw.snd_nxt, tw.rcv_nxt, ACK, LOCAL_WIN, ts=ts)
