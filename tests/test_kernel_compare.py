@@ -115,3 +115,9 @@ def test_nat_shares_one_address_and_runs_out_of_ports():
     doc = compare("nat", "--set", "close_at=9.5", "--set", "ct_time_wait=2")
     r = rows(doc)
     assert r["blocked"]["kernel"] == ["c3"] and r["served"]["kernel"] == ["c1", "c2"]
+
+
+@pytest.mark.parametrize("mode", ["c1:net.ipv4.tcp_timestamps=2", "c2:net.ipv4.tcp_timestamps=0"])
+def test_timestamps_negotiation_agrees(mode):
+    doc = compare("timestamps", "--sysctl", mode)
+    assert all(r["kernel"] for r in doc["rows"] if r["kind"] == "check")

@@ -95,9 +95,17 @@ def test_advice_for_a_nearly_exhausted_destination_is_right_for_this_kernel(monk
 
 
 def test_advice_knows_tw_reuse_needs_timestamps():
-    c = _census(ports=[{"local": "a", "destination": "b:1", "in_use": 20000, "range": 28232, "share": 0.71}],
-                sysctls={"net.ipv4.tcp_tw_reuse": "0", "net.ipv4.tcp_timestamps": "0"})
-    assert any("tcp_timestamps is 0 here" in a for a in advise(c))
+    c = _census(ports=[{"local": "10.0.0.1", "destination": "10.0.0.2:1", "in_use": 20000, "range": 28232,
+                        "share": 0.71}], sysctls={"net.ipv4.tcp_tw_reuse": "0", "net.ipv4.tcp_timestamps": "0"})
+    text = " ".join(advise(c))
+    assert "tcp_timestamps is 0" in text and "tcp_tw_reuse=1 lets" not in text
+
+
+def test_advice_knows_tw_reuse_2_already_covers_loopback():
+    c = _census(ports=[{"local": "127.0.0.1", "destination": "127.0.0.2:6379", "in_use": 700, "range": 1000,
+                        "share": 0.7}], port_range=(40000, 40999))
+    text = " ".join(advise(c))
+    assert "tcp_tw_reuse=2 already" in text and "tcp_tw_reuse=1 lets" not in text
 
 
 def test_advice_near_the_bucket_cap():

@@ -28,6 +28,7 @@ class Pkt:
     ack: int
     length: int
     ts: tuple[int, int] | None
+    opts: bytes = b""
 
     @property
     def end_seq(self) -> int:
@@ -75,7 +76,7 @@ def read_pcap(path: str) -> list[Pkt]:
                 continue
             tcp = ip.data
             out.append(Pkt(float(t), socket.inet_ntoa(ip.src), tcp.sport, socket.inet_ntoa(ip.dst), tcp.dport,
-                           tcp.flags, tcp.seq, tcp.ack, len(tcp.data), _ts(tcp.opts)))
+                           tcp.flags, tcp.seq, tcp.ack, len(tcp.data), _ts(tcp.opts), bytes(tcp.opts)))
     return out
 
 

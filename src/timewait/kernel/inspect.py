@@ -162,13 +162,18 @@ def advise(c: Census) -> list[str]:
                    "a persistent Redis client): no close, no TIME_WAIT.")
         out.append("Let the server close first where the protocol allows it: TIME_WAIT then sits on the server, "
                    "which needs no ephemeral port for it.")
-        if reuse != "1":
-            when = f"older than tcp_tw_reuse_delay ({delay} ms)" if delay else "older than 1 s"
-            cond = ("it needs TCP timestamps on both ends, and tcp_timestamps is 0 here"
-                    if ts == "0" else "it needs TCP timestamps on both ends (on here)")
+        loopback = _loopback(worst["local"]) or _loopback(worst["destination"].rsplit(":", 1)[0])
+        when = f"older than tcp_tw_reuse_delay ({delay} ms)" if delay else "older than 1 s"
+        if ts == "0":
+            out.append("tcp_tw_reuse cannot help while net.ipv4.tcp_timestamps is 0: connect() only takes over "
+                       "a TIME_WAIT that saw timestamps.")
+        elif reuse == "2" and loopback:
+            out.append(f"tcp_tw_reuse=2 already lets connect() take over these loopback TIME_WAIT entries {when}; "
+                       "if it still runs out, connections are opened faster than that.")
+        elif reuse != "1":
             now = "2, which applies only to loopback connections" if reuse == "2" else reuse
             out.append(f"net.ipv4.tcp_tw_reuse=1 lets connect() take over a TIME_WAIT 4-tuple {when} for outgoing "
-                       f"connections only; {cond}. It is {now} now.")
+                       f"connections only; it needs TCP timestamps on both ends (on here). It is {now} now.")
         lo, hi = c.port_range
         if c.range_size < 60000:
             out.append(f"Widen net.ipv4.ip_local_port_range (now {lo}-{hi}, {c.range_size} ports; e.g. 1024 65535, "
@@ -195,6 +200,12 @@ def advise(c: Census) -> list[str]:
         elif c.sysctls.get("net.ipv4.tcp_tw_recycle") == "1":
             out.append("tcp_tw_recycle=1 drops SYNs from clients behind a NAT; turn it off.")
     return out
+
+
+def _loopback(addr: str) -> bool:
+    """Linux's test for tcp_tw_reuse=2 (PS-5): 127/8, ::1 or ::ffff:127/104."""
+    a = addr.strip("[]")
+    return a.startswith(("127.", "::ffff:127.")) or a == "::1"
 
 
 def resolve_netns(name: str | None) -> str | None:

@@ -35,6 +35,9 @@ UNSUPPORTED: dict[str, str] = {
     "two-msl": "a computed timeline, not something a kernel does (timewait run two-msl)",
     "ttl": "the kernel lab has no router-hop version of it; the simulator shows TTL expiry (timewait run ttl)",
     "max-rate": "an exercise answered by timewait capacity and the simulator",
+    "tw-reuse": "not in the kernel lab: its stale duplicate must be held back in the network, which needs netem "
+                "(not in this kernel); the takeover itself shows in `kernel run port-exhaustion --sysctl "
+                "c1:net.ipv4.tcp_tw_reuse=1` and `kernel run lost-last-ack --set timestamps=on`",
     "quiz": "a quiz, answered by the simulator's scenarios",
 }
 

@@ -18,6 +18,7 @@ from timewait.kernel.capture import ACK, FIN, RST, SYN, Capture, Pkt
 from timewait.kernel.diag import mask
 from timewait.kernel.faults import PURE_ACK, drop_once
 from timewait.kernel.scenarios import KLab, Param, kscenario, progress_line
+from timewait.kernel.topology import KernelUnavailable
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 SERVER_PORT = 8888
@@ -34,12 +35,18 @@ TW_LEN = 60.0
         "retry": Param(5.0, "seconds between connect() attempts while the port is held (EADDRNOTAVAIL)", float),
         "timestamps": Param(False, "TCP timestamps on both hosts (a --sysctl wins); with them Linux lets a "
                             "bound connect() take a TIME_WAIT over at once (PS-1)", bool),
+        "syn_in_window": Param(True, "the new SYN's sequence number lies in c2's receive window, as the chapter "
+                               "assumes; the kernel picks it itself (PS-6: the old snd_nxt + 65537), so only "
+                               "the default is accepted", bool),
         "wait": Param(0.0, "kernel only: stop after N s instead of waiting out TIME_WAIT (~70 s)", float),
     },
     kernel_only=("wait",),
 )
 def run(lab: KLab) -> None:
     k, p = lab.k, lab.p
+    if not p["syn_in_window"]:
+        raise KernelUnavailable("--set syn_in_window=off: the kernel chooses the new SYN's sequence number "
+                                "itself (PS-6); only the simulator can move it")
     port = p["port"]
     lab.host("c1", C1)
     lab.host("c2", C2)

@@ -41,10 +41,11 @@ def run(lab: KLab) -> None:
     cap = Capture(k, "c1")
     s = connect(k, "c1", C2, PORT)
     port = s.getsockname()[1]
-    time.sleep(max(0.0, 1.0 - lab.now()))
-    s.sendall(b"hello\n")
+    # Armed at once: loading a ruleset takes tens of ms, more on a busy machine.
     drop_once(k, "c1", "twlab", "output", f"tcp sport {port} {ANY_FIN}")
     drop_once(k, "c2", "twlab", "output", f"tcp dport {port} {ANY_FIN}")
+    time.sleep(max(0.0, 1.0 - lab.now()))
+    s.sendall(b"hello\n")
     time.sleep(max(0.0, close_at - lab.now()))
     k.forget(s)
     # Both FINs are lost once; the retransmissions (~200 ms later) cross.

@@ -1,106 +1,109 @@
 """S7 on the kernel: the Timestamps option, negotiated in the handshake per host setting.
 
-Set each host with ``--sysctl c1:net.ipv4.tcp_timestamps=0|1|2`` (and c2). The
-capture on c1 shows whether the SYN and the SYN-ACK carry the option, and
-TCP_INFO whether the connection uses it.
+Set each host with ``--sysctl c1:net.ipv4.tcp_timestamps=0|1|2`` (and c2). A
+capture on c1 shows the option bytes, TSval and TSecr of every segment; the
+kernel's TS clock is CLOCK_MONOTONIC in ms, which mode 2 shows without offset.
 """
 
 from __future__ import annotations
 
 import time
 
-from timewait.kernel.apps import Worker, connect, tcp_info_options
-from timewait.kernel.capture import ACK, SYN, Capture
-from timewait.kernel.diag import TCPI_OPT_TIMESTAMPS
+from timewait.kernel.apps import Worker, connect
+from timewait.kernel.capture import ACK, SYN, Capture, Pkt
 from timewait.kernel.scenarios import KLab, Param, kscenario
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
-PORT = 8888
 
 
-@kscenario(
-    "timestamps",
-    params={
-        "connections": Param(2, "connections from c1, one after another (TSval offsets differ per connection "
-                             "with tcp_timestamps=1, not with 2)"),
-    },
-)
+@kscenario("timestamps", params={"connections": Param(2, "connections from c1 to c2 (different source ports)")})
 def run(lab: KLab) -> None:
     k = lab.k
     lab.host("c1", C1)
     lab.host("c2", C2)
     k.link("c1", f"{C1}/24", "c2", f"{C2}/24")
     lab.ready()
-    mode = {h: lab.sysctl_int(h, "net.ipv4.tcp_timestamps") for h in ("c1", "c2")}
-    server = Worker(k, "c2", "nc", C2, [PORT], close_delay=0.001)
+    mode1, mode2 = (lab.sysctl_int(h, "net.ipv4.tcp_timestamps") for h in ("c1", "c2"))
+    n = max(1, lab.p["connections"])
+    server = Worker(k, "c2", "nc", C2, [8888 + i for i in range(n)], close_delay=0.002)
     cap = Capture(k, "c1")
     lab.start_clock()
-    used = []
-    ports = []
-    for i in range(max(1, lab.p["connections"])):
-        s = connect(k, "c1", C2, PORT)
-        ports.append(s.getsockname()[1])
-        s.sendall(b"hello %d\n" % i)
-        time.sleep(0.05)
-        used.append(bool(tcp_info_options(s) & TCPI_OPT_TIMESTAMPS))
+    for i in range(n):  # as the simulator: connect at i s, a line at 0.1 + i, close at 0.2 + i
+        _sleep_until(lab, float(i))
+        s = connect(k, "c1", C2, 8888 + i)
+        _sleep_until(lab, 0.1 + i)
+        s.sendall(b"hello\n")
+        _sleep_until(lab, 0.2 + i)
         k.forget(s)
-        time.sleep(0.05)
-    time.sleep(0.1)
+    _sleep_until(lab, n + 0.1)
     lab.t_end = lab.now()
+    mono_minus_wall = time.monotonic() - time.time()
     pkts = cap.stop()
     server.stop()
+    _report(lab, pkts, mode1, mode2, n, mono_minus_wall)
 
+
+def _sleep_until(lab: KLab, t: float) -> None:
+    d = t - lab.now()
+    if d > 0:
+        time.sleep(d)
+
+
+def _report(lab: KLab, pkts: list[Pkt], mode1: int, mode2: int, n: int, mono_minus_wall: float) -> None:
+    both = bool(mode1 and mode2)
+    conn0 = [x for x in pkts if 8888 in (x.sport, x.dport)]
+    syn = next((x for x in conn0 if x.flags & (SYN | ACK) == SYN), None)
+    synack = next((x for x in conn0 if x.flags & (SYN | ACK) == SYN | ACK), None)
+    rest = [x for x in conn0 if not x.flags & SYN]
+    opt_at = syn.opts.find(bytes((8, 10))) if syn else -1
     m = lab.metrics
-    per_conn = []
-    for port in ports:
-        mine = [x for x in pkts if port in (x.sport, x.dport)]
-        syn = next((x for x in mine if x.flags & (SYN | ACK) == SYN and x.sport == port), None)
-        synack = next((x for x in mine if x.flags & (SYN | ACK) == SYN | ACK), None)
-        later = [x for x in mine if not x.flags & SYN]
-        echo_ok = _echoes(mine, port)
-        per_conn.append({"port": port, "syn_ts": syn.ts is not None if syn else None,
-                         "synack_ts": synack.ts is not None if synack else None,
-                         "later_ts": bool(later) and all(x.ts is not None for x in later if not x.flags & 0x04),
-                         "syn_tsval": syn.ts[0] if syn and syn.ts else None, "syn_t": syn.t if syn else None,
-                         "echo_ok": echo_ok})
-    first = per_conn[0]
-    syn_ts, synack_ts = first["syn_ts"], first["synack_ts"]
-    negotiated = bool(used[0])
-    m.update(c1_timestamps=mode["c1"], c2_timestamps=mode["c2"], syn_has_ts=syn_ts, synack_has_ts=synack_ts,
-             negotiated=negotiated, data_segments_have_ts=first["later_ts"],
-             tsval=[c["syn_tsval"] for c in per_conn])
-    lab.check("the SYN carries a timestamp iff the client's tcp_timestamps is on",
-              syn_ts == (mode["c1"] != 0), f"c1 tcp_timestamps={mode['c1']}; SYN option: {syn_ts}")
-    lab.check("the SYN-ACK carries one iff the SYN did and the server's is on",
-              synack_ts == (bool(syn_ts) and mode["c2"] != 0), f"c2 tcp_timestamps={mode['c2']}; SYN-ACK: {synack_ts}")
-    lab.check("the connection uses timestamps iff both handshake segments carried them",
-              negotiated == (bool(syn_ts) and bool(synack_ts)) and first["later_ts"] == negotiated,
-              f"TCP_INFO timestamps: {negotiated}; later segments carry it: {first['later_ts']}")
-    if negotiated:
-        lab.check("each TSecr echoes the peer's latest TSval", all(c["echo_ok"] for c in per_conn),
-                  "checked on every segment of the capture")
-    if len(per_conn) >= 2 and mode["c1"] in (1, 2) and all(c["syn_tsval"] is not None for c in per_conn[:2]):
-        a, b = per_conn[0], per_conn[1]
-        clock_ms = (b["syn_t"] - a["syn_t"]) * 1000
-        step = (b["syn_tsval"] - a["syn_tsval"]) % (1 << 32)
-        follows = abs(step - clock_ms) < 50
-        m["tsval_step_vs_clock_ms"] = [step, round(clock_ms, 1)]
-        if mode["c1"] == 1:
-            lab.check("with tcp_timestamps=1 each connection's TSval starts at its own random offset", not follows,
-                      f"second SYN's TSval is {step} ticks after the first, {clock_ms:.0f} ms later")
-        else:
-            lab.check("with tcp_timestamps=2 the TSvals follow one clock, no per-connection offset", follows,
-                      f"second SYN's TSval is {step} ticks after the first, {clock_ms:.0f} ms later")
-
-
-def _echoes(pkts: list, port: int) -> bool:  # type: ignore[type-arg]
-    """Every TSecr equals a TSval the peer sent earlier (the latest in-order one, usually)."""
-    seen: dict[bool, set[int]] = {True: set(), False: set()}
-    for x in pkts:
-        if x.ts is None:
-            continue
-        mine = x.sport == port
-        if x.flags & ACK and x.ts[1] and x.ts[1] not in seen[not mine]:
-            return False
-        seen[mine].add(x.ts[0])
-    return True
+    m.update(client_mode=mode1, server_mode=mode2, syn_has_ts=syn is not None and syn.ts is not None,
+             synack_has_ts=synack is not None and synack.ts is not None,
+             segments=[{"t": round(lab.rel(x.t), 6), "from": "c1" if x.src == C1 else "c2", "flags": x.flags,
+                        "tsval": x.ts[0] if x.ts else None, "tsecr": x.ts[1] if x.ts else None} for x in conn0],
+             syn_option_bytes=syn.opts[opt_at:opt_at + 10].hex() if syn and opt_at >= 0 else None)
+    if syn is None:
+        lab.check("the SYN offers timestamps iff the client's tcp_timestamps != 0", False, "no SYN captured")
+        return
+    lab.check("the SYN offers timestamps iff the client's tcp_timestamps != 0", (syn.ts is not None) == bool(mode1),
+              f"client mode {mode1}, SYN TS {syn.ts}")
+    if syn.ts is not None:
+        lab.check("on the wire: kind 8, length 10, TSval and TSecr 4 bytes each, TSecr 0 in the SYN",
+                  opt_at >= 0 and syn.opts[opt_at + 6:opt_at + 10] == b"\0\0\0\0",
+                  f"option bytes {m['syn_option_bytes']}")
+    lab.check("the SYN-ACK carries timestamps only if both ends allow them",
+              synack is not None and (synack.ts is not None) == both,
+              f"server mode {mode2}, SYN-ACK TS {synack.ts if synack else None}")
+    lab.check("after the handshake timestamps are on every segment, or on none",
+              all((x.ts is not None) == both for x in rest),
+              f"{sum(x.ts is not None for x in rest)}/{len(rest)} later segments carry the option")
+    if not both:
+        lab.say("One side left timestamps out of the handshake, so neither side uses them.")
+        return
+    last_from = {C1: 0, C2: 0}
+    prev: dict[str, int | None] = {C1: None, C2: None}
+    echo_ok = mono_ok = True
+    for x in conn0:
+        peer = C2 if x.src == C1 else C1
+        tsval, tsecr = x.ts  # type: ignore[misc]
+        if not x.flags & SYN or x.flags & ACK:
+            echo_ok &= tsecr == last_from[peer]
+        if prev[x.src] is not None:
+            mono_ok &= ((tsval - prev[x.src]) & 0xFFFFFFFF) < 0x80000000  # type: ignore[operator]
+        prev[x.src] = tsval
+        last_from[x.src] = tsval
+    lab.check("TSecr echoes the peer's latest TSval", echo_ok, "checked on every segment of the first connection")
+    lab.check("each side's TSval is a monotonic 1 ms clock", mono_ok, "no TSval went backwards")
+    if mode1 == 2:
+        clock = int((syn.t + mono_minus_wall) * 1000) & 0xFFFFFFFF  # CLOCK_MONOTONIC in ms when the SYN left
+        diff = ((syn.ts[0] - clock + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)  # type: ignore[index]
+        lab.check("mode 2: TSval = the host's uptime in ms (no offset)", abs(diff) < 50,
+                  f"SYN TSval {syn.ts[0]}, CLOCK_MONOTONIC {clock} ms: {diff} ms apart")  # type: ignore[index]
+    elif n > 1:
+        other = next((x for x in pkts if x.dport == 8889 and x.flags & (SYN | ACK) == SYN), None)
+        if other is not None and other.ts is not None:
+            dt_ms = round((other.t - syn.t) * 1000)
+            gap = (other.ts[0] - syn.ts[0] - dt_ms) & 0xFFFFFFFF  # type: ignore[index]
+            m["offset_gap"] = gap
+            lab.check("mode 1: each 4-tuple has its own random offset, so two connections' TSvals are unrelated",
+                      min(gap, (1 << 32) - gap) > 50, f"TSval difference beyond the elapsed {dt_ms} ms: {gap}")
