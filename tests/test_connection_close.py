@@ -297,10 +297,13 @@ def test_LA_4_not_orphaned_uses_retries2():
     """shutdown(SHUT_WR) from CLOSE_WAIT keeps the fd: budget tcp_retries2 (924.6 s)."""
     t = make_tcb("LAST_ACK")
     t.conn.orphan = False
-    t.run_timers(200 * SEC)
+    sent = t.run_timers(924_800 * MS - 1)
+    # 0.2 .. 102.4 s doubling, then RTO capped at TCP_RTO_MAX = 120 s: 204.8, 324.8, ... 804.8 s.
+    assert [at // MS for at, _ in sent] == [200 * 2**k for k in range(10)] + [204_800 + 120_000 * k for k in range(6)]
     assert t.state == "LAST_ACK"
-    t.run_timers(2000 * SEC)
+    assert t.tick(924_800 * MS) == []  # the first firing past model(15) = 924.6 s
     assert t.state == "CLOSED"
+    assert t.conn.err == "ETIMEDOUT"
 
 
 def test_LA_4_ack_of_fin_stops_retransmission():

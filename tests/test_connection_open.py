@@ -110,9 +110,11 @@ def test_syn_received_unacceptable_ack_gets_rst_seq_eq_ack():
 def test_synack_retransmission_1_2_4_8_16_then_give_up():
     """SYN-1: the passive SYN-ACK schedule is not linear: 1, 2, 4, 8, 16 s (tcp_synack_retries=5)."""
     t = make_tcb("SYN_RECEIVED")
-    sent = t.run_timers(200 * SEC)
+    sent = t.run_timers(63 * SEC - 1)
     assert [at for at, _ in sent] == [s * SEC for s in (1, 3, 7, 15, 31)]
     assert all(s.flags == SYN | ACK and s.seq == LOCAL_SEQ for _, s in sent)
+    assert t.state == "SYN_RECEIVED"
+    t.run_timers(63 * SEC)
     assert t.state == "CLOSED"
 
 

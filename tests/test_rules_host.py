@@ -476,6 +476,17 @@ def test_PS_4_bind_created_port_is_skipped_by_connect():
     assert res == [(0, 40001), (MS, 40001)]
 
 
+def test_PS_4_reserved_ports_are_skipped():
+    sim, c1, c2 = make_lan(sysctls=["c1:net.ipv4.ip_local_port_range=40000 40003",
+                                    "c1:net.ipv4.ip_local_reserved_ports=40000,40002"])
+    serve(c2)
+    res: list = []
+    for k in range(3):
+        attempt(c1, k * MS, res)
+    sim.run(1)
+    assert res == [(0, 40001), (MS, 40003), (2 * MS, "EADDRNOTAVAIL")]
+
+
 def test_PS_7_bind_address_no_port_defers_the_port_to_connect():
     sim, c1, c2 = make_lan()
     serve(c2)
