@@ -100,6 +100,18 @@ def test_CL_2_linger0_in_closing_last_ack_without_unsent_data_is_silent(state):
     assert t.state == "CLOSED"
 
 
+def test_CL_2_linger0_in_last_ack_with_unsent_data_sends_rst():
+    """tcp_disconnect: CLOSING/LAST_ACK reset too when snd_nxt != write_seq (data held by a zero window)."""
+    t = make_tcb("CLOSE_WAIT")
+    t.conn.snd_wnd = 0
+    t.conn.send(b"x" * 100, 0)
+    t.conn.close(1 * MS)
+    assert t.drain() == [] and t.state == "LAST_ACK"  # data and FIN wait for the window
+    t.conn.abort(2 * MS)
+    assert t.drain() == [t.out(RST | ACK, ls(1), rs(2), ts=(2, REMOTE_TS))]
+    assert t.state == "CLOSED"
+
+
 def test_CL_2_linger0_in_syn_sent_no_rst():
     t = make_tcb("SYN_SENT")
     t.conn.abort(5 * MS)

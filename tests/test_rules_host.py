@@ -695,3 +695,18 @@ def test_trace_records_a_cancelled_timer():
     sim.run(0.5)
     assert [(r[0], r[4], r[5]) for r in sim.trace.records if r[1] == "timer" and r[2] == "c1"] == [
         (0, "rto", SEC), (2 * D, "rto", None)]
+
+
+@pytest.mark.xfail(strict=True, reason="host: close() of a socket already in FIN_WAIT_2 (after shutdown) does not "
+                                       "convert it to a FIN_WAIT2 record (__tcp_close); it waits forever")
+def test_TW_6_close_after_shutdown_in_fin_wait2_starts_the_orphan_timer():
+    """shutdown(SHUT_WR) at 1 s (FIN_WAIT_2 at 1.001 s, no timer), close() at 2 s: now an orphan,
+    __tcp_close makes it a FIN_WAIT_2 record for tcp_fin_timeout (3 s): gone at 5 s."""
+    sim, c1, c2 = make_lan(sysctls=["c1:net.ipv4.tcp_fin_timeout=3"])
+    serve(c2, close_on_eof=False)
+    s = dial(c1)
+    c1.call_at(SEC, s.shutdown)
+    c1.call_at(2 * SEC, s.close)
+    sim.run(10)
+    fw2 = state_intervals(sim.trace, "FIN_WAIT_2")
+    assert [(x.host, x.start, x.end) for x in fw2] == [("c1", 1.001, 5.0)]
