@@ -16,6 +16,7 @@ CLIENT, SERVER = "10.211.55.5", "10.211.55.10"
         "rate": Param(1000.0, "new connections per second", float),
         "pool": Param(0, "0 = one connection per request; N = a pool of N long-lived connections"),
         "sample": Param(1.0, "seconds between TIME_WAIT samples", float),
+        "ports": Param(1, "server ports 6379.. the loop spreads over (each is a destination of its own)"),
     },
     story="""
 The chapter's loop `for i in {1..10000}; do echo ping | nc localhost 6379; done`: every request
@@ -35,7 +36,8 @@ def run(lab: Lab) -> None:
     c1 = sim.add_host("c1", CLIENT)
     redis = sim.add_host("redis", SERVER)
     sim.link(c1, redis, delay_ms=0.05)
-    server = PingServer(redis, 6379)
+    k = max(1, p["ports"])
+    servers = [PingServer(redis, 6379 + i) for i in range(k)]
     n, rate, pool = p["connections"], p["rate"], p["pool"]
     if rate <= 0:
         from timewait.errors import UsageError
@@ -55,7 +57,7 @@ def run(lab: Lab) -> None:
         succeeded = client.answered
         failed: dict[str, int] = {}
     else:
-        loop = ShortConnectionLoop(c1, lambda i: (SERVER, 6379), count=n, interval_s=1 / rate)
+        loop = ShortConnectionLoop(c1, lambda i: (SERVER, 6379 + i % k), count=n, interval_s=1 / rate)
         loop.start()
         lab.run(duration + 1)
         succeeded = loop.stats.succeeded
@@ -66,7 +68,7 @@ def run(lab: Lab) -> None:
     cap = c1.sysctls["net.ipv4.tcp_max_tw_buckets"]
     overflow = c1.counters.get("TcpExtTCPTimeWaitOverflow", 0)
     m = lab.metrics
-    m.update(connections=n, rate=rate, pool=pool, succeeded=succeeded, failed=failed, served=server.served,
+    m.update(connections=n, rate=rate, pool=pool, succeeded=succeeded, failed=failed, served=sum(x.served for x in servers),
              time_wait_client=tw_c, time_wait_server=tw_s, tcp_max_tw_buckets=cap, tw_overflow=overflow,
              time_wait_over_time=[[t, v] for t, v in lab.series["c1.TIME_WAIT"]])
     lab.check("every request was answered", succeeded == n and not failed, f"{succeeded}/{n} answered, failures {failed}")

@@ -18,6 +18,7 @@ CLIENT, SERVER = "10.211.55.5", "10.211.55.10"
         "rate": Param(1000.0, "new connections per second", float),
         "pool": Param(0, "0 = one connection per request; N = a pool of N long-lived connections"),
         "sample": Param(1.0, "seconds between TIME_WAIT samples", float),
+        "ports": Param(1, "server ports the loop spreads over (the kernel lab runs one redis-server: 1)"),
     },
     kernel_defaults={"connections": 2000},
 )
@@ -32,6 +33,8 @@ def run(lab: KLab) -> None:
     n, rate, pool = p["connections"], p["rate"], p["pool"]
     if rate <= 0:
         raise UsageError("--set rate must be > 0 (connections per second)")
+    if p["ports"] != 1:
+        raise UsageError("--set ports: the kernel lab runs one redis-server on 6379; allowed: 1")
     before = int(redis.info().get("total_commands_processed", "0"))
     succeeded = 0
     failed: dict[str, int] = {}
