@@ -303,7 +303,8 @@ class Host(Node):
             sock.bind_no_port = bool(value)
         else:
             raise UsageError(f"unknown socket option {name!r}; known: SO_REUSEADDR, SO_LINGER, IP_BIND_ADDRESS_NO_PORT")
-        self._call(sock, "setsockopt", (name, value), None)
+        if self.net.trace.on:
+            self._call(sock, "setsockopt", (name, value), None)
 
     def _fail(self, sock: Socket, call: str, args: tuple, errno: str) -> None:
         self._call(sock, call, args, errno)
@@ -336,7 +337,8 @@ class Host(Node):
         b.bound.append(sock)
         sock.lport = port
         sock.bound = True
-        self._call(sock, "bind", (ip_ntoa(a), port), None)
+        if self.net.trace.on:
+            self._call(sock, "bind", (ip_ntoa(a), port), None)
 
     def _bind_conflict(self, sock: Socket, port: int) -> bool:
         """``inet_csk_bind_conflict`` (PS-8): every owner must allow sharing."""
@@ -375,7 +377,8 @@ class Host(Node):
         sock.backlog = min(backlog, somax)
         sock.listening = True
         self.listeners[(sock.laddr, sock.lport)] = sock
-        self._call(sock, "listen", (backlog,), None)
+        if self.net.trace.on:
+            self._call(sock, "listen", (backlog,), None)
 
     def connect(self, sock: Socket, addr: str | int, port: int) -> None:
         """connect(): pick the source port (PS-1..PS-6) and send the SYN."""
@@ -430,7 +433,8 @@ class Host(Node):
             if use is None:
                 use = self.dest_use[dk] = DestPorts()
             use.add(lport)
-        self._call(sock, "connect", (ip_ntoa(daddr), port), None)
+        if self.net.trace.on:
+            self._call(sock, "connect", (ip_ntoa(daddr), port), None)
         conn.open_active(now, isn, ts_off, ts_recent, ts_stamp)
         self._after(conn)
 
@@ -565,13 +569,15 @@ class Host(Node):
         if conn is None or conn.state == CLOSED:
             self._fail(sock, "send", (len(data),), "EPIPE" if conn is not None else "ENOTCONN")
         n = conn.send(data, self.net.sched.now)  # type: ignore[union-attr]
-        self._call(sock, "send", (len(data),), None)
+        if self.net.trace.on:
+            self._call(sock, "send", (len(data),), None)
         self._after(conn)  # type: ignore[arg-type]
         return n
 
     def shutdown(self, sock: Socket) -> None:
         conn = sock.conn
-        self._call(sock, "shutdown", ("SHUT_WR",), None)
+        if self.net.trace.on:
+            self._call(sock, "shutdown", ("SHUT_WR",), None)
         if conn is not None:
             conn.shutdown_write(self.net.sched.now)
             self._after(conn)
@@ -580,7 +586,8 @@ class Host(Node):
         if sock.closed:
             return
         sock.closed = True
-        self._call(sock, "close", (), None)
+        if self.net.trace.on:
+            self._call(sock, "close", (), None)
         if sock.listening:
             self.listeners.pop((sock.laddr, sock.lport), None)
             sock.listening = False

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 import shlex
 from collections import deque
-from heapq import heappush
 from dataclasses import dataclass, field
+from heapq import heappush
 
 from timewait.errors import UsageError
 from timewait.sim.scheduler import Scheduler

@@ -410,6 +410,26 @@ class Connection:
         q = self.sndq
         limit = self.snd_wnd
         mss = self.snd_mss
+        avail = len(q) - sent
+        if avail <= mss and avail <= limit - sent:
+            # The common case: what is left (maybe nothing but the FIN) fits in one segment.
+            fin = self.fin_queued
+            if avail <= 0 and not fin:
+                return
+            nxt = self.snd_nxt
+            self._emit((ACK | FIN | (PSH if avail > 0 else 0)) if fin else (ACK | PSH), nxt, now,
+                       bytes(q[sent:]) if avail > 0 else b"")
+            if nxt == una:
+                self.retrans_stamp = now
+                self.retrans = 0
+            if self.rtt_seq < 0:
+                self.rtt_seq, self.rtt_time = (nxt + avail) & M32, now
+            self.snd_nxt = (nxt + (avail if avail > 0 else 0) + (1 if fin else 0)) & M32
+            if not self.rto_at:
+                self.rto_at = now + self.rto
+            if fin:
+                self.fin_sent = True
+            return
         while True:
             off = sent
             avail = len(q) - off
@@ -586,8 +606,8 @@ class Connection:
                 self._syn_in_synchronized(now, seg)
                 return
         # Timestamps: remember the peer's TSval (TS-4, Last.ACK.sent rule).
-        if ts is not None and self.ts_ok and not _lt(rcv_nxt, seq):
-            if not _lt(ts[0], self.ts_recent) or not self.ts_recent:
+        if ts is not None and self.ts_ok and ((rcv_nxt - seq) & M32) < H32:
+            if ((ts[0] - self.ts_recent) & M32) < H32 or not self.ts_recent:
                 self.ts_recent = ts[0]
                 self.ts_recent_stamp = now
         if not flags & ACK:
@@ -676,7 +696,7 @@ class Connection:
         nxt = self.snd_nxt
         st = self.state
         if st == SYN_RECEIVED:
-            if not (_lt(una, ack) and not _lt(nxt, ack)):
+            if not (0 < ((ack - una) & M32) < H32 and ((nxt - ack) & M32) < H32):
                 # Unacceptable ACK in SYN-RECEIVED: reset (RFC 9293, tcp_check_req).
                 self._reset_answer(seg)
                 return False
@@ -816,7 +836,7 @@ class Connection:
         flags = seg.flags
         if flags & ACK:
             ack = seg.ack
-            if not (_lt(self.iss, ack) and not _lt(self.snd_nxt, ack)):
+            if not (0 < ((ack - self.iss) & M32) < H32 and ((self.snd_nxt - ack) & M32) < H32):
                 # LA-3: unacceptable ACK -> RST with seq = SEG.ACK; stay in SYN_SENT and,
                 # if the SYN was not retransmitted yet, resend it after TCP_TIMEOUT_MIN.
                 # tcp_rcv_synsent_state_process moves the timer before looking at RST
