@@ -609,29 +609,41 @@ class Host(Node):
     # ------------------------------------------------------------------ after every core call
 
     def _after(self, conn: Connection) -> None:
-        """Deliver what the core left: app events, the owed ACK, segments, state, timers."""
+        """Deliver what the core left: app events, the owed ACK, segments, state, timers.
+
+        Application callbacks run here and may call into the same connection again
+        (answer in on_data, close in on_eof); those nested calls leave their work to
+        this outer call (``conn.busy``), which loops until no event is left.
+        """
+        if conn.busy:
+            return
         now = self.net.sched.now
         ev = conn.ev
         if ev:
-            conn.ev = 0
-            sock = conn.sock
-            if ev & EV_FW2_TIMER:
-                self._fw2_expired(conn)
-                return
-            if sock is None and ev & EV_CONNECTED and conn.parent is not None and conn.state != CLOSED:
-                sock = self._accepted(conn)  # data that came with the handshake's ACK follows
-                ev &= ~EV_CONNECTED
-            if sock is not None and not sock.closed:
-                if ev & EV_CONNECTED and sock.on_connected is not None:
-                    sock.on_connected(sock)
-                if ev & EV_DATA and sock.on_data is not None:
-                    sock.on_data(sock)
-                if ev & EV_EOF and sock.on_eof is not None:
-                    sock.on_eof(sock)
-                if ev & EV_ERROR and sock.on_error is not None:
-                    sock.on_error(sock, conn.err or "EIO")
-                if ev & EV_CLOSED and sock.on_closed is not None:
-                    sock.on_closed(sock)
+            conn.busy = True
+            while ev:
+                conn.ev = 0
+                sock = conn.sock
+                if ev & EV_FW2_TIMER:
+                    conn.busy = False
+                    self._fw2_expired(conn)
+                    return
+                if sock is None and ev & EV_CONNECTED and conn.parent is not None and conn.state != CLOSED:
+                    sock = self._accepted(conn)  # data that came with the handshake's ACK follows
+                    ev &= ~EV_CONNECTED
+                if sock is not None and not sock.closed:
+                    if ev & EV_CONNECTED and sock.on_connected is not None:
+                        sock.on_connected(sock)
+                    if ev & EV_DATA and sock.on_data is not None:
+                        sock.on_data(sock)
+                    if ev & EV_EOF and sock.on_eof is not None:
+                        sock.on_eof(sock)
+                    if ev & EV_ERROR and sock.on_error is not None:
+                        sock.on_error(sock, conn.err or "EIO")
+                    if ev & EV_CLOSED and sock.on_closed is not None:
+                        sock.on_closed(sock)
+                ev = conn.ev
+            conn.busy = False
         if conn.ack_pending:
             conn.flush(now)
         out = conn.outbox

@@ -95,7 +95,7 @@ class Connection:
         "ts_ok", "ts_off", "ts_recent", "ts_recent_stamp", "sack_ok", "wscale_ok",
         "rto", "srtt", "rttvar", "rtt_seq", "rtt_time", "retrans", "retrans_stamp",
         "rto_at", "fw2_at", "last_oow_ack", "ack_pending", "orphan", "linger0",
-        "outbox", "ev", "err", "syn_ts", "parent", "sock", "timer_at", "seen_state", "port_auto", "reuse", "hist",
+        "outbox", "ev", "err", "syn_ts", "parent", "sock", "timer_at", "seen_state", "port_auto", "reuse", "hist", "busy",
         "ooo_fin",
     )
 
@@ -149,6 +149,7 @@ class Connection:
         self.port_auto = False             # local port chosen by the connect() port search
         self.reuse = False                 # SO_REUSEADDR of the socket (or listener) owning the port
         self.hist: list[int] | None = None # when a list, every state entered is appended (for traces)
+        self.busy = False                  # the owner is delivering this connection's events
 
     # ------------------------------------------------------------------ helpers
 
