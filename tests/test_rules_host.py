@@ -662,8 +662,6 @@ def test_TW_9_default_cap_is_half_the_established_hash(mem, cap):
 # ---------------------------------------------------------------- engine gaps (reported)
 
 
-@pytest.mark.xfail(strict=True, reason="CL-4 not modelled: no tcp_max_orphans / tcp_out_of_resources, "
-                                       "so an orphan is never reset for memory (TcpExtTCPAbortOnMemory)")
 def test_CL_4_too_many_orphans_reset_and_destroy():
     sim, c1, c2 = make_lan(sysctls=["c1:net.ipv4.tcp_max_orphans=0"])
     serve(c2, close_on_eof=False)
@@ -672,8 +670,6 @@ def test_CL_4_too_many_orphans_reset_and_destroy():
     assert c1.counters.get("TcpExtTCPAbortOnMemory") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="host trace: a timer armed while an older wake-up is pending is "
-                                       "recorded only when that wake-up fires (Host._after compares with timer_at)")
 def test_trace_records_a_timer_when_it_is_armed():
     """c2's SYN-ACK timer (due 1.0005 s) is stale when c2 closes at 1.0 s; the FIN's rto timer is
     armed at 1.0 s and should be traced then, not at 1.0005 s."""
@@ -686,8 +682,6 @@ def test_trace_records_a_timer_when_it_is_armed():
     assert rto[0][0] == SEC
 
 
-@pytest.mark.xfail(strict=True, reason="host trace: cancelled timers are never recorded (TIMER with "
-                                       "deadline None, as trace.py documents), so views keep stale timers")
 def test_trace_records_a_cancelled_timer():
     sim, c1, c2 = make_lan()
     serve(c2)
@@ -697,8 +691,6 @@ def test_trace_records_a_cancelled_timer():
         (0, "rto", SEC), (2 * D, "rto", None)]
 
 
-@pytest.mark.xfail(strict=True, reason="host: close() of a socket already in FIN_WAIT_2 (after shutdown) does not "
-                                       "convert it to a FIN_WAIT2 record (__tcp_close); it waits forever")
 def test_TW_6_close_after_shutdown_in_fin_wait2_starts_the_orphan_timer():
     """shutdown(SHUT_WR) at 1 s (FIN_WAIT_2 at 1.001 s, no timer), close() at 2 s: now an orphan,
     __tcp_close makes it a FIN_WAIT_2 record for tcp_fin_timeout (3 s): gone at 5 s."""

@@ -197,7 +197,9 @@ class Host(Node):
         if mem is not None:
             from timewait.sim.sysctl import ehash_entries
 
+            # TW-9 (tcp_set_hashinfo, tcp_init): both caps are half the established hash.
             self._apply_sysctl("net.ipv4.tcp_max_tw_buckets", ehash_entries(mem) // 2)
+            self._apply_sysctl("net.ipv4.tcp_max_orphans", ehash_entries(mem) // 2)
         self.counters: dict[str, int] = {}
         self.in_segs = 0   # TcpInSegs / TcpOutSegs: plain ints on the hot path, merged in snapshots
         self.out_segs = 0
@@ -217,6 +219,7 @@ class Host(Node):
         # coincidences (an ISN that wrapped onto an old one) that real clocks make rare.
         self.isn_hook: Callable[[tuple[int, int, int, int], int], int] | None = None
         self.next_fd = 3
+        self.orphans = 0                                    # closed by the application, still alive
 
     # ------------------------------------------------------------------ sysctls and counters
 
@@ -603,7 +606,13 @@ class Host(Node):
         conn = sock.conn
         if conn is not None:
             conn.sock = None
+            if conn.state != CLOSED and not conn.orphan:
+                self.orphans += 1  # tcp_orphan_count_inc(); given back when the connection goes
             conn.close(self.net.sched.now)
+            if conn.state != CLOSED and self.orphans > self.sysctls["net.ipv4.tcp_max_orphans"]:
+                # CL-4 (__tcp_close -> tcp_check_oom): too many orphans: reset and destroy.
+                self.bump("TcpExtTCPAbortOnMemory")
+                conn.abort_now(self.net.sched.now)
             self._after(conn)
 
     # ------------------------------------------------------------------ after every core call
@@ -670,10 +679,11 @@ class Host(Node):
             if st == CLOSED:
                 self._conn_gone(conn)
                 return
-            if st == FIN_WAIT_2 and conn.orphan:
-                self._orphan_fin_wait2(conn)
-                if conn.state != FIN_WAIT_2 or self.ehash.get(conn.key) is not conn:
-                    return
+        if st == FIN_WAIT_2 and conn.orphan and not conn.fw2_at:
+            # TW-6: an orphan in FIN_WAIT2, reached now or closed while there (__tcp_close).
+            self._orphan_fin_wait2(conn)
+            if conn.state != FIN_WAIT_2 or self.ehash.get(conn.key) is not conn:
+                return
         pa = conn.rto_at  # conn.poll_at(), inlined
         b = conn.fw2_at
         if b and (not pa or b < pa):
@@ -681,9 +691,11 @@ class Host(Node):
         if pa and (not conn.timer_at or pa < conn.timer_at):
             conn.timer_at = pa
             self.net.sched.at(pa, self._conn_timer, conn)
-            tr = self.net.trace
-            if tr.on:
-                tr.records.append((now, TIMER, self.name, conn.key, conn.timer_name(), pa))
+        tr = self.net.trace
+        if tr.on and pa != conn.traced_at:
+            # The earliest deadline moved: armed, re-armed, or cancelled (None).
+            conn.traced_at = pa
+            tr.records.append((now, TIMER, self.name, conn.key, conn.timer_name() if pa else "rto", pa or None))
 
     def _accepted(self, conn: Connection) -> Socket | None:
         """A passive connection became ESTABLISHED: queue it for accept()."""
@@ -720,6 +732,8 @@ class Host(Node):
         key = conn.key
         if self.ehash.get(key) is conn:
             del self.ehash[key]
+            if conn.orphan:
+                self.orphans -= 1
             self._port_release(conn.lport, self._reuse_of(conn), tw=False)
             if conn.port_auto:
                 self._dest_release(key)
@@ -769,6 +783,8 @@ class Host(Node):
         tw.tw_timeout = short
         tw.bound = not conn.port_auto
         del self.ehash[key]
+        if conn.orphan:
+            self.orphans -= 1
         self.twhash[key] = tw
         b = self.buckets.get(conn.lport)
         if b is not None:

@@ -50,6 +50,7 @@ _LINUX = {
     "net.ipv4.tcp_window_scaling": 1,
     "net.ipv4.tcp_invalid_ratelimit": 500,
     "net.ipv4.ip_default_ttl": 64,
+    "net.ipv4.tcp_max_orphans": 131072,
     "net.ipv4.tcp_max_syn_backlog": 2048,
     "net.core.somaxconn": 4096,
 }

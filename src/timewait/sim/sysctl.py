@@ -106,6 +106,7 @@ SYSCTLS: dict[str, Sysctl] = {
         Sysctl(_P + "tcp_invalid_ratelimit", "ms between ACKs for out-of-window segments", _int_range(0, 60000),
                "invalid_ratelimit", MS),
         Sysctl(_P + "ip_default_ttl", "TTL of packets this host sends", _int_range(1, 255), "ttl"),
+        Sysctl(_P + "tcp_max_orphans", "cap on orphaned sockets; past it close() resets (CL-4)", _int_range(0, 1 << 31)),
         Sysctl(_P + "tcp_max_syn_backlog", "SYN queue length", _int_range(1, 1 << 31)),
         Sysctl("net.core.somaxconn", "cap on a listen() backlog", _int_range(1, 1 << 31)),
     )

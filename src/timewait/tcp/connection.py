@@ -95,7 +95,7 @@ class Connection:
         "ts_ok", "ts_off", "ts_recent", "ts_recent_stamp", "sack_ok", "wscale_ok",
         "rto", "srtt", "rttvar", "rtt_seq", "rtt_time", "retrans", "retrans_stamp",
         "rto_at", "fw2_at", "last_oow_ack", "ack_pending", "orphan", "linger0",
-        "outbox", "ev", "err", "syn_ts", "parent", "sock", "timer_at", "seen_state", "port_auto", "reuse", "hist", "busy",
+        "outbox", "ev", "err", "syn_ts", "parent", "sock", "timer_at", "seen_state", "port_auto", "reuse", "hist", "busy", "traced_at",
         "ooo_fin",
     )
 
@@ -150,6 +150,7 @@ class Connection:
         self.reuse = False                 # SO_REUSEADDR of the socket (or listener) owning the port
         self.hist: list[int] | None = None # when a list, every state entered is appended (for traces)
         self.busy = False                  # the owner is delivering this connection's events
+        self.traced_at = 0                 # the deadline the trace last recorded
 
     # ------------------------------------------------------------------ helpers
 
@@ -374,6 +375,10 @@ class Connection:
         """Abortive close as SO_LINGER {1, 0} does it."""
         self.linger0 = True
         self.close(now)
+
+    def abort_now(self, now: int) -> None:
+        """Reset and destroy at once (``tcp_send_active_reset`` + CLOSE), e.g. for CL-4."""
+        self._abort(now, send_rst=True)
 
     def _abort(self, now: int, send_rst: bool) -> None:
         if send_rst:
