@@ -1,0 +1,86 @@
+"""ss -tan -o tables and netstat rows rebuilt from the trace."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_report_support import run_or_skip
+from timewait.errors import UsageError
+from timewait.report.sockets import key_moments, sockets_at, to_us
+from timewait.report.ss import print_ms_timer, ss_summary, ss_table
+
+
+@pytest.fixture(scope="module")
+def nc():
+    return run_or_skip("nc-timewait")
+
+
+def _tw(nc) -> tuple[float, float]:
+    return nc.metrics["time_wait_entered_at"], nc.metrics["time_wait_left_at"]
+
+
+def test_print_ms_timer_matches_iproute2() -> None:
+    assert print_ms_timer(59_000) == "59sec"
+    assert print_ms_timer(59_999) == "59sec"
+    assert print_ms_timer(60_000) == "1min"
+    assert print_ms_timer(90_000) == "1min30sec"
+    assert print_ms_timer(200) == "200ms"
+    assert print_ms_timer(5_300) == "5.300ms"  # ss's own odd spelling of 5.3 s
+    assert print_ms_timer(0) == "0ms"
+
+
+def test_countdown_one_second_after_close_reads_59sec(nc) -> None:
+    close_at = float(nc.params.get("close_at", 2.0))
+    table = ss_table(nc, close_at + 1, host="c1")
+    rows = [ln for ln in table.splitlines() if ln.startswith("TIME-WAIT")]
+    assert len(rows) == 1
+    assert "timer:(timewait,59sec,0)" in rows[0]
+    assert "10.211.55.5:" in rows[0] and "10.211.55.10:8888" in rows[0]
+    assert "TIME-WAIT" not in ss_table(nc, close_at + 1, host="c2")
+
+
+def test_time_wait_gone_after_60_seconds(nc) -> None:
+    entered, left = _tw(nc)
+    assert left - entered == pytest.approx(60.0)
+    assert "TIME-WAIT" in ss_table(nc, entered + 59.999, host="c1")
+    assert "TIME-WAIT" not in ss_table(nc, entered + 60, host="c1")
+
+
+def test_fin_wait_2_shows_the_timewait_timer(nc) -> None:
+    fw2 = [r for r in nc.trace.records if r[1] == "state" and r[5] == "FIN_WAIT_2"]
+    assert fw2
+    at = fw2[0][0] / 1e6
+    table = ss_table(nc, at, host="c1")
+    row = next(ln for ln in table.splitlines() if ln.startswith("FIN-WAIT-2"))
+    assert "timer:(timewait," in row
+
+
+def test_established_socket_shows_unacked_bytes_and_rto(nc) -> None:
+    # nc sends "hello\n" at 1.0 s; a moment later it is in flight.
+    table = ss_table(nc, 1.0001, host="c1")
+    row = next(ln for ln in table.splitlines() if ln.startswith("ESTAB"))
+    assert row.split()[2] == "6" and "timer:(on," in row
+
+
+def test_summary_counts_per_remote_and_local(nc) -> None:
+    text = ss_summary(nc, float(nc.params.get("close_at", 2.0)) + 1)
+    assert text.splitlines()[0].endswith(": 1")
+    assert "10.211.55.10:8888" in text and "10.211.55.5 " in text
+
+
+def test_bad_host_and_time_are_usage_errors(nc) -> None:
+    with pytest.raises(UsageError, match="no host 'zz'"):
+        ss_table(nc, 1, host="zz")
+    with pytest.raises(UsageError, match="covers 0 to"):
+        ss_table(nc, nc.sim_time + 10)
+
+
+def test_key_moments_after_close_and_after_expiry(nc) -> None:
+    moments = key_moments(nc)
+    entered, left = _tw(nc)
+    after_close = [m for m in moments if entered <= m.at_us / 1e6 < left]
+    assert after_close
+    socks = sockets_at(nc, after_close[0].at_us)
+    assert [s.state for s in socks["c1"]] == ["TIME_WAIT"] and socks["c2"] == []
+    assert any(abs(m.at_us / 1e6 - left) < 1e-6 for m in moments)
+    assert sockets_at(nc, to_us(left))["c1"] == []
