@@ -81,7 +81,7 @@ def test_hold_past_msl_kills_the_packet():
     send_n(sim, a, 2)
     sim.run(40)
     assert arrivals(sim) == [(29 * SEC + 2000, 1)]  # held 29 s: younger than MSL, delivered
-    assert [(r[0], r[4]) for r in sim.trace.records if r[1] == DROP] == [(31 * SEC + 1000, "msl")]
+    assert [(r[0], r[2]) for r in sim.trace.records if r[1] == DROP and r[4] == "msl"] == [(31 * SEC + 1000, "b")]
 
 
 def test_fault_drop_nth_matching_segment_only():
