@@ -690,7 +690,9 @@ class Host(Node):
             pa = b
         if pa and (not conn.timer_at or pa < conn.timer_at):
             conn.timer_at = pa
-            self.net.sched.at(pa, self._conn_timer, conn)
+            sched = self.net.sched
+            heappush(sched._heap, (pa, sched._seq, self._conn_timer, conn))  # sched.at(), inlined
+            sched._seq += 1
         tr = self.net.trace
         if tr.on and pa != conn.traced_at:
             # The earliest deadline moved: armed, re-armed, or cancelled (None).

@@ -51,6 +51,7 @@ from timewait.tcp.timewait import reset_for
 
 M32 = 0xFFFFFFFF
 H32 = 0x80000000
+_NEXT = {k: v[0] for k, v in TRANSITIONS.items()}  # the table, without the diagram's column
 PAWS_WRAP = 2147 * SEC  # TCP_PAWS_WRAP (6.7+)
 
 # Application event bits left in Connection.ev.
@@ -163,12 +164,13 @@ class Connection:
 
     def _go(self, event: str) -> None:
         """Move through the transition table (and nowhere else)."""
-        nxt = TRANSITIONS.get((self.state, event))
-        if nxt is None:
-            raise InvalidTransition(self.state, event)
-        self.state = nxt[0]
+        try:
+            st = _NEXT[self.state, event]
+        except KeyError:
+            raise InvalidTransition(self.state, event) from None
+        self.state = st
         if self.hist is not None:
-            self.hist.append(nxt[0])
+            self.hist.append(st)
 
     def poll_at(self) -> int:
         """The earliest armed deadline (µs), or 0 when no timer is armed."""
