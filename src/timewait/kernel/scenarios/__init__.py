@@ -64,13 +64,21 @@ class KernelScenario:
 KREGISTRY: dict[str, KernelScenario] = {}
 
 
-def kscenario(name: str, *, params: dict[str, Param], kernel_only: tuple[str, ...] = (),
+def kscenario(name: str, *, kernel_params: dict[str, Param] | None = None,
               kernel_defaults: dict[str, Any] | None = None, default_sysctls: list[str] | None = None,
               note: str = "") -> Callable[[Callable[[KLab], None]], Callable[[KLab], None]]:
-    """Register a kernel scenario (``name`` is the simulator scenario's)."""
+    """Register the kernel version of simulator scenario ``name``.
+
+    It takes the simulator scenario's parameters (one table, so the two cannot
+    drift) plus ``kernel_params`` that only the kernel run has.
+    """
+    from timewait.scenarios import get_scenario
+
+    extra = dict(kernel_params or {})
+    params = {**get_scenario(name).params, **extra}
 
     def deco(fn: Callable[[KLab], None]) -> Callable[[KLab], None]:
-        KREGISTRY[name] = KernelScenario(name, fn, params, frozenset(kernel_only), dict(kernel_defaults or {}),
+        KREGISTRY[name] = KernelScenario(name, fn, params, frozenset(extra), dict(kernel_defaults or {}),
                                          list(default_sysctls or []), note)
         return fn
 

@@ -6,19 +6,13 @@ import time
 
 from timewait.kernel.apps import Worker, connect
 from timewait.kernel.capture import FIN, RST, Capture
-from timewait.kernel.scenarios import KLab, Param, kscenario
+from timewait.kernel.scenarios import KLab, kscenario
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 PORT = 8888
 
 
-@kscenario(
-    "linger",
-    params={
-        "close_at": Param(2.0, "when the client closes (s)", float),
-        "linger0": Param(True, "SO_LINGER {1, 0} on the client (off: an ordinary close)", bool),
-    },
-)
+@kscenario("linger")
 def run(lab: KLab) -> None:
     k = lab.k
     lab.host("c1", C1)

@@ -27,20 +27,9 @@ TW_LEN = 60.0
 
 @kscenario(
     "lost-last-ack",
-    params={
-        "port": Param(60494, "the client's port, bound explicitly for both connections"),
-        "close_at": Param(2.0, "when the client closes (s)", float),
-        "reconnect_after": Param(0.05, "seconds after its last ACK the client connects again from the same port",
-                                 float),
-        "retry": Param(5.0, "seconds between connect() attempts while the port is held (EADDRNOTAVAIL)", float),
-        "timestamps": Param(False, "TCP timestamps on both hosts (a --sysctl wins); with them Linux lets a "
-                            "bound connect() take a TIME_WAIT over at once (PS-1)", bool),
-        "syn_in_window": Param(True, "the new SYN's sequence number lies in c2's receive window, as the chapter "
-                               "assumes; the kernel picks it itself (PS-6: the old snd_nxt + 65537), so only "
-                               "the default is accepted", bool),
+    kernel_params={
         "wait": Param(0.0, "kernel only: stop after N s instead of waiting out TIME_WAIT (~70 s)", float),
     },
-    kernel_only=("wait",),
 )
 def run(lab: KLab) -> None:
     k, p = lab.k, lab.p

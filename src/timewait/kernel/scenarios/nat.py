@@ -19,7 +19,7 @@ from timewait.errors import UsageError
 from timewait.kernel.apps import Worker
 from timewait.kernel.capture import SYN, Capture, Pkt
 from timewait.kernel.nsenter import read_text
-from timewait.kernel.scenarios import KLab, Param, kscenario, progress_line
+from timewait.kernel.scenarios import KLab, kscenario, progress_line
 
 PUBLIC, SERVER, PORT = "203.0.113.1", "198.51.100.10", 6379
 SAME_PORT = 40000
@@ -34,15 +34,6 @@ def client_addr(i: int) -> str:
 
 @kscenario(
     "nat",
-    params={
-        "clients": Param(3, "private clients behind the NAT, each opening one connection to the server"),
-        "nat_ports": Param(2, "public ports the NAT may use (iptables --to-ports 65536-N..65535; "
-                           "65535 = all)"),
-        "same_port": Param(True, "c1 and c2 use the same source port 40000, like two identical devices", bool),
-        "close_at": Param(20.0, "when the clients that got through close (s)", float),
-        "give_up": Param(8.0, "seconds a client waits for its connection before giving up, like nc -w", float),
-        "ct_time_wait": Param(120.0, "net.netfilter.nf_conntrack_tcp_timeout_time_wait (s)", float),
-    },
     kernel_defaults={"close_at": 10.0, "ct_time_wait": 5.0},
 )
 def run(lab: KLab) -> None:

@@ -16,13 +16,10 @@ TW_LEN = 60.0       # TCP_TIMEWAIT_LEN
 
 @kscenario(
     "nc-timewait",
-    params={
-        "close_at": Param(2.0, "when the client presses Ctrl+C (s)", float),
-        "server_close": Param(False, "let the server (c2) close first instead", bool),
+    kernel_params={
         "wait": Param(0.0, "kernel only: stop watching after N s of TIME_WAIT and report the timer "
                       "left (0 = watch it to the end, ~60 s)", float),
     },
-    kernel_only=("wait",),
 )
 def run(lab: KLab) -> None:
     k = lab.k

@@ -7,7 +7,7 @@ import time
 
 from timewait.errors import UsageError
 from timewait.kernel.apps import Worker, connect, errno_name, ping
-from timewait.kernel.scenarios import KLab, Param, kscenario, progress_line
+from timewait.kernel.scenarios import KLab, kscenario, progress_line
 
 CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
 RETRY_S = 0.001  # as the simulator's loop: try again 1 ms after a failed connect()
@@ -15,11 +15,6 @@ RETRY_S = 0.001  # as the simulator's loop: try again 1 ms after a failed connec
 
 @kscenario(
     "port-exhaustion",
-    params={
-        "duration": Param(75.0, "seconds of simulated time", float),
-        "destinations": Param(1, "spread over K server ports (4-tuples multiply)"),
-        "rtt_ms": Param(0.2, "round-trip time in ms", float),
-    },
     kernel_defaults={"duration": 5.0},
     default_sysctls=["c1:net.ipv4.ip_local_port_range=40000 40999"],
     note="port-exhaustion on the kernel: the port range is narrowed to 1000 ports so it runs out in well "

@@ -6,20 +6,13 @@ import time
 
 from timewait.errors import UsageError
 from timewait.kernel.apps import Redis, connect, errno_name, ping
-from timewait.kernel.scenarios import KLab, Param, kscenario, progress_line
+from timewait.kernel.scenarios import KLab, kscenario, progress_line
 
 CLIENT, SERVER = "10.211.55.5", "10.211.55.10"
 
 
 @kscenario(
     "redis-short-connections",
-    params={
-        "connections": Param(10000, "requests (one connection each)"),
-        "rate": Param(1000.0, "new connections per second", float),
-        "pool": Param(0, "0 = one connection per request; N = a pool of N long-lived connections"),
-        "sample": Param(1.0, "seconds between TIME_WAIT samples", float),
-        "ports": Param(1, "server ports the loop spreads over (the kernel lab runs one redis-server: 1)"),
-    },
     kernel_defaults={"connections": 2000},
 )
 def run(lab: KLab) -> None:

@@ -22,11 +22,9 @@ PORT = 8888
 
 @kscenario(
     "simultaneous-close",
-    params={
-        "close_at": Param(2.0, "when both ends close (s)", float),
+    kernel_params={
         "wait": Param(3.0, "kernel only: seconds to watch the two TIME_WAIT timers (0 = to the end, ~60 s)", float),
     },
-    kernel_only=("wait",),
 )
 def run(lab: KLab) -> None:
     k = lab.k

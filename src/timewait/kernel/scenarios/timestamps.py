@@ -11,12 +11,12 @@ import time
 
 from timewait.kernel.apps import Worker, connect
 from timewait.kernel.capture import ACK, SYN, Capture, Pkt
-from timewait.kernel.scenarios import KLab, Param, kscenario
+from timewait.kernel.scenarios import KLab, kscenario
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 
 
-@kscenario("timestamps", params={"connections": Param(2, "connections from c1 to c2 (different source ports)")})
+@kscenario("timestamps")
 def run(lab: KLab) -> None:
     k = lab.k
     lab.host("c1", C1)
