@@ -1,13 +1,27 @@
-"""Runs the report tests share: registered scenarios, and small custom topologies.
+"""What the report tests share: runs of registered scenarios, small custom topologies, headless Chromium.
 
 The custom runs use the simulator's Python API (tests may; ``report`` may not)
-to get what the registered scenarios may not have yet: a router on the path,
-and a lost packet.
+to get what the registered scenarios may not have: a router on the path, and a
+lost packet. Chromium is driven either by its ``--screenshot`` command line or
+over the DevTools protocol on a pipe (no port is opened).
 """
 
 from __future__ import annotations
 
+import base64
+import fcntl
+import functools
+import io
+import json
+import os
+import select
 import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +33,20 @@ def registered() -> list[str]:
     from timewait.scenarios import all_scenarios
 
     return list(all_scenarios())
+
+
+# Parameters that keep the big scenarios small: the views are what is under test, not the capacity numbers.
+LIGHT_PARAMS: dict[str, dict[str, object]] = {
+    "max-rate": {"ports": "40000-40999"},          # still runs with its trace off, as by default
+    "port-exhaustion": {"duration": 3},            # still more than MAX_HOPS packets
+    "redis-short-connections": {"connections": 200},
+}
+
+
+@functools.cache
+def light_run(name: str) -> RunResult:
+    """A registered scenario with :data:`LIGHT_PARAMS`, run once per test session."""
+    return run_or_skip(name, params=LIGHT_PARAMS.get(name))
 
 
 def run_or_skip(name: str, **kw: object) -> RunResult:
@@ -78,6 +106,7 @@ CHROMIUM_FLAGS = [
     # No name resolves: nothing the page (or the browser) asks for can leave the machine.
     "--host-resolver-rules=MAP * ~NOTFOUND",
 ]
+CHROMIUM_TIMEOUT_S = 60.0
 
 
 def chromium() -> str | None:
@@ -88,121 +117,141 @@ def chromium() -> str | None:
     return None
 
 
+def chromium_or_skip() -> str:
+    exe = chromium()
+    if exe is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    return exe
+
+
+def screenshot(page: Path, png: Path, profile: Path, *, width: int, height: int) -> str:
+    """``chromium --headless --screenshot``: render ``page`` to ``png``; returns Chromium's stderr."""
+    exe = chromium_or_skip()
+    proc = subprocess.run(
+        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}",
+         f"--window-size={width},{height}", "--enable-logging=stderr", "--v=0", page.resolve().as_uri()],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stderr
+
+
+def png_pixels(png: bytes) -> Any:
+    """The decoded image as a float array (rows, columns, channels), values 0..1."""
+    import matplotlib.image
+
+    return matplotlib.image.imread(io.BytesIO(png), format="png")
+
+
+@dataclass
 class PageReport:
     """What loading one page in headless Chromium showed."""
 
-    def __init__(self) -> None:
-        self.errors: list[str] = []     # console errors, uncaught exceptions, failed loads
-        self.requests: list[str] = []   # every URL the page requested
-        self.png: bytes = b""
+    url: str
+    errors: list[str] = field(default_factory=list)     # console errors, uncaught exceptions, failed loads
+    requests: list[str] = field(default_factory=list)   # every URL the page requested
+    values: dict[str, Any] = field(default_factory=dict)  # the expressions asked for, evaluated after load
+    png: bytes = b""
+
+
+class _DevTools:
+    """The DevTools protocol over ``--remote-debugging-pipe``: NUL-separated JSON on fds 3 (in) and 4 (out)."""
+
+    def __init__(self, read_fd: int, write_fd: int, deadline: float) -> None:
+        self.read_fd, self.write_fd, self.deadline = read_fd, write_fd, deadline
+        self.buf = b""
+        self.events: list[dict] = []
+        self.next_id = 0
+
+    def read(self) -> dict:
+        while b"\0" not in self.buf:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("Chromium did not answer in time")
+            ready, _, _ = select.select([self.read_fd], [], [], left)
+            if ready:
+                chunk = os.read(self.read_fd, 1 << 20)
+                if not chunk:
+                    raise RuntimeError("Chromium closed the DevTools pipe")
+                self.buf += chunk
+        msg, _, self.buf = self.buf.partition(b"\0")
+        return json.loads(msg)
+
+    def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
+        self.next_id += 1
+        msg: dict = {"id": self.next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self.write_fd, json.dumps(msg).encode() + b"\0")
+        while True:
+            reply = self.read()
+            if reply.get("id") == self.next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_for(self, method: str) -> None:
+        while not any(e.get("method") == method for e in self.events):
+            self.events.append(self.read())
 
 
 def _pipe_fds(read_fd: int, write_fd: int) -> None:
     """In the child: put the pipe ends on fds 3 and 4 (moved high first so they cannot collide)."""
-    import fcntl
-    import os
-
     r = fcntl.fcntl(read_fd, fcntl.F_DUPFD, 10)
     w = fcntl.fcntl(write_fd, fcntl.F_DUPFD, 10)
     os.dup2(r, 3, inheritable=True)
     os.dup2(w, 4, inheritable=True)
 
 
-def load_page(path: str, *, width: int = 1200, height: int = 900, timeout_s: float = 60.0) -> PageReport:
-    """Open ``path`` in headless Chromium over the DevTools protocol (``--remote-debugging-pipe``).
+def load_pages(paths: list[Path], *, evaluate: tuple[str, ...] = (), width: int = 1200, height: int = 900,
+               timeout_s: float = CHROMIUM_TIMEOUT_S) -> list[PageReport]:
+    """Open each of ``paths`` in one headless Chromium over the DevTools protocol (``--remote-debugging-pipe``).
 
-    Collects console errors, exceptions and every network request, and takes a
-    full-page screenshot. Bounded by ``timeout_s``.
+    For each page: every console error, uncaught exception, log error and failed
+    load; every network request (``Network.requestWillBeSent``); the value of
+    each JavaScript expression in ``evaluate``; and a full-page screenshot.
+    One browser launch for all of them, bounded by ``timeout_s``.
     """
-    import base64
-    import json
-    import os
-    import select
-    import subprocess
-    import tempfile
-    import time
-    from pathlib import Path
-
-    exe = chromium()
-    if exe is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    report = PageReport()
+    exe = chromium_or_skip()
+    reports = []
     with tempfile.TemporaryDirectory() as profile:
         to_chrome_r, to_chrome_w = os.pipe()
         from_chrome_r, from_chrome_w = os.pipe()
-        # Chromium reads commands on fd 3 and writes replies on fd 4.
         proc = subprocess.Popen(
             [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(3, 4),
-            preexec_fn=lambda: _pipe_fds(to_chrome_r, from_chrome_w),
+            pass_fds=(3, 4), preexec_fn=lambda: _pipe_fds(to_chrome_r, from_chrome_w),
         )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
-        deadline = time.monotonic() + timeout_s
-        buf = b""
-        events: list[dict] = []
-        next_id = 0
-
-        def read_message() -> dict | None:
-            nonlocal buf
-            while b"\0" not in buf:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("Chromium did not answer in time")
-                ready, _, _ = select.select([from_chrome_r], [], [], left)
-                if not ready:
-                    continue
-                chunk = os.read(from_chrome_r, 1 << 20)
-                if not chunk:
-                    return None
-                buf += chunk
-            msg, _, buf = buf.partition(b"\0")
-            return json.loads(msg)
-
-        def call(method: str, params: dict | None = None, session: str | None = None) -> dict:
-            nonlocal next_id
-            next_id += 1
-            msg: dict = {"id": next_id, "method": method, "params": params or {}}
-            if session:
-                msg["sessionId"] = session
-            os.write(to_chrome_w, json.dumps(msg).encode() + b"\0")
-            while True:
-                reply = read_message()
-                if reply is None:
-                    raise RuntimeError("Chromium closed the DevTools pipe")
-                if reply.get("id") == next_id:
-                    if "error" in reply:
-                        raise RuntimeError(f"{method}: {reply['error']}")
-                    return reply.get("result", {})
-                events.append(reply)
-
-        def wait_for(method: str) -> None:
-            while not any(e.get("method") == method for e in events):
-                msg = read_message()
-                if msg is None:
-                    raise RuntimeError("Chromium closed the DevTools pipe")
-                events.append(msg)
-
+        cdp = _DevTools(from_chrome_r, to_chrome_w, time.monotonic() + timeout_s)
         try:
-            target = call("Target.createTarget", {"url": "about:blank"})["targetId"]
-            session = call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            target = cdp.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+            session = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
             for domain in ("Runtime", "Log", "Network", "Page"):
-                call(f"{domain}.enable", session=session)
-            call("Emulation.setDeviceMetricsOverride",
-                 {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session)
-            events.clear()
-            call("Page.navigate", {"url": Path(path).resolve().as_uri()}, session)
-            wait_for("Page.loadEventFired")
-            metrics = call("Page.getLayoutMetrics", session=session)
-            size = metrics.get("cssContentSize") or metrics["contentSize"]
-            shot = call("Page.captureScreenshot", {
-                "format": "png", "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
-            }, session)
-            report.png = base64.b64decode(shot["data"])
+                cdp.call(f"{domain}.enable", session=session)
+            cdp.call("Emulation.setDeviceMetricsOverride",
+                     {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session)
+            for path in paths:
+                report = PageReport(Path(path).resolve().as_uri())
+                cdp.events.clear()
+                cdp.call("Page.navigate", {"url": report.url}, session)
+                cdp.wait_for("Page.loadEventFired")
+                for expr in evaluate:
+                    res = cdp.call("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session)
+                    report.values[expr] = res.get("result", {}).get("value")
+                metrics = cdp.call("Page.getLayoutMetrics", session=session)
+                size = metrics.get("cssContentSize") or metrics["contentSize"]
+                shot = cdp.call("Page.captureScreenshot", {
+                    "format": "png", "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+                }, session)
+                report.png = base64.b64decode(shot["data"])
+                _collect(cdp.events, report)
+                reports.append(report)
             try:
-                call("Browser.close")
+                cdp.call("Browser.close")
             except RuntimeError:
                 pass
         finally:
@@ -213,6 +262,15 @@ def load_page(path: str, *, width: int = 1200, height: int = 900, timeout_s: flo
                 proc.wait()
             os.close(to_chrome_w)
             os.close(from_chrome_r)
+    return reports
+
+
+def load_page(path: Path, **kw: Any) -> PageReport:
+    """:func:`load_pages` for one page."""
+    return load_pages([path], **kw)[0]
+
+
+def _collect(events: list[dict], report: PageReport) -> None:
     for e in events:
         method, params = e.get("method"), e.get("params", {})
         if method == "Network.requestWillBeSent":
@@ -225,4 +283,3 @@ def load_page(path: str, *, width: int = 1200, height: int = 900, timeout_s: flo
             report.errors.append(params["entry"].get("text", "")[:300])
         elif method == "Network.loadingFailed":
             report.errors.append(f"load failed: {params.get('errorText')}")
-    return report

@@ -14,7 +14,8 @@ from html import escape
 from typing import Any
 
 from timewait.errors import UsageError
-from timewait.report.ladder import build_ladder, render_svg
+from timewait.report.ladder import build_ladder
+from timewait.report.ladder_svg import render_svg
 from timewait.report.plots import render_png
 from timewait.report.sockets import key_moments, netstat_lines, sockets_at
 from timewait.report.ss import ss_rows
@@ -95,15 +96,15 @@ def render_html(result: RunResult, *, conn: str | None = None, window: str | Non
         parts.append("</table>")
 
     parts.append("<h2>Ladder diagram</h2>")
-    if result.trace.records:
-        try:
-            svg = render_svg(build_ladder(result, conn=conn, window=window))
-        except UsageError as err:
-            parts.append(f"<p>{e(str(err))}</p>")
-        else:
-            parts.append(f'<div class="figure">{svg}</div>')
+    try:
+        ladder = build_ladder(result, conn=conn, window=window)
+    except UsageError as err:
+        parts.append(f"<p>{e(str(err))}</p>")
     else:
-        parts.append("<p>The trace was off for this run: no packets to draw.</p>")
+        if ladder.empty:
+            parts += [f"<p>{e(note)}</p>" for note in ladder.notes]
+        else:
+            parts.append(f'<div class="figure">{render_svg(ladder)}</div>')
 
     parts.append("<h2>Plots</h2>")
     png = plot_png if plot_png is not None else render_png(result)

@@ -14,13 +14,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from timewait.errors import UsageError
-from timewait.report.ladder import (
-    build_ladder,
-    parse_conn,
-    parse_window,
-    render_mermaid,
-    render_svg,
-)
+from timewait.report.ladder import build_ladder, parse_conn, parse_window, render_mermaid
+from timewait.report.ladder_svg import render_svg
 from timewait.result import RunResult
 
 PCAP_SUFFIXES = (".pcap", ".cap")
@@ -71,7 +66,9 @@ def write_outputs(
     """Write the requested files; return one message per file (e.g. ``wrote x.pcap (42 packets)``).
 
     ``conn`` (``PORT`` or ``ADDR:PORT``) and ``window`` (``START:END`` seconds)
-    select what the ladder shows, in ``diagram`` and in ``html``.
+    select what the ladder shows, in ``diagram`` and in ``html``. A run without
+    a trace (some scenarios switch it off for big runs) still gets every file:
+    an empty pcap, a diagram and a page that say there were no packets to show.
     """
     pcap, diagram, plot, html = (Path(p) if p is not None else None for p in (pcap, diagram, plot, html))
     _check_path("--pcap", pcap, PCAP_SUFFIXES)
@@ -90,8 +87,6 @@ def write_outputs(
         parse_conn(conn)
     if window is not None:
         parse_window(window)
-    if not result.trace.records and (pcap is not None or diagram is not None):
-        raise UsageError("--pcap and --diagram need the run's trace, which was switched off")
 
     messages: list[str] = []
     ladder = build_ladder(result, conn=conn, window=window) if diagram is not None else None
@@ -101,11 +96,14 @@ def write_outputs(
         packets = captured_packets(result, pcap_host)
         write_atomically(pcap, lambda f: encode_pcap(packets, f))
         seen = f", as {pcap_host} saw them" if pcap_host else ""
-        messages.append(f"wrote {pcap} ({len(packets)} packets{seen})")
+        why = "" if result.trace.records else ": no packets in the trace, this run was made without one"
+        messages.append(f"wrote {pcap} ({len(packets)} packets{seen}{why})")
     if diagram is not None and ladder is not None:
         text = render_mermaid(ladder) if diagram.suffix.lower() == ".mmd" else render_svg(ladder)
         write_atomically(diagram, lambda f: f.write(text.encode("utf-8")))
         more = f", {ladder.truncated} more left out" if ladder.truncated else ""
+        if ladder.empty:
+            more += ": no packets in the trace, the diagram says so"
         messages.append(f"wrote {diagram} (ladder diagram, {len(ladder.hops)} packet hops{more})")
     png: bytes | None = None
     if plot is not None:
