@@ -221,7 +221,9 @@ def load_pages(paths: list[Path], *, evaluate: tuple[str, ...] = (), width: int 
         proc = subprocess.Popen(
             [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(3, 4), preexec_fn=lambda: _pipe_fds(to_chrome_r, from_chrome_w),
+            # Not pass_fds=(3, 4): Popen would check those in the parent, where they may not exist.
+            # The pipe ends are close-on-exec; only the inheritable copies made on 3 and 4 reach Chromium.
+            close_fds=False, preexec_fn=lambda: _pipe_fds(to_chrome_r, from_chrome_w),
         )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
