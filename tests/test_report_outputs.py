@@ -125,3 +125,21 @@ def test_bad_view_arguments_are_usage_errors(tmp_path, monkeypatch) -> None:
         rc, out, err = run_cli("nc-timewait", *args)
         assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, (args, err)
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_state_diagram_draws_the_engine_table(tmp_path, monkeypatch) -> None:
+    """`timewait diagram --states`: every transition of the table the engine runs is on the picture, as an
+    arrow label or in the list of exits straight to CLOSED; the Mermaid text has one line per transition."""
+    from timewait.tcp.states import NAMES, TRANSITIONS
+
+    monkeypatch.chdir(tmp_path)
+    for out in ("states.svg", "states.mmd"):
+        rc = main(["diagram", "--states", "--out", out])
+        assert rc == 0
+    root = ET.parse("states.svg").getroot()
+    texts = [e.text for e in root.iter(SVG + "text")]
+    for (_, event), (_, sent) in TRANSITIONS.items():
+        assert (f"{event} / {sent}" if sent else event) in texts
+    assert {NAMES[s] for s, _ in TRANSITIONS} <= set(texts)
+    mermaid = open("states.mmd", encoding="utf-8").read().splitlines()
+    assert mermaid[0] == "stateDiagram-v2" and len([ln for ln in mermaid if " --> " in ln]) == len(TRANSITIONS) + 1

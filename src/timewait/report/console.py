@@ -48,6 +48,7 @@ def print_run(
         con.rule(f"ss at {ss_at:g} s", style="dim")
         con.print(Text(ss_table(result, ss_at)))
         if ss_summary:
+            con.print()
             con.print(Text(ss_summary_text(result, ss_at)))
     elif ss_summary:
         at = result.sim_time

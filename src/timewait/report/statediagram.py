@@ -3,7 +3,8 @@
 A layered layout in pure Python: states in layers by their longest path from
 CLOSED (so the picture reads top to bottom like RFC 9293's figure), ordered
 within a layer by the barycentre of their predecessors. Transitions into
-CLOSED on a reset, an abort, a give-up timeout or a full TIME_WAIT table are
+CLOSED on a reset (received, or sent for an in-window SYN by RFC 793), an
+abort, a give-up timeout or a full TIME_WAIT table are
 listed under each state's box instead of drawn as arrows (they would cross
 everything); every other transition is an arrow labelled ``event / sent``.
 The normal ends of a connection (LAST_ACK, TIME_WAIT, FIN_WAIT_2 timeout) go
@@ -20,12 +21,13 @@ from timewait.tcp.states import (
     CLOSED,
     NAMES,
     RCV_RST,
+    RCV_SYN_RFC793,
     TIMEOUT,
     TRANSITIONS,
     TW_OVERFLOW,
 )
 
-_SIDE_EVENTS = (RCV_RST, APP_ABORT, TIMEOUT, TW_OVERFLOW)
+_SIDE_EVENTS = (RCV_RST, RCV_SYN_RFC793, APP_ABORT, TIMEOUT, TW_OVERFLOW)
 BOTTOM = -1  # the second CLOSED box
 BOX_W, BOX_H = 150, 34
 X_GAP, Y_GAP = 250, 138
