@@ -140,6 +140,8 @@ def render_png(result: RunResult) -> bytes:
     fig = Figure(figsize=(10, 9.5), dpi=110, layout="constrained")
     ax1, ax2, ax3 = fig.subplots(3, 1, sharex=True)
     fig.suptitle(f"{result.scenario} (profile {result.profile}, seed {result.seed})", fontweight="bold")
+    # Without a trace the panels have only what the scenario sampled; say so where that is nothing.
+    why = "" if result.trace.records else "\n(no packets in the trace: this run was made without one)"
 
     states = state_series(result)
     order = sorted(states, key=lambda k: (k[1] != "TIME_WAIT", k[0], k[1]))[:MAX_STATE_LINES]
@@ -153,7 +155,7 @@ def render_png(result: RunResult) -> bytes:
                  zorder=3 if tw else 2)
     ax1.set_ylabel("sockets")
     ax1.set_title("Sockets by state over time (TIME_WAIT thick)", loc="left", fontsize=10)
-    _legend_or_empty(ax1, bool(order), "no socket state changes recorded")
+    _legend_or_empty(ax1, bool(order), "no socket state changes recorded" + why)
 
     ports = ports_series(result)
     for host, pts in sorted(ports.items()):
@@ -168,7 +170,7 @@ def render_png(result: RunResult) -> bytes:
                          fontsize=8, color="#555")
     ax2.set_ylabel("local ports")
     ax2.set_title("Local ports in use against the range", loc="left", fontsize=10)
-    _legend_or_empty(ax2, bool(ports), "no host opened connections")
+    _legend_or_empty(ax2, bool(ports), "no host opened connections" + why)
 
     starts, ok, fail = outcome_bins(result)
     if starts:
@@ -177,7 +179,7 @@ def render_png(result: RunResult) -> bytes:
     ax3.set_ylabel("connections per second")
     ax3.set_xlabel("simulated time (s)")
     ax3.set_title("Connection attempts per second", loc="left", fontsize=10)
-    _legend_or_empty(ax3, bool(starts), "no connection attempts recorded")
+    _legend_or_empty(ax3, bool(starts), "no connection attempts recorded" + why)
     ax3.set_xlim(0, max(result.sim_time, 1e-3))
     for ax in (ax1, ax2, ax3):
         ax.grid(True, alpha=0.3)
