@@ -160,7 +160,7 @@ def test_SYN_1_pre_6_5_doubling_schedule():
     assert t2.state == "CLOSED"
 
 
-def test_LA_3_synsent_unacceptable_ack_rst_seq_eq_ack_quick_resend():
+def test_LA_3_SYN_2_synsent_unacceptable_ack_rst_seq_eq_ack_quick_resend():
     """A challenge ACK from a LAST_ACK peer: RST seq = SEG.ACK (no ACK flag, no options), stay in
     SYN_SENT, SYN resent after TCP_TIMEOUT_MIN (2 jiffies = 8 ms at HZ=250)."""
     t = make_tcb("SYN_SENT")

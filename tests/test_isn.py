@@ -10,13 +10,13 @@ A, B = ip_aton("10.211.55.5"), ip_aton("10.211.55.10")
 M32 = 0xFFFFFFFF
 
 
-def test_same_tuple_same_time_same_isn_and_offset():
+def test_ISN_1_same_tuple_same_time_same_isn_and_offset():
     s = SecureSeq(b"secret")
     assert s.seq_and_ts_off(A, B, 40000, 8888, 5 * SEC) == s.seq_and_ts_off(A, B, 40000, 8888, 5 * SEC)
     assert SecureSeq(b"secret").seq_and_ts_off(A, B, 40000, 8888, 0) == s.seq_and_ts_off(A, B, 40000, 8888, 0)
 
 
-def test_isn_clock_advances_one_per_64ns():
+def test_ISN_1_clock_advances_one_per_64ns():
     """[obs] the same 4-tuple 0.7585 s later: ISN larger by 758,500,000 ns >> 6 (~11.85 M)."""
     s = SecureSeq(b"secret")
     t1 = 3 * SEC
@@ -27,7 +27,7 @@ def test_isn_clock_advances_one_per_64ns():
     assert off1 == off2  # TS-3: the offset depends on the 4-tuple only
 
 
-def test_isn_clock_wraps_every_274_9_seconds():
+def test_ISN_2_clock_wraps_every_274_9_seconds():
     s = SecureSeq(b"secret")
     period_ns = (1 << 32) * 64
     assert period_ns == 274_877_906_944
@@ -54,20 +54,20 @@ def test_direction_matters():
     assert s.seq_and_ts_off(A, B, 40000, 8888, 0) != s.seq_and_ts_off(B, A, 8888, 40000, 0)
 
 
-def test_offsets_fit_32_bits():
+def test_TS_3_offsets_fit_32_bits():
     s = SecureSeq(b"secret")
     for p in range(32768, 32868):
         isn, off = s.seq_and_ts_off(A, B, p, 80, 123_456_789)
         assert 0 <= isn <= M32 and 0 <= off <= M32
 
 
-def test_per_host_offset_ignores_ports():
+def test_TS_3_per_host_offset_ignores_ports():
     s = SecureSeq(b"secret")
     assert s.ts_off_per_host(A, B) == s.ts_off_per_host(A, B)
     assert s.ts_off_per_host(A, B) != s.ts_off_per_host(B, A)
 
 
-def test_port_offset_rekeys_every_10_seconds():
+def test_PS_3_port_offset_rekeys_every_10_seconds():
     """PS-3: secure_ipv4_port_ephemeral mixes jiffies / (10 HZ)."""
     s = SecureSeq(b"secret")
     assert s.port_offset(A, B, 8888, 0) == s.port_offset(A, B, 8888, 10 * SEC - 1)

@@ -277,7 +277,7 @@ def test_TW_8_orphan_fin_wait2_overflow_destroys_the_socket():
 # ---------------------------------------------------------------- RO-1, LA-3: the next incarnation
 
 
-def test_RO_1_listener_takes_syn_with_fixed_isn():
+def test_RO_1_RO_2_RO_3_listener_takes_syn_with_fixed_isn_and_ts_continue():
     """The server closed first and holds TIME_WAIT; the client comes back from the same port.
     The record dies and the listener answers with ISN = tw_snd_nxt + 65537."""
     sim, c1, c2 = make_lan()

@@ -25,7 +25,7 @@ def test_default_profile_is_linux_4_9() -> None:
     assert get_scenario("tw-recycle-nat").profile == "linux-4.9"
 
 
-def test_b_is_blackholed_while_a_talks() -> None:
+def test_RC_4_b_is_blackholed_while_a_talks() -> None:
     r = run_scenario("tw-recycle-nat")
     assert r.profile == "linux-4.9" and r.passed, failed(r)
     m = r.metrics
@@ -58,7 +58,7 @@ def test_when_a_goes_quiet_b_waits_out_the_60_s_cache() -> None:
 
 
 @pytest.mark.parametrize("mode", ["random", "4tuple"])
-def test_per_connection_offsets_break_recycle_for_everyone(mode: str) -> None:
+def test_RC_5_per_connection_offsets_break_recycle_for_everyone(mode: str) -> None:
     r = run_scenario("tw-recycle-nat", params={"client_ts": mode})
     assert r.passed, failed(r)
     # Not "fine": the faster clock's SYNs are dropped too, and recycle still drops SYNs.
@@ -126,7 +126,7 @@ def server_tw(sim: Simulation, s) -> tuple:
     return recs[0] if recs else None
 
 
-def test_full_socket_time_wait_caches_the_stamp_and_is_short() -> None:
+def test_RC_1_RC_2_full_socket_time_wait_caches_the_stamp_and_is_short() -> None:
     # shutdown(): the socket is not orphaned, the client's FIN makes it TIME_WAIT (tcp_time_wait).
     sim, c, s = pair(server="shutdown")
     sim.run(1)
@@ -137,7 +137,7 @@ def test_full_socket_time_wait_caches_the_stamp_and_is_short() -> None:
     assert s.counters.get("TcpExtTWKilled") == 1
 
 
-def test_syn_filter_rc3_boundaries() -> None:
+def test_RC_3_syn_filter_boundaries() -> None:
     sim = Simulation(profile="linux-4.9", seed=1, sysctls=["srv:net.ipv4.tcp_tw_recycle=1"])
     c = sim.add_host("c", CLIENT, uptime_s=5000)
     s = sim.add_host("srv", SERVER, uptime_s=100)
@@ -162,14 +162,14 @@ def test_syn_filter_rc3_boundaries() -> None:
     assert not any(r[1] == DROP and r[4] == "recycle" and r[3].sport == 50010 for r in sim.trace.records)
 
 
-def test_rc1_orphan_fin_wait2_record_caches_the_stamp() -> None:
+def test_RC_1_orphan_fin_wait2_record_caches_the_stamp() -> None:
     sim, c, s = pair(client_close_delay=0.05)
     sim.run(0.08)  # the server's FIN is ACKed; the client's FIN comes 50 ms later
     assert [tw.substate for tw in s.twhash.values()] == [FIN_WAIT_2]  # the orphan became a FIN_WAIT2 record
     assert list(s.peer_ts) == [ip_aton(CLIENT)]
 
 
-def test_rc2_time_wait_reached_from_fin_wait2_record_is_short_and_cached() -> None:
+def test_RC_2_time_wait_reached_from_fin_wait2_record_is_short_and_cached() -> None:
     sim, c, s = pair(client_close_delay=0.05)
     sim.run(1)
     assert list(s.peer_ts) == [ip_aton(CLIENT)]
