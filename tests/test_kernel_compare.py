@@ -6,39 +6,30 @@ the kernel lab cannot run here or the simulator has no scenario of that name yet
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import shutil
 import subprocess
 import sys
 
 import pytest
 
+from kernel_support import lab_missing  # noqa: E402
+
 pytestmark = pytest.mark.kernel
 
 
-@functools.cache
-def lab_missing() -> str | None:
-    if sys.platform != "linux":
-        return "not Linux"
-    from timewait.kernel.topology import KernelLab, KernelUnavailable, require_lab
-
-    try:
-        require_lab()
-        with KernelLab(prefix=f"tw-{os.getpid()}-probe-") as k:
-            k.add_host("x")
-    except KernelUnavailable as e:
-        return str(e)
-    except OSError as e:
-        return f"cannot create a network namespace: {e}"
+def compare_missing() -> str | None:
+    """Why compare cannot run here: the lab's reason, or no tcpdump."""
+    reason = lab_missing()
+    if reason:
+        return reason
     if shutil.which("tcpdump") is None:
         return "tcpdump is not installed (apt-get install tcpdump)"
     return None
 
 
 def compare(name: str, *argv: str) -> dict:
-    reason = lab_missing()
+    reason = compare_missing()
     if reason:
         pytest.skip(reason)
     from timewait.scenarios import all_scenarios

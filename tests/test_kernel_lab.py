@@ -6,7 +6,6 @@ namespace it makes is named tw-<pid>-* and removed.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -17,25 +16,11 @@ import time
 
 import pytest
 
+from kernel_support import lab_missing  # noqa: E402
+
 pytestmark = pytest.mark.kernel
 
 
-@functools.cache
-def lab_missing() -> str | None:
-    """Why the kernel lab cannot run here (None: it can), found by trying."""
-    if sys.platform != "linux":
-        return "not Linux"
-    from timewait.kernel.topology import KernelLab, KernelUnavailable, require_lab
-
-    try:
-        require_lab()
-        with KernelLab(prefix=f"tw-{os.getpid()}-probe-") as k:
-            k.add_host("x")
-    except KernelUnavailable as e:
-        return str(e)
-    except OSError as e:
-        return f"cannot create a network namespace: {e}"
-    return None
 
 
 @pytest.fixture

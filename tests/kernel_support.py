@@ -1,0 +1,25 @@
+"""What the kernel-lab tests share: whether the lab can run here, and why not."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+
+@functools.cache
+def lab_missing() -> str | None:
+    """Why the kernel lab cannot run here (None: it can), found by trying."""
+    if sys.platform != "linux":
+        return "not Linux"
+    from timewait.kernel.topology import KernelLab, KernelUnavailable, require_lab
+
+    try:
+        require_lab()
+        with KernelLab(prefix=f"tw-{os.getpid()}-probe-") as k:
+            k.add_host("x")
+    except KernelUnavailable as e:
+        return str(e)
+    except OSError as e:
+        return f"cannot create a network namespace: {e}"
+    return None
