@@ -26,6 +26,9 @@ class Node:
         self.addrs = list(addrs)
         self.net: Network = None  # type: ignore[assignment]  # set by Network.add
         self.hops: dict[int, tuple[Link, Node] | None] = {}
+        # One bound method for the life of the node: the heap holds it for every packet
+        # in flight, and a fresh one per packet costs 64 bytes and an allocation.
+        self.rx = self.receive
 
     def receive(self, seg: Segment) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -235,7 +238,7 @@ class Network:
                     if f.action == "hold":
                         delay += int(f.seconds * 1_000_000)
                     elif f.action == "dup":
-                        sched.at(sched.now + delay + int(f.seconds * 1_000_000), nxt.receive, seg.copy())
+                        sched.at(sched.now + delay + int(f.seconds * 1_000_000), nxt.rx, seg.copy())
         rng = self.rng
         if link.loss and rng.random() < link.loss:
             if self.trace.on:
@@ -246,10 +249,10 @@ class Network:
         if link.reorder and rng.random() < link.reorder:
             delay += link.reorder_delay
         # sched.at() inlined: one heap push per packet is the simulator's hottest line.
-        heappush(sched._heap, (sched.now + delay, sched._seq, nxt.receive, seg))
+        heappush(sched._heap, (sched.now + delay, sched._seq, nxt.rx, seg))
         sched._seq += 1
         if link.dup and rng.random() < link.dup:
-            sched.at(sched.now + delay, nxt.receive, seg.copy())
+            sched.at(sched.now + delay, nxt.rx, seg.copy())
 
     def too_old(self, node: Node, seg: Segment) -> bool:
         """Drop (and trace) a packet older than the network's MSL."""
