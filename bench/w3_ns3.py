@@ -1,10 +1,10 @@
 """W3: the W1 workload in ns-3, in a virtual environment of the bench's own.
 
 ``python bench/w3_ns3.py [--connections 10000]`` makes ``bench/.venv-ns3``
-(gitignored) if it is missing, installs PyPI's ``ns3==3.44.post0`` there (a
-bench-only dependency, never the project's), runs ``ns3_w1.py`` inside it and
-prints its JSON line. Every step has a time limit; when one fails the JSON
-line says why (``{"error": ...}``) and the exit status is still 0, so the
+(gitignored) if it is missing, installing PyPI's ``ns3==3.44.post0`` there (a
+bench-only dependency, never the project's; see ``ns3/setup_venv.py``), runs
+``ns3/w1_program.py`` inside it and prints its JSON line. Every step has a time
+limit; when one fails the JSON line says why (``{"error": ...}``) and the exit status is still 0, so the
 caller's table shows the reason and goes on.
 """
 
@@ -12,63 +12,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import venv
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-VENV = HERE / ".venv-ns3"
-NS3_REQUIREMENT = "ns3==3.44.post0"
-NS3_VERSION = NS3_REQUIREMENT.split("==")[1]
+sys.path.insert(0, str(HERE / "ns3"))
+from setup_venv import Unavailable, run_step, venv_python  # noqa: E402
 
-
-class Unavailable(Exception):
-    """ns-3 cannot be installed or run here; the message says why."""
-
-
-def _run(cmd: list[str], timeout_s: float, what: str) -> subprocess.CompletedProcess[str]:
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise Unavailable(f"{what} took longer than {timeout_s:.0f} s") from None
-    except OSError as e:
-        raise Unavailable(f"{what}: {e}") from None
-    if out.returncode != 0:
-        tail = " | ".join((out.stderr or out.stdout).strip().splitlines()[-2:])
-        raise Unavailable(f"{what} failed (exit {out.returncode}): {tail}")
-    return out
-
-
-def venv_python() -> Path:
-    """The virtual environment's interpreter, with ns3 installed at the pinned version."""
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        try:
-            venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-        except Exception as e:  # noqa: BLE001 -- any failure means: no ns-3 here
-            raise Unavailable(f"cannot create {VENV.name}: {e}") from None
-    if installed_ns3(py) != NS3_VERSION:
-        _run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", NS3_REQUIREMENT],
-             1200, f"pip install {NS3_REQUIREMENT}")
-    return py
-
-
-def installed_ns3(py: Path) -> str | None:
-    """The ns3 version installed for ``py``, None when there is none."""
-    try:
-        out = subprocess.run([str(py), "-c", "import importlib.metadata as m; print(m.version('ns3'))"],
-                             capture_output=True, text=True, timeout=60)
-    except (subprocess.TimeoutExpired, OSError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
+PROGRAM = HERE / "ns3" / "w1_program.py"
 
 
 def measure(connections: int, rate: float, ports: int, timeout_s: float) -> dict[str, Any]:
+    """Run the ns-3 program for one point and return its JSON figures."""
     py = venv_python()
-    out = _run([str(py), str(HERE / "ns3_w1.py"), "--connections", str(connections), "--rate", str(rate),
-                "--ports", str(ports), "--msl", "30"], timeout_s, "the ns-3 program")
+    out = run_step([str(py), str(PROGRAM), "--connections", str(connections), "--rate", str(rate),
+                    "--ports", str(ports), "--msl", "30"], timeout_s, "the ns-3 program")
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise Unavailable("the ns-3 program printed no result")

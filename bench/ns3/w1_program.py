@@ -1,4 +1,4 @@
-"""W1 in ns-3: run inside bench/.venv-ns3 (PyPI ns3==3.44.post0), by w3_ns3.py.
+"""W1 in ns-3: run inside bench/.venv-ns3 (PyPI ns3==3.44.post0) by bench/w3_ns3.py.
 
 Two nodes over a 1 Gbps / 1 ms point-to-point link. The server listens on K
 ports and answers ``+PONG`` to ``PING``, closing when the client has closed; the
