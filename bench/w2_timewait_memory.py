@@ -130,9 +130,14 @@ def record_footprint(sim: Simulation, host: Host) -> dict[str, int]:
         "dict slot (table size / entries)": (sys.getsizeof(host.twhash) // max(len(host.twhash), 1)),
     }
     if timer is not None:
-        out["timer heap entry (tuple, time, seq, bound method, list slot)"] = (
+        fn = timer[2]
+        # The callback counts only when this entry owns it (a bound method made per timer),
+        # not when one callback object is shared by every entry.
+        shared = any(e is not timer and e[2] is fn for e in sim.sched._heap)
+        what = "tuple, time, seq, list slot" + ("" if shared else ", its own bound method")
+        out[f"timer heap entry ({what})"] = (
             sys.getsizeof(timer) + sys.getsizeof(timer[0]) + sys.getsizeof(timer[1])
-            + sys.getsizeof(timer[2]) + 8)
+            + (0 if shared else sys.getsizeof(fn)) + 8)
     out["total"] = sum(out.values())
     return out
 
