@@ -191,13 +191,53 @@ def test_TS_5_paws_window_of_one_tick_is_tolerated():
 
 
 def test_TS_5_old_pure_ack_failing_paws_is_dropped_silently():
+    """6.15+: a pure ACK below rcv_nxt failing PAWS is counted as PAWSOldAck, no dup-ACK."""
     t = make_tcb("ESTABLISHED")
     assert t.send(t.seg(ACK, rs(0), ls(1), ts=(REMOTE_TS - 10, 0)), at=1 * MS) == []
+    assert (t.counters["TcpExtPAWSOldAck"], t.counters["TcpExtPAWSEstab"]) == (1, 0)
 
 
 def test_TS_5_disordered_duplicate_ack_passes_paws():
     t = make_tcb("ESTABLISHED")
     assert t.send(t.seg(ACK, rs(1), ls(1), ts=(REMOTE_TS - 10, 0)), at=1 * MS) == []
+    assert t.counters["TcpExtPAWSEstab"] == 0
+
+
+def test_TS_5_disordered_ack_only_within_the_replay_window():
+    """tcp_tsval_replay: a reordered duplicate ACK passes PAWS only if its TSval is at most
+    RTO x 1200 / HZ ticks (1.2 x RTO in ms: 240 for the 200 ms RTO) behind ts_recent."""
+    t = make_tcb("ESTABLISHED")
+    assert t.send(t.seg(ACK, rs(1), ls(1), ts=(REMOTE_TS - 240, 0)), at=1 * MS) == []
+    assert t.counters["TcpExtPAWSEstab"] == 0
+    out = t.send(t.seg(ACK, rs(1), ls(1), ts=(REMOTE_TS - 241, 0)), at=2 * MS)
+    assert out == [t.out(ACK, ls(1), rs(1), ts=(2, REMOTE_TS))]
+    assert t.counters["TcpExtPAWSEstab"] == 1
+
+
+def test_TS_5_paws_dupacks_for_zero_length_segments_are_rate_limited():
+    """The dup-ACK for a PAWS-rejected segment goes through tcp_oow_rate_limited: data and FIN
+    always get one, zero-length segments at most one per 500 ms (the rest count TCPACKSkippedPAWS)."""
+    t = make_tcb("ESTABLISHED")
+    t.conn.send(b"x", 0)
+    t.drain()
+    fin = t.seg(FIN | ACK, rs(1), ls(1), ts=(REMOTE_TS - 1000, 0))
+    data = t.seg(ACK | PSH, rs(1), ls(1), b"old", ts=(REMOTE_TS - 1000, 0))
+    bare = t.seg(ACK, rs(1), ls(2), ts=(REMOTE_TS - 1000, 0))  # acks new data: not a duplicate ACK
+    assert t.send(bare, at=1 * MS) == [t.out(ACK, ls(2), rs(1), ts=(1, REMOTE_TS))]
+    assert t.send(bare, at=2 * MS) == []
+    assert t.send(data, at=3 * MS) == [t.out(ACK, ls(2), rs(1), ts=(3, REMOTE_TS))]
+    assert t.send(fin, at=4 * MS) == [t.out(ACK, ls(2), rs(1), ts=(4, REMOTE_TS))]
+    assert t.send(bare, at=501 * MS) == [t.out(ACK, ls(2), rs(1), ts=(501, REMOTE_TS))]
+    assert (t.counters["TcpExtPAWSEstab"], t.counters["TcpExtTCPACKSkippedPAWS"]) == (5, 1)
+    assert (t.state, t.conn.rcv_nxt, t.conn.snd_una) == ("ESTABLISHED", rs(1), ls(1))
+
+
+def test_TS_5_segment_without_ack_flag_failing_paws_is_dropped_silently():
+    """Neither ACK, RST nor SYN: discarded before tcp_validate_incoming, so no PAWS dup-ACK (nor
+    tcp_sequence's for one beyond the window)."""
+    t = make_tcb("ESTABLISHED")
+    assert t.send(t.seg(PSH, rs(1), 0, b"noack", ts=(REMOTE_TS - 1000, 0)), at=1 * MS) == []
+    assert t.send(t.seg(FIN, rs(1_000_000), 0, ts=(REMOTE_TS, 0)), at=2 * MS) == []
     assert t.counters["TcpExtPAWSEstab"] == 0
 
 
@@ -208,13 +248,41 @@ def test_TS_5_paws_failing_syn_gets_challenge_ack():
     assert t.counters["TcpExtTCPSYNChallenge"] == 1
 
 
-def test_TS_4_ts_recent_follows_in_order_segments():
+def test_TS_4_tsecr_echoes_ts_recent_which_only_in_order_segments_move():
+    """Every segment we send echoes ts_recent. It moves (with its stamp) only for a segment
+    starting at or before rcv_nxt (Last.ACK.sent) whose TSval is not older."""
     t = make_tcb("ESTABLISHED")
-    t.send(t.seg(ACK | PSH, rs(1), ls(1), b"a", ts=(REMOTE_TS + 7, 0)), at=1 * MS)
-    assert t.conn.ts_recent == REMOTE_TS + 7
-    # An out-of-order segment (seq after rcv_nxt) does not move ts_recent (Last.ACK.sent rule).
-    t.send(t.seg(ACK | PSH, rs(10), ls(1), b"b", ts=(REMOTE_TS + 9, 0)), at=2 * MS)
-    assert t.conn.ts_recent == REMOTE_TS + 7
+    out = t.send(t.seg(ACK | PSH, rs(1), ls(1), b"a", ts=(REMOTE_TS + 7, 0)), at=1 * MS)
+    assert out == [t.out(ACK, ls(1), rs(2), win=(65536 - 1) >> 7, ts=(1, REMOTE_TS + 7))]
+    assert (t.conn.ts_recent, t.conn.ts_recent_stamp) == (REMOTE_TS + 7, 1 * MS)
+    # Out of order (seq after rcv_nxt): ACKed, TSecr unchanged.
+    out = t.send(t.seg(ACK | PSH, rs(10), ls(1), b"b", ts=(REMOTE_TS + 9, 0)), at=2 * MS)
+    assert out == [t.out(ACK, ls(1), rs(2), win=(65536 - 1) >> 7, ts=(2, REMOTE_TS + 7))]
+    # In order and within the PAWS window (1 behind): accepted, but ts_recent does not go back.
+    out = t.send(t.seg(ACK | PSH, rs(2), ls(1), b"c", ts=(REMOTE_TS + 6, 0)), at=3 * MS)
+    assert out == [t.out(ACK, ls(1), rs(3), win=(65536 - 2) >> 7, ts=(3, REMOTE_TS + 7))]
+    assert t.conn.ts_recent_stamp == 1 * MS
+    # Our own data echoes it too.
+    t.conn.send(b"x", 4 * MS)
+    assert t.drain() == [t.out(ACK | PSH, ls(1), rs(3), b"x", win=(65536 - 2) >> 7, ts=(4, REMOTE_TS + 7))]
+
+
+def test_TS_4_segment_acking_unsent_data_does_not_move_ts_recent():
+    """tcp_ack replaces ts_recent only once the ACK is known acceptable: a segment acking data
+    never sent is discarded, and its far newer TSval must not make later segments fail PAWS."""
+    t = make_tcb("ESTABLISHED")
+    assert t.send(t.seg(ACK | PSH, rs(1), ls(500), b"bogus", ts=(REMOTE_TS + 100_000, 0)), at=1 * MS) == []
+    assert t.conn.ts_recent == REMOTE_TS
+    out = t.send(t.seg(ACK | PSH, rs(1), ls(1), b"ok", ts=(REMOTE_TS + 5, 0)), at=2 * MS)
+    assert out == [t.out(ACK, ls(1), rs(3), win=(65536 - 2) >> 7, ts=(2, REMOTE_TS + 5))]
+    assert t.conn.recv() == b"ok"
+
+
+def test_TS_4_segment_without_ack_flag_does_not_move_ts_recent():
+    t = make_tcb("ESTABLISHED")
+    assert t.send(t.seg(PSH, rs(1), 0, b"noack", ts=(REMOTE_TS + 100_000, 0)), at=1 * MS) == []
+    out = t.send(t.seg(ACK | PSH, rs(1), ls(1), b"ok", ts=(REMOTE_TS + 5, 0)), at=2 * MS)
+    assert out == [t.out(ACK, ls(1), rs(3), win=(65536 - 2) >> 7, ts=(2, REMOTE_TS + 5))]
 
 
 def test_segment_without_ack_flag_is_dropped():

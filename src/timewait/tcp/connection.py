@@ -237,11 +237,12 @@ class Connection:
         env.bump("TcpExtTCPChallengeACK")
         self._send_ack(now)
 
-    def _dupack(self, now: int, ratelimit: bool) -> None:
-        """ACK for an unacceptable segment (``tcp_send_dupack``), rate limited if zero-length."""
+    def _dupack(self, now: int, ratelimit: bool, skipped: str = "TcpExtTCPACKSkippedSeq") -> None:
+        """ACK for an unacceptable segment (``tcp_send_dupack``), rate limited if zero-length;
+        ``skipped`` names the counter of ACKs the limit suppressed."""
         if ratelimit:
             if now - self.last_oow_ack < self.cfg.invalid_ratelimit:
-                self.env.bump("TcpExtTCPACKSkippedSeq")
+                self.env.bump(skipped)
                 return
             self.last_oow_ack = now
         self._send_ack(now)
@@ -565,6 +566,8 @@ class Connection:
         if st == CLOSED or st == LISTEN:
             return
         flags = seg.flags
+        if not flags & (ACK | RST | SYN):
+            return  # tcp_rcv_state_process drops these before tcp_validate_incoming
         # --- tcp_validate_incoming -------------------------------------------
         ts = seg.ts
         if ts is not None and self.ts_ok and self.ts_recent and not flags & RST:
@@ -574,10 +577,12 @@ class Connection:
                     if flags & SYN:
                         self._challenge_ack(now, True)
                         return
-                    self.env.bump("TcpExtPAWSEstab")
                     if not seg.payload and not flags & FIN and _lt(seg.seq, self.rcv_nxt):
-                        return  # old pure ACK: dropped silently (6.x)
-                    self._dupack(now, ratelimit=not seg.payload and not flags & FIN)
+                        self.env.bump("TcpExtPAWSOldAck")
+                        return  # old pure ACK: dropped silently (6.15+)
+                    self.env.bump("TcpExtPAWSEstab")
+                    self._dupack(now, ratelimit=not seg.payload and not flags & FIN,
+                                 skipped="TcpExtTCPACKSkippedPAWS")
                     return
         seq = seg.seq
         end = (seq + len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & M32
@@ -613,13 +618,17 @@ class Connection:
             else:
                 self._syn_in_synchronized(now, seg)
                 return
-        # Timestamps: remember the peer's TSval (TS-4, Last.ACK.sent rule).
-        if ts is not None and self.ts_ok and ((rcv_nxt - seq) & M32) < H32:
+        if not flags & ACK:
+            return
+        # Timestamps: remember the peer's TSval (TS-4, Last.ACK.sent rule), as tcp_ack does once
+        # the ACK is acceptable: neither older than snd_una nor beyond snd_nxt.
+        if (
+            ts is not None and self.ts_ok and ((rcv_nxt - seq) & M32) < H32
+            and ((seg.ack - self.snd_una) & M32) <= ((self.snd_nxt - self.snd_una) & M32)
+        ):
             if ((ts[0] - self.ts_recent) & M32) < H32 or not self.ts_recent:
                 self.ts_recent = ts[0]
                 self.ts_recent_stamp = now
-        if not flags & ACK:
-            return
         if not self._ack(seg, now):
             return
         st = self.state
@@ -644,12 +653,18 @@ class Connection:
             self._fin(seg, self.ooo_fin, now)  # tcp_ofo_queue: the queued FIN is now in order
 
     def _disordered_ack(self, seg: Segment) -> bool:
-        """``tcp_disordered_ack_check``: a harmless reordered duplicate ACK passes PAWS."""
+        """``tcp_disordered_ack_check``: a harmless reordered duplicate ACK passes PAWS.
+
+        Its TSval must lie within the replay window (``tcp_tsval_replay``: RTO x 1200 / HZ
+        ticks, i.e. 1.2 x RTO in ms). The "does not update the window" test is not modelled
+        (the core keeps no snd_wl1).
+        """
         return (
             seg.flags & (ACK | SYN | FIN | RST) == ACK
             and not seg.payload
             and seg.seq == self.rcv_nxt
             and seg.ack == self.snd_una
+            and ((self.ts_recent - seg.ts[0]) & M32) <= self.rto * 1200 // SEC  # type: ignore[index]
         )
 
     def _syn_in_synchronized(self, now: int, seg: Segment | None = None) -> None:
