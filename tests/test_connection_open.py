@@ -24,7 +24,7 @@ from conftest import (
 )
 from timewait.tcp.config import MS, SEC
 from timewait.tcp.connection import Connection
-from timewait.tcp.segment import ACK, RST, SYN
+from timewait.tcp.segment import ACK, PSH, RST, SYN
 from timewait.tcp.states import NAMES
 
 
@@ -210,6 +210,68 @@ def test_TS_6_synack_echoing_a_future_tsval_gets_rst():
     assert out == [t.out(RST, ls(1), 0, win=0)]
     assert t.state == "SYN_SENT"
     assert t.counters["TcpExtPAWSActive"] == 1
+
+
+def _opened_at(at: int, **cfg) -> Tcb:
+    """A connection whose SYN left at ``at`` µs (TSval = at in ms, TSecr 0), drained."""
+    env = FakeEnv(**cfg)
+    conn = Connection(env, LOCAL_ADDR, LOCAL_PORT, REMOTE_ADDR, REMOTE_PORT)
+    conn.open_active(at, LOCAL_SEQ, 0)
+    t = Tcb(conn, env)
+    t.drain()
+    return t
+
+
+@pytest.mark.parametrize(("tsecr", "ok"), [(9, False), (10, True), (20, True), (21, False)])
+def test_TS_6_synack_tsecr_must_lie_between_the_first_syn_and_now(tsecr, ok):
+    """SYN at 10 ms (TSval 10), SYN-ACK at 20 ms: TSecr in [10, 20] is accepted; outside it the
+    SYN-ACK gets tcp_v4_send_reset's RST (seq = its ACK), PAWSActive counts, the connection stays
+    in SYN_SENT and its SYN timer (10 ms + 1 s) is not touched (no quick resend here)."""
+    t = _opened_at(10 * MS)
+    out = t.send(_syn_ack(t, ts=(REMOTE_TS, tsecr)), at=20 * MS)
+    if ok:
+        assert out == [t.out(ACK, ls(1), rs(1), ts=(20, REMOTE_TS))]
+        assert t.state == "ESTABLISHED"
+    else:
+        assert out == [t.out(RST, ls(1), 0, win=0)]
+        assert t.state == "SYN_SENT"
+        assert t.conn.poll_at() == 10 * MS + SEC
+        assert t.counters["TcpExtPAWSActive"] == 1
+
+
+def test_TS_6_retransmitted_syn_keeps_the_first_syn_as_the_lower_bound():
+    """The lower bound is the first SYN's time (retrans_stamp), not the retransmission's: a
+    SYN-ACK echoing the first SYN after the SYN was resent at 1.01 s is accepted."""
+    t = _opened_at(10 * MS)
+    t.run_timers(10 * MS + SEC)
+    out = t.send(_syn_ack(t, ts=(REMOTE_TS, 10)), at=SEC + 20 * MS)
+    assert out == [t.out(ACK, ls(1), rs(1), ts=(1020, REMOTE_TS))]
+
+
+def test_TS_4_syn_echoes_zero_syn_ack_echoes_the_syn_tsval():
+    """Outgoing TSecr = ts_recent: 0 in a fresh SYN; the peer's SYN TSval in our SYN-ACK; the
+    SYN-ACK's TSval in the handshake's last ACK."""
+    t = _opened_at(5 * MS)
+    assert t.conn.ts_recent == 0
+    assert t.send(_syn_ack(t, ts=(REMOTE_TS, 5)), at=6 * MS) == [t.out(ACK, ls(1), rs(1), ts=(6, REMOTE_TS))]
+    p = make_tcb("SYN_RECEIVED")  # the peer's SYN carried TSval REMOTE_TS at 0
+    assert p.tick(SEC) == [p.out(SYN | ACK, LOCAL_SEQ, rs(1), win=65160, mss=MSS, wscale=WSCALE,
+                                 sack_ok=True, ts=(1000, REMOTE_TS))]
+
+
+def test_TS_1_passive_side_with_timestamps_off_answers_without_them():
+    """The SYN offers timestamps, our tcp_timestamps = 0: the SYN-ACK has none, nor does anything
+    after it (tstamp_ok never set)."""
+    env = FakeEnv(timestamps=0)
+    conn = Connection(env, LOCAL_ADDR, LOCAL_PORT, REMOTE_ADDR, REMOTE_PORT)
+    t = Tcb(conn, env)
+    syn = t.seg(SYN, REMOTE_SEQ, 0, win=64240, ts=(REMOTE_TS, 0), mss=MSS, wscale=WSCALE, sack_ok=True)
+    conn.open_passive(syn, 1 * MS, LOCAL_SEQ, 0)
+    assert t.drain() == [t.out(SYN | ACK, LOCAL_SEQ, rs(1), win=65160, mss=MSS, wscale=WSCALE, sack_ok=True)]
+    t.send(t.seg(ACK, rs(1), ls(1), ts=(REMOTE_TS + 1, 1)), at=2 * MS)
+    assert t.state == "ESTABLISHED" and not t.conn.ts_ok
+    conn.send(b"x", 3 * MS)
+    assert t.drain() == [t.out(ACK | PSH, ls(1), rs(1), b"x")]
 
 
 def test_TS_1_synack_without_timestamps_turns_them_off():
