@@ -17,6 +17,7 @@ from typing import Any
 from timewait.errors import UsageError
 from timewait.sim.network import Node
 from timewait.sim.profiles import Profile
+from timewait.sim.scheduler import Lane
 from timewait.sim.sysctl import format_value, lookup
 from timewait.tcp.config import SEC, TcpConfig
 from timewait.tcp.connection import (
@@ -223,6 +224,7 @@ class Host(Node):
         # (W2 measured 64 bytes per record for a fresh bound method each).
         self._tw_timer_cb = self._tw_timer
         self._conn_timer_cb = self._conn_timer
+        self._tw_lane: Lane | None = None                  # TIME_WAIT expiries in order (made on first use)
         self.orphans = 0                                    # closed by the application, still alive
 
     # ------------------------------------------------------------------ sysctls and counters
@@ -252,7 +254,7 @@ class Host(Node):
         """Increment an nstat counter and trace it."""
         c = self.counters
         c[name] = c.get(name, 0) + n
-        tr = self.net.trace
+        tr = self.trace
         if tr.on:
             tr.records.append((self.net.sched.now, COUNTER, self.name, name, n))
 
@@ -289,7 +291,7 @@ class Host(Node):
     # ------------------------------------------------------------------ socket calls
 
     def _call(self, sock: Socket, call: str, args: tuple, result: str | None) -> None:
-        tr = self.net.trace
+        tr = self.trace
         if tr.on:
             tr.records.append((self.net.sched.now, CALL, self.name, sock.fd, call, args, result))
 
@@ -310,7 +312,7 @@ class Host(Node):
             sock.bind_no_port = bool(value)
         else:
             raise UsageError(f"unknown socket option {name!r}; known: SO_REUSEADDR, SO_LINGER, IP_BIND_ADDRESS_NO_PORT")
-        if self.net.trace.on:
+        if self.trace.on:
             self._call(sock, "setsockopt", (name, value), None)
 
     def _fail(self, sock: Socket, call: str, args: tuple, errno: str) -> None:
@@ -344,7 +346,7 @@ class Host(Node):
         b.bound.append(sock)
         sock.lport = port
         sock.bound = True
-        if self.net.trace.on:
+        if self.trace.on:
             self._call(sock, "bind", (ip_ntoa(a), port), None)
 
     def _bind_conflict(self, sock: Socket, port: int) -> bool:
@@ -384,7 +386,7 @@ class Host(Node):
         sock.backlog = min(backlog, somax)
         sock.listening = True
         self.listeners[(sock.laddr, sock.lport)] = sock
-        if self.net.trace.on:
+        if self.trace.on:
             self._call(sock, "listen", (backlog,), None)
 
     def connect(self, sock: Socket, addr: str | int, port: int) -> None:
@@ -410,7 +412,7 @@ class Host(Node):
             key = (saddr, lport, daddr, port)
             auto = True
         conn = Connection(self, saddr, lport, daddr, port)
-        if self.net.trace.on:
+        if self.trace.on:
             conn.hist = []
         conn.sock = sock
         conn.linger0 = sock.linger0
@@ -440,7 +442,7 @@ class Host(Node):
             if use is None:
                 use = self.dest_use[dk] = DestPorts()
             use.add(lport)
-        if self.net.trace.on:
+        if self.trace.on:
             self._call(sock, "connect", (ip_ntoa(daddr), port), None)
         conn.open_active(now, isn, ts_off, ts_recent, ts_stamp)
         self._after(conn)
@@ -576,14 +578,14 @@ class Host(Node):
         if conn is None or conn.state == CLOSED:
             self._fail(sock, "send", (len(data),), "EPIPE" if conn is not None else "ENOTCONN")
         n = conn.send(data, self.net.sched.now)  # type: ignore[union-attr]
-        if self.net.trace.on:
+        if self.trace.on:
             self._call(sock, "send", (len(data),), None)
         self._after(conn)  # type: ignore[arg-type]
         return n
 
     def shutdown(self, sock: Socket) -> None:
         conn = sock.conn
-        if self.net.trace.on:
+        if self.trace.on:
             self._call(sock, "shutdown", ("SHUT_WR",), None)
         if conn is not None:
             conn.shutdown_write(self.net.sched.now)
@@ -593,7 +595,7 @@ class Host(Node):
         if sock.closed:
             return
         sock.closed = True
-        if self.net.trace.on:
+        if self.trace.on:
             self._call(sock, "close", (), None)
         if sock.listening:
             self.listeners.pop((sock.laddr, sock.lport), None)
@@ -630,7 +632,6 @@ class Host(Node):
         """
         if conn.busy:
             return
-        now = self.net.sched.now
         ev = conn.ev
         if ev:
             conn.busy = True
@@ -658,19 +659,20 @@ class Host(Node):
                 ev = conn.ev
             conn.busy = False
         if conn.ack_pending:
-            conn.flush(now)
+            conn.flush(self.net.sched.now)
         out = conn.outbox
         if out:
-            conn.outbox = []
             transmit = self.transmit
             for seg in out:
                 transmit(seg)
+            out.clear()
         st = conn.state
         if st != conn.seen_state:
             old = conn.seen_state
             conn.seen_state = st
-            tr = self.net.trace
+            tr = self.trace
             if tr.on:
+                now = self.net.sched.now
                 hist = conn.hist or (st,)
                 for new in hist:
                     tr.records.append((now, STATE, self.name, conn.key, NAMES[old], NAMES[new]))
@@ -694,14 +696,14 @@ class Host(Node):
             pa = b
         if pa and (not conn.timer_at or pa < conn.timer_at):
             conn.timer_at = pa
-            sched = self.net.sched
-            heappush(sched._heap, (pa, sched._seq, self._conn_timer_cb, conn))  # sched.at(), inlined
-            sched._seq += 1
-        tr = self.net.trace
-        if tr.on and pa != conn.traced_at:
-            # The earliest deadline moved: armed, re-armed, or cancelled (None).
-            conn.traced_at = pa
-            tr.records.append((now, TIMER, self.name, conn.key, conn.timer_name() if pa else "rto", pa or None))
+            self.net.sched.at(pa, self._conn_timer_cb, conn)
+        if pa != conn.traced_at:
+            tr = self.trace
+            if tr.on:
+                # The earliest deadline moved: armed, re-armed, or cancelled (None).
+                conn.traced_at = pa
+                tr.records.append((self.net.sched.now, TIMER, self.name, conn.key,
+                                   conn.timer_name() if pa else "rto", pa or None))
 
     def _accepted(self, conn: Connection) -> Socket | None:
         """A passive connection became ESTABLISHED: queue it for accept()."""
@@ -727,7 +729,7 @@ class Host(Node):
             return
         pa = conn.poll_at()
         if pa and pa <= now:
-            tr = self.net.trace
+            tr = self.trace
             if tr.on:
                 tr.records.append((now, FIRE, self.name, conn.key, conn.timer_name()))
             conn.on_timer(now)
@@ -762,7 +764,7 @@ class Host(Node):
         now = self.net.sched.now
         key = conn.key
         reuse = self._reuse_of(conn)
-        tr = self.net.trace
+        tr = self.trace
         if substate == TIME_WAIT and not self.timewait_enabled:
             # The lesson knob: a stack without TIME_WAIT goes straight to CLOSED.
             if tr.on:
@@ -801,9 +803,18 @@ class Host(Node):
                 b.tws_noreuse += 1
         conn.state = conn.seen_state = CLOSED
         self.bump("TcpExtTW" if timeout > 4 * SEC else "TcpExtTWKilled")
-        self.net.sched.at(tw.deadline, self._tw_timer_cb, tw)
+        self._tw_schedule(tw)
         if tr.on:
             tr.records.append((now, TIMER, self.name, key, "timewait", tw.deadline))
+
+    def _tw_schedule(self, tw: TimeWait) -> None:
+        """Wake up at ``tw.deadline``: on the TIME_WAIT lane when it is not earlier than the
+        lane's last (all 60 s records are), else on the heap (short records: TW-6, RC-2)."""
+        lane = self._tw_lane
+        if lane is None:
+            lane = self._tw_lane = Lane(self.net.sched, self._tw_timer)
+        if not lane.push(tw, tw.deadline):
+            self.net.sched.at(tw.deadline, self._tw_timer_cb, tw)
 
     def _orphan_fin_wait2(self, conn: Connection) -> None:
         """TW-6: an orphan in FIN_WAIT2 becomes a FIN_WAIT2-substate record."""
@@ -825,9 +836,9 @@ class Host(Node):
         if self.twhash.get(tw.key) is not tw:
             return
         if tw.deadline > now:
-            self.net.sched.at(tw.deadline, self._tw_timer_cb, tw)  # TW-5: re-armed meanwhile
+            self._tw_schedule(tw)  # TW-5: re-armed meanwhile
             return
-        tr = self.net.trace
+        tr = self.trace
         if tr.on:
             tr.records.append((now, FIRE, self.name, tw.key, "timewait"))
         self._kill_tw(tw, "")
@@ -838,7 +849,7 @@ class Host(Node):
         self._port_release(tw.key[1], tw.reuse, tw=True)
         if not tw.bound:
             self._dest_release(tw.key)
-        tr = self.net.trace
+        tr = self.trace
         if tr.on:
             tr.records.append((self.net.sched.now, STATE, self.name, tw.key, _TW_NAMES[tw.substate], "CLOSED"))
 
@@ -847,7 +858,7 @@ class Host(Node):
         old_deadline = tw.deadline
         old_sub = tw.substate
         outcome, out = tw.process(seg, now, self.cfg, self.bump)
-        tr = self.net.trace
+        tr = self.trace
         if tw.substate != old_sub:
             if tr.on:
                 tr.records.append((now, STATE, self.name, tw.key, _TW_NAMES[old_sub], _TW_NAMES[tw.substate]))
@@ -910,10 +921,11 @@ class Host(Node):
     def transmit(self, seg: Segment) -> None:
         """Hand a segment to the network (stamped with its birth time and packet id)."""
         net = self.net
-        now = net.sched.now
+        sched = net.sched
+        now = sched.now
         seg.born = now
-        net.pid += 1
-        seg.pid = net.pid
+        seg.pid = pid = net.pid + 1
+        net.pid = pid
         self.out_segs += 1
         if seg.flags & RST:
             c = self.counters
@@ -924,10 +936,15 @@ class Host(Node):
         if hop is not None and not net.faults:
             link, nxt = hop
             if not (link.loss or link.jitter or link.dup or link.reorder):
-                # Network.transmit's plain path, inlined: the commonest thing the simulator does.
-                sched = net.sched
-                heappush(sched._heap, (now + link.delay, sched._seq, nxt.rx, seg))
-                sched._seq += 1
+                # Network.transmit's plain path with Scheduler.at inlined: the commonest thing
+                # the simulator does.
+                t = now + link.delay
+                b = sched._at.get(t)
+                if b is None:
+                    sched._at[t] = [(nxt.rx, seg)]
+                    heappush(sched._times, t)
+                else:
+                    b.append((nxt.rx, seg))
                 return
         net.transmit(self, seg)
 
@@ -968,7 +985,7 @@ class Host(Node):
     def _listen_input(self, seg: Segment, tw_isn: int) -> None:
         """A segment for no connection: a listener's SYN, or an RST (TW-R3)."""
         now = self.net.sched.now
-        tr = self.net.trace
+        tr = self.trace
         lsock = self.listeners.get((seg.dst, seg.dport)) or self.listeners.get((0, seg.dport))
         flags = seg.flags
         if lsock is None or flags & (SYN | ACK | RST) != SYN:
@@ -992,7 +1009,7 @@ class Host(Node):
             return
         key = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = Connection(self, seg.dst, seg.dport, seg.src, seg.sport)
-        if self.net.trace.on:
+        if self.trace.on:
             conn.hist = []
         conn.parent = lsock
         isn, ts_off = self._isn(seg.dst, seg.src, seg.dport, seg.sport, now)

@@ -6,7 +6,6 @@ import random
 import shlex
 from collections import deque
 from dataclasses import dataclass, field
-from heapq import heappush
 
 from timewait.errors import UsageError
 from timewait.sim.scheduler import Scheduler
@@ -25,6 +24,7 @@ class Node:
         self.name = name
         self.addrs = list(addrs)
         self.net: Network = None  # type: ignore[assignment]  # set by Network.add
+        self.trace: Trace = None  # type: ignore[assignment]  # the network's, set by Network.add
         self.hops: dict[int, tuple[Link, Node] | None] = {}
         # One bound method for the life of the node: the heap holds it for every packet
         # in flight, and a fresh one per packet costs 64 bytes and an allocation.
@@ -171,6 +171,7 @@ class Network:
         if node.name in self.nodes:
             raise UsageError(f"node {node.name!r} exists already")
         node.net = self
+        node.trace = self.trace
         self.nodes[node.name] = node
         self.adj[node.name] = []
         for a in node.addrs:
@@ -248,9 +249,7 @@ class Network:
             delay += int(rng.random() * link.jitter)
         if link.reorder and rng.random() < link.reorder:
             delay += link.reorder_delay
-        # sched.at() inlined: one heap push per packet is the simulator's hottest line.
-        heappush(sched._heap, (sched.now + delay, sched._seq, nxt.rx, seg))
-        sched._seq += 1
+        sched.at(sched.now + delay, nxt.rx, seg)
         if link.dup and rng.random() < link.dup:
             sched.at(sched.now + delay, nxt.rx, seg.copy())
 
