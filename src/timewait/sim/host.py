@@ -695,8 +695,13 @@ class Host(Node):
         if b and (not pa or b < pa):
             pa = b
         if pa and (not conn.timer_at or pa < conn.timer_at):
+            # One wake-up per connection at its earliest deadline (sk_reset_timer): an earlier
+            # deadline moves it; a later one waits for it to fire and re-arm from here.
+            sched = self.net.sched
+            if conn.timer_at:
+                sched.cancel(conn.timer_at, self._conn_timer_cb, conn)
             conn.timer_at = pa
-            self.net.sched.at(pa, self._conn_timer_cb, conn)
+            sched.at(pa, self._conn_timer_cb, conn)
         if pa != conn.traced_at:
             tr = self.trace
             if tr.on:
@@ -735,8 +740,15 @@ class Host(Node):
             conn.on_timer(now)
         self._after(conn)
 
+    def _cancel_timer(self, conn: Connection) -> None:
+        """The connection is leaving: withdraw its wake-up (inet_csk_clear_xmit_timers)."""
+        if conn.timer_at:
+            self.net.sched.cancel(conn.timer_at, self._conn_timer_cb, conn)
+            conn.timer_at = 0
+
     def _conn_gone(self, conn: Connection) -> None:
         """The connection reached CLOSED: free its 4-tuple and port."""
+        self._cancel_timer(conn)
         key = conn.key
         if self.ehash.get(key) is conn:
             del self.ehash[key]
@@ -787,6 +799,7 @@ class Host(Node):
             # 3.5 x RTO in TIME_WAIT; a FIN_WAIT2 record keeps that for when its FIN comes.
             short = (conn.rto << 2) - (conn.rto >> 1)
             timeout = short if substate == TIME_WAIT else max(timeout, short)
+        self._cancel_timer(conn)
         tw = TimeWait.from_connection(conn, now, substate, timeout, reuse)
         tw.tw_timeout = short
         tw.bound = not conn.port_auto

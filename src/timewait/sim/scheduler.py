@@ -64,6 +64,21 @@ class Scheduler:
                 i += 1
             b.insert(i, (fn, arg))
 
+    def cancel(self, t: int, fn: Callable[[Any], None], arg: Any) -> bool:
+        """Withdraw the event ``fn(arg)`` due at ``t`` (compared by identity first, then
+        equality); False if it is not there or ``t`` is the running instant, whose events
+        are being iterated (the caller then lets it run and ignores it)."""
+        if t <= self.now:
+            return False
+        b = self._at.get(t)
+        if not b:
+            return False
+        try:
+            b.remove((fn, arg))  # an emptied instant stays; run() passes over it
+        except ValueError:
+            return False
+        return True
+
     def pending(self) -> int:
         """Events scheduled and not yet run (a lane's queued items count as one)."""
         return sum(len(b) for b in self._at.values())

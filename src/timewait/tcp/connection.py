@@ -770,21 +770,28 @@ class Connection:
 
     def _rtt_sample(self, ack: int, now: int) -> None:
         """RFC 6298 estimator with Linux's floor (``tcp_rtt_estimator``, ``__tcp_set_rto``)."""
-        if self.rtt_seq < 0 or ((ack - self.rtt_seq) & M32) >= H32:
+        rtt_seq = self.rtt_seq
+        if rtt_seq < 0 or ((ack - rtt_seq) & M32) >= H32:
             return
         r = now - self.rtt_time
         self.rtt_seq = -1
-        if self.srtt == 0:
-            self.srtt = r if r > 0 else 1
-            self.rttvar = r >> 1
+        srtt = self.srtt
+        if srtt == 0:
+            srtt = r if r > 0 else 1
+            var = r >> 1
         else:
-            d = r - self.srtt
-            self.rttvar += ((d if d > 0 else -d) - self.rttvar) >> 2
-            self.srtt += d >> 3
+            d = r - srtt
+            var = self.rttvar
+            var += ((d if d > 0 else -d) - var) >> 2
+            srtt += d >> 3
+        self.srtt = srtt
+        self.rttvar = var
         cfg = self.cfg
-        var = self.rttvar << 2
-        rto = self.srtt + (var if var > cfg.rto_min else cfg.rto_min)
-        self.rto = rto if rto < cfg.rto_max else cfg.rto_max
+        lo = cfg.rto_min
+        var <<= 2
+        rto = srtt + (var if var > lo else lo)
+        hi = cfg.rto_max
+        self.rto = rto if rto < hi else hi
 
     def _data(self, seg: Segment, now: int) -> None:
         """In-order delivery and out-of-order reassembly within the receive window."""
