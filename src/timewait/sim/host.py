@@ -513,7 +513,11 @@ class Host(Node):
 
     def _perturb(self, idx: int, i: int) -> None:
         """After a success the table entry climbs by ``max(i, rand(0..7)*2) + 2`` (PS-3)."""
-        step = self.rng.randrange(8) * 2
+        bits = self.rng.getrandbits
+        r = bits(4)
+        while r >= 8:  # rng.randrange(8), the same draws, without its Python-level overhead
+            r = bits(4)
+        step = r * 2
         self.perturb[idx] = self.perturb.get(idx, 0) + (i if i > step else step) + 2
 
     def _fast_port_search(self, dk: tuple[int, int, int], lo: int, n: int, offset: int, idx: int,
@@ -964,16 +968,17 @@ class Host(Node):
     def receive(self, seg: Segment) -> None:
         """``tcp_v4_rcv``: demultiplex by 4-tuple, then TIME_WAIT, then listener."""
         net = self.net
-        if net.sched.now - seg.born > net.max_age:
+        now = net.sched.now
+        if now - seg.born > net.max_age:
             net.too_old(self, seg)
             return
-        tr = net.trace
+        tr = self.trace
         if seg.dst not in self.addr_set:
             if tr.on:
-                tr.records.append((net.sched.now, DROP, self.name, seg, "not-for-us"))
+                tr.records.append((now, DROP, self.name, seg, "not-for-us"))
             return
         if tr.on:
-            tr.records.append((net.sched.now, RX, self.name, seg))
+            tr.records.append((now, RX, self.name, seg))
         self.in_segs += 1
         key = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = self.ehash.get(key)
@@ -984,9 +989,9 @@ class Host(Node):
                     # Accept queue full: the ACK is dropped; the SYN-ACK will be resent.
                     self.bump("TcpExtListenOverflows")
                     if tr.on:
-                        tr.records.append((net.sched.now, DROP, self.name, seg, "backlog"))
+                        tr.records.append((now, DROP, self.name, seg, "backlog"))
                     return
-            conn.process(seg, net.sched.now)
+            conn.process(seg, now)
             self._after(conn)
             return
         tw = self.twhash.get(key)

@@ -64,6 +64,9 @@ EV_FW2_TIMER = 32  # an orphan's long FIN_WAIT2 keepalive period ended (TW-6, tm
 
 # Data-receiving states, and states where new data after close() is an error.
 _RECV_STATES = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
+_ACK_RST_SYN = ACK | RST | SYN
+_RST_SYN = RST | SYN
+_SEQ_FLAGS = (0, 1, 1, 2)  # sequence space taken by flags & (SYN | FIN): FIN = 1, SYN = 2
 
 
 class Env(Protocol):
@@ -566,13 +569,14 @@ class Connection:
         if st == CLOSED or st == LISTEN:
             return
         flags = seg.flags
-        if not flags & (ACK | RST | SYN):
+        if not flags & _ACK_RST_SYN:
             return  # tcp_rcv_state_process drops these before tcp_validate_incoming
         # --- tcp_validate_incoming -------------------------------------------
         ts = seg.ts
-        if ts is not None and self.ts_ok and self.ts_recent and not flags & RST:
+        ts_ok = self.ts_ok and ts is not None
+        if ts_ok and self.ts_recent and not flags & RST:
             # TS-5: PAWS with TCP_PAWS_WINDOW = 1.
-            if 2 <= ((self.ts_recent - ts[0]) & M32) < H32 and now - self.ts_recent_stamp < PAWS_WRAP:
+            if 2 <= ((self.ts_recent - ts[0]) & M32) < H32 and now - self.ts_recent_stamp < PAWS_WRAP:  # type: ignore[index]
                 if not self._disordered_ack(seg):
                     if flags & SYN:
                         self._challenge_ack(now, True)
@@ -585,7 +589,8 @@ class Connection:
                                  skipped="TcpExtTCPACKSkippedPAWS")
                     return
         seq = seg.seq
-        end = (seq + len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & M32
+        payload = seg.payload
+        end = (seq + len(payload) + _SEQ_FLAGS[flags & 3]) & M32
         rcv_nxt = self.rcv_nxt
         # tcp_sequence(): end_seq not before rcv_wup and seq not after the window's right edge.
         w = (self.cfg.rcv_buf >> 1) - len(self.rcvq)
@@ -597,14 +602,14 @@ class Connection:
             if flags & SYN:
                 self._syn_in_synchronized(now)
                 return
-            self._dupack(now, ratelimit=not seg.payload and not flags & FIN)
+            self._dupack(now, ratelimit=not payload and not flags & FIN)
             return
-        if flags & RST:
-            self._rst(seg, now)
-            return
-        # The SYN check (tcp_validate_incoming step 4) comes before ts_recent is updated
-        # (tcp_ack), so a challenge ACK echoes the old ts_recent (LA-2).
-        if flags & SYN:
+        if flags & _RST_SYN:
+            if flags & RST:
+                self._rst(seg, now)
+                return
+            # The SYN check (tcp_validate_incoming step 4) comes before ts_recent is updated
+            # (tcp_ack), so a challenge ACK echoes the old ts_recent (LA-2).
             if st == SYN_RECEIVED and seq == self.irs:
                 if flags & (SYN | ACK | RST) == SYN:
                     # A retransmitted SYN: answer with the SYN-ACK again (tcp_check_req).
@@ -622,22 +627,22 @@ class Connection:
             return
         # Timestamps: remember the peer's TSval (TS-4, Last.ACK.sent rule), as tcp_ack does once
         # the ACK is acceptable: neither older than snd_una nor beyond snd_nxt.
-        if (
-            ts is not None and self.ts_ok and ((rcv_nxt - seq) & M32) < H32
-            and ((seg.ack - self.snd_una) & M32) <= ((self.snd_nxt - self.snd_una) & M32)
-        ):
-            if ((ts[0] - self.ts_recent) & M32) < H32 or not self.ts_recent:
-                self.ts_recent = ts[0]
-                self.ts_recent_stamp = now
+        if ts_ok and ((rcv_nxt - seq) & M32) < H32:
+            una = self.snd_una
+            if ((seg.ack - una) & M32) <= ((self.snd_nxt - una) & M32):
+                rec = self.ts_recent
+                if ((ts[0] - rec) & M32) < H32 or not rec:  # type: ignore[index]
+                    self.ts_recent = ts[0]  # type: ignore[index]
+                    self.ts_recent_stamp = now
         if not self._ack(seg, now):
             return
         st = self.state
         if st == CLOSED or st == TIME_WAIT:
             return
         # --- data -------------------------------------------------------------
-        if seg.payload:
+        if payload:
             if st in _RECV_STATES:
-                if self.rcv_shut and _lt(self.rcv_nxt, (end - (1 if flags & FIN else 0)) & M32):
+                if self.rcv_shut and _lt(self.rcv_nxt, (end - (flags & FIN)) & M32):
                     # New data after close(): reset (tcp_rcv_state_process, TCPAbortOnData).
                     self.env.bump("TcpExtTCPAbortOnData")
                     self._reset_answer(seg)

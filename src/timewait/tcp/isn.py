@@ -16,12 +16,13 @@ import struct
 
 _blake2b = hashlib.blake2b
 _PACK = {n: struct.Struct(f"!{n}I").pack for n in (2, 3, 4)}
+_PACK3 = _PACK[3]
 
 
 class SecureSeq:
     """Keyed 4-tuple hashes for ISNs, TS offsets and the port-search offset."""
 
-    __slots__ = ("_key", "_port_key", "_ts_key", "tick_ns", "_port_cache", "_port_epoch")
+    __slots__ = ("_key", "_port_key", "_ts_key", "tick_ns", "_port_cache", "_port_epoch", "_seq_h")
 
     def __init__(self, secret: bytes, tick_ns: int = 64) -> None:
         self.tick_ns = tick_ns  # Linux: 64 ns; RFC 793's clock: 4 µs
@@ -30,6 +31,8 @@ class SecureSeq:
         self._ts_key = hashlib.blake2b(secret + b"tshost", digest_size=16).digest()
         self._port_cache: dict[tuple[int, int, int], int] = {}  # this 10 s epoch's port hashes
         self._port_epoch = -1
+        # The ISN hash keyed once: copying a keyed state skips hashing the key block per call.
+        self._seq_h = _blake2b(digest_size=8, key=self._key)
 
     @staticmethod
     def _h64(key: bytes, *words: int) -> int:
@@ -42,7 +45,9 @@ class SecureSeq:
         ISN = low 32 bits of the hash + ``now_ns / tick`` (``>> 6`` on Linux); the offset is
         the upper 32 bits.
         """
-        h = self._h64(self._key, saddr, daddr, (sport << 16) | dport)
+        b = self._seq_h.copy()
+        b.update(_PACK3(saddr, daddr, (sport << 16) | dport))
+        h = int.from_bytes(b.digest(), "big")  # = _h64(self._key, saddr, daddr, sport << 16 | dport)
         isn = ((h & 0xFFFFFFFF) + (now_us * 1000) // self.tick_ns) & 0xFFFFFFFF
         return isn, h >> 32
 
