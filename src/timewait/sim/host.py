@@ -706,13 +706,12 @@ class Host(Node):
                 sched.cancel(conn.timer_at, self._conn_timer_cb, conn)
             conn.timer_at = pa
             sched.at(pa, self._conn_timer_cb, conn)
-        if pa != conn.traced_at:
-            tr = self.trace
-            if tr.on:
-                # The earliest deadline moved: armed, re-armed, or cancelled (None).
-                conn.traced_at = pa
-                tr.records.append((self.net.sched.now, TIMER, self.name, conn.key,
-                                   conn.timer_name() if pa else "rto", pa or None))
+        tr = self.trace
+        if tr.on and pa != conn.traced_at:
+            # The earliest deadline moved: armed, re-armed, or cancelled (None).
+            conn.traced_at = pa
+            tr.records.append((self.net.sched.now, TIMER, self.name, conn.key,
+                               conn.timer_name() if pa else "rto", pa or None))
 
     def _accepted(self, conn: Connection) -> Socket | None:
         """A passive connection became ESTABLISHED: queue it for accept()."""
@@ -952,7 +951,7 @@ class Host(Node):
         hop = self.hops.get(seg.dst)
         if hop is not None and not net.faults:
             link, nxt = hop
-            if not (link.loss or link.jitter or link.dup or link.reorder):
+            if link.plain:
                 # Network.transmit's plain path with Scheduler.at inlined: the commonest thing
                 # the simulator does.
                 t = now + link.delay

@@ -34,6 +34,9 @@ class Node:
         raise NotImplementedError
 
 
+_IMPAIRMENTS = ("loss", "jitter", "dup", "reorder")
+
+
 @dataclass(slots=True)
 class Link:
     """A bidirectional link. Times in µs; probabilities in [0, 1]."""
@@ -46,6 +49,15 @@ class Link:
     dup: float = 0.0
     reorder: float = 0.0
     reorder_delay: int = 0
+    plain: bool = field(init=False, default=True)  # no loss, jitter, dup or reorder: kept by __setattr__
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plain", not any(getattr(self, f) for f in _IMPAIRMENTS))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        if name in _IMPAIRMENTS:
+            object.__setattr__(self, "plain", not any(getattr(self, f, 0) for f in _IMPAIRMENTS))
 
     def other(self, n: Node) -> Node:
         return self.b if n is self.a else self.a

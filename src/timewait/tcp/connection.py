@@ -51,7 +51,10 @@ from timewait.tcp.timewait import reset_for
 
 M32 = 0xFFFFFFFF
 H32 = 0x80000000
-_NEXT = {k: v[0] for k, v in TRANSITIONS.items()}  # the table, without the diagram's column
+# The table without the diagram's column, by event then state (no tuple key to build per move).
+_NEXT: dict[str, dict[int, int]] = {}
+for (_st, _ev), (_nx, _) in TRANSITIONS.items():
+    _NEXT.setdefault(_ev, {})[_st] = _nx
 PAWS_WRAP = 2147 * SEC  # TCP_PAWS_WRAP (6.7+)
 
 # Application event bits left in Connection.ev.
@@ -96,7 +99,7 @@ class Connection:
         "env", "cfg", "laddr", "lport", "raddr", "rport", "key", "state",
         "iss", "snd_una", "snd_nxt", "snd_wnd", "snd_wscale", "snd_mss", "sndq", "fin_queued", "fin_sent",
         "irs", "rcv_nxt", "rcv_wscale", "rcvq", "ooo", "rcv_shut",
-        "ts_ok", "ts_off", "ts_recent", "ts_recent_stamp", "sack_ok", "wscale_ok",
+        "ts_ok", "ts_off", "ts_base", "ts_recent", "ts_recent_stamp", "sack_ok", "wscale_ok",
         "rto", "srtt", "rttvar", "rtt_seq", "rtt_time", "retrans", "retrans_stamp",
         "rto_at", "fw2_at", "last_oow_ack", "ack_pending", "orphan", "linger0",
         "outbox", "ev", "err", "syn_ts", "parent", "sock", "timer_at", "seen_state", "port_auto", "reuse", "hist", "busy", "traced_at",
@@ -124,6 +127,7 @@ class Connection:
         self.rcv_shut = False     # close() was called: new data is an error (tcp_rcv_state_process)
         self.ts_ok = False
         self.ts_off = 0
+        self.ts_base = env.cfg.ts_base_ms  # ts_base_ms + ts_off: TSval = (ts_base + now_ms) mod 2**32
         self.ts_recent = 0
         self.ts_recent_stamp = 0  # µs of the last ts_recent update; 0 = never
         self.sack_ok = False
@@ -167,10 +171,9 @@ class Connection:
 
     def _go(self, event: str) -> None:
         """Move through the transition table (and nowhere else)."""
-        try:
-            st = _NEXT[self.state, event]
-        except KeyError:
-            raise InvalidTransition(self.state, event) from None
+        st = _NEXT[event].get(self.state)
+        if st is None:
+            raise InvalidTransition(self.state, event)
         self.state = st
         if self.hist is not None:
             self.hist.append(st)
@@ -196,7 +199,7 @@ class Connection:
     def _emit(self, flags: int, seq: int, now: int, payload: bytes = b"") -> Segment:
         """Build one segment from the TCB and queue it for transmission (hot path)."""
         cfg = self.cfg
-        ts = ((cfg.ts_base_ms + now // 1000 + self.ts_off) & M32, self.ts_recent) if self.ts_ok else None
+        ts = ((self.ts_base + now // 1000) & M32, self.ts_recent) if self.ts_ok else None
         if flags & SYN:
             seg = Segment(
                 self.laddr, self.raddr, self.lport, self.rport, seq,
@@ -280,6 +283,7 @@ class Connection:
         self.snd_nxt = (iss + 1) & M32
         self.ts_ok = cfg.timestamps != 0
         self.ts_off = ts_off
+        self.ts_base = cfg.ts_base_ms + ts_off
         self.ts_recent, self.ts_recent_stamp = ts_recent, ts_recent_stamp
         self.sack_ok = cfg.sack
         self.wscale_ok = cfg.window_scaling
@@ -302,6 +306,7 @@ class Connection:
         self.snd_nxt = (iss + 1) & M32
         self._take_syn_options(syn, now)
         self.ts_off = ts_off
+        self.ts_base = cfg.ts_base_ms + ts_off
         self._go(RCV_SYN)
         self._emit(SYN | ACK, iss, now)
         self.retrans_stamp = now
@@ -592,9 +597,12 @@ class Connection:
         payload = seg.payload
         end = (seq + len(payload) + _SEQ_FLAGS[flags & 3]) & M32
         rcv_nxt = self.rcv_nxt
-        # tcp_sequence(): end_seq not before rcv_wup and seq not after the window's right edge.
-        w = (self.cfg.rcv_buf >> 1) - len(self.rcvq)
-        if ((end - rcv_nxt) & M32) >= H32 or ((rcv_nxt + (w if w > 0 else 0) - seq) & M32) >= H32:
+        # tcp_sequence(): end_seq not before rcv_wup and seq not after the window's right edge
+        # (a segment starting at rcv_nxt always passes).
+        if seq != rcv_nxt and (
+            ((end - rcv_nxt) & M32) >= H32
+            or ((rcv_nxt + max((self.cfg.rcv_buf >> 1) - len(self.rcvq), 0) - seq) & M32) >= H32
+        ):
             if flags & RST:
                 if self._reset_check(seg):
                     self._rst(seg, now)  # tcp_reset_check: rcv_nxt - 1 after the peer's FIN
@@ -627,7 +635,7 @@ class Connection:
             return
         # Timestamps: remember the peer's TSval (TS-4, Last.ACK.sent rule), as tcp_ack does once
         # the ACK is acceptable: neither older than snd_una nor beyond snd_nxt.
-        if ts_ok and ((rcv_nxt - seq) & M32) < H32:
+        if ts_ok and (seq == rcv_nxt or ((rcv_nxt - seq) & M32) < H32):
             una = self.snd_una
             if ((seg.ack - una) & M32) <= ((self.snd_nxt - una) & M32):
                 rec = self.ts_recent
