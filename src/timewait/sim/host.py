@@ -940,13 +940,13 @@ class Host(Node):
         sched = net.sched
         now = sched.now
         seg.born = now
-        seg.pid = pid = net.pid + 1
-        net.pid = pid
         self.out_segs += 1
         if seg.flags & RST:
             c = self.counters
             c["TcpOutRsts"] = c.get("TcpOutRsts", 0) + 1
         if net.trace.on:
+            seg.pid = pid = net.pid + 1  # the packet's identity, for views: only a trace reads it
+            net.pid = pid
             net.trace.records.append((now, TX, self.name, seg))
         hop = self.hops.get(seg.dst)
         if hop is not None and not net.faults:

@@ -579,7 +579,7 @@ class Connection:
         # --- tcp_validate_incoming -------------------------------------------
         ts = seg.ts
         ts_ok = self.ts_ok and ts is not None
-        if ts_ok and self.ts_recent and not flags & RST:
+        if ts_ok and ts[0] != self.ts_recent and self.ts_recent and not flags & RST:  # type: ignore[index]
             # TS-5: PAWS with TCP_PAWS_WINDOW = 1.
             if 2 <= ((self.ts_recent - ts[0]) & M32) < H32 and now - self.ts_recent_stamp < PAWS_WRAP:  # type: ignore[index]
                 if not self._disordered_ack(seg):
