@@ -9,12 +9,12 @@ fast enough (simulated time) that every entry is still in TIME_WAIT at the end
 
 - ``bytes_per_entry``: (RSS at the end - RSS just before the loop) / ``len(twhash)``.
   This is what a big run costs: the record, its key, the hash slot, its timer on
-  the heap, and whatever the allocator keeps from the connections that came and went.
+  the TIME_WAIT lane, and whatever the allocator keeps from the connections that came and went.
 - ``tracemalloc_bytes_per_entry``: the growth as Python's allocator traces it, per entry
   added after the first simulated second, in a separate smaller run (``--trace-entries``)
   after the big one.
 - ``record_bytes``: ``sys.getsizeof`` of one record's own objects (TimeWait, key tuple,
-  the ints they hold, the dict slot, the heap entry of its timer), as an itemised estimate.
+  the ints they hold, the dict slot, its timer's slot on the TIME_WAIT lane), as an itemised estimate.
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def tracemalloc_per_entry(entries: int, rate: float) -> dict[str, float]:
 
     ``average``: all growth / entries. ``marginal``: growth from the first simulated
     second to the end / entries added meanwhile -- what one more entry costs once the
-    run is steady (early in a run, connection timers already cancelled still sit on the
-    scheduler's heap and hold their connections: a fixed amount, not per entry).
+    run is steady (the first second's growth includes the fixed cost of the tables and
+    allocator pools, not per entry).
     """
     sim, c1, loop, duration, _ = build(entries, rate)
     gc.collect()
@@ -122,22 +122,17 @@ def record_footprint(sim: Simulation, host: Host) -> dict[str, int]:
     ints = {id(v): v for s in type(tw).__slots__ if isinstance(v := getattr(tw, s), int)
             and not isinstance(v, bool) and not -5 <= v <= 256}
     ints.update({id(v): v for v in tw.key if not -5 <= v <= 256})
-    timer = next((e for e in sim.sched._heap if e[3] is tw), None)
     out = {
         "TimeWait": sys.getsizeof(tw),
         "key tuple": sys.getsizeof(tw.key),
         "ints (upper bound: some are shared)": sum(sys.getsizeof(v) for v in ints.values()),
         "dict slot (table size / entries)": (sys.getsizeof(host.twhash) // max(len(host.twhash), 1)),
     }
-    if timer is not None:
-        fn = timer[2]
-        # The callback counts only when this entry owns it (a bound method made per timer),
-        # not when one callback object is shared by every entry.
-        shared = any(e is not timer and e[2] is fn for e in sim.sched._heap)
-        what = "tuple, time, seq, list slot" + ("" if shared else ", its own bound method")
-        out[f"timer heap entry ({what})"] = (
-            sys.getsizeof(timer) + sys.getsizeof(timer[0]) + sys.getsizeof(timer[1])
-            + (0 if shared else sys.getsizeof(fn)) + 8)
+    lane = host._tw_lane
+    if lane is not None and tw.seq >= 0:
+        # Its expiry sits on the host's TIME_WAIT lane (a deque of records, due time and order
+        # kept in the record's own slots, counted above): one deque slot, no scheduler event.
+        out["timer: TIME_WAIT lane slot"] = (sys.getsizeof(lane.q) // max(len(lane.q), 1))
     out["total"] = sum(out.values())
     return out
 
