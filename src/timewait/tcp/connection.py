@@ -171,9 +171,10 @@ class Connection:
 
     def _go(self, event: str) -> None:
         """Move through the transition table (and nowhere else)."""
-        st = _NEXT[event].get(self.state)
-        if st is None:
-            raise InvalidTransition(self.state, event)
+        try:
+            st = _NEXT[event][self.state]
+        except KeyError:
+            raise InvalidTransition(self.state, event) from None
         self.state = st
         if self.hist is not None:
             self.hist.append(st)
