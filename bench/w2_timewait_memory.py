@@ -129,9 +129,9 @@ def record_footprint(sim: Simulation, host: Host) -> dict[str, int]:
         "dict slot (table size / entries)": (sys.getsizeof(host.twhash) // max(len(host.twhash), 1)),
     }
     lane = host._tw_lane
-    if lane is not None and tw.seq >= 0:
-        # Its expiry sits on the host's TIME_WAIT lane (a deque of records, due time and order
-        # kept in the record's own slots, counted above): one deque slot, no scheduler event.
+    if lane is not None and tw.due >= 0:
+        # Its expiry sits on the host's TIME_WAIT lane (a deque of records, the due time kept in
+        # the record's own slot, counted above): one deque slot, no scheduler event.
         out["timer: TIME_WAIT lane slot"] = (sys.getsizeof(lane.q) // max(len(lane.q), 1))
     out["total"] = sum(out.values())
     return out

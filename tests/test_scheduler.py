@@ -11,10 +11,10 @@ from timewait.tcp.config import SEC
 
 
 class Item:
-    __slots__ = ("name", "due", "seq")
+    __slots__ = ("name", "due")
 
     def __init__(self, name: str) -> None:
-        self.name, self.due, self.seq = name, 0, -1
+        self.name, self.due = name, -1
 
 
 def test_events_of_one_instant_run_in_scheduling_order_even_when_added_meanwhile() -> None:
@@ -97,7 +97,7 @@ def test_lane_runs_items_at_their_due_times_before_the_instants_other_events() -
     assert lane.push(a, 100) and lane.push(b, 100) and lane.push(c, 200)
     s.run()
     assert log == ["a", "b", "scheduled before the items", "c"]
-    assert s.events == 4 and len(lane) == 0 and a.seq == b.seq == c.seq == -1
+    assert s.events == 4 and len(lane) == 0 and a.due == b.due == c.due == -1
 
 
 def test_lane_refuses_an_earlier_due_time_or_an_item_still_queued() -> None:

@@ -825,7 +825,7 @@ class Host(Node):
 
     def _tw_schedule(self, tw: TimeWait) -> None:
         """Wake up at ``tw.deadline``: on the TIME_WAIT lane when it is not earlier than the
-        lane's last (all 60 s records are), else on the heap (short records: TW-6, RC-2)."""
+        lane's last (all 60 s records are), else as an ordinary event (short records: TW-6, RC-2)."""
         lane = self._tw_lane
         if lane is None:
             lane = self._tw_lane = Lane(self.net.sched, self._tw_timer)
@@ -935,7 +935,7 @@ class Host(Node):
     # ------------------------------------------------------------------ the wire
 
     def transmit(self, seg: Segment) -> None:
-        """Hand a segment to the network (stamped with its birth time and packet id)."""
+        """Hand a segment to the network (stamped with its birth time, and a packet id when traced)."""
         net = self.net
         sched = net.sched
         now = sched.now

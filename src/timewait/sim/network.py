@@ -26,7 +26,7 @@ class Node:
         self.net: Network = None  # type: ignore[assignment]  # set by Network.add
         self.trace: Trace = None  # type: ignore[assignment]  # the network's, set by Network.add
         self.hops: dict[int, tuple[Link, Node] | None] = {}
-        # One bound method for the life of the node: the heap holds it for every packet
+        # One bound method for the life of the node: the scheduler holds it for every packet
         # in flight, and a fresh one per packet costs 64 bytes and an allocation.
         self.rx = self.receive
 

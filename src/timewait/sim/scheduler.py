@@ -145,11 +145,10 @@ class Scheduler:
 
 
 class LaneItem(Protocol):
-    """What a :class:`Lane` stores on its items: the time due, and ``seq``, -1 while the item
-    is not queued (an item is queued at most once)."""
+    """What a :class:`Lane` keeps on its items: ``due``, the time due while the item is
+    queued and -1 otherwise (an item is queued at most once)."""
 
     due: int
-    seq: int
 
 
 class Lane:
@@ -158,8 +157,8 @@ class Lane:
     Every TIME_WAIT lasts the same 60 s, so the records expire in the order they
     were made (Linux keeps them on its timer wheel, not in a sorted tree). A lane
     holds such timers in a FIFO with only its head on the scheduler: a million
-    TIME_WAIT records cost the scheduler one event and each record two slots
-    instead of an event tuple. At an instant, the lane's items run before the
+    TIME_WAIT records cost the scheduler one event and each record a deque slot
+    and its ``due`` slot instead of an event tuple. At an instant, the lane's items run before the
     other events of that instant (they were set long before).
     """
 
@@ -178,13 +177,12 @@ class Lane:
         """Call ``fn(item)`` at ``t``; False (nothing done) if ``t`` is before the lane's last
         or the item is still queued."""
         q = self.q
-        if (q and q[-1].due > t) or item.seq >= 0:
+        if (q and q[-1].due > t) or item.due >= 0:
             return False
         sched = self.sched
         if t < sched.now:
             t = sched.now
         item.due = t
-        item.seq = 0
         q.append(item)
         if len(q) == 1:
             sched.at_first(t, self._fire_cb, None)
@@ -199,7 +197,7 @@ class Lane:
         k = 0
         while q and q[0].due <= now:
             item = q.popleft()
-            item.seq = -1
+            item.due = -1
             k += 1
             fn(item)
         sched.events += k - 1  # one event each, as if each had its own

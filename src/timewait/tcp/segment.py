@@ -44,8 +44,8 @@ class Segment:
     Addresses are 32-bit integers (see :func:`ip_aton`), ``ts`` is
     ``(tsval, tsecr)`` or ``None`` when the timestamps option is absent.
     ``born`` is the simulated time (µs) the packet first left a host and
-    ``pid`` a network-assigned identity kept by router and NAT copies; neither
-    is on the wire.
+    ``pid`` a network-assigned identity kept by router and NAT copies (assigned
+    while a trace records, the only reader); neither is on the wire.
     """
 
     src: int

@@ -47,7 +47,7 @@ class TimeWait:
     __slots__ = (
         "key", "substate", "rcv_nxt", "snd_nxt", "rcv_wnd", "rcv_wscale", "ts_recent",
         "ts_recent_stamp", "ts_off", "entry_stamp", "last_oow_ack", "reuse", "deadline",
-        "syn_isn", "bound", "tw_timeout", "due", "seq",
+        "syn_isn", "bound", "tw_timeout", "due",
     )
 
     def __init__(
@@ -71,8 +71,7 @@ class TimeWait:
         self.syn_isn = 0
         self.bound = bound                # the port came from an explicit bind()
         self.tw_timeout = 0               # legacy recycle: TIME_WAIT length after FIN_WAIT2 (RC-2)
-        self.due = 0                      # the owner's timer bookkeeping (sim.scheduler.Lane)
-        self.seq = -1
+        self.due = -1                     # the owner's timer bookkeeping (sim.scheduler.Lane)
 
     def __repr__(self) -> str:
         sub = "TIME_WAIT" if self.substate == TIME_WAIT else "FIN_WAIT_2"
