@@ -141,6 +141,8 @@ class ShortConnectionLoop:
         self.sequential = sequential or interval_s == 0
         self.i = 0
         self.active = 0
+        # Bound once, not per connection: a loop opens hundreds of thousands of sockets.
+        self._cbs = (self._connected, self._data, self._error, self._eof)
 
     def start(self, at_s: float = 0.0) -> None:
         self.host.call_at(int(at_s * SEC), self._next)
@@ -161,10 +163,7 @@ class ShortConnectionLoop:
         s = host.socket()
         if self.linger0:
             s.setsockopt("SO_LINGER", (1, 0))
-        s.on_connected = self._connected
-        s.on_data = self._data
-        s.on_error = self._error
-        s.on_eof = self._eof
+        s.on_connected, s.on_data, s.on_error, s.on_eof = self._cbs
         try:
             s.connect(addr, port)
         except SocketError as e:

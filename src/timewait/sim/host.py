@@ -42,6 +42,7 @@ from timewait.tcp.timewait import TW_ACK, TW_KILL, TW_RST, TW_SUCCESS, TW_SYN, T
 from timewait.trace import CALL, COUNTER, DROP, FIRE, RX, STATE, TIMER, TX
 
 _TW_NAMES = {TIME_WAIT: "TIME_WAIT", FIN_WAIT_2: "FIN_WAIT_2"}
+_EV_RARE = EV_ERROR | EV_CLOSED
 
 
 class DestPorts:
@@ -656,10 +657,11 @@ class Host(Node):
                         sock.on_data(sock)
                     if ev & EV_EOF and sock.on_eof is not None:
                         sock.on_eof(sock)
-                    if ev & EV_ERROR and sock.on_error is not None:
-                        sock.on_error(sock, conn.err or "EIO")
-                    if ev & EV_CLOSED and sock.on_closed is not None:
-                        sock.on_closed(sock)
+                    if ev & _EV_RARE:
+                        if ev & EV_ERROR and sock.on_error is not None:
+                            sock.on_error(sock, conn.err or "EIO")
+                        if ev & EV_CLOSED and sock.on_closed is not None:
+                            sock.on_closed(sock)
                 ev = conn.ev
             conn.busy = False
         if conn.ack_pending:
