@@ -2,8 +2,10 @@
 
 Over a veth the two FINs would never cross, so each host drops its own first
 FIN at its output (nftables): both ends are then in FIN_WAIT_1 with their FIN
-unheard, which is exactly a crossing. The retransmitted FINs meet the peer in
-FIN_WAIT_1, both go through CLOSING, and both end in TIME_WAIT (TW-2).
+unheard, which is exactly a crossing. The retransmitted FINs usually cross too
+(both RTO timers fire in one timer-wheel tick) and both ends go through CLOSING;
+when one retransmission arrives first, its receiver goes through CLOSING and the
+other through FIN_WAIT_2. Either way both end in TIME_WAIT (TW-2).
 """
 
 from __future__ import annotations
@@ -82,8 +84,13 @@ def run(lab: KLab) -> None:
     m.update(time_wait_hosts=hosts, fins_dropped=drops, fins_crossed=crossed,
              states_seen={h: v for h, v in seen.items()},
              time_wait_timer_left={h: round(v, 3) for h, v in timers.items()}, client_port=port)
-    lab.check("both FINs were sent before either side heard the other's", crossed and all(v == 1 for v in drops.values()),
-              f"first FINs dropped at each sender: {drops}; the retransmitted FINs each ACK only data "
+    # The first FINs cross by construction: each was dropped at its own sender, so both ends sat
+    # in FIN_WAIT_1 with their FIN unheard. Whether the retransmissions cross too depends on the
+    # two RTO timers firing in the same timer-wheel tick (usually, not always): reported only.
+    lab.check("both FINs were sent before either side heard the other's",
+              all(v == 1 for v in drops.values()) and f1 is not None and f2 is not None,
+              f"first FINs dropped at each sender: {drops}; the retransmitted FINs "
+              f"{'crossed too' if crossed else 'did not cross (one ACKs the other FIN)'} "
               f"(c1 ack {f1.ack if f1 else None}, c2 ack {f2.ack if f2 else None})")
     closing = [h for h, v in seen.items() if "CLOSING" in v]
     lab.check("both ends enter TIME_WAIT (through CLOSING)", hosts == ["c1", "c2"],
