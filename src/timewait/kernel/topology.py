@@ -302,12 +302,22 @@ def stop_process(p: subprocess.Popen[Any], grace_s: float = 2.0) -> None:
 
 
 def remove_netns(ns: str) -> None:
-    """Kill what still runs in ``ns`` and remove it (quietly if it is already gone)."""
-    for pid in pids_in(ns):
+    """Kill what still runs in ``ns`` and remove it (quietly if it is already gone).
+
+    Waits (at most 2 s) until the killed processes are gone or zombies: SIGKILL is
+    asynchronous, and one that is not our child is reaped by init, not by us.
+    """
+    killed = pids_in(ns)
+    for pid in killed:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    deadline = time.monotonic() + 2.0
+    while killed and time.monotonic() < deadline:
+        killed = [pid for pid in killed if running(pid)]
+        if killed:
+            time.sleep(0.01)
     try:
         pr_netns.remove(ns)
     except FileNotFoundError:
@@ -334,6 +344,16 @@ def pids_in(ns: str) -> list[int]:
         if (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino) and int(d) != os.getpid():
             out.append(int(d))
     return out
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (dead, waiting for its parent to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
 
 
 def _alive(pid: int) -> bool:
