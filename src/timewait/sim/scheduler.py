@@ -20,6 +20,7 @@ from heapq import heappop, heappush
 from typing import Any, Protocol
 
 Event = tuple[Callable[[Any], None], Any]
+_LANE_HEAD = object()  # the argument of every lane's head event, so at_first() can tell them apart
 
 
 class Scheduler:
@@ -60,7 +61,7 @@ class Scheduler:
             heappush(self._times, t)
         else:
             i = 0
-            while i < len(b) and getattr(b[i][0], "__func__", None) is Lane._fire:
+            while i < len(b) and b[i][1] is _LANE_HEAD:
                 i += 1
             b.insert(i, (fn, arg))
 
@@ -185,7 +186,7 @@ class Lane:
         item.due = t
         q.append(item)
         if len(q) == 1:
-            sched.at_first(t, self._fire_cb, None)
+            sched.at_first(t, self._fire_cb, _LANE_HEAD)
         return True
 
     def _fire(self, _: object) -> None:
@@ -203,4 +204,4 @@ class Lane:
         if k > 1:
             sched.events += k - 1  # one event each, as if each had its own
         if q:
-            sched.at_first(q[0].due, self._fire_cb, None)
+            sched.at_first(q[0].due, self._fire_cb, _LANE_HEAD)
