@@ -109,3 +109,17 @@ def test_fault_filters_flags_exactly():
         parse_fault("drop flags=Q")
     with pytest.raises(UsageError):
         parse_fault("hold from=c1")
+
+
+def test_an_impairment_set_after_the_link_is_made_takes_effect():
+    """Host.transmit's fast path trusts Link.plain; setting loss later must clear it."""
+    sim, a, b = pair(delay_ms=1)
+    link = sim.net.links[0]
+    assert link.plain
+    link.loss = 1.0
+    assert not link.plain
+    send_n(sim, a, 3)
+    sim.run(1)
+    assert arrivals(sim) == []
+    link.loss = 0.0
+    assert link.plain

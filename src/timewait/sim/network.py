@@ -52,12 +52,16 @@ class Link:
     plain: bool = field(init=False, default=True)  # no loss, jitter, dup or reorder: kept by __setattr__
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "plain", not any(getattr(self, f) for f in _IMPAIRMENTS))
+        self._update_plain()
 
     def __setattr__(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
         if name in _IMPAIRMENTS:
-            object.__setattr__(self, "plain", not any(getattr(self, f, 0) for f in _IMPAIRMENTS))
+            self._update_plain()
+
+    def _update_plain(self) -> None:
+        # getattr with a default: dataclass __init__ sets the fields one by one.
+        object.__setattr__(self, "plain", not any(getattr(self, f, 0) for f in _IMPAIRMENTS))
 
     def other(self, n: Node) -> Node:
         return self.b if n is self.a else self.a

@@ -52,13 +52,9 @@ class Scheduler:
         """Like :meth:`at`, but before the events already scheduled for ``t``, after other
         lanes' heads (a lane's head was, in effect, set long ago). At the running instant it
         can only go last."""
-        if t <= self.now:
-            self.at(t, fn, arg)
-            return
         b = self._at.get(t)
-        if b is None:
-            self._at[t] = [(fn, arg)]
-            heappush(self._times, t)
+        if b is None or t <= self.now:
+            self.at(t, fn, arg)
         else:
             i = 0
             while i < len(b) and b[i][1] is _LANE_HEAD:

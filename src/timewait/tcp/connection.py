@@ -51,10 +51,17 @@ from timewait.tcp.timewait import reset_for
 
 M32 = 0xFFFFFFFF
 H32 = 0x80000000
-# The table without the diagram's column, by event then state (no tuple key to build per move).
-_NEXT: dict[str, dict[int, int]] = {}
-for (_st, _ev), (_nx, _) in TRANSITIONS.items():
-    _NEXT.setdefault(_ev, {})[_st] = _nx
+
+
+def _by_event() -> dict[str, dict[int, int]]:
+    """The table without the diagram's column, by event then state (no tuple key per move)."""
+    out: dict[str, dict[int, int]] = {}
+    for (state, event), (nxt, _) in TRANSITIONS.items():
+        out.setdefault(event, {})[state] = nxt
+    return out
+
+
+_NEXT = _by_event()
 PAWS_WRAP = 2147 * SEC  # TCP_PAWS_WRAP (6.7+)
 
 # Application event bits left in Connection.ev.
