@@ -316,3 +316,26 @@ def test_states_are_named():
     t = make_tcb("SYN_SENT")
     assert NAMES[t.conn.state] == "SYN_SENT"
     assert LOCAL_WIN == 65536 >> WSCALE
+
+
+def test_emit_sets_every_segment_field():
+    """``Connection._emit`` builds segments field by field (for speed): every field of
+    :class:`Segment` must be set, to what the constructor would give."""
+    from dataclasses import fields
+
+    from timewait.tcp.segment import Segment
+
+    env = FakeEnv()
+    conn = Connection(env, LOCAL_ADDR, LOCAL_PORT, REMOTE_ADDR, REMOTE_PORT)
+    conn.open_active(5 * MS, LOCAL_SEQ, 0)
+    t = Tcb(conn, env)
+    segs = t.drain() + t.send(_syn_ack(t), at=1 * SEC)
+    conn.send(b"PING\r\n", 1 * SEC)
+    segs += t.drain()
+    assert [s.flags for s in segs] == [SYN, ACK, ACK | PSH]
+    for seg in segs:
+        for f in fields(Segment):
+            getattr(seg, f.name)  # AttributeError if _emit left a slot unset
+        rebuilt = Segment(seg.src, seg.dst, seg.sport, seg.dport, seg.seq, seg.ack, seg.flags, seg.win,
+                          seg.payload, seg.mss, seg.wscale, seg.sack_ok, seg.ts, seg.ttl)
+        assert seg == rebuilt

@@ -30,7 +30,7 @@ from timewait.tcp.connection import (
     Connection,
 )
 from timewait.tcp.isn import SecureSeq
-from timewait.tcp.segment import ACK, RST, SYN, Segment, ip_aton, ip_ntoa, is_loopback
+from timewait.tcp.segment import ACK, RST, SYN, Segment, ip_aton, ip_ntoa
 from timewait.tcp.states import (
     CLOSED,
     FIN_WAIT_2,
@@ -474,7 +474,7 @@ class Host(Node):
         if n > 1:
             n &= ~1  # parity mode: an even count (PS-2)
         reuse = self.sysctls["net.ipv4.tcp_tw_reuse"]
-        loopback = is_loopback(saddr) or is_loopback(daddr)
+        loopback = saddr >> 24 == 127 or daddr >> 24 == 127  # is_loopback(), inlined (once per connect)
         may_reuse = self.cfg.timestamps and (reuse == 1 or (reuse == 2 and loopback))
         dk = (saddr, daddr, dport)
         buckets = self.buckets
@@ -585,7 +585,8 @@ class Host(Node):
         n = conn.send(data, self.net.sched.now)  # type: ignore[union-attr]
         if self.trace.on:
             self._call(sock, "send", (len(data),), None)
-        self._after(conn)  # type: ignore[arg-type]
+        if not conn.busy:  # type: ignore[union-attr]  # else the _after() running for it delivers
+            self._after(conn)  # type: ignore[arg-type]
         return n
 
     def shutdown(self, sock: Socket) -> None:
@@ -624,7 +625,8 @@ class Host(Node):
                 # CL-4 (__tcp_close -> tcp_check_oom): too many orphans: reset and destroy.
                 self.bump("TcpExtTCPAbortOnMemory")
                 conn.abort_now(self.net.sched.now)
-            self._after(conn)
+            if not conn.busy:
+                self._after(conn)
 
     # ------------------------------------------------------------------ after every core call
 
@@ -759,14 +761,9 @@ class Host(Node):
             del self.ehash[key]
             if conn.orphan:
                 self.orphans -= 1
-            self._port_release(conn.lport, self._reuse_of(conn), tw=False)
+            self._port_release(conn.lport, conn.reuse, tw=False)
             if conn.port_auto:
                 self._dest_release(key)
-
-    @staticmethod
-    def _reuse_of(conn: Connection) -> bool:
-        """The connection's SO_REUSEADDR: its socket's, or its listener's for a child (PS-8)."""
-        return conn.reuse
 
     def _dest_release(self, key: tuple[int, int, int, int]) -> None:
         dk = (key[0], key[2], key[3])
@@ -780,7 +777,7 @@ class Host(Node):
         """``tcp_time_wait``: replace the socket by a TW record, or skip TIME_WAIT (TW-8)."""
         now = self.net.sched.now
         key = conn.key
-        reuse = self._reuse_of(conn)
+        reuse = conn.reuse
         tr = self.trace
         if substate == TIME_WAIT and not self.timewait_enabled:
             # The lesson knob: a stack without TIME_WAIT goes straight to CLOSED.
