@@ -18,6 +18,7 @@ from timewait.errors import UsageError
 from timewait.sim.network import Node
 from timewait.sim.profiles import Profile
 from timewait.sim.scheduler import Lane
+from timewait.sim.socket_error import SocketError
 from timewait.sim.sysctl import format_value, lookup
 from timewait.tcp.config import SEC, TcpConfig
 from timewait.tcp.connection import (
@@ -72,14 +73,6 @@ class DestPorts:
 
 
 _NO_DEST = DestPorts()
-
-
-class SocketError(OSError):
-    """A socket call failed; ``errno_name`` is Linux's name for it (``EADDRNOTAVAIL``…)."""
-
-    def __init__(self, errno_name: str, call: str = "") -> None:
-        super().__init__(f"{call}: {errno_name}" if call else errno_name)
-        self.errno_name = errno_name
 
 
 class Bucket:
@@ -720,16 +713,16 @@ class Host(Node):
     def _accepted(self, conn: Connection) -> Socket | None:
         """A passive connection became ESTABLISHED: queue it for accept()."""
         lsock = conn.parent
-        if lsock is None or lsock.closed:  # type: ignore[union-attr]
+        if lsock is None or lsock.closed:
             return None
         child = self.socket()
         child.conn = conn
         child.laddr, child.lport = conn.laddr, conn.lport
-        child.reuseaddr = lsock.reuseaddr  # type: ignore[union-attr]
+        child.reuseaddr = lsock.reuseaddr
         conn.sock = child
-        lsock.accept_queue.append(child)  # type: ignore[union-attr]
-        if lsock.on_accept is not None:  # type: ignore[union-attr]
-            lsock.on_accept(lsock)  # type: ignore[union-attr,arg-type]
+        lsock.accept_queue.append(child)
+        if lsock.on_accept is not None:
+            lsock.on_accept(lsock)
         return child
 
     def _conn_timer(self, conn: Connection) -> None:

@@ -16,7 +16,7 @@ connection by a small record, as Linux does (TW-4).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from timewait.tcp.config import SEC, TcpConfig
 from timewait.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
@@ -51,7 +51,7 @@ from timewait.tcp.timewait import reset_for
 
 M32 = 0xFFFFFFFF
 H32 = 0x80000000
-_new = object.__new__
+_new = Segment.__new__  # object.__new__ for the dataclass; a compiled (mypyc) Segment has its own
 
 
 def _by_event() -> dict[str, dict[int, int]]:
@@ -158,8 +158,8 @@ class Connection:
         self.err: str | None = None
         self.syn_ts = 0
         # Owner's bookkeeping (the core never reads these).
-        self.parent: object | None = None  # the listener a passive connection came from
-        self.sock: object | None = None    # the application's socket, None once orphaned
+        self.parent: Any = None            # the listener (a Socket) a passive connection came from
+        self.sock: Any = None              # the application's Socket, None once orphaned
         self.timer_at = 0                  # deadline the owner has scheduled a wake-up for
         self.seen_state = CLOSED           # last state the owner has acted on
         self.port_auto = False             # local port chosen by the connect() port search
@@ -350,7 +350,7 @@ class Connection:
         self.sack_ok = cfg.sack and syn.sack_ok
         self.wscale_ok = cfg.window_scaling and syn.wscale is not None
         if self.wscale_ok:
-            self.snd_wscale = min(syn.wscale, 14)  # type: ignore[type-var]
+            self.snd_wscale = min(syn.wscale or 0, 14)  # not None: wscale_ok
             self.rcv_wscale = cfg.rcv_wscale
         else:
             self.snd_wscale = self.rcv_wscale = 0
