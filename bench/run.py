@@ -1,8 +1,10 @@
 """Run every benchmark, print one table, write bench/results/latest.json.
 
-``python bench/run.py`` runs W1 at N = 10,000 / 100,000 / 1,000,000, W2 (a
-million concurrent TIME_WAIT entries), W3 (the W1 workload in ns-3, side by
-side) and the kernel lab's inspect benchmark. ``--quick`` skips W1 at
+``python bench/run.py`` runs W1 at N = 10,000 / 100,000 / 1,000,000, W1 at
+100,000 again on a mypyc-compiled copy of the hot path (bench-only, the evidence
+for a proposal; ``w1_mypyc.py``), W2 (a million concurrent TIME_WAIT entries),
+W3 (the W1 workload in ns-3, side by side) and the kernel lab's inspect
+benchmark. ``--quick`` skips W1 at
 1,000,000 and shrinks W2. ``--only W1,W3`` picks workloads. Every point runs
 in a fresh subprocess with a time limit; a point that fails or times out
 becomes a row saying why, and the run goes on.
@@ -72,21 +74,26 @@ def run_json(cmd: list[str], timeout_s: float) -> dict[str, Any]:
     return doc
 
 
-def run_w1(n: int, repeat: int = 1) -> dict[str, Any]:
-    """One W1 point; with ``repeat`` > 1, the run with the median wall time (each in its own process)."""
+def run_w1(n: int, repeat: int = 1, script: str = "w1_redis.py", workload: str = "W1",
+           extra_s: float = 0) -> dict[str, Any]:
+    """One W1 point; with ``repeat`` > 1, the run with the median wall time (each in its own process).
+
+    ``script`` = ``w1_mypyc.py`` runs it on the mypyc-compiled copy (``extra_s``: its first
+    call may create a venv and compile).
+    """
     runs = []
     for _ in range(repeat):
         # About 5,000-10,000 lifecycles/s: a generous limit that still ends a stuck run.
-        doc = run_json([sys.executable, str(HERE / "w1_redis.py"), "--connections", str(n),
-                        "--rate", "1000", "--ports", "3"], timeout_s=60 + n / 300)
+        doc = run_json([sys.executable, str(HERE / script), "--connections", str(n),
+                        "--rate", "1000", "--ports", "3"], timeout_s=60 + n / 300 + extra_s)
         if "error" in doc:
-            return {"workload": "W1", "connections": n, **doc}
+            return {"workload": workload, "connections": n, **doc}
         runs.append(doc)
     runs.sort(key=lambda d: d["wall_s"])
     doc = runs[len(runs) // 2]
     if repeat > 1:
         doc["wall_s_runs"] = [d["wall_s"] for d in runs]
-    return {"workload": "W1", "connections": n, **doc}
+    return {**doc, "workload": workload, "connections": n}
 
 
 def run_w2(entries: int) -> dict[str, Any]:
@@ -170,11 +177,17 @@ def render(rows: list[dict[str, Any]], targets: dict[str, dict[str, Any]], conso
             point = f"N={r.get('connections') or r.get('entries') or r.get('sockets'):,}"
             t.add_row(w, point, "", "", "", "", "", f"[red]not measured: {r['error'][:160]}[/red]")
             continue
-        if w == "W1":
+        if w in ("W1", "W1 mypyc"):
             other = "all answered" if r["ok"] else f"[red]{r['succeeded']:,} answered[/red]"
             if r.get("wall_s_runs"):
                 rates = sorted(r["connections"] / s for s in r["wall_s_runs"])
                 other += f"; median of {len(rates)} runs ({' / '.join(fmt(x) for x in rates)} /s)"
+            pure = next((x for x in rows if x["workload"] == "W1" and x["connections"] == r["connections"]
+                         and "error" not in x), None)
+            if w != "W1":
+                other += f"; {len(r['compiled'])} modules compiled, bench-only (a proposal)"
+                if pure:
+                    other += f"; {r['lifecycles_per_s'] / pure['lifecycles_per_s']:.1f}x pure Python"
             t.add_row(w, f"N={r['connections']:,}", fmt(r["wall_s"], ".1f"), fmt(r["cpu_s"], ".1f"),
                       fmt(r["lifecycles_per_s"]), fmt(r["events_per_s"]), fmt(r["peak_rss_mib"], ".0f"), other)
         elif w == "W2":
@@ -207,7 +220,7 @@ def render(rows: list[dict[str, Any]], targets: dict[str, dict[str, Any]], conso
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="skip W1 at N = 1,000,000; W2 with 200,000 entries")
-    ap.add_argument("--only", default="W1,W2,W3,inspect", help="comma-separated: W1,W2,W3,inspect")
+    ap.add_argument("--only", default="W1,mypyc,W2,W3,inspect", help="comma-separated: W1,mypyc,W2,W3,inspect")
     args = ap.parse_args()
     only = {w.strip().lower() for w in args.only.split(",")}
     # Piped output keeps a readable width instead of Rich's 80 columns.
@@ -231,6 +244,8 @@ def main() -> int:
         r = step(f"W1 N={n:,}", run_w1, n, 3 if n <= 100_000 else 1)
         if n == 10_000:
             w1_10k = r
+    if "mypyc" in only:
+        step("W1 mypyc N=100,000", run_w1, 100_000, 3, "w1_mypyc.py", "W1 mypyc", 1200)
     if "w2" in only:
         step("W2", run_w2, 200_000 if args.quick else 1_000_000)
     if "w3" in only:

@@ -58,6 +58,9 @@ def measure(connections: int, rate: float, ports: int) -> dict[str, Any]:
         # is shorter than TIME_WAIT (N <= 60 x rate); past that, the oldest have expired.
         "failed_checks": [c.name for c in lab.checks if not c.passed],
         "sim_time_s": lab.sim.now,
+        # The engine's modules that ran as compiled extensions (w1_mypyc.py's copy); [] = pure Python.
+        "compiled": sorted(name for name, m in sys.modules.items()
+                           if name.startswith("timewait.") and (getattr(m, "__file__", None) or "").endswith(".so")),
     }
 
 
