@@ -467,7 +467,7 @@ class Host(Node):
         if n > 1:
             n &= ~1  # parity mode: an even count (PS-2)
         reuse = self.sysctls["net.ipv4.tcp_tw_reuse"]
-        loopback = saddr >> 24 == 127 or daddr >> 24 == 127  # is_loopback(), inlined (once per connect)
+        loopback = saddr >> 24 == 127 or daddr >> 24 == 127  # either end in 127.0.0.0/8
         may_reuse = self.cfg.timestamps and (reuse == 1 or (reuse == 2 and loopback))
         dk = (saddr, daddr, dport)
         buckets = self.buckets

@@ -109,10 +109,6 @@ def ip_ntoa(n: int) -> str:
     return f"{n >> 24 & 255}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
 
 
-def is_loopback(addr: int) -> bool:
-    return addr >> 24 == 127
-
-
 # --------------------------------------------------------------------------- checksums
 
 def checksum(data: bytes) -> int:
