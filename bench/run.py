@@ -182,10 +182,10 @@ def render(rows: list[dict[str, Any]], targets: dict[str, dict[str, Any]], conso
             if r.get("wall_s_runs"):
                 rates = sorted(r["connections"] / s for s in r["wall_s_runs"])
                 other += f"; median of {len(rates)} runs ({' / '.join(fmt(x) for x in rates)} /s)"
-            pure = next((x for x in rows if x["workload"] == "W1" and x["connections"] == r["connections"]
-                         and "error" not in x), None)
             if w != "W1":
                 other += f"; {len(r['compiled'])} modules compiled, bench-only (a proposal)"
+                pure = next((x for x in rows if x["workload"] == "W1" and x["connections"] == r["connections"]
+                             and "error" not in x), None)
                 if pure:
                     other += f"; {r['lifecycles_per_s'] / pure['lifecycles_per_s']:.1f}x pure Python"
             t.add_row(w, f"N={r['connections']:,}", fmt(r["wall_s"], ".1f"), fmt(r["cpu_s"], ".1f"),
