@@ -6,3 +6,11 @@ class UsageError(Exception):
 
     The message names what is wrong and what is allowed.
     """
+
+
+class BudgetExceeded(Exception):
+    """A run went past its budget of simulated time, events or memory.
+
+    The message is one line naming the budget and the value reached; the CLI
+    prints it and exits with status 1, a sweep records the point as failed.
+    """
