@@ -24,18 +24,25 @@ FIRE      ``key, name`` -- a named timer fired
 CALL      ``sock, call, args, result`` -- a socket call and its result
           (``result`` is None for success or an errno name)
 COUNTER   ``name, delta`` -- an nstat counter was bumped
-DELIVER   ``key, data`` -- bytes handed to the application
 NOTE      ``text`` -- a scenario's or application's remark
 ========  =====================================================================
 
 ``key`` tuples use integer addresses; :func:`timewait.tcp.segment.ip_ntoa`
 formats them.
+
+The hot path appends plain tuples. Readers that want names instead of
+positions take typed views (:func:`view`, :func:`views`, :func:`select`): one
+small named tuple per kind (``r.seg.flags`` rather than ``r[3].flags``), made
+only when a view or a check reads the trace.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from timewait.tcp.segment import Segment
 
 TX = "tx"
 RX = "rx"
@@ -47,10 +54,9 @@ TIMER = "timer"
 FIRE = "fire"
 CALL = "call"
 COUNTER = "counter"
-DELIVER = "deliver"
 NOTE = "note"
 
-KINDS = (TX, RX, FWD, DROP, ICMP, STATE, TIMER, FIRE, CALL, COUNTER, DELIVER, NOTE)
+KINDS = (TX, RX, FWD, DROP, ICMP, STATE, TIMER, FIRE, CALL, COUNTER, NOTE)
 
 DROP_REASONS = {
     "loss": "lost on the link",
@@ -74,6 +80,143 @@ DROP_REASONS = {
 Record = tuple[Any, ...]
 
 
+Key = tuple[int, int, int, int]
+
+
+class Tx(NamedTuple):
+    """A host put ``seg`` on the wire."""
+
+    t: int
+    kind: str
+    node: str
+    seg: Segment
+
+
+class Rx(NamedTuple):
+    """``seg`` reached the TCP stack of ``node``."""
+
+    t: int
+    kind: str
+    node: str
+    seg: Segment
+
+
+class Fwd(NamedTuple):
+    """A router or NAT forwarded ``seg`` as ``out`` (a rewritten copy where it changed)."""
+
+    t: int
+    kind: str
+    node: str
+    seg: Segment
+    out: Segment
+
+
+class Drop(NamedTuple):
+    """``seg`` died at ``node``; ``reason`` is a key of :data:`DROP_REASONS`."""
+
+    t: int
+    kind: str
+    node: str
+    seg: Segment
+    reason: str
+
+
+class Icmp(NamedTuple):
+    """``node`` generated an ICMP error (``what``) about ``seg``."""
+
+    t: int
+    kind: str
+    node: str
+    seg: Segment
+    what: str
+
+
+class State(NamedTuple):
+    """Connection ``key`` on ``node`` went from state ``old`` to ``new`` (names)."""
+
+    t: int
+    kind: str
+    node: str
+    key: Key
+    old: str
+    new: str
+
+
+class Timer(NamedTuple):
+    """Timer ``name`` of ``key`` armed for ``deadline`` (None: cancelled)."""
+
+    t: int
+    kind: str
+    node: str
+    key: Key
+    name: str
+    deadline: int | None
+
+
+class Fire(NamedTuple):
+    """Timer ``name`` of ``key`` fired."""
+
+    t: int
+    kind: str
+    node: str
+    key: Key
+    name: str
+
+
+class Call(NamedTuple):
+    """Socket call ``call(args)`` on descriptor ``fd``; ``result`` None for success or an errno name."""
+
+    t: int
+    kind: str
+    node: str
+    fd: int
+    call: str
+    args: Any
+    result: str | None
+
+
+class Counter(NamedTuple):
+    """nstat counter ``name`` moved by ``delta``."""
+
+    t: int
+    kind: str
+    node: str
+    name: str
+    delta: int
+
+
+class Note(NamedTuple):
+    """A scenario's or application's remark."""
+
+    t: int
+    kind: str
+    node: str
+    text: str
+
+
+View = Tx | Rx | Fwd | Drop | Icmp | State | Timer | Fire | Call | Counter | Note
+_VIEWS: dict[str, Any] = {TX: Tx, RX: Rx, FWD: Fwd, DROP: Drop, ICMP: Icmp, STATE: State, TIMER: Timer,
+                          FIRE: Fire, CALL: Call, COUNTER: Counter, NOTE: Note}
+
+
+def view(record: Record) -> Any:
+    """The typed view of one record (a named tuple of its kind; positions still work)."""
+    return _VIEWS[record[1]]._make(record)
+
+
+def views(records: Iterable[Record]) -> list[Any]:
+    """Typed views of ``records``, in order."""
+    return [_VIEWS[r[1]]._make(r) for r in records]
+
+
+def select(records: Iterable[Record], *kinds: str, node: str | None = None) -> Iterator[Any]:
+    """Typed views of the records of ``kinds`` (all kinds when none), at ``node`` when given."""
+    want = frozenset(kinds or KINDS)
+    for r in records:
+        if r[1] in want and (node is None or r[2] == node):
+            yield _VIEWS[r[1]]._make(r)
+
+
 class Trace:
     """An append-only list of records, or a disabled trace that records nothing.
 
@@ -86,15 +229,8 @@ class Trace:
         self.records: list[Record] = []
         self.on = enabled
 
-    def add(self, *record: Any) -> None:
-        if self.on:
-            self.records.append(record)
-
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records)
 
     def __len__(self) -> int:
         return len(self.records)
-
-    def of_kind(self, *kinds: str) -> Iterator[Record]:
-        return (r for r in self.records if r[1] in kinds)

@@ -194,11 +194,6 @@ def format_record(rec: tuple[Any, ...], *, verbose: bool = False) -> str:
     if kind == T.COUNTER:
         name, delta = rec[3], rec[4]
         return f"{head} counter {name} {delta:+d}" if isinstance(delta, int) else f"{head} counter {name} {delta}"
-    if kind == T.DELIVER:
-        key, data = rec[3], rec[4]
-        n = len(data) if isinstance(data, (bytes, bytearray)) else data
-        shown = f" {_bytes_text(bytes(data))}" if isinstance(data, (bytes, bytearray)) else ""
-        return f"{head} {key_text(key)} delivered {n} bytes to the application{shown}"
     if kind == T.NOTE:
         return f"{head} note: {rec[3]}"
     return f"{head} {kind} " + " ".join(str(x) for x in rec[3:])

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from timewait.measure import fate, first, seconds, state_at
 from timewait.scenarios import Lab, Param, scenario
-from timewait.scenarios.lost_last_ack import (
-    LineServer,
-    Rec,
-    Timeline,
-    first,
-    seconds,
-    state_at,
-)
+from timewait.scenarios.common import LineServer, Timeline
 from timewait.sim.host import Host, Socket, SocketError
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import RST, SYN
-from timewait.trace import COUNTER, DROP, RX, TX
+from timewait.trace import COUNTER, DROP, RX, TX, views
 
 C1, C2 = "10.211.55.2", "10.211.55.10"
 CPORT, SPORT = 61594, 8080
@@ -22,6 +18,7 @@ OLD = (b"old-1\n", b"old-2\n", b"old-3\n")
 NEW = (b"new-1\n", b"new-2\n", b"new-3\n")
 NEW_AT = (1.0, 2.0, 5.0)  # seconds after the new connection is up
 M32 = 0xFFFFFFFF
+Rec = Any  # a typed trace view (timewait.trace)
 
 
 @scenario(
@@ -164,29 +161,29 @@ class TwoConnections:
 
 
 def _report(lab: Lab, c1: Host, c2: Host, client: TwoConnections, server: LineServer) -> None:
-    recs = lab.sim.trace.records
+    recs = views(lab.sim.trace.records)
     tl = Timeline()
     k2 = (c2.addr, SPORT, c1.addr, CPORT)
-    old_sent = [r for r in recs if r[1] == TX and r[2] == "c1" and r[3].payload and r[0] < lab.p["close_at"] * SEC]
+    old_sent = [r for r in recs if r.kind == TX and r.node == "c1" and r.seg.payload and r.t < lab.p["close_at"] * SEC]
     stale_tx = old_sent[2] if len(old_sent) > 2 else None
-    stale_end = _fate(recs, stale_tx[3].pid) if stale_tx else None
-    t_stale = stale_end[0] if stale_end else None
+    stale_end = fate(recs, stale_tx.seg.pid) if stale_tx else None
+    t_stale = stale_end.t if stale_end else None
     olds = [bytes(b) for _, k, b in server.conns if k == k2]
     old_got = olds[0] if olds else b""
     new_got = olds[1] if len(olds) > 1 else None
     want_old, want_new = b"".join(OLD), b"".join(NEW)
     tl.add(stale_tx, f"c1 sends {OLD[2]!r}; the network holds it {lab.p['delay']:g} s")
-    retx = first(recs, lambda r: r[1] == TX and r[2] == "c1" and r[3].payload and stale_tx is not None
-                 and r[3].seq == stale_tx[3].seq, after=stale_tx[0]) if stale_tx else None
+    retx = first(recs, lambda r: r.kind == TX and r.node == "c1" and r.seg.payload and stale_tx is not None
+                 and r.seg.seq == stale_tx.seg.seq, after=stale_tx.t) if stale_tx else None
     tl.add(retx, "c1's RTO fires: it sends the bytes again, and they arrive")
     lab.check("the old connection's 3rd segment is delayed in the network; its retransmission delivers it",
-              stale_tx is not None and stale_end is not None and t_stale - stale_tx[0] >= lab.p["delay"] * SEC
+              stale_tx is not None and stale_end is not None and t_stale - stale_tx.t >= lab.p["delay"] * SEC
               and old_got == want_old,
-              f"{OLD[2]!r} sent at {seconds(stale_tx)} s, the held copy reached {stale_end[2] if stale_end else '-'} "
+              f"{OLD[2]!r} sent at {seconds(stale_tx)} s, the held copy reached {stale_end.node if stale_end else '-'} "
               f"at {seconds(stale_end)} s; c2 read {old_got!r} on the old connection")
-    new_syn = first(recs, lambda r: r[1] == TX and r[2] == "c1" and r[3].flags & SYN and r[3].sport == CPORT,
+    new_syn = first(recs, lambda r: r.kind == TX and r.node == "c1" and r.seg.flags & SYN and r.seg.sport == CPORT,
                     after=int(lab.p["reconnect_at"] * SEC) - 1)
-    t_syn = new_syn[0] if new_syn else None
+    t_syn = new_syn.t if new_syn else None
     fails = [t for t, res in client.attempts if res == "EADDRNOTAVAIL"]
     took_over = c1.counters.get("TcpExtTWRecycled", 0) > 0
     lab.metrics["eaddrnotavail"] = len(fails)
@@ -229,7 +226,7 @@ def _report(lab: Lab, c1: Host, c2: Host, client: TwoConnections, server: LineSe
               t_stale is not None and t_syn is not None and t_stale > t_syn,
               f"new SYN at {seconds(new_syn)} s, the delayed segment arrives at {seconds(stale_end)} s")
     rcv_nxt, wnd = _rcv_nxt_at(recs, k2, stale_end, t_syn), c2.cfg.rcv_buf >> 1
-    seq, end = stale_tx[3].seq, stale_tx[3].end_seq  # type: ignore[index]
+    seq, end = stale_tx.seg.seq, stale_tx.seg.end_seq  # type: ignore[index]
     inside = rcv_nxt is not None and 0 < ((end - rcv_nxt) & M32) < 1 << 31 and 0 < ((rcv_nxt + wnd - seq) & M32) < 1 << 31
     lab.metrics["stale_seq_minus_rcv_nxt"] = _signed(seq - rcv_nxt) if rcv_nxt is not None else None
     where = (f"seq {seq}, the new connection's rcv_nxt {rcv_nxt}, window {wnd} (offset "
@@ -258,40 +255,34 @@ def _what_saved_it(recs: list[Rec], c2: Host, k2: tuple[int, int, int, int], sta
     """Why a stale segment that outlived the old connection did no harm, or None if nothing did."""
     if stale_end is None:
         return "it never arrived"
-    if stale_end[1] == DROP:
-        return ("the network discarded it, older than MSL" if stale_end[4] == "msl"
-                else f"it was dropped ({stale_end[4]})")
-    t = stale_end[0]
+    if stale_end.kind == DROP:
+        return ("the network discarded it, older than MSL" if stale_end.reason == "msl"
+                else f"it was dropped ({stale_end.reason})")
+    t = stale_end.t
     if state_at(recs, "c2", k2, t) not in ("ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2"):
         return "no connection of that 4-tuple was receiving data when it arrived"
-    if any(r[1] == COUNTER and r[2] == "c2" and r[3] == "TcpExtPAWSEstab" and r[0] == t for r in recs):
+    if any(r.kind == COUNTER and r.node == "c2" and r.name == "TcpExtPAWSEstab" and r.t == t for r in recs):
         return "PAWS rejected it: its timestamp is older than the new connection's"
     return None if inside else "window"
-
-
-def _fate(recs: list[Rec], pid: int) -> Rec | None:
-    """Where a packet ended: its arrival at a host (RX), else where it was dropped."""
-    rx = next((r for r in recs if r[1] == RX and r[3].pid == pid), None)
-    return rx or next((r for r in recs if r[1] == DROP and r[3].pid == pid), None)
 
 
 def _fate_text(recs: list[Rec], end: Rec | None) -> str:
     if end is None:
         return "still in flight"
-    if end[1] == DROP:
-        return f"dropped ({end[4]})"
-    reply = first(recs, lambda r: r[1] == TX and r[2] == end[2] and r[0] == end[0], after=end[0] - 1)
-    if reply is not None and reply[3].flags & RST:
+    if end.kind == DROP:
+        return f"dropped ({end.reason})"
+    reply = first(recs, lambda r: r.kind == TX and r.node == end.node and r.t == end.t, after=end.t - 1)
+    if reply is not None and reply.seg.flags & RST:
         return "no connection for it: answered with RST"
     if reply is not None:
-        return f"it reached a connection, which answered ACK {reply[3].ack}"
+        return f"it reached a connection, which answered ACK {reply.seg.ack}"
     return "discarded"
 
 
 def _all_gone_before(recs: list[Rec], t: int) -> list[int]:
     """Packets sent before ``t`` that had not arrived or died by ``t``: their pids."""
-    sent = {r[3].pid for r in recs if r[1] == TX and r[0] < t}
-    ended = {r[3].pid for r in recs if r[1] in (RX, DROP) and r[0] <= t}
+    sent = {r.seg.pid for r in recs if r.kind == TX and r.t < t}
+    ended = {r.seg.pid for r in recs if r.kind in (RX, DROP) and r.t <= t}
     return sorted(sent - ended)
 
 
@@ -300,8 +291,8 @@ def _rcv_nxt_at(recs: list[Rec], k2: tuple[int, int, int, int], stale_end: Rec |
     """c2's rcv_nxt on the new connection just before the stale segment arrived: its latest ACK."""
     if stale_end is None or t_syn is None:
         return None
-    acks = [r[3].ack for r in recs if r[1] == TX and r[2] == "c2" and t_syn <= r[0] < stale_end[0]
-            and (r[3].src, r[3].sport, r[3].dst, r[3].dport) == k2]
+    acks = [r.seg.ack for r in recs if r.kind == TX and r.node == "c2" and t_syn <= r.t < stale_end.t
+            and (r.seg.src, r.seg.sport, r.seg.dst, r.seg.dport) == k2]
     return acks[-1] if acks else None
 
 

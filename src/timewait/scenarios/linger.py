@@ -6,7 +6,7 @@ from timewait.apps.basic import NcClient, NcServer
 from timewait.measure import state_intervals
 from timewait.scenarios import Lab, Param, scenario
 from timewait.tcp.segment import FIN, RST
-from timewait.trace import TX
+from timewait.trace import TX, select
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 
@@ -37,7 +37,7 @@ def run(lab: Lab) -> None:
                       linger0=lab.p["linger0"])
     sim.at(0.5, lambda: setattr(server.conn, "on_error", lambda s, e: errors.append(e)) if server.conn else None)
     lab.run(lab.p["close_at"] + 62)
-    mine = [r[3] for r in sim.trace.records if r[1] == TX and r[2] == "c1" and r[3].sport == client.sock.lport]
+    mine = [r.seg for r in select(sim.trace.records, TX, node="c1") if r.seg.sport == client.sock.lport]
     rst = any(s.flags & RST for s in mine)
     fin = any(s.flags & FIN for s in mine)
     hosts = sorted({i.host for i in state_intervals(sim.trace, "TIME_WAIT")})

@@ -5,16 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from timewait.measure import first, flag_names, seconds, seg_of, state_at
 from timewait.scenarios import Lab, Param, scenario
+from timewait.scenarios.common import LineServer, Timeline
 from timewait.sim.host import Host, Socket, SocketError
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import ACK, FIN, RST, SYN, ip_ntoa
-from timewait.trace import DROP, RX, STATE, TIMER, TX
+from timewait.trace import DROP, RX, STATE, TIMER, TX, views
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 SERVER_PORT = 8888
 Key = tuple[int, int, int, int]
-Rec = tuple[Any, ...]
+Rec = Any  # a typed trace view (timewait.trace)
 TS_SYSCTL = "net.ipv4.tcp_timestamps"
 
 
@@ -77,37 +79,6 @@ def run(lab: Lab) -> None:
     held = c1.cfg.tw_len / SEC if sim.timewait_enabled else 0.0
     lab.run(p["close_at"] + held + p["retry"] + 5)
     _report(lab, c1, c2, client, server)
-
-
-class LineServer:
-    """A server that keeps listening (``nc -lk``): keeps each connection's bytes, closes on EOF."""
-
-    def __init__(self, host: Host, port: int, close_delay_s: float = 0.001) -> None:
-        self.host = host
-        self.close_delay_s = close_delay_s
-        self.conns: list[tuple[float, tuple[int, int, int, int], bytearray]] = []
-        self.lsock = host.socket()
-        self.lsock.setsockopt("SO_REUSEADDR", 1)
-        self.lsock.bind(0, port)
-        self.lsock.listen(16)
-        self.lsock.on_accept = self._accept
-
-    def _accept(self, lsock: Socket) -> None:
-        s = lsock.accept()
-        while s is not None:
-            buf = bytearray()
-            self.conns.append((self.host.net.sched.now / SEC, s.conn.key, buf))  # type: ignore[union-attr]
-            s.app = buf
-            s.on_data = self._data
-            s.on_eof = self._eof
-            s = lsock.accept()
-
-    def _data(self, s: Socket) -> None:
-        s.app.extend(s.recv())
-
-    def _eof(self, s: Socket) -> None:
-        self._data(s)
-        self.host.call_later(self.close_delay_s, s.close)
 
 
 @dataclass
@@ -219,66 +190,23 @@ class NextIsn:
         return self.pinned.pop(key, isn)
 
 
-# ---------------------------------------------------------------------------- reading the trace
-
-def state_at(recs: list[Rec], host: str, key: Key, t: int) -> str:
-    """The state ``host`` had for ``key`` just before time ``t`` (µs), from STATE records."""
-    st = "CLOSED"
-    for r in recs:
-        if r[0] >= t:
-            break
-        if r[1] == STATE and r[2] == host and r[3] == key:
-            st = r[5]
-    return st
-
-
-def first(recs: list[Rec], pred: Any, after: int = -1) -> Rec | None:
-    """The first record later than ``after`` (µs) that satisfies ``pred``."""
-    return next((r for r in recs if r[0] > after and pred(r)), None)
-
-
-def seconds(r: Rec | None) -> float | None:
-    return None if r is None else r[0] / SEC
-
-
-def seg_of(kind: str, host: str, flags: int | None = None) -> Any:
-    """A predicate: a ``kind`` (TX/RX/DROP) record at ``host`` whose SYN/ACK/FIN/RST bits are ``flags``."""
-    return lambda r: r[1] == kind and r[2] == host and (
-        flags is None or r[3].flags & (SYN | ACK | FIN | RST) == flags)
-
-
-class Timeline:
-    """Events with times in seconds, for the ``timeline`` metric."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[float, str]] = []
-
-    def add(self, when: Rec | float | None, text: str) -> None:
-        if when is None:
-            return
-        self.events.append((when if isinstance(when, float | int) else when[0] / SEC, text))
-
-    def as_metric(self) -> list[list[Any]]:
-        return [[round(t, 6), text] for t, text in sorted(self.events, key=lambda e: e[0])]
-
-
 def _report(lab: Lab, c1: Host, c2: Host, client: ReconnectingClient, server: LineServer) -> None:
-    recs = lab.sim.trace.records
+    recs = views(lab.sim.trace.records)
     port = client.port
     k2: Key = (c2.addr, SERVER_PORT, c1.addr, port)
     tl = Timeline()
     close_at = int(lab.p["close_at"] * SEC)
-    fin2 = first(recs, lambda r: r[1] == TX and r[2] == "c2" and r[3].flags & FIN, after=close_at - 1)
-    lost = first(recs, lambda r: r[1] == DROP and r[2] == "c1" and r[4] == "fault" and r[3].flags == ACK
-                 and not r[3].payload and fin2 is not None and r[3].ack == fin2[3].end_seq)
+    fin2 = first(recs, lambda r: r.kind == TX and r.node == "c2" and r.seg.flags & FIN, after=close_at - 1)
+    lost = first(recs, lambda r: r.kind == DROP and r.node == "c1" and r.reason == "fault" and r.seg.flags == ACK
+                 and not r.seg.payload and fin2 is not None and r.seg.ack == fin2.seg.end_seq)
     tl.add(fin2, "c2 closes too: FIN (CLOSE_WAIT -> LAST_ACK)")
     tl.add(lost, "c1 sends the last ACK and the network loses it")
     lab.check("the active closer's last ACK is lost", lost is not None,
               f"c1's ACK of c2's FIN dropped at {seconds(lost)} s" if lost else "no lost last ACK in the trace")
     if fin2 is not None and lost is not None:
         # Which way did it go: did a new SYN from c1 meet c2 still in LAST_ACK?
-        met = first(recs, lambda r: seg_of(RX, "c2", SYN)(r) and r[3].sport == port
-                    and state_at(recs, "c2", k2, r[0]) == "LAST_ACK", after=lost[0])
+        met = first(recs, lambda r: seg_of(RX, "c2", SYN)(r) and r.seg.sport == port
+                    and state_at(recs, "c2", k2, r.t) == "LAST_ACK", after=lost.t)
         path = "collide" if met is not None else "wait"
         if not lab.sim.timewait_enabled:
             expected, why = "collide", "no TIME_WAIT: the port is free at once"
@@ -311,38 +239,38 @@ def _report_wait(lab: Lab, recs: list[Rec], c1: Host, client: ReconnectingClient
     """TIME_WAIT did its job: the re-ACK, the restarted timer, a clean close, then the wait."""
     k1: Key = (k2[2], k2[3], k2[0], k2[1])
     tw_len = c1.cfg.tw_len
-    resent = first(recs, lambda r: r[1] == TX and r[2] == "c2" and r[3].flags & FIN and r[3].seq == fin2[3].seq,
-                   after=fin2[0])
+    resent = first(recs, lambda r: r.kind == TX and r.node == "c2" and r.seg.flags & FIN and r.seg.seq == fin2.seg.seq,
+                   after=fin2.t)
     tl.add(resent, "c2's retransmission timer fires: the FIN again, from LAST_ACK")
-    gap = round((resent[0] - fin2[0]) / SEC, 6) if resent else None
+    gap = round((resent.t - fin2.t) / SEC, 6) if resent else None
     lab.metrics["fin_resent_after_s"] = gap
     lab.check("c2, still in LAST_ACK, sends its FIN again when its RTO fires",
-              resent is not None and state_at(recs, "c2", k2, resent[0] + 1) == "LAST_ACK",
+              resent is not None and state_at(recs, "c2", k2, resent.t + 1) == "LAST_ACK",
               f"FIN at {seconds(fin2)} s, again at {seconds(resent)} s ({gap} s later)")
     if resent is None:
         return
-    rx = first(recs, lambda r: r[1] == RX and r[2] == "c1" and r[3].pid == resent[3].pid)
-    t_rx = rx[0] if rx else -1
-    reack = first(recs, lambda r: seg_of(TX, "c1", ACK)(r) and r[0] == t_rx, after=t_rx - 1)
-    timer = first(recs, lambda r: r[1] == TIMER and r[2] == "c1" and r[3] == k1 and r[4] == "timewait",
+    rx = first(recs, lambda r: r.kind == RX and r.node == "c1" and r.seg.pid == resent.seg.pid)
+    t_rx = rx.t if rx else -1
+    reack = first(recs, lambda r: seg_of(TX, "c1", ACK)(r) and r.t == t_rx, after=t_rx - 1)
+    timer = first(recs, lambda r: r.kind == TIMER and r.node == "c1" and r.key == k1 and r.name == "timewait",
                   after=t_rx - 1)
     tl.add(reack, "c1's TIME_WAIT answers it with an ACK and restarts its timer (TW-C)")
     lab.check("c1's TIME_WAIT answers the repeated FIN with an ACK",
-              reack is not None and reack[3].ack == resent[3].end_seq,
-              f"ACK {reack[3].ack if reack else None} at {seconds(reack)} s for the FIN ending at {resent[3].end_seq}")
-    lab.metrics["timewait_deadline_after_reack"] = timer[5] / SEC if timer else None
+              reack is not None and reack.seg.ack == resent.seg.end_seq,
+              f"ACK {reack.seg.ack if reack else None} at {seconds(reack)} s for the FIN ending at {resent.seg.end_seq}")
+    lab.metrics["timewait_deadline_after_reack"] = timer.deadline / SEC if timer else None
     lab.check(f"and restarts its timer: {tw_len / SEC:g} s from that moment",
-              timer is not None and timer[0] == t_rx and timer[5] == t_rx + tw_len,
-              f"TIMER timewait re-armed at {seconds(timer)} s to fire at {timer[5] / SEC if timer else None} s")
-    arrive = first(recs, lambda r: r[1] == RX and r[2] == "c2" and r[3].pid == reack[3].pid) if reack else None
-    closed = first(recs, lambda r: r[1] == STATE and r[2] == "c2" and r[3] == k2 and r[4] == "LAST_ACK")
-    reset = first(recs, lambda r: seg_of(RX, "c2")(r) and r[3].flags & RST and r[3].sport == client.port)
+              timer is not None and timer.t == t_rx and timer.deadline == t_rx + tw_len,
+              f"TIMER timewait re-armed at {seconds(timer)} s to fire at {timer.deadline / SEC if timer else None} s")
+    arrive = first(recs, lambda r: r.kind == RX and r.node == "c2" and r.seg.pid == reack.seg.pid) if reack else None
+    closed = first(recs, lambda r: r.kind == STATE and r.node == "c2" and r.key == k2 and r.old == "LAST_ACK")
+    reset = first(recs, lambda r: seg_of(RX, "c2")(r) and r.seg.flags & RST and r.seg.sport == client.port)
     tl.add(closed, "c2: LAST_ACK -> CLOSED")
     lab.check("c2 closes cleanly: LAST_ACK -> CLOSED on that ACK, no RST",
-              closed is not None and arrive is not None and closed[0] == arrive[0] and closed[5] == "CLOSED"
-              and (reset is None or reset[0] > closed[0]),
+              closed is not None and arrive is not None and closed.t == arrive.t and closed.new == "CLOSED"
+              and (reset is None or reset.t > closed.t),
               f"c2 left LAST_ACK at {seconds(closed)} s, as the ACK arrived ({seconds(arrive)} s)")
-    tw_end = first(recs, lambda r: r[1] == STATE and r[2] == "c1" and r[3] == k1 and r[4] == "TIME_WAIT")
+    tw_end = first(recs, lambda r: r.kind == STATE and r.node == "c1" and r.key == k1 and r.old == "TIME_WAIT")
     t_end = seconds(tw_end)
     tl.add(tw_end, "c1's TIME_WAIT ends")
     fails = [a for a in client.attempts if a.result == "EADDRNOTAVAIL"]
@@ -372,8 +300,8 @@ def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: Recon
     """The new SYN met LAST_ACK: RFC 793's reset or ACK, or Linux's challenge-ACK exchange."""
     k1: Key = (k2[2], k2[3], k2[0], k2[1])
     cfg = c1.cfg
-    syn = first(recs, lambda r: r[1] == TX and r[2] == "c1" and r[3].pid == met[3].pid)
-    t_syn = syn[0] if syn else met[0]
+    syn = first(recs, lambda r: r.kind == TX and r.node == "c1" and r.seg.pid == met.seg.pid)
+    t_syn = syn.t if syn else met.t
     took_over = c1.counters.get("TcpExtTWRecycled", 0) > 0
     how = ("connect() took the TIME_WAIT over (PS-1: a bound port, and the TIME_WAIT saw timestamps)"
            if took_over else "c1 had no TIME_WAIT: straight to CLOSED")
@@ -381,10 +309,10 @@ def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: Recon
     a0 = client.attempts[0] if client.attempts else None
     lab.check(f"c1 reuses port {client.port} at once", a0 is not None and a0.result != "EADDRNOTAVAIL",
               f"{how}; SYN at {seconds(syn)} s")
-    fin_c2 = first(recs, lambda r: r[1] == TX and r[2] == "c2" and r[3].flags & FIN and r[3].dport == client.port)
-    fin_c1 = first(recs, lambda r: r[1] == TX and r[2] == "c1" and r[3].flags & FIN and r[3].sport == client.port)
-    rcv_nxt = fin_c1[3].end_seq if fin_c1 else 0  # c2's rcv_nxt in LAST_ACK
-    offset = (met[3].seq - rcv_nxt) & 0xFFFFFFFF
+    fin_c2 = first(recs, lambda r: r.kind == TX and r.node == "c2" and r.seg.flags & FIN and r.seg.dport == client.port)
+    fin_c1 = first(recs, lambda r: r.kind == TX and r.node == "c1" and r.seg.flags & FIN and r.seg.sport == client.port)
+    rcv_nxt = fin_c1.seg.end_seq if fin_c1 else 0  # c2's rcv_nxt in LAST_ACK
+    offset = (met.seg.seq - rcv_nxt) & 0xFFFFFFFF
     in_window = offset < c2.cfg.rcv_buf >> 1
     lab.metrics["syn_offset_from_rcv_nxt"] = offset if offset < 1 << 31 else offset - (1 << 32)
     lab.metrics["syn_in_window"] = in_window
@@ -392,23 +320,23 @@ def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: Recon
               f"c2 received it at {seconds(met)} s with {ip_ntoa(c1.addr)}:{client.port} in LAST_ACK; its seq is "
               f"{lab.metrics['syn_offset_from_rcv_nxt']} bytes past c2's rcv_nxt ("
               f"{'inside' if in_window else 'outside'} the {c2.cfg.rcv_buf >> 1}-byte window)")
-    reply = first(recs, lambda r: seg_of(TX, "c2")(r) and r[3].dport == client.port, after=met[0] - 1)
-    est = first(recs, lambda r: r[1] == STATE and r[2] == "c1" and r[3] == k1 and r[5] == "ESTABLISHED",
+    reply = first(recs, lambda r: seg_of(TX, "c2")(r) and r.seg.dport == client.port, after=met.t - 1)
+    est = first(recs, lambda r: r.kind == STATE and r.node == "c1" and r.key == k1 and r.new == "ESTABLISHED",
                 after=t_syn)
-    syns = [r for r in recs if r[0] > t_syn and seg_of(TX, "c1", SYN)(r)]
-    closed = first(recs, lambda r: r[1] == STATE and r[2] == "c2" and r[3] == k2 and r[4] == "LAST_ACK")
+    syns = [r for r in recs if r.t > t_syn and seg_of(TX, "c1", SYN)(r)]
+    closed = first(recs, lambda r: r.kind == STATE and r.node == "c2" and r.key == k2 and r.old == "LAST_ACK")
     got = _received(server, k2, client.payload)
-    lab.metrics["handshake_s"] = round((est[0] - t_syn) / SEC, 6) if est else None
+    lab.metrics["handshake_s"] = round((est.t - t_syn) / SEC, 6) if est else None
     if c2.cfg.syn_in_lastack_rst and in_window:
         # RFC 793 p. 71: an in-window SYN is an error: reset, and the connection is gone.
         tl.add(reply, "c2 (LAST_ACK) answers the in-window SYN with RST and drops its connection")
         tl.add(closed, "c2: LAST_ACK -> CLOSED")
         lab.check("c2 answers the SYN with an RST (seq 0, ack = SYN + 1) and drops its LAST_ACK connection "
                   "(RFC 793, the chapter's account)",
-                  reply is not None and reply[3].flags == RST | ACK and reply[3].seq == 0
-                  and reply[3].ack == met[3].end_seq and closed is not None and closed[0] == met[0],
-                  f"c2 sent {_flags(reply)} seq {reply[3].seq if reply else None} ack "
-                  f"{reply[3].ack if reply else None} at {seconds(reply)} s; LAST_ACK gone at {seconds(closed)} s")
+                  reply is not None and reply.seg.flags == RST | ACK and reply.seg.seq == 0
+                  and reply.seg.ack == met.seg.end_seq and closed is not None and closed.t == met.t,
+                  f"c2 sent {flag_names(reply)} seq {reply.seg.seq if reply else None} ack "
+                  f"{reply.seg.ack if reply else None} at {seconds(reply)} s; LAST_ACK gone at {seconds(closed)} s")
         refused = a0 is not None and a0.result not in ("ok", "connected")
         if refused:
             tl.add(a0.done_at, f"c1's connect() fails: {a0.result}")  # type: ignore[union-attr]
@@ -422,25 +350,25 @@ def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: Recon
     if c2.cfg.syn_in_lastack_rst:
         tl.add(reply, "c2 (LAST_ACK) answers the out-of-window SYN with an ACK")
         lab.check("c2 answers the out-of-window SYN with an ACK, not a reset (RFC 793 p. 69)",
-                  reply is not None and reply[3].flags == ACK,
-                  f"c2 sent {_flags(reply)} at {seconds(reply)} s")
+                  reply is not None and reply.seg.flags == ACK,
+                  f"c2 sent {flag_names(reply)} at {seconds(reply)} s")
     else:
         tl.add(reply, "c2 (LAST_ACK) answers with a challenge ACK, not an RST (LA-1)")
         lab.check("c2 answers with a challenge ACK: seq = its snd_nxt, ack = its rcv_nxt (LA-1, LA-2)",
-                  reply is not None and reply[3].flags == ACK and fin_c2 is not None and fin_c1 is not None
-                  and reply[3].seq == fin_c2[3].end_seq and reply[3].ack == fin_c1[3].end_seq,
-                  f"c2 sent {_flags(reply)} seq {reply[3].seq if reply else None} ack "
-                  f"{reply[3].ack if reply else None}; the old FINs end at {fin_c2[3].end_seq if fin_c2 else None} "
-                  f"and {fin_c1[3].end_seq if fin_c1 else None}")
-    rst = first(recs, lambda r: seg_of(TX, "c1", RST)(r), after=reply[0] - 1) if reply else None
-    rst_rx = first(recs, lambda r: r[1] == RX and r[2] == "c2" and r[3].pid == rst[3].pid) if rst else None
+                  reply is not None and reply.seg.flags == ACK and fin_c2 is not None and fin_c1 is not None
+                  and reply.seg.seq == fin_c2.seg.end_seq and reply.seg.ack == fin_c1.seg.end_seq,
+                  f"c2 sent {flag_names(reply)} seq {reply.seg.seq if reply else None} ack "
+                  f"{reply.seg.ack if reply else None}; the old FINs end at {fin_c2.seg.end_seq if fin_c2 else None} "
+                  f"and {fin_c1.seg.end_seq if fin_c1 else None}")
+    rst = first(recs, lambda r: seg_of(TX, "c1", RST)(r), after=reply.t - 1) if reply else None
+    rst_rx = first(recs, lambda r: r.kind == RX and r.node == "c2" and r.seg.pid == rst.seg.pid) if rst else None
     tl.add(rst, "c1 (SYN_SENT) answers with RST seq=SEG.ACK (LA-3)")
     tl.add(closed, "c2: LAST_ACK -> CLOSED, reset by it")
     lab.check("c1, in SYN_SENT, sends RST seq = SEG.ACK, which ends c2's LAST_ACK (LA-3)",
-              rst is not None and reply is not None and rst[3].seq == reply[3].ack and closed is not None
-              and rst_rx is not None and closed[0] == rst_rx[0],
-              f"RST seq {rst[3].seq if rst else None} at {seconds(rst)} s; c2 CLOSED at {seconds(closed)} s")
-    resyn = next((r for r in syns if rst is not None and r[0] > rst[0]), None)
+              rst is not None and reply is not None and rst.seg.seq == reply.seg.ack and closed is not None
+              and rst_rx is not None and closed.t == rst_rx.t,
+              f"RST seq {rst.seg.seq if rst else None} at {seconds(rst)} s; c2 CLOSED at {seconds(closed)} s")
+    resyn = next((r for r in syns if rst is not None and r.t > rst.t), None)
     tl.add(resyn, "c1 resends its SYN")
     tl.add(est, "c1: SYN_SENT -> ESTABLISHED")
     if cfg.quick_syn_resend:
@@ -448,7 +376,7 @@ def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: Recon
     else:
         wait, since, name = cfg.rto_init, syn, f"its RTO ({cfg.rto_init / SEC:g} s)"
     lab.check(f"c1 resends the SYN after {name} and the handshake completes",
-              resyn is not None and since is not None and resyn[0] - since[0] == wait and est is not None
+              resyn is not None and since is not None and resyn.t - since.t == wait and est is not None
               and got is not None,
               f"SYN again at {seconds(resyn)} s, ESTABLISHED at {seconds(est)} s; c2 read {got!r}")
     if c2.cfg.syn_in_lastack_rst:
@@ -463,8 +391,3 @@ def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: Recon
                 "the first SYN. --profile chapter shows the textbook's RST instead.")
 
 
-def _flags(r: Rec | None) -> str:
-    if r is None:
-        return "nothing"
-    f = r[3].flags
-    return "+".join(n for bit, n in ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (ACK, "ACK")) if f & bit)

@@ -11,7 +11,7 @@ from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.nat import ConntrackTimeouts, Mapping, Nat, full_checksums_ok, rewrite_packet
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import DecodeError, decode, encode, ip_ntoa
-from timewait.trace import FWD, RX
+from timewait.trace import FWD, RX, select
 
 PUBLIC, INSIDE, SERVER, PORT = "203.0.113.1", "192.168.1.0/24", "198.51.100.10", 6379
 SAME_PORT = 40000
@@ -129,7 +129,7 @@ def _report(lab: Lab, nat: Nat, hosts: list, clients: list, snap: dict, port_ran
               "; ".join(f"{r['client']} {r['private']} -> {r['public']}" for r in rows_open) or "no mappings")
 
     # 2. The server sees only the public address.
-    peers = peers | {r[3].src for r in sim.trace.records if r[1] == RX and r[2] == "server"}
+    peers = peers | {r.seg.src for r in select(sim.trace.records, RX, node="server")}
     lab.check("the server sees only the NAT's public address", peers == {pub},
               f"peers seen at the server: {', '.join(sorted(ip_ntoa(a) for a in peers)) or 'none'}")
 
@@ -183,7 +183,7 @@ def _report(lab: Lab, nat: Nat, hosts: list, clients: list, snap: dict, port_ran
 def _check_rewrites(lab: Lab, nat: Nat, served: list[str], rows_open: list[dict[str, Any]]) -> None:
     """Every packet the NAT rewrote: valid checksums, and translated the right way."""
     pub = nat.public
-    fwd = [r for r in lab.sim.trace.records if r[1] == FWD and r[2] == nat.name]
+    fwd = list(select(lab.sim.trace.records, FWD, node=nat.name))
     by_reply = {x.reply: x for x in nat.history}
     bad = wrong_way = 0
     for _, _, _, sin, sout in fwd:

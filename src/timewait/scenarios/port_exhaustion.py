@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from timewait.apps.basic import PingServer, ShortConnectionLoop
 from timewait.scenarios import Lab, Param, scenario
+from timewait.scenarios.common import may_reuse
 from timewait.tcp.segment import ip_ntoa
 
 CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
-
-
-def may_reuse(lab: Lab, host: object, loopback: bool = False) -> tuple[bool, str]:
-    """Whether connect() may take over TIME_WAIT 4-tuples on ``host`` (PS-5), and why not."""
-    s = host.sysctls  # type: ignore[attr-defined]
-    reuse = s["net.ipv4.tcp_tw_reuse"]
-    if not host.cfg.timestamps:  # type: ignore[attr-defined]
-        return False, "tcp_timestamps=0: a TIME_WAIT without timestamps can never be reused"
-    if reuse == 0:
-        return False, "tcp_tw_reuse=0"
-    if reuse == 2 and not loopback:
-        return False, "tcp_tw_reuse=2 reuses only loopback flows, and this one is not"
-    return True, f"tcp_tw_reuse={reuse} with timestamps: TIME_WAIT older than tcp_tw_reuse_delay is taken over"
 
 
 @scenario(
@@ -76,7 +64,7 @@ def run(lab: Lab) -> None:
              port_range=[lo, hi], usable_ports=usable, destinations=k,
              time_wait_peak=max((v for _, v in lab.series.get("c1.TIME_WAIT", [])), default=0),
              tw_recycled=c1.counters.get("TcpExtTWRecycled", 0))
-    reuse_ok, why = may_reuse(lab, c1)
+    reuse_ok, why = may_reuse(c1)
     supply = usable * k
     if reuse_ok:
         # A TIME_WAIT may be taken over once it is tcp_tw_reuse_delay old: the wait per port

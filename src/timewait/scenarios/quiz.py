@@ -9,7 +9,7 @@ from timewait.result import RunResult
 from timewait.scenarios import Lab, run_scenario, scenario
 from timewait.tcp.config import SEC
 from timewait.tcp.states import NAMES, TIME_WAIT, TRANSITIONS
-from timewait.trace import RX, STATE
+from timewait.trace import RX, STATE, views
 
 STATEMENTS = {
     "A": "TIME_WAIT makes the close of a full-duplex connection reliable",
@@ -97,14 +97,14 @@ def _statement_b(sub: Callable[..., RunResult], msl: float) -> tuple[bool, list[
     """A handshake state? Only if TIME_WAIT could follow a handshake state, in the table or a trace."""
     into_tw = sorted({NAMES[s] for (s, _), (nxt, _) in TRANSITIONS.items() if nxt == TIME_WAIT})
     nc = sub("nc-timewait")
-    recs = nc.trace.records
-    entries = [r for r in recs if r[1] == STATE and r[5] == "TIME_WAIT"]
+    recs = views(nc.trace.records)
+    entries = [r for r in recs if r.kind == STATE and r.new == "TIME_WAIT"]
     after_fin = []
     for e in entries:
-        t, host, key = e[0], e[2], e[3]
-        fin_seen = any(r[1] == RX and r[2] == host and r[0] <= t and r[3].flags & 1
-                       and (r[3].dst, r[3].dport, r[3].src, r[3].sport) == key for r in recs)
-        after_fin.append((e[4], fin_seen))
+        t, host, key = e.t, e.node, e.key
+        fin_seen = any(r.kind == RX and r.node == host and r.t <= t and r.seg.flags & 1
+                       and (r.seg.dst, r.seg.dport, r.seg.src, r.seg.sport) == key for r in recs)
+        after_fin.append((e.old, fin_seen))
     handshake_in_table = any(s in HANDSHAKE for s in into_tw)
     handshake_in_trace = any(old in HANDSHAKE or not fin for old, fin in after_fin)
     ev = [f"the state table enters TIME_WAIT only from {', '.join(into_tw)}, all after our FIN was sent",

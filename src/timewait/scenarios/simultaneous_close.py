@@ -5,7 +5,7 @@ from __future__ import annotations
 from timewait.apps.basic import NcClient, NcServer
 from timewait.measure import state_intervals
 from timewait.scenarios import Lab, Param, scenario
-from timewait.trace import STATE
+from timewait.trace import STATE, select
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 
@@ -35,7 +35,7 @@ def run(lab: Lab) -> None:
     lab.run(t + 65)
     tws = state_intervals(sim.trace, "TIME_WAIT")
     hosts = sorted({i.host for i in tws})
-    closing = sorted({r[2] for r in sim.trace.records if r[1] == STATE and r[5] == "CLOSING"})
+    closing = sorted({r.node for r in select(sim.trace.records, STATE) if r.new == "CLOSING"})
     m = lab.metrics
     m.update(time_wait_hosts=hosts, closing_hosts=closing,
              time_wait_seconds={i.host: i.seconds for i in tws})

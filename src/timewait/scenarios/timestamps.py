@@ -5,7 +5,7 @@ from __future__ import annotations
 from timewait.apps.basic import NcClient, NcServer
 from timewait.scenarios import Lab, Param, scenario
 from timewait.tcp.segment import ACK, SYN, encode
-from timewait.trace import TX
+from timewait.trace import TX, select
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 
@@ -41,18 +41,18 @@ def run(lab: Lab) -> None:
 
     mode1, mode2 = c1.cfg.timestamps, c2.cfg.timestamps
     both = bool(mode1 and mode2)
-    txs = [r for r in sim.trace.records if r[1] == TX]
-    conn0 = [r for r in txs if 8888 in (r[3].sport, r[3].dport) and r[3].dport != 0]
-    syn = next(r[3] for r in conn0 if r[3].flags & (SYN | ACK) == SYN)
-    synack = next((r[3] for r in conn0 if r[3].flags & (SYN | ACK) == SYN | ACK), None)
-    rest = [r for r in conn0 if not r[3].flags & SYN]
+    txs = list(select(sim.trace.records, TX))
+    conn0 = [r for r in txs if 8888 in (r.seg.sport, r.seg.dport) and r.seg.dport != 0]
+    syn = next(r.seg for r in conn0 if r.seg.flags & (SYN | ACK) == SYN)
+    synack = next((r.seg for r in conn0 if r.seg.flags & (SYN | ACK) == SYN | ACK), None)
+    rest = [r for r in conn0 if not r.seg.flags & SYN]
     raw = encode(syn)
     opt_at = raw.find(bytes((8, 10)), 40)
     m = lab.metrics
     m.update(client_mode=mode1, server_mode=mode2, syn_has_ts=syn.ts is not None,
              synack_has_ts=synack is not None and synack.ts is not None,
-             segments=[{"t": round(r[0] / 1e6, 6), "from": r[2], "flags": r[3].flags,
-                        "tsval": r[3].ts[0] if r[3].ts else None, "tsecr": r[3].ts[1] if r[3].ts else None}
+             segments=[{"t": round(r.t / 1e6, 6), "from": r.node, "flags": r.seg.flags,
+                        "tsval": r.seg.ts[0] if r.seg.ts else None, "tsecr": r.seg.ts[1] if r.seg.ts else None}
                        for r in conn0],
              syn_option_bytes=raw[opt_at:opt_at + 10].hex() if opt_at > 0 else None)
     lab.check("the SYN offers timestamps iff the client's tcp_timestamps != 0", (syn.ts is not None) == bool(mode1),
@@ -64,8 +64,8 @@ def run(lab: Lab) -> None:
               synack is not None and (synack.ts is not None) == both, f"server mode {mode2}, SYN-ACK TS "
               f"{synack.ts if synack else None}")
     lab.check("after the handshake timestamps are on every segment, or on none",
-              all((r[3].ts is not None) == both for r in rest),
-              f"{sum(r[3].ts is not None for r in rest)}/{len(rest)} later segments carry the option")
+              all((r.seg.ts is not None) == both for r in rest),
+              f"{sum(r.seg.ts is not None for r in rest)}/{len(rest)} later segments carry the option")
     if not both:
         lab.say("One side left timestamps out of the handshake, so neither side uses them: no PAWS, and "
                 "no tcp_tw_reuse for these connections.")
@@ -75,9 +75,9 @@ def run(lab: Lab) -> None:
     echo_ok = mono_ok = True
     prev = {"c1": None, "c2": None}
     for r in conn0:
-        h, peer = r[2], "c2" if r[2] == "c1" else "c1"
-        tsval, tsecr = r[3].ts
-        if not r[3].flags & SYN or r[3].flags & ACK:
+        h, peer = r.node, "c2" if r.node == "c1" else "c1"
+        tsval, tsecr = r.seg.ts
+        if not r.seg.flags & SYN or r.seg.flags & ACK:
             echo_ok &= tsecr == last_from[peer]
         if prev[h] is not None:
             mono_ok &= ((tsval - prev[h]) & 0xFFFFFFFF) < 0x80000000
@@ -89,7 +89,7 @@ def run(lab: Lab) -> None:
         lab.check("mode 2: TSval = the host's uptime in ms (no offset)", syn.ts[0] == c1.cfg.ts_clock(0),
                   f"SYN TSval {syn.ts[0]} at uptime {c1.cfg.ts_base_ms} ms")
     elif n > 1:
-        other = next(r[3] for r in txs if r[3].dport == 8889 and r[3].flags & (SYN | ACK) == SYN)
+        other = next(r.seg for r in txs if r.seg.dport == 8889 and r.seg.flags & (SYN | ACK) == SYN)
         dt_ms = 1000  # the second connection starts 1 s later
         gap = (other.ts[0] - syn.ts[0] - dt_ms) & 0xFFFFFFFF
         m["offset_gap"] = gap

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from timewait.errors import UsageError
+from timewait.measure import path_of
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.host import Host, Socket
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import SYN, Segment
-from timewait.trace import DROP, FWD, ICMP, RX, TX
+from timewait.trace import DROP, FWD, ICMP, RX, TX, views
 
 C1, C3, C2 = "10.211.55.5", "10.211.55.6", "10.211.55.10"
 PORT = 8888
@@ -104,36 +105,32 @@ class _Sink:
         self.host.call_later(0.001, s.close)
 
 
-def _path_of(records: list[tuple[Any, ...]], pid: int) -> list[tuple[Any, ...]]:
-    return [r for r in records if r[1] in (TX, FWD, RX, DROP, ICMP) and r[3].pid == pid]
-
-
 def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1: Socket) -> None:
     sim = lab.sim
-    recs = sim.trace.records
+    recs = views(sim.trace.records)
     hops = len(routers)
     ttl1, ttl3 = c1.cfg.ttl, c3.cfg.ttl
     msl = sim.net.max_age / SEC
 
     # 1. Every router forwards with TTL - 1.
-    fwds = [r for r in recs if r[1] == FWD]
+    fwds = [r for r in recs if r.kind == FWD]
     lab.check("each router decrements TTL by one", bool(fwds) and all(o.ttl == i.ttl - 1 for _, _, _, i, o in fwds),
               f"{len(fwds)} forwards, every one with TTL out = TTL in - 1")
 
     # 2. c1's first SYN, hop by hop.
-    syn = next((r[3] for r in recs if r[1] == TX and r[2] == "c1" and r[3].flags & SYN), None)
-    path = _path_of(recs, syn.pid) if syn else []
+    syn = next((r.seg for r in recs if r.kind == TX and r.node == "c1" and r.seg.flags & SYN), None)
+    path = path_of(recs, syn.pid) if syn else []
     per_hop = [syn.ttl] if syn else []
-    per_hop += [r[4].ttl for r in path if r[1] == FWD]
-    drop = next((r for r in path if r[1] == DROP), None)
-    icmp = next((r for r in path if r[1] == ICMP), None)
-    arrived = next((r for r in path if r[1] == RX), None)
+    per_hop += [r.out.ttl for r in path if r.kind == FWD]
+    drop = next((r for r in path if r.kind == DROP), None)
+    icmp = next((r for r in path if r.kind == ICMP), None)
+    arrived = next((r for r in path if r.kind == RX), None)
     lab.metrics["ttl_initial"] = ttl1
     lab.metrics["ttl_per_hop"] = per_hop
-    lab.metrics["dropped_at"] = drop[2] if drop else None
-    lab.metrics["drop_reason"] = drop[4] if drop else None
-    lab.metrics["ttl_at_c2"] = arrived[3].ttl if arrived else None
-    lab.metrics["icmp_time_exceeded"] = sum(1 for r in recs if r[1] == ICMP)
+    lab.metrics["dropped_at"] = drop.node if drop else None
+    lab.metrics["drop_reason"] = drop.reason if drop else None
+    lab.metrics["ttl_at_c2"] = arrived.seg.ttl if arrived else None
+    lab.metrics["icmp_time_exceeded"] = sum(1 for r in recs if r.kind == ICMP)
     if hops >= ttl1:
         want = list(range(ttl1, 0, -1))
         lab.check(
@@ -142,22 +139,22 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
         )
         lab.check(
             f"at TTL 0 R{ttl1} drops it and sends ICMP time-exceeded",
-            drop is not None and drop[2] == f"R{ttl1}" and drop[4] == "ttl" and icmp is not None and icmp[2] == drop[2],
-            f"dropped at {drop[2] if drop else None} ({drop[4] if drop else '-'}), "
-            f"ICMP {icmp[4] if icmp else 'none'}; c1 gave up: {lab.metrics['icmp_time_exceeded']} SYNs died",
+            drop is not None and drop.node == f"R{ttl1}" and drop.reason == "ttl" and icmp is not None and icmp.node == drop.node,
+            f"dropped at {drop.node if drop else None} ({drop.reason if drop else '-'}), "
+            f"ICMP {icmp.what if icmp else 'none'}; c1 gave up: {lab.metrics['icmp_time_exceeded']} SYNs died",
         )
         lab.check("c1 never reaches c2, however long it tries", not server.received.get(c1.addr)
-                  and not any(r[1] == RX and r[2] == "c2" and r[3].src == c1.addr for r in recs),
+                  and not any(r.kind == RX and r.node == "c2" and r.seg.src == c1.addr for r in recs),
                   f"{hops} routers is more than TTL {ttl1} allows")
     else:
         want = list(range(ttl1, ttl1 - hops - 1, -1))
         lab.check(f"TTL {ttl1} -> {ttl1 - 1} after R1 ... -> {ttl1 - hops} after R{hops}", per_hop == want,
                   f"TTL of c1's SYN on each link: {per_hop}")
         lab.check(f"with {hops} routers and TTL {ttl1} the SYN arrives", arrived is not None
-                  and arrived[3].ttl == ttl1 - hops, f"c2 received it with TTL {lab.metrics['ttl_at_c2']}")
+                  and arrived.seg.ttl == ttl1 - hops, f"c2 received it with TTL {lab.metrics['ttl_at_c2']}")
 
     # 3. The same path with TTL 64.
-    c3_rx = [r[3] for r in recs if r[1] == RX and r[2] == "c2" and r[3].src == c3.addr]
+    c3_rx = [r.seg for r in recs if r.kind == RX and r.node == "c2" and r.seg.src == c3.addr]
     ttls3 = sorted({s.ttl for s in c3_rx})
     lab.metrics["ttl_initial_c3"] = ttl3
     lab.metrics["ttl_at_c2_from_c3"] = ttls3[0] if len(ttls3) == 1 else ttls3
@@ -187,7 +184,7 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
         lab.check("TTL counts hops, not seconds: the late segment has as much TTL left as a fresh one",
                   short["ttl"] == ttl3 - hops,
                   f"held {short_hold:g} s, arrived with TTL {short['ttl']} like every other c3 packet")
-    ages = [(r[0] - r[3].born) / SEC for r in recs if r[1] in (RX, FWD)]
+    ages = [(r.t - r.seg.born) / SEC for r in recs if r.kind in (RX, FWD)]
     oldest = max(ages, default=0.0)
     lab.metrics["oldest_packet_delivered_s"] = round(oldest, 6)
     lab.check("no packet is forwarded or delivered older than MSL", oldest <= msl,
@@ -197,18 +194,18 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
 def _held_segments(recs: list[tuple[Any, ...]], c3: Host) -> list[dict[str, Any]]:
     """c3's data segments that the network held: where and how old they ended."""
     out = []
-    sent = [r for r in recs if r[1] == TX and r[2] == "c3" and r[3].payload]
+    sent = [r for r in recs if r.kind == TX and r.node == "c3" and r.seg.payload]
     for tx in sent:
-        seg: Segment = tx[3]
-        path = _path_of(recs, seg.pid)
-        first_hop = next((r for r in path if r[1] != TX), None)
-        if first_hop is None or first_hop[0] - tx[0] < SEC:
+        seg: Segment = tx.seg
+        path = path_of(recs, seg.pid)
+        first_hop = next((r for r in path if r.kind != TX), None)
+        if first_hop is None or first_hop.t - tx.t < SEC:
             continue  # not held
         end = path[-1]
-        fate = end[4] if end[1] == DROP else ("arrived" if end[1] == RX else "in flight")
+        fate = end.reason if end.kind == DROP else ("arrived" if end.kind == RX else "in flight")
         out.append({
-            "data": seg.payload.decode(errors="replace"), "sent_at": tx[0] / SEC,
-            "fate": fate, "where": end[2], "at": end[0] / SEC,
-            "age_s": round((end[0] - seg.born) / SEC, 6), "ttl": end[3].ttl,
+            "data": seg.payload.decode(errors="replace"), "sent_at": tx.t / SEC,
+            "fate": fate, "where": end.node, "at": end.t / SEC,
+            "age_s": round((end.t - seg.born) / SEC, 6), "ttl": end.seg.ttl,
         })
     return out

@@ -12,7 +12,7 @@ from timewait.sim.host import Host, Socket
 from timewait.sim.nat import Nat
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import RST, SYN
-from timewait.trace import DROP, TX
+from timewait.trace import DROP, TX, views
 
 PUBLIC, INSIDE, SERVER, PORT = "203.0.113.1", "192.168.1.0/24", "198.51.100.10", 80
 A_ADDR, B_ADDR = "192.168.1.10", "192.168.1.11"
@@ -212,15 +212,15 @@ def _report(lab: Lab, nat: Nat, srv: Host, ra: Requester, rb: Requester, first_c
     syns: dict[str, int] = {"A": 0, "B": 0}
     rsts_to_clients = 0
     sender: dict[int, str] = {}
-    for r in sim.trace.records:
-        if r[1] == TX:
-            sender[r[3].pid] = r[2]
-            if r[2] in syns and r[3].flags & SYN:
-                syns[r[2]] += 1
-            if r[2] == "server" and r[3].flags & RST:
+    for r in views(sim.trace.records):
+        if r.kind == TX:
+            sender[r.seg.pid] = r.node
+            if r.node in syns and r.seg.flags & SYN:
+                syns[r.node] += 1
+            if r.node == "server" and r.seg.flags & RST:
                 rsts_to_clients += 1
-        elif r[1] == DROP and r[2] == "server" and r[4] == "recycle":
-            who = sender.get(r[3].pid)
+        elif r.kind == DROP and r.node == "server" and r.reason == "recycle":
+            who = sender.get(r.seg.pid)
             if who in drops:
                 drops[who].append(r)
     m["syns_dropped"] = {k: len(v) for k, v in drops.items()}

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from timewait.apps.basic import PingServer
 from timewait.scenarios import Lab, Param, scenario
-from timewait.scenarios.port_exhaustion import may_reuse
+from timewait.scenarios.common import may_reuse
 from timewait.sim.host import Socket, SocketError
 from timewait.tcp.segment import ACK, FIN, RST, SYN
-from timewait.trace import STATE, TX
+from timewait.trace import STATE, TX, views
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 PORT = 40000
 
 
 def _tx(records: list, host: str, pred) -> list:
-    return [r for r in records if r[1] == TX and r[2] == host and pred(r[3])]
+    return [r for r in records if r.kind == TX and r.node == host and pred(r.seg)]
 
 
 @scenario(
@@ -82,8 +82,8 @@ def run(lab: Lab) -> None:
     sim.at(reconnect_at, lambda: ask(reconnect_at))
     lab.run(reconnect_at + 1.0)
 
-    recs = sim.trace.records
-    ok, why = may_reuse(lab, c1)
+    recs = views(sim.trace.records)
+    ok, why = may_reuse(c1)
     delay = c1.sysctls["net.ipv4.tcp_tw_reuse_delay"] / 1000
     if ok and not c2.cfg.timestamps:
         ok, why = False, "the server has tcp_timestamps=0, so the old connection had no timestamps (TS-1)"
@@ -96,37 +96,37 @@ def run(lab: Lab) -> None:
     m = lab.metrics
     m.update(tw_recycled=recycled, errors=errors, answers=len(answers),
              paws_dropped=c1.counters.get("TcpExtPAWSEstab", 0),
-             syn_times=[round(r[0] / 1e6, 6) for r in syns])
+             syn_times=[round(r.t / 1e6, 6) for r in syns])
     if not ok:
         lab.check("connect() cannot take the TIME_WAIT 4-tuple: EADDRNOTAVAIL", errors == ["EADDRNOTAVAIL"]
                   and recycled == 0, f"{why}; the only port's 4-tuple is in TIME_WAIT: errors {errors}")
         lab.say(f"No reuse because {why}: with the only local port in TIME_WAIT the 4-tuple stays taken for 60 s.")
         return
-    new_syn = next((r for r in syns if r[0] >= reconnect_at * 1e6), None)
+    new_syn = next((r for r in syns if r.t >= reconnect_at * 1e6), None)
     lab.check("connect() took over the TIME_WAIT 4-tuple (TcpExtTWRecycled)", recycled == 1 and new_syn is not None,
               f"{why}; TcpExtTWRecycled = {recycled}")
     if new_syn is None or fin is None or server_fin is None:
         return
-    want = (fin[3].seq + 1 + 65537) & 0xFFFFFFFF
-    seg = new_syn[3]
-    m.update(old_fin_seq=fin[3].seq, new_syn_seq=seg.seq, new_syn_tsecr=seg.ts[1] if seg.ts else None)
+    want = (fin.seg.seq + 1 + 65537) & 0xFFFFFFFF
+    seg = new_syn.seg
+    m.update(old_fin_seq=fin.seg.seq, new_syn_seq=seg.seq, new_syn_tsecr=seg.ts[1] if seg.ts else None)
     lab.check("the new SYN's seq is the old snd_nxt + 65537 (PS-6)", seg.seq == want,
-              f"old FIN seq {fin[3].seq}, new SYN seq {seg.seq} (expected {want})")
+              f"old FIN seq {fin.seg.seq}, new SYN seq {seg.seq} (expected {want})")
     lab.check("the new SYN echoes the server's last timestamp (TSecr != 0)",
-              seg.ts is not None and seg.ts[1] == server_fin[3].ts[0],
-              f"SYN TSecr {seg.ts[1] if seg.ts else None}, server FIN TSval {server_fin[3].ts[0] if server_fin[3].ts else None}")
+              seg.ts is not None and seg.ts[1] == server_fin.seg.ts[0],
+              f"SYN TSecr {seg.ts[1] if seg.ts else None}, server FIN TSval {server_fin.seg.ts[0] if server_fin.seg.ts else None}")
     if p["lost_ack"]:
-        t0 = new_syn[0]
-        after = [r for r in recs if r[0] >= t0 and r[1] == TX]
-        chal = next((r for r in after if r[2] == "c2" and r[3].flags == ACK), None)
-        rst = next((r for r in after if r[2] == "c1" and r[3].flags & RST), None)
-        resyn = next((r for r in after if r[2] == "c1" and r[3].flags == SYN and r[0] > t0), None)
-        est = next((r for r in recs if r[0] >= t0 and r[1] == STATE and r[2] == "c1" and r[5] == "ESTABLISHED"), None)
-        seq_ok = chal is not None and rst is not None and rst[3].seq == chal[3].ack
-        m.update(challenge_ack_at=chal and chal[0] / 1e6, rst_at=rst and rst[0] / 1e6,
-                 syn_resent_at=resyn and resyn[0] / 1e6, established_at=est and est[0] / 1e6)
+        t0 = new_syn.t
+        after = [r for r in recs if r.t >= t0 and r.kind == TX]
+        chal = next((r for r in after if r.node == "c2" and r.seg.flags == ACK), None)
+        rst = next((r for r in after if r.node == "c1" and r.seg.flags & RST), None)
+        resyn = next((r for r in after if r.node == "c1" and r.seg.flags == SYN and r.t > t0), None)
+        est = next((r for r in recs if r.t >= t0 and r.kind == STATE and r.node == "c1" and r.new == "ESTABLISHED"), None)
+        seq_ok = chal is not None and rst is not None and rst.seg.seq == chal.seg.ack
+        m.update(challenge_ack_at=chal and chal.t / 1e6, rst_at=rst and rst.t / 1e6,
+                 syn_resent_at=resyn and resyn.t / 1e6, established_at=est and est.t / 1e6)
         lab.check("the SYN meets LAST_ACK: challenge ACK, RST seq = SEG.ACK, SYN resent, ESTABLISHED (LA-1..3)",
-                  seq_ok and resyn is not None and est is not None and resyn[0] - rst[0] <= 20_000,
+                  seq_ok and resyn is not None and est is not None and resyn.t - rst.t <= 20_000,
                   f"challenge ACK {m['challenge_ack_at']}, RST {m['rst_at']}, SYN again {m['syn_resent_at']}, "
                   f"established {m['established_at']}")
     lab.check("the delayed duplicate of the old answer is dropped by PAWS", m["paws_dropped"] >= 1,

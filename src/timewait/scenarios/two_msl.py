@@ -5,21 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from timewait.errors import UsageError
+from timewait.measure import fate, first, flag_names, seconds, state_at, time_wait_keys_at
 from timewait.scenarios import Lab, Param, scenario
-from timewait.scenarios.lost_last_ack import (
-    LineServer,
-    Rec,
-    first,
-    seconds,
-    state_at,
-)
+from timewait.scenarios.common import LineServer
 from timewait.sim.host import Host
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import ACK, FIN, RST
-from timewait.trace import DROP, RX, STATE, TX
+from timewait.trace import RX, STATE, TX, views
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 CPORT, SPORT = 60494, 8888
+RST_ACK = ((RST, "RST"), (ACK, "ACK"))  # the only bits TIME_WAIT answers with
 
 
 @scenario(
@@ -95,7 +91,7 @@ def computed_timeline(msl: float, tw: float) -> list[dict[str, Any]]:
 
 
 def _report(lab: Lab, c1: Host, c2: Host, msl: float, delay: float) -> None:
-    recs = lab.sim.trace.records
+    recs = views(lab.sim.trace.records)
     tw = c1.cfg.tw_len / SEC
     k1 = (c1.addr, CPORT, c2.addr, SPORT)
     k2 = (c2.addr, SPORT, c1.addr, CPORT)
@@ -110,48 +106,48 @@ def _report(lab: Lab, c1: Host, c2: Host, msl: float, delay: float) -> None:
               True, f"2 MSL = {2 * msl:g} s {'<=' if fits else '>'} TIME_WAIT {tw:g} s")
 
     close_at = int(lab.p["close_at"] * SEC)
-    fin2 = first(recs, lambda r: r[1] == TX and r[2] == "c2" and r[3].flags & FIN, after=close_at - 1)
-    last_ack = first(recs, lambda r: r[1] == TX and r[2] == "c1" and r[3].flags == ACK and not r[3].payload
-                     and fin2 is not None and r[3].ack == fin2[3].end_seq, after=close_at - 1)
+    fin2 = first(recs, lambda r: r.kind == TX and r.node == "c2" and r.seg.flags & FIN, after=close_at - 1)
+    last_ack = first(recs, lambda r: r.kind == TX and r.node == "c1" and r.seg.flags == ACK and not r.seg.payload
+                     and fin2 is not None and r.seg.ack == fin2.seg.end_seq, after=close_at - 1)
     if fin2 is None or last_ack is None:
         lab.check("the close happens", False, "no FIN from c2 or no last ACK from c1 in the trace")
         return
-    t0 = last_ack[0]
-    ack_end = _end(recs, last_ack[3].pid)
+    t0 = last_ack.t
+    ack_end = fate(recs, last_ack.seg.pid)
     rel = lambda t: round((t - t0) / SEC, 6)  # noqa: E731 - seconds after the last ACK
     sim_tl: list[dict[str, Any]] = [{"t": 0.0, "event": "c1 sends the last ACK and enters TIME_WAIT"}]
     if ack_end is not None:
-        if ack_end[1] != RX:
-            what = f"the last ACK dies ({ack_end[4]})"
-        elif state_at(recs, "c2", k2, ack_end[0]) == "LAST_ACK":
+        if ack_end.kind != RX:
+            what = f"the last ACK dies ({ack_end.reason})"
+        elif state_at(recs, "c2", k2, ack_end.t) == "LAST_ACK":
             what = "the last ACK reaches c2: LAST_ACK -> CLOSED"
         else:
             what = "the last ACK reaches c2, which has given up and closed already"
-        sim_tl.append({"t": rel(ack_end[0]), "event": what})
-    lab.check("the last ACK takes nearly MSL to reach c2", ack_end is not None and ack_end[1] == RX
-              and ack_end[0] - t0 >= delay * SEC,
-              f"sent at {seconds(last_ack)} s, arrived {rel(ack_end[0]) if ack_end else None} s later (MSL {msl:g} s)")
+        sim_tl.append({"t": rel(ack_end.t), "event": what})
+    lab.check("the last ACK takes nearly MSL to reach c2", ack_end is not None and ack_end.kind == RX
+              and ack_end.t - t0 >= delay * SEC,
+              f"sent at {seconds(last_ack)} s, arrived {rel(ack_end.t) if ack_end else None} s later (MSL {msl:g} s)")
 
     # c2's repeated FINs, and what each met at c1.
-    dups = [r for r in recs if r[1] == TX and r[2] == "c2" and r[3].flags & FIN and r[3].seq == fin2[3].seq
-            and r[0] > fin2[0]]
+    dups = [r for r in recs if r.kind == TX and r.node == "c2" and r.seg.flags & FIN and r.seg.seq == fin2.seg.seq
+            and r.t > fin2.t]
     rows = []
     for d in dups:
-        end = _end(recs, d[3].pid)
+        end = fate(recs, d.seg.pid)
         met = None
-        if end is not None and end[1] == RX:
-            st = "TIME_WAIT" if k1 in _tw_keys_at(recs, "c1", end[0]) else state_at(recs, "c1", k1, end[0])
-            t_in = end[0]
-            reply = first(recs, lambda r, t=t_in: r[1] == TX and r[2] == "c1" and r[0] == t, after=t_in - 1)
-            met = f"{st}: answered {_flags(reply)}"
-        rows.append({"sent": rel(d[0]), "arrived": rel(end[0]) if end is not None else None,
-                     "met": met if end is None or end[1] == RX else f"dropped ({end[4]})"})
+        if end is not None and end.kind == RX:
+            st = "TIME_WAIT" if k1 in time_wait_keys_at(recs, "c1", end.t) else state_at(recs, "c1", k1, end.t)
+            t_in = end.t
+            reply = first(recs, lambda r, t=t_in: r.kind == TX and r.node == "c1" and r.t == t, after=t_in - 1)
+            met = f"{st}: answered {flag_names(reply, RST_ACK)}"
+        rows.append({"sent": rel(d.t), "arrived": rel(end.t) if end is not None else None,
+                     "met": met if end is None or end.kind == RX else f"dropped ({end.reason})"})
         if end is not None:
-            sim_tl.append({"t": rel(d[0]), "event": "c2 (LAST_ACK) sends its FIN again"})
-            sim_tl.append({"t": rel(end[0]), "event": f"that FIN reaches c1 -> {rows[-1]['met']}"})
-    tw_end = first(recs, lambda r: r[1] == STATE and r[2] == "c1" and r[3] == k1 and r[4] == "TIME_WAIT")
+            sim_tl.append({"t": rel(d.t), "event": "c2 (LAST_ACK) sends its FIN again"})
+            sim_tl.append({"t": rel(end.t), "event": f"that FIN reaches c1 -> {rows[-1]['met']}"})
+    tw_end = first(recs, lambda r: r.kind == STATE and r.node == "c1" and r.key == k1 and r.old == "TIME_WAIT")
     if tw_end is not None:
-        sim_tl.append({"t": rel(tw_end[0]), "event": "c1's TIME_WAIT ends"})
+        sim_tl.append({"t": rel(tw_end.t), "event": "c1's TIME_WAIT ends"})
     sim_tl.sort(key=lambda e: e["t"])
     lab.metrics["repeated_fins"] = rows
     lab.metrics["timeline_simulated"] = sim_tl
@@ -160,7 +156,7 @@ def _report(lab: Lab, c1: Host, c2: Host, msl: float, delay: float) -> None:
     lab.metrics["latest_fin_arrival_s"] = latest
     lab.check("while the ACK travels, c2 repeats its FIN from LAST_ACK, each delayed nearly MSL",
               len(arrived) >= 1 and all(r["arrived"] - r["sent"] >= delay for r in arrived)
-              and all(r["sent"] < (rel(ack_end[0]) if ack_end else 0) for r in rows),
+              and all(r["sent"] < (rel(ack_end.t) if ack_end else 0) for r in rows),
               f"{len(rows)} repeated FINs sent at {[r['sent'] for r in rows]} s after the last ACK")
     lab.check("the latest repeated FIN arrives within 2 MSL of the last ACK", latest is not None and latest <= 2 * msl,
               f"latest arrival {latest} s after the last ACK; 2 MSL = {2 * msl:g} s")
@@ -171,26 +167,26 @@ def _report(lab: Lab, c1: Host, c2: Host, msl: float, delay: float) -> None:
               f"computed: {'fits' if fits else 'does not fit'}")
     if fits and c1.cfg.rfc1337:
         answered = all(r["met"] and r["met"].startswith("TIME_WAIT: answered ACK") for r in arrived)
-        closed = first(recs, lambda r: r[1] == STATE and r[2] == "c2" and r[3] == k2 and r[4] == "LAST_ACK")
-        reset = first(recs, lambda r: r[1] == RX and r[2] == "c2" and r[3].flags & RST and r[3].dport == SPORT)
-        how = ("when the ACK arrived" if closed is not None and ack_end is not None and closed[0] == ack_end[0]
+        closed = first(recs, lambda r: r.kind == STATE and r.node == "c2" and r.key == k2 and r.old == "LAST_ACK")
+        reset = first(recs, lambda r: r.kind == RX and r.node == "c2" and r.seg.flags & RST and r.seg.dport == SPORT)
+        how = ("when the ACK arrived" if closed is not None and ack_end is not None and closed.t == ack_end.t
                else "giving up its FIN retransmissions (LA-4) before the slow ACK arrived")
         lab.check("every repeated FIN finds c1's TIME_WAIT and is ACKed; c2 is never reset",
-                  answered and closed is not None and closed[5] == "CLOSED"
-                  and (reset is None or reset[0] > closed[0]),
+                  answered and closed is not None and closed.new == "CLOSED"
+                  and (reset is None or reset.t > closed.t),
                   f"{sum(1 for r in arrived if r['met'] and r['met'].startswith('TIME_WAIT'))}/{len(arrived)} "
-                  f"met TIME_WAIT; c2 CLOSED {rel(closed[0]) if closed else None} s after the last ACK, {how}")
-        lab.say(f"The last ACK took {rel(ack_end[0]) if ack_end else None} s and the latest repeated FIN "
+                  f"met TIME_WAIT; c2 CLOSED {rel(closed.t) if closed else None} s after the last ACK, {how}")
+        lab.say(f"The last ACK took {rel(ack_end.t) if ack_end else None} s and the latest repeated FIN "
                 f"arrived {latest} s after it: inside 2 MSL = {2 * msl:g} s, and inside TIME_WAIT ({tw:g} s).")
     elif fits:
         # tcp_rfc1337=0: c2, closed by the slow ACK, answers a re-ACK with RST, and TW-A kills the TIME_WAIT.
-        killer = first(recs, lambda r: r[1] == RX and r[2] == "c1" and r[3].flags & RST and r[3].dport == CPORT,
+        killer = first(recs, lambda r: r.kind == RX and r.node == "c1" and r.seg.flags & RST and r.seg.dport == CPORT,
                        after=t0)
-        early = tw_end is not None and killer is not None and tw_end[0] == killer[0] and rel(tw_end[0]) < tw
+        early = tw_end is not None and killer is not None and tw_end.t == killer.t and rel(tw_end.t) < tw
         lost = [r for r in arrived if not (r["met"] or "").startswith("TIME_WAIT")]
         lab.check("without rfc1337 an RST from c2 ends c1's TIME_WAIT early; later FINs find no socket",
                   early and bool(lost),
-                  f"RST arrived {rel(killer[0]) if killer else None} s after the last ACK and TIME_WAIT ended then; "
+                  f"RST arrived {rel(killer.t) if killer else None} s after the last ACK and TIME_WAIT ended then; "
                   f"{len(lost)} repeated FINs met no TIME_WAIT")
         lab.say("With tcp_rfc1337=0 the worst case still fits in 2 MSL, but c2 -- closed once the slow ACK arrived "
                 "-- answered a re-ACK with RST, which killed c1's TIME_WAIT early (TIME-WAIT assassination, "
@@ -203,29 +199,4 @@ def _report(lab: Lab, c1: Host, c2: Host, msl: float, delay: float) -> None:
                 "A TIME_WAIT restarted by an earlier FIN can still catch them; one that is not, cannot.")
 
 
-def _end(recs: list[Rec], pid: int) -> Rec | None:
-    """Where a packet ended: its arrival at a host (RX), else where it was dropped."""
-    rx = next((r for r in recs if r[1] == RX and r[3].pid == pid), None)
-    return rx or next((r for r in recs if r[1] == DROP and r[3].pid == pid), None)
-
-
-def _tw_keys_at(recs: list[Rec], host: str, t: int) -> set[tuple[int, int, int, int]]:
-    """Keys with a TIME_WAIT on ``host`` just before ``t``."""
-    keys: set[tuple[int, int, int, int]] = set()
-    for r in recs:
-        if r[0] >= t:
-            break
-        if r[1] == STATE and r[2] == host:
-            if r[5] == "TIME_WAIT":
-                keys.add(r[3])
-            elif r[4] == "TIME_WAIT":
-                keys.discard(r[3])
-    return keys
-
-
-def _flags(r: Rec | None) -> str:
-    if r is None:
-        return "nothing"
-    f = r[3].flags
-    return "+".join(n for bit, n in ((RST, "RST"), (ACK, "ACK")) if f & bit) or "?"
 
