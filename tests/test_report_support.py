@@ -75,7 +75,7 @@ def result_of(sim, name: str, *, params: dict | None = None) -> RunResult:
     )
 
 
-def routed_run(*, lose_last_ack: bool = False, ttl_drop: bool = False) -> RunResult:
+def routed_run(*, lose_last_ack: bool = False) -> RunResult:
     """c1 -- r1 -- c2: an nc session through one router (TTL 64 -> 63), optionally losing c1's last ACK."""
     from timewait.apps.basic import NcClient, NcServer
     from timewait.sim.simulation import Simulation

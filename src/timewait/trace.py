@@ -13,6 +13,10 @@ RX        ``seg`` -- the packet reached this host's TCP stack
 FWD       ``seg_in, seg_out`` -- a router or NAT forwarded it (``seg_out`` may
           be a rewritten copy: TTL, NAT addresses)
 DROP      ``seg, reason`` -- the packet died here; reasons in :data:`DROP_REASONS`
+HOLD      ``seg, seconds`` -- a fault rule holds the packet back this long on
+          its way from this node (it arrives that much later)
+DUP       ``seg, seconds`` -- the network duplicated the packet; the copy
+          arrives ``seconds`` after the original (0: together)
 ICMP      ``seg, what`` -- an ICMP error was generated (``"time-exceeded"``)
 STATE     ``key, old, new`` -- a connection changed state; ``key`` is
           ``(laddr, lport, raddr, rport)``, states are names such as
@@ -48,6 +52,8 @@ TX = "tx"
 RX = "rx"
 FWD = "fwd"
 DROP = "drop"
+HOLD = "hold"
+DUP = "dup"
 ICMP = "icmp"
 STATE = "state"
 TIMER = "timer"
@@ -56,7 +62,7 @@ CALL = "call"
 COUNTER = "counter"
 NOTE = "note"
 
-KINDS = (TX, RX, FWD, DROP, ICMP, STATE, TIMER, FIRE, CALL, COUNTER, NOTE)
+KINDS = (TX, RX, FWD, DROP, HOLD, DUP, ICMP, STATE, TIMER, FIRE, CALL, COUNTER, NOTE)
 
 DROP_REASONS = {
     "loss": "lost on the link",
@@ -119,6 +125,26 @@ class Drop(NamedTuple):
     node: str
     seg: Segment
     reason: str
+
+
+class Hold(NamedTuple):
+    """A fault rule holds ``seg`` back ``seconds`` on its way from ``node``."""
+
+    t: int
+    kind: str
+    node: str
+    seg: Segment
+    seconds: float
+
+
+class Dup(NamedTuple):
+    """The network duplicated ``seg``; the copy arrives ``seconds`` after the original."""
+
+    t: int
+    kind: str
+    node: str
+    seg: Segment
+    seconds: float
 
 
 class Icmp(NamedTuple):
@@ -194,8 +220,8 @@ class Note(NamedTuple):
     text: str
 
 
-View = Tx | Rx | Fwd | Drop | Icmp | State | Timer | Fire | Call | Counter | Note
-_VIEWS: dict[str, Any] = {TX: Tx, RX: Rx, FWD: Fwd, DROP: Drop, ICMP: Icmp, STATE: State, TIMER: Timer,
+View = Tx | Rx | Fwd | Drop | Hold | Dup | Icmp | State | Timer | Fire | Call | Counter | Note
+_VIEWS: dict[str, Any] = {TX: Tx, RX: Rx, FWD: Fwd, DROP: Drop, HOLD: Hold, DUP: Dup, ICMP: Icmp, STATE: State, TIMER: Timer,
                           FIRE: Fire, CALL: Call, COUNTER: Counter, NOTE: Note}
 
 

@@ -18,7 +18,7 @@ from timewait.report.ladder import build_ladder, parse_conn, parse_window, rende
 from timewait.report.ladder_svg import render_svg
 from timewait.result import RunResult
 
-PCAP_SUFFIXES = (".pcap", ".cap")
+PCAP_SUFFIXES = (".pcap", ".cap", ".pcapng")
 DIAGRAM_SUFFIXES = (".svg", ".mmd")
 PLOT_SUFFIXES = (".png",)
 HTML_SUFFIXES = (".html", ".htm")
@@ -91,13 +91,21 @@ def write_outputs(
     messages: list[str] = []
     ladder = build_ladder(result, conn=conn, window=window) if diagram is not None else None
     if pcap is not None:
-        from timewait.report.pcap import captured_packets, encode_pcap
-
-        packets = captured_packets(result, pcap_host)
-        write_atomically(pcap, lambda f: encode_pcap(packets, f))
         seen = f", as {pcap_host} saw them" if pcap_host else ""
         why = "" if result.trace.records else ": no packets in the trace, this run was made without one"
-        messages.append(f"wrote {pcap} ({len(packets)} packets{seen}{why})")
+        if pcap.suffix.lower() == ".pcapng":
+            from timewait.report.pcapng import encode_pcapng
+
+            count: list[int] = []
+            write_atomically(pcap, lambda f: count.append(encode_pcapng(result, f, pcap_host)))
+            where = f"{pcap_host}'s interface" if pcap_host else f"{len(result.nodes)} interfaces, one per node"
+            messages.append(f"wrote {pcap} ({count[0]} frames, {where}, fates as packet comments{why})")
+        else:
+            from timewait.report.pcap import captured_packets, encode_pcap
+
+            packets = captured_packets(result, pcap_host)
+            write_atomically(pcap, lambda f: encode_pcap(packets, f))
+            messages.append(f"wrote {pcap} ({len(packets)} packets{seen}{why})")
     if diagram is not None and ladder is not None:
         text = render_mermaid(ladder) if diagram.suffix.lower() == ".mmd" else render_svg(ladder)
         write_atomically(diagram, lambda f: f.write(text.encode("utf-8")))

@@ -175,6 +175,11 @@ def format_record(rec: tuple[Any, ...], *, verbose: bool = False) -> str:
         seg, reason = rec[3], rec[4]
         why = T.DROP_REASONS.get(reason, "")
         return f"{head} DROP {format_segment(seg, verbose=verbose)} [{reason}{': ' + why if why else ''}]"
+    if kind == T.DUP:
+        later = f", the copy {rec[4]:g} s later" if rec[4] else ""
+        return f"{head} DUP {format_segment(rec[3], verbose=verbose)} [duplicated by the network{later}]"
+    if kind == T.HOLD:
+        return f"{head} HOLD {format_segment(rec[3], verbose=verbose)} [held {rec[4]:g} s by a fault rule]"
     if kind == T.ICMP:
         seg, what = rec[3], rec[4]
         return f"{head} ICMP {what} for {format_segment(seg, verbose=verbose)}"

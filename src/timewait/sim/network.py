@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from timewait.errors import UsageError
 from timewait.sim.scheduler import Scheduler
 from timewait.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
-from timewait.trace import DROP, FWD, ICMP, Trace
+from timewait.trace import DROP, DUP, FWD, HOLD, ICMP, Trace
 
 _FLAG_LETTERS = {"F": FIN, "S": SYN, "R": RST, "P": PSH, ".": ACK, "A": ACK}
 
@@ -254,8 +254,12 @@ class Network:
                         return
                     if f.action == "hold":
                         delay += int(f.seconds * 1_000_000)
+                        if self.trace.on:
+                            self.trace.records.append((sched.now, HOLD, node.name, seg, f.seconds))
                     elif f.action == "dup":
                         sched.at(sched.now + delay + int(f.seconds * 1_000_000), nxt.rx, seg.copy())
+                        if self.trace.on:
+                            self.trace.records.append((sched.now, DUP, node.name, seg, f.seconds))
         rng = self.rng
         if link.loss and rng.random() < link.loss:
             if self.trace.on:
@@ -268,6 +272,8 @@ class Network:
         sched.at(sched.now + delay, nxt.rx, seg)
         if link.dup and rng.random() < link.dup:
             sched.at(sched.now + delay, nxt.rx, seg.copy())
+            if self.trace.on:
+                self.trace.records.append((sched.now, DUP, node.name, seg, 0.0))
 
     def too_old(self, node: Node, seg: Segment) -> bool:
         """Drop (and trace) a packet older than the network's MSL."""
