@@ -1,0 +1,1 @@
+"""``timewait explain``: a real capture in, what happened to its connections out."""
