@@ -17,7 +17,7 @@ try:  # Typer >= 0.16 vendors Click as typer._click; older ones use Click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as cx  # type: ignore[no-redef]
 
-from timewait.errors import UsageError
+from timewait.errors import UsageError, missing_extra
 
 app = typer.Typer(
     name="timewait",
@@ -135,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         rv = app(args=argv, standalone_mode=False)
     except UsageError as e:
         print(f"timewait: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        hint = missing_extra(e)
+        if hint is None:
+            raise
+        print(f"timewait: error: {hint}", file=sys.stderr)
         return 2
     except cx.NoSuchOption as e:
         names = sorted(o for p in (e.ctx.command.params if e.ctx else []) for o in p.opts if o.startswith("--"))

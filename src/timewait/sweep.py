@@ -604,7 +604,7 @@ def _run_dask(points: list[Point], runner: str | Runner, address: str) -> Iterat
     try:
         from distributed import Client, as_completed
     except ImportError:
-        raise UsageError("--scheduler needs the 'distributed' package (pip install 'dask[distributed]')") from None
+        raise UsageError("--scheduler needs distributed, from the 'cluster' extra: pip install 'timewait[cluster]'") from None
     try:
         client = Client(address, timeout="20s")
     except (OSError, TimeoutError) as e:

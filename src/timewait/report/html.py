@@ -13,10 +13,9 @@ import shlex
 from html import escape
 from typing import Any
 
-from timewait.errors import UsageError
+from timewait.errors import UsageError, missing_extra
 from timewait.report.ladder import build_ladder
 from timewait.report.ladder_svg import render_svg
-from timewait.report.plots import render_png
 from timewait.report.sockets import key_moments, netstat_lines, sockets_at
 from timewait.report.ss import ss_rows
 from timewait.report.tcpdump import format_record
@@ -40,6 +39,17 @@ td, th { padding: 3px 10px; border-bottom: 1px solid #e6e6ee; text-align: left; 
 .figure { overflow-x: auto; border: 1px solid #e1e4ea; background: #fff; }
 img.plot { max-width: 100%; }
 """
+
+
+def _plot_or_none(result: RunResult) -> bytes | None:
+    """The run's plot as PNG, or None where matplotlib (the 'plot' extra) is not installed."""
+    try:
+        from timewait.report.plots import render_png
+    except ModuleNotFoundError as err:
+        if missing_extra(err) is None:
+            raise
+        return None
+    return render_png(result)
 
 
 def reproduce_command(result: RunResult) -> str:
@@ -107,9 +117,12 @@ def render_html(result: RunResult, *, conn: str | None = None, window: str | Non
             parts.append(f'<div class="figure">{render_svg(ladder)}</div>')
 
     parts.append("<h2>Plots</h2>")
-    png = plot_png if plot_png is not None else render_png(result)
-    parts.append(f'<img class="plot" alt="sockets by state, ports in use and connections per second" '
-                 f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">')
+    png = plot_png if plot_png is not None else _plot_or_none(result)
+    if png is None:  # said on the page, not left out silently
+        parts.append(f"<p>No plots: {e(missing_extra(ModuleNotFoundError(name='matplotlib')) or '')}.</p>")
+    else:
+        parts.append(f'<img class="plot" alt="sockets by state, ports in use and connections per second" '
+                     f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">')
 
     moments = key_moments(result)
     if moments:
