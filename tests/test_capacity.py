@@ -62,7 +62,7 @@ def test_linux_defaults():
 def test_port_count_uses_both_parities():
     # PS-2: connect() scans low's parity first, then the other; every port counts.
     assert port_count(32768, 60999) == 28232
-    assert port_count(1025, 65535) == 64511
+    assert port_count(1025, 65535) == 64511  # the kernel uses every port of an odd range too
     assert port_count(40000, 40001) == 2
     assert port_count(5, 5) == 1
 

@@ -626,6 +626,22 @@ def test_PS_4_range_of_two_third_connect_eaddrnotavail():
     assert res == [(0, 40000), (MS, 40001), (2 * MS, "EADDRNOTAVAIL"), (3 * MS, 40000)]
 
 
+@pytest.mark.parametrize("reuse", [0, 1], ids=["fast-walk", "reuse-walk"])
+def test_PS_2_odd_range_wraps_by_remaining_and_reaches_the_top_port(reuse):
+    """``port -= remaining`` past high, not modulo: an 11-port range gives 11 connections (the
+    kernel, measured in a namespace, gives 11 for 40000-40010 and 1025-1035); 3 ports give 2."""
+    for rng, want in (("40000 40010", list(range(40000, 40011))), ("40000 40002", [40000, 40001])):
+        sim, c1, c2 = make_lan(sysctls=[f"c1:net.ipv4.ip_local_port_range={rng}",
+                                        f"c1:net.ipv4.tcp_tw_reuse={reuse}"])
+        serve(c2)
+        res: list = []
+        for k in range(len(want) + 1):
+            attempt(c1, k * MS, res)
+        sim.run(1)
+        assert sorted(p for _, p in res[:-1]) == want
+        assert res[-1][1] == "EADDRNOTAVAIL"
+
+
 def test_PS_4_bind_created_port_is_skipped_by_connect():
     sim, c1, c2 = make_lan(sysctls=["c1:net.ipv4.ip_local_port_range=40000 40001"])
     serve(c2)

@@ -463,9 +463,8 @@ class Host(Node):
         """
         lo, hi = self.sysctls["net.ipv4.ip_local_port_range"]
         reserved = self.sysctls["net.ipv4.ip_local_reserved_ports"]
-        n = hi - lo + 1
-        if n > 1:
-            n &= ~1  # parity mode: an even count (PS-2)
+        size = hi - lo + 1
+        n = size & ~1 if size > 1 else size  # `remaining`: an even count (PS-2)
         reuse = self.sysctls["net.ipv4.tcp_tw_reuse"]
         loopback = saddr >> 24 == 127 or daddr >> 24 == 127  # either end in 127.0.0.0/8
         may_reuse = self.cfg.timestamps and (reuse == 1 or (reuse == 2 and loopback))
@@ -476,15 +475,18 @@ class Host(Node):
         offset = (self.perturb.get(idx, 0) + (h >> 32)) % n
         offset &= ~1
         if not may_reuse and n > 1:
-            return self._fast_port_search(dk, lo, n, offset, idx, reserved)
+            return self._fast_port_search(dk, lo, size, n, offset, idx, reserved)
         delay = self.sysctls["net.ipv4.tcp_tw_reuse_delay"] * 1000
         ehash, twhash = self.ehash, self.twhash
         for _ in range(2):
             i = 0
             while i < n:
-                port = lo + (offset + i) % n
+                # A port past hi wraps by `remaining`, not modulo it: with an odd range the
+                # top port is reached from any start above lo (PS-2; kernel-measured).
+                x = offset + i
+                port = lo + (x - n if x >= size else x)
                 i += 2
-                if port in reserved or port > hi:
+                if port in reserved:
                     continue
                 b = buckets.get(port)
                 if b is None:
@@ -514,24 +516,34 @@ class Host(Node):
         step = r * 2
         self.perturb[idx] = self.perturb.get(idx, 0) + (i if i > step else step) + 2
 
-    def _fast_port_search(self, dk: tuple[int, int, int], lo: int, n: int, offset: int, idx: int,
-                          reserved: frozenset[int]) -> tuple[int, None]:
+    def _fast_port_search(self, dk: tuple[int, int, int], lo: int, size: int, n: int, offset: int,
+                          idx: int, reserved: frozenset[int]) -> tuple[int, None]:
         """The walk of :meth:`_connect_port_search` when no TIME_WAIT may be taken over.
 
         A port qualifies iff it has no entry toward ``dk`` and is neither
-        bind-created nor reserved; the walk visits ``lo + (offset + i) % n`` for
-        i = 0, 2, 4, … in each parity pass. Here the first qualifying port of a
-        pass is found with ``bytearray.find`` over the destination's port map.
+        bind-created nor reserved. A pass from ``start`` visits one parity class
+        of the range in circular order from ``lo + start``; with an odd ``size``
+        the class of ``lo``'s parity is one port longer than the pass, which then
+        misses ``lo`` (start > 0) or the top port (start = 0). Here the first
+        qualifying port of a pass is found with ``bytearray.find`` over the
+        destination's port map.
         """
         use = self.dest_use.get(dk, _NO_DEST)
         skip = self.bind_ports
+        hi = lo + size - 1
         for start in (offset, offset + 1):
             par = (lo + start) & 1
             m = use.maps[par]
-            first = lo if lo & 1 == par else lo + 1          # lowest port of this parity in range
-            last = lo + n - 1 if (lo + n - 1) & 1 == par else lo + n - 2
+            if par != lo & 1:                                 # lo + 1, lo + 3, ...
+                first, last = lo + 1, hi if hi & 1 == par else hi - 1
+            elif size == n:                                   # even size: lo, lo + 2, ... hi - 1
+                first, last = lo, hi - 1
+            elif start == 0:                                  # odd size: the top port is missed
+                first, last = lo, hi - 2
+            else:                                             # odd size: lo is missed
+                first, last = lo + 2, hi
             a, b = first >> 1, (last >> 1) + 1               # map indices [a, b)
-            s = (lo + start % n) >> 1
+            s = (lo + start) >> 1
             span = b - a
             for lo_i, hi_i in ((s, b), (a, s)):
                 j = m.find(0, lo_i, hi_i)

@@ -61,10 +61,13 @@ class CapacityQuestion:
     clients: int | None = None
     nat_timeout: float | None = None
     rate: float | None = None
+    reserved: frozenset[int] = frozenset()  # net.ipv4.ip_local_reserved_ports
+    ports_in_use: int | None = None  # local ports held toward the destination now (--dest)
+    sources: tuple[tuple[str, str], ...] = ()  # (input, where its value came from), for the report
 
     @property
     def port_count(self) -> int:
-        return port_count(*self.ports)
+        return port_count(*self.ports, self.reserved)
 
     @property
     def slots(self) -> int:
@@ -141,6 +144,7 @@ class CapacityReport:
     steps: list[Answer]
     rate_check: RateCheck | None
     assumptions: list[str]
+    now: Answer | None = None  # with --dest: the ports free toward it right now
 
     @property
     def answer(self) -> Answer:
@@ -168,12 +172,16 @@ class CapacityReport:
                 "clients": q.clients,
                 "nat_timeout_s": q.nat_timeout,
                 "rate": q.rate,
+                "reserved_ports": len([p for p in q.reserved if q.ports[0] <= p <= q.ports[1]]),
+                "ports_in_use": q.ports_in_use,
             },
             "connections_per_second": _rounded(head.value),
             "formula": head.formula,
             "answer": head.to_json(),
             "steps": [s.to_json() for s in self.steps],
             "rate_check": self.rate_check.to_json() if self.rate_check else None,
+            "now": self.now.to_json() if self.now else None,
+            "sources": dict(q.sources),
             "assumptions": self.assumptions,
         }
 
@@ -192,14 +200,22 @@ def parse_ports(text: str) -> tuple[int, int]:
     return low, high
 
 
-def port_count(low: int, high: int) -> int:
-    """Ports connect() can pick from ``[low, high]``.
+def port_count(low: int, high: int, reserved: frozenset[int] = frozenset()) -> int:
+    """Ports connect() can pick from ``[low, high]`` over many calls, as Linux walks them.
 
-    ``__inet_hash_connect`` scans the range in steps of 2, first the ports with
-    the parity of ``low``, then the others (PS-2), so both parities are used and
-    the count is the whole range. (``bind(0)`` tries odd ports first instead.)
+    ``__inet_hash_connect`` walks ``remaining = high - low + 1`` rounded down to
+    even, in steps of 2, first the ports with the parity of ``low``, then the
+    others (PS-2), from a start that moves with every success (PS-3), and a
+    port past ``high`` wraps by ``remaining``. With an odd count the top port
+    is still reached whenever the start is above ``low``, so over many calls
+    every port is used; only a 3-port range never reaches its top (the start
+    is always ``low``). Measured on the kernel: 40000-40010 and 1025-1035 give
+    11 connections, 40000-40002 gives 2. Reserved ports are skipped.
     """
-    return high - low + 1
+    n = high - low + 1
+    if n == 3:
+        n = 2
+    return n - sum(1 for p in reserved if low <= p < low + n)
 
 
 def validate(q: CapacityQuestion) -> CapacityQuestion:
@@ -268,12 +284,24 @@ def base_limit(q: CapacityQuestion) -> Answer:
     why = (
         f"Toward one destination (local addr, remote addr, remote port) every new connection "
         f"needs a local port no other socket uses for that 4-tuple, and the side that closes "
-        f"first keeps its port in TIME_WAIT for {_s(tw)} (TW-1, TW-3). connect() picks from all "
-        f"{p} ports of {low}-{high}, {parity} ones first, then the others (PS-2), so at most {p} "
-        f"connections fit in one TIME_WAIT length (Little's law)."
+        f"first keeps its port in TIME_WAIT for {_s(tw)} (TW-1, TW-3). connect() walks "
+        f"{p} ports of {low}-{high}{_walk_note(q)}, {parity} ones first, then the others (PS-2), "
+        f"so at most {p} connections fit in one TIME_WAIT length (Little's law)."
     )
     return Answer("base", "One destination: ports over TIME_WAIT", formula, comp, value, "conn/s",
                   why, {"ports": p, "time_wait_s": tw})
+
+
+def _walk_note(q: CapacityQuestion) -> str:
+    """What the walk leaves out of the range: the top port of an odd count, reserved ports."""
+    low, high = q.ports
+    notes = []
+    if high - low + 1 == 3:
+        notes.append(f"not {high}: a 3-port walk never reaches its top")
+    res = sorted(p for p in q.reserved if low <= p <= high)
+    if res:
+        notes.append(f"{len(res)} reserved (ip_local_reserved_ports) skipped")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def destinations_step(q: CapacityQuestion, prev: Answer) -> Answer:
@@ -579,17 +607,32 @@ def answer(q: CapacityQuestion) -> CapacityReport:
     if q.uses_nat:
         steps.append(nat_step(q, steps[-1]))
     check = rate_check(q, steps[-1]) if q.rate is not None else None
-    return CapacityReport(q, steps, check, _assumptions(q))
+    return CapacityReport(q, steps, check, _assumptions(q), now_step(q))
+
+
+def now_step(q: CapacityQuestion) -> Answer | None:
+    """With the sockets a host holds toward the destination now: how many ports are left."""
+    if q.ports_in_use is None:
+        return None
+    p, used = q.port_count, q.ports_in_use
+    free = max(p - used, 0)
+    why = (f"This host holds {used} local ports toward the destination now (every state but "
+           f"LISTEN, TIME_WAIT included); of the {p} the walk visits, {free} are free for new "
+           f"connections until some of those close and their TIME_WAIT ends.")
+    return Answer("now", "Ports free toward the destination now", "ports - ports in use", f"{p} - {used} = {free}",
+                  float(free), "ports", why, {"ports": p, "in_use": used})
 
 
 def _assumptions(q: CapacityQuestion) -> list[str]:
     out = [
         "Steady state: rates are long-run averages (Little's law); a burst can exceed them "
         "until the ports are used up.",
-        "A port counts as busy from connect() to the end of TIME_WAIT; no ports are reserved "
-        "(net.ipv4.ip_local_reserved_ports is empty) and nothing else on the host holds ports "
-        "of the range.",
+        "A port counts as busy from connect() to the end of TIME_WAIT"
+        + ("; nothing else on the host holds ports of the range." if q.ports_in_use is None
+           else "."),
     ]
+    if not q.reserved:
+        out.append("No ports are reserved (net.ipv4.ip_local_reserved_ports is empty).")
     if q.request_ms is None:
         out.append("Connections are short next to TIME_WAIT (the chapter's assumption); give "
                    "--request-ms to count the time each one is open.")
@@ -605,7 +648,8 @@ def _assumptions(q: CapacityQuestion) -> list[str]:
 def _unchanged(key: str, title: str, prev: Answer, why: str,
                details: dict[str, Any] | None = None) -> Answer:
     comp = f"unchanged: {_rate(prev.value, prev.unit)}" if prev.value is not None else "unchanged: no limit"
-    return Answer(key, title, f"{prev.formula} (unchanged)", comp, prev.value, prev.unit, why,
+    formula = prev.formula if prev.formula.endswith("(unchanged)") else f"{prev.formula} (unchanged)"
+    return Answer(key, title, formula, comp, prev.value, prev.unit, why,
                   details or {})
 
 
