@@ -84,3 +84,23 @@ def test_key_moments_after_close_and_after_expiry(nc) -> None:
     assert [s.state for s in socks["c1"]] == ["TIME_WAIT"] and socks["c2"] == []
     assert any(abs(m.at_us / 1e6 - left) < 1e-6 for m in moments)
     assert sockets_at(nc, to_us(left))["c1"] == []
+
+
+def test_listeners_are_listed_while_open_with_their_backlog() -> None:
+    """ss and netstat list LISTEN sockets: built from the bind/listen/close calls in the trace."""
+    lla = run_or_skip("lost-last-ack")
+    table = ss_table(lla, 3.0, host="c2")
+    row = next(ln for ln in table.splitlines() if ln.startswith("LISTEN"))
+    assert row.split()[1:5] == ["0", "16", "0.0.0.0:8888", "0.0.0.0:*"]
+    # nc -l closes its listener once it has accepted: at 1 s c2 of nc-timewait has none.
+    nc = run_or_skip("nc-timewait")
+    assert not any(s.state == "LISTEN" for s in sockets_at(nc, to_us(1.0))["c2"])
+    assert any(s.state == "LISTEN" for s in sockets_at(nc, 0)["c2"])
+
+
+def test_netstat_spells_states_as_net_tools() -> None:
+    from timewait.report.sockets import Socket, netstat_lines
+
+    rows = netstat_lines([Socket("c1", (1, 2, 3, 4), "FIN_WAIT_1", 0), Socket("c1", (1, 2, 3, 5), "SYN_RECEIVED", 0),
+                          Socket("c1", (1, 9, 0, 0), "LISTEN", 0)])
+    assert [r.split()[-1] for r in rows[1:]] == ["FIN_WAIT1", "SYN_RECV", "LISTEN"]

@@ -63,7 +63,9 @@ def run_cmd(
     ),
     seed: int = typer.Option(1, "--seed", help="Seed of the run's one RNG."),
     json_out: bool = typer.Option(False, "--json", help="Print the run as one JSON document."),
-    trace: bool = typer.Option(False, "--trace", help="Print every event tcpdump-style."),
+    trace: bool = typer.Option(False, "--trace", help="Print every event tcpdump-style (relative sequence numbers)."),
+    absolute: bool = typer.Option(False, "--absolute", "-S", help="With --trace: absolute sequence numbers, as tcpdump -S."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="With --trace: TTL and IP id on every packet, as tcpdump -v."),
     pcap: Path | None = typer.Option(None, "--pcap", help="Write the packets to a pcap file."),
     pcap_host: str | None = typer.Option(None, "--pcap-host", help="Only what this host's interface saw."),
     diagram: Path | None = typer.Option(None, "--diagram", help="Ladder diagram: FILE.svg or FILE.mmd."),
@@ -95,7 +97,8 @@ def run_cmd(
         return
     from timewait.report.console import print_run
 
-    print_run(result, trace=trace, ss_at=ss, ss_summary=ss_summary, messages=messages)
+    print_run(result, trace=trace, ss_at=ss, ss_summary=ss_summary, messages=messages, absolute=absolute,
+              verbose=verbose)
     if not result.passed:
         raise typer.Exit(1)
 

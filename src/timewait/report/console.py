@@ -16,7 +16,7 @@ from rich.text import Text
 from timewait.report.sockets import key_moments, netstat_lines, sockets_at
 from timewait.report.ss import ss_summary as ss_summary_text
 from timewait.report.ss import ss_table
-from timewait.report.tcpdump import format_record
+from timewait.report.tcpdump import format_trace
 from timewait.result import RunResult
 
 MAX_ROWS_PER_HOST = 12
@@ -30,6 +30,8 @@ def print_run(
     messages: list[str] | None = None,
     *,
     console: Console | None = None,
+    absolute: bool = False,
+    verbose: bool = False,
 ) -> None:
     """Print one run for a person: what it shows, then the evidence, then the verdict.
 
@@ -42,7 +44,7 @@ def print_run(
     _header(con, result)
     if trace:
         con.rule("trace", style="dim")
-        _print_trace(con, result)
+        _print_trace(con, result, absolute, verbose)
     _socket_tables(con, result)
     if ss_at is not None:
         con.rule(f"ss at {ss_at:g} s", style="dim")
@@ -74,13 +76,13 @@ def _header(con: Console, result: RunResult) -> None:
         con.print(Text(result.contrast, style="italic"))
 
 
-def _print_trace(con: Console, result: RunResult) -> None:
+def _print_trace(con: Console, result: RunResult, absolute: bool = False, verbose: bool = False) -> None:
     if not result.trace.on and not result.trace.records:
         con.print(Text("(the trace was switched off for this run)", style="dim"))
         return
     # One write of plain lines: Rich markup per line is too slow for big traces.
     out = con.file if con.file is not None else sys.stdout
-    lines = [format_record(r) for r in result.trace.records]
+    lines = list(format_trace(result.trace.records, absolute=absolute, verbose=verbose))
     out.write("\n".join(lines) + ("\n" if lines else ""))
     out.flush()
 

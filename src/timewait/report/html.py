@@ -18,7 +18,7 @@ from timewait.report.ladder import build_ladder
 from timewait.report.ladder_svg import render_svg
 from timewait.report.sockets import key_moments, netstat_lines, sockets_at
 from timewait.report.ss import ss_rows
-from timewait.report.tcpdump import format_record
+from timewait.report.tcpdump import format_trace
 from timewait.result import RunResult
 
 TRACE_LINES = 2000  # the trace excerpt's length; the pcap has every packet
@@ -139,7 +139,7 @@ def render_html(result: RunResult, *, conn: str | None = None, window: str | Non
 
     if result.trace.records:
         n = len(result.trace.records)
-        lines = "\n".join(format_record(r) for r in result.trace.records[:TRACE_LINES])
+        lines = "\n".join(format_trace(result.trace.records[:TRACE_LINES]))
         cut = f" (the first {TRACE_LINES} of {n})" if n > TRACE_LINES else ""
         parts.append(f"<h2>Trace</h2><details><summary>{n} records{cut}</summary><pre>{e(lines)}</pre></details>")
     parts.append("</body></html>")

@@ -15,7 +15,7 @@ from typing import Any
 
 from timewait import trace as T
 from timewait.result import RunResult
-from timewait.tcp.segment import ip_ntoa
+from timewait.tcp.segment import ip_aton, ip_ntoa
 
 Key = tuple[int, int, int, int]
 
@@ -26,6 +26,13 @@ _STATE_TIMERS = {
     "FIN_WAIT_2": ("fin_wait2", "timewait", "rto", "keepalive"),
 }
 _DEFAULT_TIMERS = ("rto", "keepalive")
+
+#: netstat's spellings (net-tools' tcp_state[]); the engine's names are the JSON's.
+NETSTAT_NAMES = {
+    "ESTABLISHED": "ESTABLISHED", "SYN_SENT": "SYN_SENT", "SYN_RECEIVED": "SYN_RECV",
+    "FIN_WAIT_1": "FIN_WAIT1", "FIN_WAIT_2": "FIN_WAIT2", "TIME_WAIT": "TIME_WAIT", "CLOSED": "CLOSE",
+    "CLOSE_WAIT": "CLOSE_WAIT", "LAST_ACK": "LAST_ACK", "LISTEN": "LISTEN", "CLOSING": "CLOSING",
+}
 
 
 @dataclass(slots=True)
@@ -70,13 +77,31 @@ def to_us(seconds: float) -> int:
     return int(round(seconds * 1_000_000))
 
 
-def _track(records: Iterable[tuple[Any, ...]], until_us: int) -> dict[tuple[str, Key], _KeyTrack]:
+Listeners = dict[tuple[str, int], tuple[int, int, int, int]]
+
+
+def _track(records: Iterable[tuple[Any, ...]], until_us: int,
+           listeners: Listeners | None = None) -> dict[tuple[str, Key], _KeyTrack]:
+    """Each connection key's state, timers and queues at ``until_us``; ``listeners``, when
+    given, is filled with the listening sockets then open: ``(node, fd) -> (addr, port, since,
+    backlog)`` (from the bind, listen and close calls: a listener has no connection key)."""
     tracks: dict[tuple[str, Key], _KeyTrack] = {}
+    bound: dict[tuple[str, int], tuple[int, int]] = {}
     for rec in records:
         t, kind, node = rec[0], rec[1], rec[2]
         if t > until_us:
             break
-        if kind == T.STATE:
+        if kind == T.CALL and listeners is not None and rec[6] is None:
+            fd, call = (node, rec[3]), rec[4]
+            if call == "bind" and rec[5][1]:
+                bound[fd] = (ip_aton(rec[5][0]), rec[5][1])
+            elif call == "listen" and fd in bound:
+                # ss's Send-Q of a listener: sk_max_ack_backlog = min(backlog, somaxconn 4096)
+                listeners[fd] = (*bound[fd], t, min(rec[5][0], 4096))
+            elif call == "close":
+                bound.pop(fd, None)
+                listeners.pop(fd, None)
+        elif kind == T.STATE:
             tr = tracks.setdefault((node, rec[3]), _KeyTrack())
             tr.state, tr.since = rec[5], t
             if rec[5] in ("CLOSED", "SYN_SENT", "SYN_RECEIVED", "LISTEN"):
@@ -131,7 +156,8 @@ def sockets_at(result: RunResult, at_us: int, host: str | None = None) -> dict[s
     Hosts are listed in topology order and always present (an empty list when
     the host has no socket); sockets are sorted by local then peer endpoint.
     """
-    tracks = _track(result.trace.records, at_us)
+    listening: Listeners = {}
+    tracks = _track(result.trace.records, at_us, listening)
     names = [n for n, info in result.nodes.items() if info.kind == "host"]
     names += sorted({h for h, _ in tracks} - set(names))
     if host is not None:
@@ -151,6 +177,9 @@ def sockets_at(result: RunResult, at_us: int, host: str | None = None) -> dict[s
                 sock.retrans = tr.rto_fires if name == "rto" else 0
                 break
         out[node].append(sock)
+    for (node, _fd), (addr, port, since, backlog) in listening.items():
+        if node in out:
+            out[node].append(Socket(node, (addr, port, 0, 0), "LISTEN", since, send_q=backlog))
     for socks in out.values():
         socks.sort(key=lambda s: (s.key[0], s.key[1], s.key[2], s.key[3]))
     return out
@@ -160,7 +189,8 @@ def netstat_lines(sockets: list[Socket]) -> list[str]:
     """Rows as ``netstat -atn`` prints them: ``tcp 0 0 LOCAL FOREIGN STATE``."""
     rows = ["Proto Recv-Q Send-Q Local Address           Foreign Address         State"]
     for s in sockets:
-        rows.append(f"tcp   {s.recv_q:>6} {s.send_q:>6} {s.local:<23} {s.peer:<23} {s.state}")
+        rows.append(f"tcp   {s.recv_q:>6} {s.send_q:>6} {s.local:<23} {s.peer:<23} "
+                    f"{NETSTAT_NAMES.get(s.state, s.state)}")
     return rows
 
 

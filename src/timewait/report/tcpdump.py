@@ -1,14 +1,18 @@
-"""Trace records as text: packets the way ``tcpdump -S -n`` prints them, the rest readably.
+"""Trace records as text: packets the way ``tcpdump -i any -n`` prints them, the rest readably.
 
-A packet line reads like tcpdump with absolute sequence numbers::
+A packet line reads like tcpdump on the ``any`` interface, the host in the
+interface's place and the direction after it::
 
-    0.000000 c1 10.211.55.5.60494 > 10.211.55.10.8888: Flags [S], seq 1234, win 64240, options [mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7], length 0
+    0.000000 c1 Out IP 10.211.55.5.60494 > 10.211.55.10.8888: Flags [S], seq 1234, win 64240, options [mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7], length 0
+    0.000200 c2 In  IP 10.211.55.5.60494 > 10.211.55.10.8888: Flags [S], seq 1234, ...
 
-The host that sent it is named after the time; a line for a packet a host
-*received* says ``In`` after the host, a router's or NAT's forwarding line
-says ``fwd``. The TTL is shown when it is not 64 (always with ``verbose``).
-Other records (state changes, timers, socket calls, counters, drops with
-their reason) get one readable line each.
+Sequence numbers are relative as tcpdump prints them by default (:class:`RelSeq`:
+a SYN or the first packet of a flow prints absolute and sets the base),
+absolute with ``absolute=True`` (tcpdump's ``-S``). A router's or NAT's
+forwarding line says ``fwd`` and shows the TTL where it is not 64 (packet
+lines show TTL and IP id with ``verbose``, as ``tcpdump -v``). Every other record (state changes, timers, socket calls,
+counters, drops with their reason) is set apart with ``#`` after the host, so a
+reader of packet lines can skip them.
 """
 
 from __future__ import annotations
@@ -106,21 +110,56 @@ def format_options(opts: bytes) -> str:
     return ",".join(parts)
 
 
-def format_segment(seg: Segment, *, verbose: bool = False) -> str:
-    """One packet like ``tcpdump -S -n``: addresses, flags, seq, ack, win, options, length.
+class RelSeq:
+    """tcpdump's relative sequence numbers (``print-tcp.c``, without ``-S``).
+
+    Only packets with ACK take part: per flow (both directions share one
+    entry), the first such packet seen or one with SYN sets the bases (``seq``
+    of its sender, ``ack - 1`` of the other side) and prints absolute; later
+    ones print ``seq - base`` and ``ack - base`` of the other side, modulo
+    2**32. A packet without ACK (a SYN, a bare RST) prints absolute and
+    changes nothing.
+    """
+
+    __slots__ = ("flows",)
+
+    def __init__(self) -> None:
+        self.flows: dict[tuple[int, int, int, int], list[int]] = {}
+
+    def __call__(self, seg: Segment) -> tuple[int, int]:
+        if not seg.flags & ACK:
+            return seg.seq, seg.ack
+        fwd = (seg.src, seg.sport, seg.dst, seg.dport)
+        rev = (seg.dst, seg.dport, seg.src, seg.sport)
+        key, flip = (fwd, False) if fwd <= rev else (rev, True)
+        base = self.flows.get(key)
+        if base is None or seg.flags & SYN:
+            mine, other = seg.seq, (seg.ack - 1) & 0xFFFFFFFF
+            self.flows[key] = [other, mine] if flip else [mine, other]
+            return seg.seq, seg.ack
+        mine_base, other_base = (base[1], base[0]) if flip else (base[0], base[1])
+        return (seg.seq - mine_base) & 0xFFFFFFFF, (seg.ack - other_base) & 0xFFFFFFFF
+
+
+def format_segment(seg: Segment, *, verbose: bool = False, rel: RelSeq | None = None,
+                   show_ttl: bool = False) -> str:
+    """One packet like ``tcpdump -n``: ``IP``, addresses, flags, seq, ack, win, options, length.
 
     ``seq`` is printed as tcpdump does (``seq A:B`` with payload, ``seq A`` for
-    SYN/FIN/RST, absent on a pure ACK unless ``verbose``); the TTL is appended
-    when it differs from 64, or always with ``verbose`` (with the IP id).
+    SYN/FIN/RST, absent on a pure ACK unless ``verbose``), relative to the
+    flow's bases when ``rel`` is given, absolute (``-S``) otherwise. The TTL
+    and IP id are appended with ``verbose``; ``show_ttl`` appends the TTL when
+    it is not 64 (for lines that are not tcpdump's: forwarding, drops).
     """
     length = len(seg.payload)
-    parts = [f"{endpoint(seg.src, seg.sport, '.')} > {endpoint(seg.dst, seg.dport, '.')}: Flags [{flag_letters(seg.flags)}]"]
+    seq, ack = rel(seg) if rel is not None else (seg.seq, seg.ack)
+    parts = [f"IP {endpoint(seg.src, seg.sport, '.')} > {endpoint(seg.dst, seg.dport, '.')}: Flags [{flag_letters(seg.flags)}]"]
     if length:
-        parts.append(f"seq {seg.seq}:{(seg.seq + length) & 0xFFFFFFFF}")
+        parts.append(f"seq {seq}:{(seq + length) & 0xFFFFFFFF}")
     elif seg.flags & (SYN | FIN | RST) or verbose:
-        parts.append(f"seq {seg.seq}")
+        parts.append(f"seq {seq}")
     if seg.flags & ACK:
-        parts.append(f"ack {seg.ack}")
+        parts.append(f"ack {ack}")
     parts.append(f"win {seg.win}")
     opts = encode_options(seg)
     if opts:
@@ -128,7 +167,7 @@ def format_segment(seg: Segment, *, verbose: bool = False) -> str:
     parts.append(f"length {length}")
     if verbose:
         parts.append(f"ttl {seg.ttl}, id {seg.ip_id}")
-    elif seg.ttl != DEFAULT_TTL:
+    elif show_ttl and seg.ttl != DEFAULT_TTL:
         parts.append(f"ttl {seg.ttl}")
     return ", ".join(parts)
 
@@ -156,33 +195,42 @@ def _bytes_text(data: bytes, limit: int = 40) -> str:
     return f'"{shown}"' + ("..." if len(data) > limit else "")
 
 
-def format_record(rec: tuple[Any, ...], *, verbose: bool = False) -> str:
-    """One trace record as one line, starting with its time and node."""
+def format_record(rec: tuple[Any, ...], *, verbose: bool = False, rel: RelSeq | None = None) -> str:
+    """One trace record as one line, starting with its time and node.
+
+    Pass one :class:`RelSeq` for a whole trace to get tcpdump's relative
+    sequence numbers; without it they are absolute (``-S``).
+    """
     t, kind, node = rec[0], rec[1], rec[2]
     head = f"{fmt_time(t)} {node}"
+
+    def pkt(seg: Segment) -> str:  # not a tcpdump line: the TTL shown where it is not 64
+        return format_segment(seg, verbose=verbose, rel=rel, show_ttl=True)
+
     if kind == T.TX:
-        return f"{head} {format_segment(rec[3], verbose=verbose)}"
+        return f"{head} Out {format_segment(rec[3], verbose=verbose, rel=rel)}"
     if kind == T.RX:
-        return f"{head} In {format_segment(rec[3], verbose=verbose)}"
+        return f"{head} In  {format_segment(rec[3], verbose=verbose, rel=rel)}"
     if kind == T.FWD:
         seg_in, seg_out = rec[3], rec[4]
-        line = f"{head} fwd {format_segment(seg_out, verbose=verbose)}"
+        line = f"{head} fwd {pkt(seg_out)}"
         if (seg_in.src, seg_in.sport, seg_in.dst, seg_in.dport) != (seg_out.src, seg_out.sport, seg_out.dst, seg_out.dport):
             line += (f" (rewritten from {endpoint(seg_in.src, seg_in.sport, '.')} > "
                      f"{endpoint(seg_in.dst, seg_in.dport, '.')})")
         return line
+    head = f"{head} #"  # not a packet on a wire: set apart
     if kind == T.DROP:
         seg, reason = rec[3], rec[4]
         why = T.DROP_REASONS.get(reason, "")
-        return f"{head} DROP {format_segment(seg, verbose=verbose)} [{reason}{': ' + why if why else ''}]"
+        return f"{head} DROP {pkt(seg)} [{reason}{': ' + why if why else ''}]"
     if kind == T.DUP:
         later = f", the copy {rec[4]:g} s later" if rec[4] else ""
-        return f"{head} DUP {format_segment(rec[3], verbose=verbose)} [duplicated by the network{later}]"
+        return f"{head} DUP {pkt(rec[3])} [duplicated by the network{later}]"
     if kind == T.HOLD:
-        return f"{head} HOLD {format_segment(rec[3], verbose=verbose)} [held {rec[4]:g} s by a fault rule]"
+        return f"{head} HOLD {pkt(rec[3])} [held {rec[4]:g} s by a fault rule]"
     if kind == T.ICMP:
         seg, what = rec[3], rec[4]
-        return f"{head} ICMP {what} for {format_segment(seg, verbose=verbose)}"
+        return f"{head} ICMP {what} for {pkt(seg)}"
     if kind == T.STATE:
         return f"{head} {key_text(rec[3])} {rec[4]} -> {rec[5]}"
     if kind == T.TIMER:
@@ -204,7 +252,9 @@ def format_record(rec: tuple[Any, ...], *, verbose: bool = False) -> str:
     return f"{head} {kind} " + " ".join(str(x) for x in rec[3:])
 
 
-def format_trace(records: Iterable[tuple[Any, ...]], *, verbose: bool = False) -> Iterator[str]:
-    """Every record as a line, in trace order."""
+def format_trace(records: Iterable[tuple[Any, ...]], *, verbose: bool = False,
+                 absolute: bool = False) -> Iterator[str]:
+    """Every record as a line, in trace order; relative sequence numbers unless ``absolute``."""
+    rel = None if absolute else RelSeq()
     for rec in records:
-        yield format_record(rec, verbose=verbose)
+        yield format_record(rec, verbose=verbose, rel=rel)

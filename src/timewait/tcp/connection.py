@@ -738,7 +738,8 @@ class Connection:
             if self.cfg.challenge_ack:
                 self._challenge_ack(now, False)
                 return
-        self.env.bump("TcpEstabResets" if st in (ESTABLISHED, CLOSE_WAIT) else "TcpExtTCPAbortOnReset")
+        if st in (ESTABLISHED, CLOSE_WAIT):  # tcp_done -> tcp_set_state(TCP_CLOSE); no other counter
+            self.env.bump("TcpEstabResets")
         self._reset_timers()
         if st == SYN_RECEIVED and self.parent is not None:
             self._go(RCV_RST)
