@@ -119,18 +119,31 @@ def parse_kernel_params(sc: KernelScenario, params: dict[str, Any] | None) -> di
 
 def parse_sysctl_flags(items: list[str]) -> list[tuple[str, str, str]]:
     """``HOST:NAME=VALUE`` flags (HOST may be ``*``) as triples."""
+    from timewait.kernel.sysctls import refuse_global
     from timewait.sim.simulation import parse_sysctl_override
 
     out = []
     for text in items:
         host, name, value = parse_sysctl_override(text)
-        if not name.startswith(("net.", "kernel.")):
+        if "." not in name:  # a bare name, as the simulator takes it: tcp_tw_reuse
             name = "net.ipv4." + name
         if name.endswith("tcp_tw_recycle"):
             raise KernelUnavailable(f"{name}: tcp_tw_recycle was removed in Linux 4.12; this kernel is "
                                     f"{os.uname().release} (try the simulator with --profile linux-4.9)")
+        refuse_global(host, name, value)
         out.append((host, name, value))
     return out
+
+
+def check_sysctl_flags(items: list[str]) -> list[tuple[str, str, str]]:
+    """``--sysctl`` flags parsed and confined: per-namespace ``net.*`` settings with values the kernel takes.
+
+    Needs root (:func:`require_lab` first); every refusal comes before any
+    namespace of the run is made.
+    """
+    from timewait.kernel.sysctls import confine
+
+    return confine(parse_sysctl_flags(items))
 
 
 def kernel_profile() -> str:
@@ -246,10 +259,11 @@ def run_kernel(name: str, *, params: dict[str, Any] | None = None, sysctls: list
     """
     sc = get_kernel_scenario(name)
     p = parse_kernel_params(sc, params)
-    user = parse_sysctl_flags(list(sysctls or []))
+    parse_sysctl_flags(list(sysctls or []))  # refuse kernel.*, vm.* ... even where the lab cannot run
+    require_lab()
+    user = check_sysctl_flags(list(sysctls or []))
     defaults = [t for t in parse_sysctl_flags(sc.default_sysctls)
                 if not any(u[0] in (t[0], "*") and u[1] == t[1] for u in user)]
-    require_lab()
     if messages is not None:
         lowered = {k: v for k, v in sc.kernel_defaults.items() if k not in (params or {})}
         if lowered:
