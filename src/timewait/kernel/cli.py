@@ -49,8 +49,6 @@ def run_cmd(
     result = run_kernel(scenario, params=_assignments(set_ or []), sysctls=list(sysctl or []), seed=seed,
                         pcap=str(pcap) if pcap else None, pcap_host=pcap_host,
                         progress=not json_out and sys.stderr.isatty(), messages=messages)
-    if pcap:
-        messages.append(f"wrote {pcap}")
     if json_out:
         _err(messages)
         print(json.dumps(result.to_json(), indent=2))
