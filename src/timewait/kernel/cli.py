@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,8 +49,6 @@ def run_cmd(
     result = run_kernel(scenario, params=_assignments(set_ or []), sysctls=list(sysctl or []), seed=seed,
                         pcap=str(pcap) if pcap else None, pcap_host=pcap_host,
                         progress=not json_out and sys.stderr.isatty(), messages=messages)
-    if pcap:
-        messages.append(f"wrote {pcap}")
     if json_out:
         _err(messages)
         print(json.dumps(result.to_json(), indent=2))
@@ -175,17 +174,28 @@ def scenarios_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSO
 
 @kernel_app.command("cleanup")
 def cleanup_cmd(
-    all_: Annotated[bool, typer.Option("--all", help="Also remove namespaces of runs still alive.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Also remove tw-* namespaces and veths in no owner record "
+                                       "(an older timewait's) whose pid is in use; a recorded live lab is "
+                                       "never removed.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
 ) -> None:
-    """Remove namespaces (tw-<pid>-*) and veths (tw<pid>v*) left by kernel runs that died."""
-    from timewait.kernel.topology import cleanup_leftovers, leftovers, require_lab
+    """Remove what kernel runs that died left (namespaces, veths, temp dirs); live runs' labs are left alone."""
+    from timewait.kernel.topology import cleanup, require_lab
 
     require_lab()
-    nss, links = leftovers(all_) if dry_run else cleanup_leftovers(all_)
+    removed, kept = cleanup(include_unrecorded=all_, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
+    nss = [n for lab in removed for n in lab.namespaces]
+    links = [n for lab in removed for n in lab.links]
+    dirs = [os.path.basename(d) for lab in removed for d in lab.dirs]
     print(f"{verb} {len(nss)} namespace(s){': ' + ', '.join(nss) if nss else ''}; "
-          f"{len(links)} veth(s){': ' + ', '.join(links) if links else ''}")
+          f"{len(links)} veth(s){': ' + ', '.join(links) if links else ''}; "
+          f"{len(dirs)} temp dir(s){': ' + ', '.join(dirs) if dirs else ''}")
+    for lab in kept:
+        who = (f"its owner, pid {lab.pid}, is alive" if lab.owner is not None
+               else f"no owner record, and pid {lab.pid} is in use; --all removes it" if lab.pid is not None
+               else "no owner record; --all removes it")
+        print(f"left alone: {lab.describe()} ({who})")
 
 
 def inspect_cmd(

@@ -187,13 +187,23 @@ def compare(name: str, *, params: dict[str, Any] | None = None, sysctls: list[st
     The kernel's lowered defaults (e.g. fewer connections) and default sysctls
     are passed to the simulator too, so both answer the same question.
     """
-    from timewait.kernel.scenarios import get_kernel_scenario, parse_kernel_params, run_kernel
+    from timewait.kernel.scenarios import (
+        check_sysctl_flags,
+        get_kernel_scenario,
+        parse_kernel_params,
+        parse_sysctl_flags,
+        run_kernel,
+    )
+    from timewait.kernel.topology import require_lab
     from timewait.scenarios import get_scenario, run_scenario
 
     ksc = get_kernel_scenario(name)
     get_scenario(name)  # a UsageError naming the simulator's scenarios if it has none of that name
     kp = parse_kernel_params(ksc, params)
     user = list(sysctls or [])
+    parse_sysctl_flags(user)
+    require_lab()
+    check_sysctl_flags(user)  # refused before the simulator's run, not after it
     shared_sysctls = [s for s in ksc.default_sysctls if not any(_same_sysctl(s, u) for u in user)] + user
     sim_params = {k: v for k, v in kp.items() if k not in ksc.kernel_only}
     sim = run_scenario(name, params=sim_params, sysctls=shared_sysctls, seed=seed, trace=True)

@@ -215,10 +215,17 @@ def resolve_netns(name: str | None) -> str | None:
     from pyroute2 import netns as pr_netns
 
     from timewait.errors import UsageError
+    from timewait.kernel.nsenter import inside
 
     known = pr_netns.listnetns()
     if name not in known:
         raise UsageError(f"--netns {name!r}: no such network namespace; known: {', '.join(sorted(known)) or 'none'}")
+    try:  # entering another namespace needs CAP_SYS_ADMIN: find out now, not halfway through a census
+        with inside(name):
+            pass
+    except OSError as e:
+        raise UsageError(f"--netns {name!r}: cannot enter it ({e.strerror}); reading another network "
+                         "namespace needs root (CAP_SYS_ADMIN); without --netns inspect reads its own") from None
     return name
 
 

@@ -51,6 +51,27 @@ def inside(name: str | None) -> Iterator[None]:
         os.close(home)
 
 
+@contextmanager
+def fresh_netns() -> Iterator[None]:
+    """Run the block with this thread in a new, empty, unnamed network namespace.
+
+    Nothing names it (no bind mount under /run/netns), so the kernel frees it as
+    soon as the thread leaves, however the process ends: it cannot be left behind.
+    Needs CAP_SYS_ADMIN (OSError otherwise).
+    """
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+
+
 def socket_in(name: str | None, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM,
               proto: int = 0) -> socket.socket:
     """A socket created in namespace ``name``."""

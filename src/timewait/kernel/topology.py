@@ -1,8 +1,10 @@
 """A throw-away lab of network namespaces, veth pairs and processes, always torn down.
 
 Every namespace is named ``tw-<pid>-<host>`` and every veth starts life in the
-root namespace as ``tw<pid>v<n>[ab]``, so a run's leftovers can be told apart
-from another run's and from everything else (:func:`cleanup_leftovers`).
+root namespace as ``tw<pid>v<n>[ab]``, and the lab's record
+(:class:`~timewait.kernel.ledger.Ledger`) lists each before it is made, with
+the owner's pid and start time, so a dead run's leftovers can be told apart
+from a live run's and from everything else (:func:`cleanup`).
 Creation steps run with SIGINT/SIGTERM held back, so a signal can only land
 between steps, and :meth:`KernelLab.close` (also reached from ``with``) kills
 the processes, closes the sockets and removes veths and namespaces.
@@ -12,13 +14,11 @@ from __future__ import annotations
 
 import ctypes
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,10 +29,10 @@ from pyroute2 import IPRoute, NetNS
 from pyroute2 import netns as pr_netns
 
 from timewait.errors import UsageError
+from timewait.kernel.ledger import NS_RE, VETH_RE, Found, Ledger, survey
+from timewait.kernel.ledger import running as running
 from timewait.kernel.nsenter import inside, read_sysctl, sysctl_path, write_sysctl
 
-NS_RE = re.compile(r"^tw-(\d+)-")
-VETH_RE = re.compile(r"^tw(\d+)v\d+[ab]$")
 _SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 PR_SET_PDEATHSIG = 1
 
@@ -96,7 +96,8 @@ class KernelLab:
         self.procs: list[subprocess.Popen[Any]] = []
         self.socks: list[socket.socket] = []
         self.veths: list[str] = []
-        self.tmpdir = tempfile.mkdtemp(prefix="timewait-kernel-")
+        self.ledger = Ledger()  # the temp dir and the owner record, before anything else is made
+        self.tmpdir = self.ledger.dir
         self._old_handlers: dict[int, Any] = {}
         self._closed = False
         self._pid = os.getpid()
@@ -134,7 +135,7 @@ class KernelLab:
                             pass
             for ns in self.hosts.values():
                 remove_netns(ns)
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.ledger.remove()  # last: until the namespaces are gone the record must say they exist
             for sig, h in self._old_handlers.items():
                 signal.signal(sig, h)
 
@@ -150,6 +151,7 @@ class KernelLab:
         ns = self.prefix + name
         with held_signals():
             self.hosts[name] = ns
+            self.ledger.add(namespaces=[ns])
             pr_netns.create(ns)
         with NetNS(ns) as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
@@ -176,6 +178,7 @@ class KernelLab:
         ra, rb = f"{self.tag}{n}a", f"{self.tag}{n}b"
         with held_signals():
             self.veths += [ra, rb]
+            self.ledger.add(links=[ra, rb])
             with IPRoute() as ipr:
                 ipr.link("add", ifname=ra, kind="veth", peer=rb)
                 ipr.link("set", index=ipr.link_lookup(ifname=ra)[0], net_ns_fd=self.ns(a))
@@ -346,47 +349,42 @@ def pids_in(ns: str) -> list[int]:
     return out
 
 
-def running(pid: int) -> bool:
-    """The process exists and is not a zombie (dead, waiting for its parent to reap it)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def leftovers(include_live: bool = False) -> tuple[list[str], list[str]]:
-    """Namespaces and root-namespace veths of lab runs whose process is gone (or all with ``include_live``)."""
-    nss = [n for n in pr_netns.listnetns() if (m := NS_RE.match(n))
-           and (include_live or not _alive(int(m.group(1))))]
+def find_labs() -> list[Found]:
+    """Every lab on this host (live or not), grouped by owner, from the records and the names."""
+    # Names first, records second: a lab records each thing before making it (see ledger.survey).
+    nss = [n for n in pr_netns.listnetns() if NS_RE.match(n)]
     with IPRoute() as ipr:
-        links = [name for link in ipr.get_links() if (m := VETH_RE.match(name := link.get_attr("IFLA_IFNAME", "")))
-                 and (include_live or not _alive(int(m.group(1))))]
-    return nss, links
+        links = [name for link in ipr.get_links() if VETH_RE.match(name := link.get_attr("IFLA_IFNAME", ""))]
+    return survey(nss, links)
 
 
-def cleanup_leftovers(include_live: bool = False) -> tuple[list[str], list[str]]:
-    """Remove what :func:`leftovers` finds; returns what was removed."""
-    nss, links = leftovers(include_live)
-    with held_signals():
-        with IPRoute() as ipr:
-            for name in links:
-                for idx in ipr.link_lookup(ifname=name):
-                    try:
-                        ipr.link("del", index=idx)
-                    except Exception:
-                        pass
-        for ns in nss:
-            remove_netns(ns)
-    return nss, links
+def cleanup(include_unrecorded: bool = False, dry_run: bool = False) -> tuple[list[Found], list[Found]]:
+    """Remove the labs whose owner is gone; returns (removed, left alone because the owner runs).
+
+    A lab whose recorded owner is alive is never removed. ``include_unrecorded``
+    also takes things in no record (owner unknown) whose pid is in use.
+    """
+    removed: list[Found] = []
+    kept: list[Found] = []
+    for lab in find_labs():
+        if lab.empty:
+            continue
+        if lab.alive and not (include_unrecorded and lab.owner is None):
+            kept.append(lab)
+            continue
+        removed.append(lab)
+        if dry_run:
+            continue
+        with held_signals():
+            with IPRoute() as ipr:
+                for name in lab.links:
+                    for idx in ipr.link_lookup(ifname=name):
+                        try:
+                            ipr.link("del", index=idx)
+                        except Exception:
+                            pass
+            for ns in lab.namespaces:
+                remove_netns(ns)
+            for d in lab.dirs:
+                shutil.rmtree(d, ignore_errors=True)
+    return removed, kept

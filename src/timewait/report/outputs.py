@@ -36,6 +36,20 @@ def _check_path(flag: str, path: Path | None, suffixes: tuple[str, ...]) -> None
         raise UsageError(f"{flag} {str(path)!r} is a directory; give a file name")
 
 
+def check_output_path(flag: str, path: Path, suffixes: tuple[str, ...]) -> None:
+    """Refuse (UsageError) an output path that cannot be written: suffix, directory, permissions.
+
+    For callers that write ``path`` later, after a long run: every reason it
+    would fail then is said now.
+    """
+    _check_path(flag, path, suffixes)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {str(path)!r}: directory {str(parent)!r} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{flag} {str(path)!r}: the file exists and is not writable")
+
+
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through ``write(file)`` into a temporary file beside ``path``, then rename it over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")

@@ -16,12 +16,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from timewait.errors import UsageError
 from timewait.kernel import counters as kcounters
 from timewait.kernel import diag
-from timewait.kernel.topology import KernelLab, KernelUnavailable, require_lab
+from timewait.kernel.topology import KernelLab, KernelUnavailable, require_lab, stop_process
 from timewait.result import Check, NodeInfo, RunResult
 from timewait.scenarios import Param
 from timewait.trace import Trace
@@ -119,18 +120,31 @@ def parse_kernel_params(sc: KernelScenario, params: dict[str, Any] | None) -> di
 
 def parse_sysctl_flags(items: list[str]) -> list[tuple[str, str, str]]:
     """``HOST:NAME=VALUE`` flags (HOST may be ``*``) as triples."""
+    from timewait.kernel.sysctls import refuse_global
     from timewait.sim.simulation import parse_sysctl_override
 
     out = []
     for text in items:
         host, name, value = parse_sysctl_override(text)
-        if not name.startswith(("net.", "kernel.")):
+        if "." not in name:  # a bare name, as the simulator takes it: tcp_tw_reuse
             name = "net.ipv4." + name
         if name.endswith("tcp_tw_recycle"):
             raise KernelUnavailable(f"{name}: tcp_tw_recycle was removed in Linux 4.12; this kernel is "
                                     f"{os.uname().release} (try the simulator with --profile linux-4.9)")
+        refuse_global(host, name, value)
         out.append((host, name, value))
     return out
+
+
+def check_sysctl_flags(items: list[str]) -> list[tuple[str, str, str]]:
+    """``--sysctl`` flags parsed and confined: per-namespace ``net.*`` settings with values the kernel takes.
+
+    Needs root (:func:`require_lab` first); every refusal comes before any
+    namespace of the run is made.
+    """
+    from timewait.kernel.sysctls import confine
+
+    return confine(parse_sysctl_flags(items))
 
 
 def kernel_profile() -> str:
@@ -149,6 +163,8 @@ class KLab:
         self.sysctls = sysctls
         self.pcap = pcap
         self.pcap_host = pcap_host
+        self.pcap_proc: Any = None  # tcpdump of --pcap, into the lab's temp dir until the run ends
+        self.pcap_tmp = os.path.join(lab.tmpdir, "pcap-flag.pcap")
         self.progress = progress
         self.checks: list[Check] = []
         self.metrics: dict[str, Any] = {}
@@ -178,7 +194,7 @@ class KLab:
                 self.k.sysctl(h, name, value)
         if self.pcap:
             h = self.pcap_host or hosts[0]
-            self.k.tcpdump(h, "eth0", os.path.abspath(self.pcap))
+            self.pcap_proc = self.k.tcpdump(h, "eth0", self.pcap_tmp)
         self.start_clock()
 
     def start_clock(self, at_wall: float | None = None) -> None:
@@ -246,10 +262,15 @@ def run_kernel(name: str, *, params: dict[str, Any] | None = None, sysctls: list
     """
     sc = get_kernel_scenario(name)
     p = parse_kernel_params(sc, params)
-    user = parse_sysctl_flags(list(sysctls or []))
+    if pcap is not None:
+        from timewait.report.outputs import check_output_path
+
+        check_output_path("--pcap", Path(pcap), (".pcap", ".cap"))
+    parse_sysctl_flags(list(sysctls or []))  # refuse kernel.*, vm.* ... even where the lab cannot run
+    require_lab()
+    user = check_sysctl_flags(list(sysctls or []))
     defaults = [t for t in parse_sysctl_flags(sc.default_sysctls)
                 if not any(u[0] in (t[0], "*") and u[1] == t[1] for u in user)]
-    require_lab()
     if messages is not None:
         lowered = {k: v for k, v in sc.kernel_defaults.items() if k not in (params or {})}
         if lowered:
@@ -264,6 +285,8 @@ def run_kernel(name: str, *, params: dict[str, Any] | None = None, sysctls: list
         sc.fn(lab)
         sim_time = round(lab.t_end if lab.t_end is not None else lab.now(), 3)
         hosts = lab.snapshot()
+        if pcap is not None:
+            _place_pcap(lab, Path(pcap), messages)
     public = {k2: v for k2, v in p.items()}
     nodes = {n: NodeInfo(n, lab.kinds.get(n, "host"), [_aton(a) for a in lab.addrs.get(n, [])]) for n in hosts}
     if messages is not None:
@@ -271,6 +294,29 @@ def run_kernel(name: str, *, params: dict[str, Any] | None = None, sysctls: list
     return RunResult(scenario=name, profile=kernel_profile(), seed=seed, params=public, sim_time=sim_time,
                      checks=lab.checks, metrics=lab.metrics, hosts=hosts, trace=Trace(enabled=False), nodes=nodes,
                      contrast="\n".join(lab.notes), series=lab.series, sysctl_overrides=list(sysctls or []))
+
+
+def _place_pcap(lab: KLab, path: Path, messages: list[str] | None) -> None:
+    """Stop the ``--pcap`` capture and move it into place atomically; say "wrote" only if it was."""
+    import shutil
+
+    from timewait.report.outputs import write_atomically
+
+    note = messages if messages is not None else []
+    if lab.pcap_proc is None:
+        note.append(f"--pcap {path}: not written (the scenario ended before its capture started)")
+        return
+    stop_process(lab.pcap_proc)  # tcpdump flushes and closes the file on SIGTERM
+    if not os.path.exists(lab.pcap_tmp) or os.path.getsize(lab.pcap_tmp) < 24:  # not even a pcap header
+        note.append(f"--pcap {path}: not written (tcpdump produced no capture)")
+        return
+
+    def copy(out: BinaryIO) -> None:
+        with open(lab.pcap_tmp, "rb") as src:
+            shutil.copyfileobj(src, out)
+
+    write_atomically(path, copy)
+    note.append(f"wrote {path}")
 
 
 def _aton(a: str) -> int:
