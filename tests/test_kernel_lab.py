@@ -142,6 +142,66 @@ def test_inspect_counts_time_wait_per_destination_exactly(lab):
     assert "127.0.0.3:7002" in text and "TIME_WAIT 101" in text
 
 
+def _ss_count(ns: str, *filt: str) -> int:
+    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-tanH", *filt], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    return len([ln for ln in out.splitlines() if ln.strip()])
+
+
+def test_inspect_filters_count_what_ss_counts(lab):
+    """ss-style filters (issue 16): each count equals `ss -tan FILTER` on the same namespace."""
+    ns = lab.add_host("c1")
+    lab.sysctl("c1", "net.ipv4.tcp_tw_reuse", "0")
+    listeners = {}
+    for addr in (("127.0.0.2", 7001), ("127.0.0.3", 7002)):
+        ls = lab.socket("c1")
+        ls.bind(addr)
+        ls.listen(128)
+        listeners[addr] = ls
+    held = []
+    for addr, n in ((("127.0.0.2", 7001), 12), (("127.0.0.3", 7002), 20)):
+        for k in range(n):
+            c = lab.socket("c1")
+            c.connect(addr)
+            a, _ = listeners[addr].accept()
+            if k % 4 == 0:
+                held.append((c, a))  # stays ESTABLISHED, owned by this process
+            else:
+                lab.forget(c)  # the client closes first: TIME_WAIT
+                a.close()
+    cases = [
+        (["state", "time-wait"], ["state", "time-wait"]),
+        (["state", "time-wait", "dst", "127.0.0.3"], ["state", "time-wait", "dst", "127.0.0.3"]),
+        (["state", "established", "dport", "=", "7001"], ["state", "established", "dport", "=", ":7001"]),
+        (["sport", "gt", "7001"], ["sport", "gt", ":7001"]),
+        (["dst", "127.0.0.0/8", "dport", "7002"], ["dst", "127.0.0.0/8", "dport", "=", ":7002"]),
+        (["state", "listening"], ["state", "listening"]),
+        (["exclude", "time-wait"], ["exclude", "time-wait"]),
+    ]
+    for ours, theirs in cases:
+        out = subprocess.run([sys.executable, "-m", "timewait", "inspect", *ours, "--netns", ns, "--json"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        assert doc["total"] == _ss_count(ns, *theirs), (ours, doc["states"])
+        assert doc["filter"] == " ".join(ours)
+    assert _ss_count(ns, "state", "time-wait") == 24  # the case is not empty
+    # -p: the ESTABLISHED ones belong to this process; TIME_WAIT to none.
+    out = subprocess.run([sys.executable, "-m", "timewait", "inspect", "-p", "--netns", ns, "--json"],
+                         capture_output=True, text=True, timeout=60)
+    procs = {r["process"]: r for r in json.loads(out.stdout)["processes"]}
+    mine = next(r for k, r in procs.items() if f"(pid {os.getpid()})" in k)
+    assert mine["states"] == {"ESTABLISHED": 16, "LISTEN": 2}
+    assert procs["no process"]["states"] == {"TIME_WAIT": 24}
+    # Piped, the text view keeps whole addresses.
+    text = subprocess.run([sys.executable, "-m", "timewait", "inspect", "--netns", ns], capture_output=True,
+                          text=True, timeout=60).stdout
+    assert "127.0.0.3:7002" in text and "…" not in text
+    bad = subprocess.run([sys.executable, "-m", "timewait", "inspect", "state", "nosuch", "--netns", ns],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "unknown state" in bad.stderr
+
+
 def test_inspect_watch_stops_after_count_and_gives_rates(lab):
     ns = lab.add_host("c1")
     out = subprocess.run([sys.executable, "-m", "timewait", "inspect", "--netns", ns, "--watch", "--json",

@@ -199,6 +199,8 @@ def cleanup_cmd(
 
 
 def inspect_cmd(
+    filter_: Annotated[list[str] | None, typer.Argument(metavar="[FILTER]...", help="ss-style filter, e.g. state time-wait dst 10.0.0.2 dport = 6379.")] = None,
+    processes: Annotated[bool, typer.Option("--processes", "-p", help="Sockets per owning process (TIME_WAIT has none).")] = False,
     netns: Annotated[str | None, typer.Option("--netns", help="A namespace `ip netns` knows (default: this one).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the census as one JSON document (per refresh).")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh like top, with counter rates (Ctrl-C stops).")] = False,
@@ -207,28 +209,36 @@ def inspect_cmd(
     top: Annotated[int, typer.Option("--top", help="Rows per table.")] = 10,
 ) -> None:
     """Live census of TCP sockets and TIME_WAIT through netlink inet_diag, with advice when a limit is near."""
+    from timewait.kernel.ssfilter import parse
+
+    if not (interval > 0 and interval < 86400) or count < 0 or top < 1:
+        raise UsageError("--interval must be > 0 and < 86400 s, --count >= 0 and --top >= 1")
+    flt = parse(list(filter_ or []))
     from timewait.kernel.inspect import render, resolve_netns, take
     from timewait.kernel.topology import KernelUnavailable
 
-    if interval <= 0 or count < 0 or top < 1:
-        raise UsageError("--interval must be > 0, --count >= 0 and --top >= 1")
     if sys.platform != "linux":
         raise KernelUnavailable("inspect reads Linux's inet_diag; this is not Linux")
     ns = resolve_netns(netns)
     if not watch:
-        c = take(ns, top=top)
+        c = take(ns, top=top, flt=flt, processes=processes)
         if json_out:
             print(json.dumps(c.to_json(), indent=2))
         else:
-            from rich.console import Console
-
-            Console(highlight=False).print(render(c))
+            _console().print(render(c))
         return
-    _watch(ns, json_out, interval, count, top)
+    _watch(ns, json_out, interval, count, top, flt, processes)
 
 
-def _watch(ns: str | None, json_out: bool, interval: float, count: int, top: int) -> None:
+def _console() -> Any:
+    """A console that never cuts an address: a terminal's width, or wide rows when piped."""
     from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 250)
+
+
+def _watch(ns: str | None, json_out: bool, interval: float, count: int, top: int, flt: Any,
+           processes: bool) -> None:
     from rich.live import Live
 
     from timewait.kernel.inspect import render, take
@@ -238,15 +248,15 @@ def _watch(ns: str | None, json_out: bool, interval: float, count: int, top: int
     try:
         if json_out:
             while count == 0 or n < count:
-                prev = take(ns, top=top, previous=prev)
+                prev = take(ns, top=top, previous=prev, flt=flt, processes=processes)
                 print(json.dumps(prev.to_json()), flush=True)
                 n += 1
                 if count == 0 or n < count:
                     time.sleep(interval)
             return
-        with Live(console=Console(highlight=False), auto_refresh=False, screen=False) as live:
+        with Live(console=_console(), auto_refresh=False, screen=False) as live:
             while count == 0 or n < count:
-                prev = take(ns, top=top, previous=prev)
+                prev = take(ns, top=top, previous=prev, flt=flt, processes=processes)
                 live.update(render(prev), refresh=True)
                 n += 1
                 if count == 0 or n < count:

@@ -19,6 +19,7 @@ from typing import Any
 from timewait.kernel import counters as kcounters
 from timewait.kernel import diag
 from timewait.kernel.nsenter import read_sysctl
+from timewait.kernel.ssfilter import SockFilter
 
 #: Remaining-time buckets of the TIME_WAIT histogram (seconds, 10 s wide up to 60 s).
 BUCKETS = (0, 10, 20, 30, 40, 50)
@@ -57,6 +58,8 @@ class Census:
     counters: dict[str, int]
     rates: dict[str, float] = field(default_factory=dict)
     advice: list[str] = field(default_factory=list)
+    filter: str | None = None                        # the ss-style filter the census was taken with
+    processes: list[dict[str, Any]] | None = None    # with -p: sockets per owning process
 
     @property
     def range_size(self) -> int:
@@ -78,13 +81,55 @@ class Census:
             },
             "ephemeral_ports": {"range": list(self.port_range), "size": self.range_size, "by_destination": self.ports},
             "sysctls": self.sysctls, "counters": self.counters, "rates": self.rates, "advice": self.advice,
+            "filter": self.filter, "processes": self.processes,
         }
 
 
-def take(netns: str | None = None, top: int = 10, previous: Census | None = None) -> Census:
-    """Look once at namespace ``netns`` (None: this process's)."""
+def socket_owners() -> dict[int, tuple[int, str]]:
+    """Socket inode -> (pid, command) from every process's fds, as ``ss -p`` finds them."""
+    owners: dict[int, tuple[int, str]] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # gone, or not ours to read
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                owners.setdefault(int(link[8:-1]), (int(pid), comm))
+    return owners
+
+
+def _by_process(socks: list[diag.DiagSock], top: int) -> list[dict[str, Any]]:
+    owners = socket_owners()
+    per: dict[str, Counter[str]] = defaultdict(Counter)
+    for s in socks:
+        who = owners.get(s.inode) if s.inode else None
+        # TIME_WAIT and SYN_RECV minisockets have no inode, nor do orphans after close(): no owner.
+        key = f"{who[1]} (pid {who[0]})" if who else "no process"
+        per[key][diag.STATE_NAMES.get(s.state, str(s.state))] += 1
+    rows = [{"process": k, "count": sum(v.values()), "states": dict(sorted(v.items()))} for k, v in per.items()]
+    rows.sort(key=lambda r: (r["process"] == "no process", -r["count"], r["process"]))
+    return rows[:top] + [r for r in rows[top:] if r["process"] == "no process"]
+
+
+def take(netns: str | None = None, top: int = 10, previous: Census | None = None,
+         flt: SockFilter | None = None, processes: bool = False) -> Census:
+    """Look once at namespace ``netns`` (None: this process's), at the sockets ``flt`` selects."""
     t0 = time.perf_counter()
-    socks = diag.dump(netns)
+    if flt is None:
+        socks = diag.dump(netns)
+    else:
+        mask = flt.state_mask
+        socks = diag.dump(netns) if mask is None else diag.dump(netns, states=mask)
+        socks = [s for s in socks if flt.match(s.state, s.laddr, s.lport, s.raddr, s.rport)]
     sysctls = {}
     for name in SYSCTLS:
         try:
@@ -131,9 +176,17 @@ def take(netns: str | None = None, top: int = 10, previous: Census | None = None
                tw_by_local=by_local, tw_histogram=hist, tw_new_per_s=round(hist[5] / 10.0, 1),
                server_side_tw=server_side, ports=port_rows, port_range=(lo, hi), max_tw_buckets=cap,
                sysctls=sysctls, counters=ctrs)
+    c.filter = flt.text if flt is not None and flt.text else None
+    if processes:
+        c.processes = _by_process(socks, top)
     if previous is not None and c.taken_at > previous.taken_at:
         dt = c.taken_at - previous.taken_at
         c.rates = {k: round((v - previous.counters.get(k, 0)) / dt, 1) for k, v in ctrs.items()}
+        # Entries into TIME_WAIT are TcpExtTW's rate (all of the namespace); exits follow from
+        # the count: entered - (change of the count) / dt.
+        entered = c.rates.get("TcpExtTW", 0.0)
+        c.rates["time_wait_entered_per_s"] = entered
+        c.rates["time_wait_left_per_s"] = round(max(entered - (c.time_wait - previous.time_wait) / dt, 0.0), 1)
     c.advice = advise(c)
     return c
 
@@ -244,6 +297,9 @@ def render(c: Census) -> Any:
     head = Text(f"timewait inspect: {where}, kernel {c.kernel}", style="bold")
     head.append(f"  {c.total} TCP sockets, census in {c.elapsed_s:.2f} s", style="dim")
     parts.append(head)
+    if c.filter:
+        parts.append(Text(f"filter: {c.filter} (counts and tables below are of these sockets; counters and "
+                          "sysctls are the namespace's)", style="dim"))
     parts.append(Text("states: " + ("  ".join(f"{k} {v}" for k, v in c.states.items()) or "none")))
     lo, hi = c.port_range
     cap = c.max_tw_buckets
@@ -272,6 +328,16 @@ def render(c: Census) -> Any:
             style = "red" if r["share"] >= PORT_WARN else ""
             t.add_row(r["local"], r["destination"], str(r["in_use"]), f"{r['share']:.1%}", style=style)
         parts.append(t)
+    if c.processes is not None:
+        t = Table(title="sockets by process (-p)", title_justify="left", box=None, header_style="bold")
+        for col in ("process", "sockets", "states"):
+            t.add_column(col, justify="right" if col == "sockets" else "left")
+        for r in c.processes:
+            t.add_row(r["process"], str(r["count"]), "  ".join(f"{k} {v}" for k, v in r["states"].items()))
+        parts.append(t)
+        if any(r["process"] == "no process" for r in c.processes):
+            parts.append(Text("TIME_WAIT (and SYN_RECV) entries are minisockets of the kernel: no process owns "
+                              "them, and closed sockets still in FIN_WAIT/LAST_ACK are orphans.", style="dim"))
     t = Table(title="counters", title_justify="left", box=None, header_style="bold")
     t.add_column("counter")
     t.add_column("value", justify="right")
@@ -281,6 +347,9 @@ def render(c: Census) -> Any:
         row = [k, str(v)] + ([f"{c.rates.get(k, 0):g}"] if c.rates else [])
         t.add_row(*row)
     parts.append(t)
+    if "time_wait_entered_per_s" in c.rates:
+        parts.append(Text(f"TIME_WAIT: {c.rates['time_wait_entered_per_s']:g}/s entering, "
+                          f"{c.rates['time_wait_left_per_s']:g}/s leaving (since the last refresh)"))
     parts.append(Text("sysctls: " + "  ".join(f"{k.split('.')[-1]}={v.replace(chr(9), ' ')}"
                                               for k, v in c.sysctls.items()), style="dim"))
     if c.advice:
