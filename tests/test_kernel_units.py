@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from timewait.kernel import counters
-from timewait.kernel.compare import TOLERANCES, Tolerance, compare_results, tolerance_for, within
+from timewait.kernel.compare import (
+    TOLERANCES,
+    Tolerance,
+    agrees,
+    compare_results,
+    tolerance_for,
+    within,
+)
 from timewait.kernel.inspect import Census, advise
 from timewait.result import Check, RunResult
 from timewait.trace import Trace
@@ -56,14 +63,27 @@ def _result(metrics, checks, scenario="nc-timewait"):
 
 
 def test_compare_rows_verdicts():
-    sim = _result({"time_wait_seconds": 60.0, "time_wait_hosts": ["c1"], "client_port": 1, "only_sim": 1},
-                  [("a", True), ("b", True)])
-    kern = _result({"time_wait_seconds": 62.0, "time_wait_hosts": ["c2"], "client_port": 2, "only_kern": 1},
-                   [("a", True), ("b", False)])
-    v = {r.name: r.verdict for r in compare_results(sim, kern)}
+    sim = _result({"time_wait_seconds": 60.0, "time_wait_hosts": ["c1"], "client_port": 1, "only_sim": 1,
+                   "port_range": [1, 2], "close_at": 2.0},
+                  [("a", True), ("b", True), ("c", False), ("d", False), ("e", True)])
+    kern = _result({"time_wait_seconds": 62.0, "time_wait_hosts": ["c2"], "client_port": 2, "only_kern": 1,
+                    "port_range": [1, 2], "close_at": 2.0},
+                   [("a", True), ("b", False), ("c", False), ("f", False), ("g", True)])
+    rows = compare_results(sim, kern)
+    v = {r.name: r.verdict for r in rows}
     assert v == {"time_wait_seconds": "agree", "time_wait_hosts": "differs", "client_port": "ignored",
-                 "only_sim": "sim only", "only_kern": "kernel only", "a": "agree", "b": "differs"}
+                 "only_sim": "sim only", "only_kern": "kernel only",
+                 "port_range": "input", "close_at": "input",           # echoed inputs are not agreement
+                 "a": "agree", "b": "differs", "c": "fails on both",  # a claim failing anywhere is not
+                 "d": "differs", "e": "sim only", "f": "differs", "g": "kernel only"}
     assert tolerance_for("anything", "client_port").kind == "ignore"
+
+
+def test_a_check_failing_on_both_sides_is_not_agreement():
+    sim = _result({"time_wait_seconds": 60.0}, [("claim", False)])
+    kern = _result({"time_wait_seconds": 60.5}, [("claim", False)])
+    assert not agrees(compare_results(sim, kern))
+    assert agrees(compare_results(_result({}, [("claim", True)]), _result({}, [("claim", True)])))
 
 
 def _census(**kw):

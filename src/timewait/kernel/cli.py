@@ -127,8 +127,8 @@ def _print_compare(scenario: str, sim: Any, kern: Any, rows: list[Any], ok: bool
     con = Console(highlight=False, soft_wrap=True)
     con.print(Text(f"{scenario}: simulator ({sim.profile}) vs {kern.profile}", style="bold"))
     con.print(Text("params: " + " ".join(f"{k}={v}" for k, v in kern.params.items()), style="dim"))
-    colour = {"agree": "green", "differs": "red bold", "ignored": "dim", "sim only": "yellow",
-              "kernel only": "yellow"}
+    colour = {"agree": "green", "differs": "red bold", "fails on both": "red bold", "ignored": "dim",
+              "input": "dim", "sim only": "yellow", "kernel only": "yellow"}
     t = Table(box=None, header_style="bold")
     for col in ("metric", "simulator", "kernel", "tolerance", "verdict"):
         t.add_column(col, no_wrap=col != "simulator" and col != "kernel")
@@ -148,7 +148,10 @@ def _print_compare(scenario: str, sim: Any, kern: Any, rows: list[Any], ok: bool
     for tol, why in sorted(whys):
         if why:
             con.print(Text(f"{tol}: {why}", style="dim"))
-    con.print(Text("agree within tolerances" if ok else "DIFFERS", style="green bold" if ok else "red bold"))
+    n_agree = sum(r.verdict == "agree" for r in rows)
+    n_input = sum(r.verdict == "input" for r in rows)
+    con.print(Text(f"agree within tolerances ({n_agree} rows agree; {n_input} inputs, not counted)" if ok
+                   else "DIFFERS", style="green bold" if ok else "red bold"))
     for m in messages:
         con.print(Text(m, style="italic"))
 

@@ -99,6 +99,24 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
 }
 
 
+#: Metrics that only echo an input (a parameter or a sysctl both sides were given): equal by
+#: construction, so listed as "input" and never counted as agreement.
+INPUTS: dict[tuple[str, str], str] = {
+    ("*", "port_range"): "net.ipv4.ip_local_port_range, set on both sides",
+    ("*", "usable_ports"): "computed from the port range on both sides",
+    ("*", "destinations"): "a parameter",
+    ("*", "rtt_ms"): "a parameter",
+}
+
+
+def is_input(scenario: str, metric: str) -> bool:
+    """Whether ``metric`` of ``scenario`` echoes an input (a parameter or a listed derived value)."""
+    from timewait.scenarios import get_scenario
+
+    return ((scenario, metric) in INPUTS or ("*", metric) in INPUTS
+            or metric in get_scenario(scenario).params)
+
+
 def tolerance_for(scenario: str, metric: str) -> Tolerance:
     return TOLERANCES.get((scenario, metric)) or TOLERANCES.get(("*", metric)) or EXACT
 
@@ -153,6 +171,8 @@ def compare_results(sim: RunResult, kern: RunResult) -> list[Row]:
         tol = tolerance_for(sim.scenario, name)
         if s is _MISSING or k is _MISSING:
             verdict = "kernel only" if s is _MISSING else "sim only"
+        elif is_input(sim.scenario, name):
+            verdict = "input" if s == k else "differs"
         elif tol.kind == "ignore":
             verdict = "ignored"
         else:
@@ -160,24 +180,28 @@ def compare_results(sim: RunResult, kern: RunResult) -> list[Row]:
         one_sided = s is _MISSING or k is _MISSING
         rows.append(Row("metric", name, None if s is _MISSING else s, None if k is _MISSING else k,
                         "—" if one_sided else tol.describe(), "" if one_sided else tol.why, verdict))
+    # A check is a claim the scenario makes: it agrees only when it holds on both sides. One that
+    # fails anywhere is a disagreement, within any tolerance of the metrics, and so is a failing
+    # check that the other side does not even make.
     kchecks = {c.name: c for c in kern.checks}
     schecks = {c.name: c for c in sim.checks}
     for c in sim.checks:
         kc = kchecks.get(c.name)
         if kc is None:
-            rows.append(Row("check", c.name, c.passed, None, "—", "", "sim only"))
+            rows.append(Row("check", c.name, c.passed, None, "—", "",
+                            "sim only" if c.passed else "differs"))
         else:
-            rows.append(Row("check", c.name, c.passed, kc.passed, "same outcome", "",
-                            "agree" if kc.passed == c.passed else "differs"))
+            verdict = ("agree" if c.passed else "fails on both") if kc.passed == c.passed else "differs"
+            rows.append(Row("check", c.name, c.passed, kc.passed, "holds on both", "", verdict))
     for c in kern.checks:
         if c.name not in schecks:
-            rows.append(Row("check", c.name, None, c.passed, "—", "", "kernel only"))
+            rows.append(Row("check", c.name, None, c.passed, "—", "", "kernel only" if c.passed else "differs"))
     return rows
 
 
 def agrees(rows: list[Row]) -> bool:
-    """No metric or check differs (one side lacking a row is not a disagreement)."""
-    return not any(r.verdict == "differs" for r in rows)
+    """No metric differs and every check holds on both sides (inputs count for nothing)."""
+    return not any(r.verdict in ("differs", "fails on both") for r in rows)
 
 
 def compare(name: str, *, params: dict[str, Any] | None = None, sysctls: list[str] | None = None,

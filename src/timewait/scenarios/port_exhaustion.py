@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from timewait.apps.basic import PingServer, ShortConnectionLoop
+from timewait.capacity import port_count
 from timewait.scenarios import Lab, Param, scenario
 from timewait.scenarios.common import may_reuse
 from timewait.tcp.segment import ip_ntoa
@@ -54,8 +57,7 @@ def run(lab: Lab) -> None:
 
     st = loop.stats
     lo, hi = c1.sysctls["net.ipv4.ip_local_port_range"]
-    ports = hi - lo + 1
-    usable = ports - (ports & 1 if ports > 1 else 0)  # parity mode uses an even count (PS-2)
+    usable = port_count(lo, hi)  # every port of the range, but of a 3-port one (PS-2)
     secs = int(p["duration"])
     per_sec = [st.per_second.get(s, 0) for s in range(secs)]
     m = lab.metrics
@@ -65,31 +67,45 @@ def run(lab: Lab) -> None:
              time_wait_peak=max((v for _, v in lab.series.get("c1.TIME_WAIT", [])), default=0),
              tw_recycled=c1.counters.get("TcpExtTWRecycled", 0))
     reuse_ok, why = may_reuse(c1)
-    supply = usable * k
+    judge(lab, per_sec=per_sec, failed=dict(st.failed), first_failure_at=st.first_failure_at,
+          succeeded=st.succeeded, tw_recycled=m["tw_recycled"], usable=usable, dests=k,
+          duration=p["duration"], reuse=(reuse_ok, why), delay_s=c1.sysctls["net.ipv4.tcp_tw_reuse_delay"] / 1000,
+          toward=f"{ip_ntoa(c1.addr)} -> {SERVER}")
+
+
+def judge(lab: Any, *, per_sec: list[int], failed: dict[str, int], first_failure_at: float | None,
+          succeeded: int, tw_recycled: int, usable: int, dests: int, duration: float,
+          reuse: tuple[bool, str], delay_s: float, toward: str) -> None:
+    """The checks of port-exhaustion, one function for the simulator and the kernel lab.
+
+    ``lab`` is either side's lab (``check`` and ``say``); both pass what they measured, so
+    ``kernel compare`` compares the same claims, worded the same.
+    """
+    reuse_ok, why = reuse
+    supply = usable * dests
     if reuse_ok:
         # A TIME_WAIT may be taken over once it is tcp_tw_reuse_delay old: the wait per port
         # drops from 60 s to the delay, so the loop goes on at min(its own pace, ports / delay).
-        delay = c1.sysctls["net.ipv4.tcp_tw_reuse_delay"] / 1000
-        free = per_sec[: int(st.first_failure_at)] if st.first_failure_at and st.first_failure_at >= 2 else per_sec
+        free = per_sec[: int(first_failure_at)] if first_failure_at and first_failure_at >= 2 else per_sec
         pace = sum(free[:-1]) / max(1, len(free) - 1) if len(free) > 1 else (free[0] if free else 0)
-        bound = min(pace, supply / delay)
+        bound = min(pace, supply / delay_s)
         tail = per_sec[-10:]
         sustained = sum(tail) / max(1, len(tail))
         lab.check("tw_reuse keeps connect() going at min(its pace, ports / tcp_tw_reuse_delay)",
-                  m["tw_recycled"] > 0 and sustained >= 0.9 * bound,
-                  f"{why}; {m['tw_recycled']} takeovers; last 10 s: {sustained:.0f}/s, expected about "
-                  f"min({pace:.0f}, {supply} / {delay:g} s) = {bound:.0f}/s; failures {st.failed}")
+                  tw_recycled > 0 and sustained >= 0.9 * bound,
+                  f"{why}; {tw_recycled} takeovers; last 10 s: {sustained:.0f}/s, expected about "
+                  f"min({pace:.0f}, {supply} / {delay_s:g} s) = {bound:.0f}/s; failures {failed}")
         lab.say(why)
         return
-    ok_before = sum(per_sec[: int(st.first_failure_at)]) if st.first_failure_at is not None else None
-    lab.check("the client runs out of ports with EADDRNOTAVAIL", "EADDRNOTAVAIL" in st.failed,
-              f"first failure at {st.first_failure_at} s; {why}")
+    ok_before = sum(per_sec[: int(first_failure_at)]) if first_failure_at is not None else None
+    lab.check("the client runs out of ports with EADDRNOTAVAIL", "EADDRNOTAVAIL" in failed,
+              f"first failure at {first_failure_at} s; {why}")
     lab.check("it fails after using every usable port toward the destination(s) once",
-              st.first_failure_at is not None and st.succeeded >= supply and ok_before is not None,
-              f"{usable} usable ports x {k} destination(s) = {supply}; {st.succeeded} succeeded in all")
-    recovered = any(per_sec[int(st.first_failure_at or 0) + 60:]) if st.first_failure_at else False
-    if p["duration"] > (st.first_failure_at or 0) + 62:
+              first_failure_at is not None and succeeded >= supply and ok_before is not None,
+              f"{usable} usable ports x {dests} destination(s) = {supply}; {succeeded} succeeded in all")
+    if duration > (first_failure_at or 0) + 62:
+        recovered = any(per_sec[int(first_failure_at or 0) + 60:])
         lab.check("ports come back when the first TIME_WAIT entries expire (60 s after they began)",
                   recovered, f"successes per second after the failures: {per_sec[-10:]}")
-    lab.say(f"{why}. Toward {ip_ntoa(c1.addr)} -> {SERVER} the client can hold at most {supply} "
+    lab.say(f"{why}. Toward {toward} the client can hold at most {supply} "
             f"4-tuples at once, each for 60 s: a ceiling of {supply / 60:.1f} connections/s.")
