@@ -94,6 +94,19 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("timestamps", "segments"): Tolerance("ignore", why="times and TSvals of two different clocks"),
     ("timestamps", "syn_option_bytes"): Tolerance("ignore", why="holds a TSval (a clock with a random offset)"),
     ("timestamps", "offset_gap"): Tolerance("ignore", why="random per 4-tuple offsets on both sides"),
+    # tw-reuse: the times of the takeover's exchange carry the emulated path's wake-ups and the
+    # kernel's jiffies (TCP_TIMEOUT_MIN, 2 jiffies, re-arms the SYN after the RST: 8-12 ms)
+    ("tw-reuse", "syn_times"): Tolerance("range", -0.005, 0.02, JITTER + "; jiffies"),
+    ("tw-reuse", "challenge_ack_at"): Tolerance("range", -0.005, 0.02, JITTER),
+    ("tw-reuse", "rst_at"): Tolerance("range", -0.005, 0.02, JITTER),
+    ("tw-reuse", "syn_resent_at"): Tolerance("range", -0.005, 0.02, JITTER + "; TCP_TIMEOUT_MIN in jiffies"),
+    ("tw-reuse", "established_at"): Tolerance("range", -0.005, 0.02, JITTER + "; TCP_TIMEOUT_MIN in jiffies"),
+    ("tw-reuse", "connect_error_at"): Tolerance("range", -0.005, 0.02, JITTER),
+    ("tw-reuse", "old_fin_seq"): Tolerance("ignore", why="an ISN: random per connection on both sides; the "
+                                           "checks compare new SYN seq = old snd_nxt + 65537"),
+    ("tw-reuse", "new_syn_seq"): Tolerance("ignore", why="as old_fin_seq"),
+    ("tw-reuse", "new_syn_tsecr"): Tolerance("ignore", why="a TSval of the server's clock (random offset); the "
+                                             "checks compare it with the server's FIN"),
     ("*", "client_port"): Tolerance("ignore", why="an ephemeral port: random on both sides"),
     ("*", "tsval"): Tolerance("ignore", why="timestamp clocks start at a random offset per 4-tuple"),
 }

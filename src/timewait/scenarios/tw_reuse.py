@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from timewait.apps.basic import PingServer
 from timewait.scenarios import Lab, Param, scenario
 from timewait.scenarios.common import may_reuse
@@ -82,20 +84,33 @@ def run(lab: Lab) -> None:
     sim.at(reconnect_at, lambda: ask(reconnect_at))
     lab.run(reconnect_at + 1.0)
 
-    recs = views(sim.trace.records)
     ok, why = may_reuse(c1)
     delay = c1.sysctls["net.ipv4.tcp_tw_reuse_delay"] / 1000
     if ok and not c2.cfg.timestamps:
         ok, why = False, "the server has tcp_timestamps=0, so the old connection had no timestamps (TS-1)"
-    if ok and p["reconnect_after"] < delay:
-        ok, why = False, f"the TIME_WAIT is younger than tcp_tw_reuse_delay ({delay:g} s)"
-    recycled = c1.counters.get("TcpExtTWRecycled", 0)
+    judge(lab, sim.trace.records, c1.counters, answers=answers, errors=errors, reconnect_at=reconnect_at,
+          reconnect_after=p["reconnect_after"], lost_ack=p["lost_ack"], reuse=(ok, why), delay_s=delay)
+
+
+def judge(lab: Any, records: list, counters: dict[str, int], *, answers: list[bytes], errors: list[str],
+          reconnect_at: float, reconnect_after: float, lost_ack: bool, reuse: tuple[bool, str],
+          delay_s: float) -> None:
+    """The checks of tw-reuse, one function for the simulator and the kernel lab's twin.
+
+    ``records`` are trace tuples (the kernel twin's come from its emulated path, with a STATE
+    record where connect() returned); ``counters`` are c1's nstat counters (deltas on the kernel).
+    """
+    ok, why = reuse
+    if ok and reconnect_after < delay_s:
+        ok, why = False, f"the TIME_WAIT is younger than tcp_tw_reuse_delay ({delay_s:g} s)"
+    recs = views(records)
+    recycled = counters.get("TcpExtTWRecycled", 0)
     syns = _tx(recs, "c1", lambda s: s.flags & (SYN | ACK) == SYN)
     fin = next(iter(_tx(recs, "c1", lambda s: s.flags & FIN)), None)
     server_fin = next(iter(_tx(recs, "c2", lambda s: s.flags & FIN)), None)
     m = lab.metrics
     m.update(tw_recycled=recycled, errors=errors, answers=len(answers),
-             paws_dropped=c1.counters.get("TcpExtPAWSEstab", 0),
+             paws_dropped=counters.get("TcpExtPAWSEstab", 0),
              syn_times=[round(r.t / 1e6, 6) for r in syns])
     if not ok:
         lab.check("connect() cannot take the TIME_WAIT 4-tuple: EADDRNOTAVAIL", errors == ["EADDRNOTAVAIL"]
@@ -115,7 +130,7 @@ def run(lab: Lab) -> None:
     lab.check("the new SYN echoes the server's last timestamp (TSecr != 0)",
               seg.ts is not None and seg.ts[1] == server_fin.seg.ts[0],
               f"SYN TSecr {seg.ts[1] if seg.ts else None}, server FIN TSval {server_fin.seg.ts[0] if server_fin.seg.ts else None}")
-    if p["lost_ack"]:
+    if lost_ack:
         t0 = new_syn.t
         after = [r for r in recs if r.t >= t0 and r.kind == TX]
         chal = next((r for r in after if r.node == "c2" and r.seg.flags == ACK), None)

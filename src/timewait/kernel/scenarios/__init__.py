@@ -36,9 +36,6 @@ UNSUPPORTED: dict[str, str] = {
     "two-msl": "a computed timeline, not something a kernel does (timewait run two-msl)",
     "ttl": "the kernel lab has no router-hop version of it; the simulator shows TTL expiry (timewait run ttl)",
     "max-rate": "an exercise answered by timewait capacity and the simulator",
-    "tw-reuse": "not in the kernel lab: its stale duplicate must be held back in the network, which needs netem "
-                "(not in this kernel); the takeover itself shows in `kernel run port-exhaustion --sysctl "
-                "c1:net.ipv4.tcp_tw_reuse=1` and `kernel run lost-last-ack --set timestamps=on`",
     "quiz": "a quiz, answered by the simulator's scenarios",
 }
 
@@ -175,6 +172,8 @@ class KLab:
         self.t0 = time.monotonic()
         self.t0_wall = time.time()
         self.t_end: float | None = None
+        self.paths: list[Any] = []  # emulated paths (kernel/path.py): their records are the run's trace
+        self.trace_records: list[tuple] = []
 
     # -- building
     def host(self, name: str, *addrs: str, kind: str = "host") -> str:
@@ -194,7 +193,8 @@ class KLab:
                 self.k.sysctl(h, name, value)
         if self.pcap:
             h = self.pcap_host or hosts[0]
-            self.pcap_proc = self.k.tcpdump(h, "eth0", self.pcap_tmp)
+            on_path = any(h in (p.a[0], p.b[0]) for p in self.paths)
+            self.pcap_proc = self.k.tcpdump(h, "tun0" if on_path else "eth0", self.pcap_tmp)
         self.start_clock()
 
     def start_clock(self, at_wall: float | None = None) -> None:
@@ -207,6 +207,32 @@ class KLab:
     def rel(self, wall: float) -> float:
         """A wall-clock (tcpdump) time on the run's clock."""
         return wall - self.t0_wall
+
+    def path(self, a: str, a_addr: str, b: str, b_addr: str, delay_ms: float = 0.0,
+             jitter_ms: float = 0.0, seed: int = 1) -> Any:
+        """Join hosts ``a`` and ``b`` through an emulated path (TUN devices, faults, delay); started.
+
+        It is stopped with the lab, and what crossed it becomes the run's trace.
+        """
+        from timewait.kernel.path import Path as EmulatedPath
+        from timewait.kernel.tun import Tun
+
+        ta = Tun(self.k.ns(a), a_addr)
+        tb = Tun(self.k.ns(b), b_addr)
+        p = EmulatedPath((a, ta), (b, tb), clock=self.now, delay_ms=delay_ms, jitter_ms=jitter_ms,
+                         seed=seed).start()
+        self.paths.append(p)
+        return p
+
+    def stop_paths(self) -> None:
+        """Stop every emulated path; their records (time order) become the run's trace."""
+        for p in self.paths:
+            p.stop()
+        recs = [r for p in self.paths for r in p.records]
+        recs += self.trace_records
+        recs.sort(key=lambda r: r[0])
+        self.trace_records = recs
+        self.paths = []
 
     # -- recording
     def now(self) -> float:
@@ -282,7 +308,10 @@ def run_kernel(name: str, *, params: dict[str, Any] | None = None, sysctls: list
             messages.append(sc.note)
     with KernelLab() as k:
         lab = KLab(sc, k, p, defaults + user, pcap=pcap, pcap_host=pcap_host, progress=progress)
-        sc.fn(lab)
+        try:
+            sc.fn(lab)
+        finally:
+            lab.stop_paths()
         sim_time = round(lab.t_end if lab.t_end is not None else lab.now(), 3)
         hosts = lab.snapshot()
         if pcap is not None:
@@ -291,8 +320,10 @@ def run_kernel(name: str, *, params: dict[str, Any] | None = None, sysctls: list
     nodes = {n: NodeInfo(n, lab.kinds.get(n, "host"), [_aton(a) for a in lab.addrs.get(n, [])]) for n in hosts}
     if messages is not None:
         messages.extend(lab.notes)
+    trace = Trace(enabled=bool(lab.trace_records))
+    trace.records = lab.trace_records
     return RunResult(scenario=name, profile=kernel_profile(), seed=seed, params=public, sim_time=sim_time,
-                     checks=lab.checks, metrics=lab.metrics, hosts=hosts, trace=Trace(enabled=False), nodes=nodes,
+                     checks=lab.checks, metrics=lab.metrics, hosts=hosts, trace=trace, nodes=nodes,
                      contrast="\n".join(lab.notes), series=lab.series, sysctl_overrides=list(sysctls or []))
 
 
