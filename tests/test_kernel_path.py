@@ -88,7 +88,7 @@ def compare(*argv: str) -> dict:
     if reason:
         pytest.skip(reason)
     out = subprocess.run([sys.executable, "-m", "timewait", "kernel", "compare", *argv, "--json"],
-                         capture_output=True, text=True, timeout=180)
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode in (0, 1), out.stderr
     return json.loads(out.stdout)
 
@@ -117,3 +117,16 @@ def test_kernel_scenarios_lists_the_twin():
     doc = json.loads(out.stdout)
     assert "tw-reuse" in json.dumps(doc.get("supported", doc))
     assert "tw-reuse" not in doc.get("unsupported", {})
+
+
+@pytest.mark.slow
+def test_delayed_duplicate_twin_time_wait_on_agrees():
+    """TIME_WAIT on a real kernel: connect() from the bound port fails until it ends (about 60 s),
+    and the held segment of the old connection meets no connection at the server: RST."""
+    doc = compare("delayed-duplicate")
+    bad = [(r["name"], r["sim"], r["kernel"]) for r in doc["rows"] if r["verdict"] in ("differs", "fails on both")]
+    assert not bad and doc["agree"], bad
+    r = {x["name"]: x for x in doc["rows"]}
+    assert r["stale_fate"]["kernel"] == "no connection for it: answered with RST"
+    assert r["received_new"]["kernel"] == "new-1\nnew-2\nnew-3\n"
+    assert 60 <= r["new_connection_at"]["kernel"] <= 70

@@ -107,6 +107,13 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("tw-reuse", "new_syn_seq"): Tolerance("ignore", why="as old_fin_seq"),
     ("tw-reuse", "new_syn_tsecr"): Tolerance("ignore", why="a TSval of the server's clock (random offset); the "
                                              "checks compare it with the server's FIN"),
+    # delayed-duplicate (TIME_WAIT on): the new connection waits for the TIME_WAIT timer, which the
+    # wheel may fire a bucket late; connect() is retried every 5 s, so one more refusal is possible
+    ("delayed-duplicate", "eaddrnotavail"): Tolerance("range", 0, 1, WHEEL + "; retries every 5 s"),
+    ("delayed-duplicate", "new_connection_at"): Tolerance("range", -0.05, 5.1, WHEEL + "; retries every 5 s"),
+    ("delayed-duplicate", "stale_arrived_at"): Tolerance("range", -0.05, 0.05, JITTER),
+    ("delayed-duplicate", "timeline"): Tolerance(
+        "ignore", why="the same events, each time with the jitter above; the rows above compare them"),
     ("*", "client_port"): Tolerance("ignore", why="an ephemeral port: random on both sides"),
     ("*", "tsval"): Tolerance("ignore", why="timestamp clocks start at a random offset per 4-tuple"),
 }

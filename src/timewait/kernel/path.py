@@ -64,6 +64,7 @@ class Path:
         self._rng = random.Random(self.seed)
         self._queue: list[tuple[float, int, int, bytes, Segment | None]] = []
         self._n = 0
+        self._pid = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -147,6 +148,8 @@ class Path:
             self.other_packets += 1
             self._enqueue(1 - i, pkt, None, 0.0)
             return
+        self._pid += 1  # one identity per packet, as the simulator's network gives (measure.fate)
+        seg.pid, seg.born = self._pid, now
         self.records.append((now, TX, src.name, seg))
         extra = 0.0
         with self._lock:

@@ -162,60 +162,21 @@ class TwoConnections:
 
 def _report(lab: Lab, c1: Host, c2: Host, client: TwoConnections, server: LineServer) -> None:
     recs = views(lab.sim.trace.records)
-    tl = Timeline()
     k2 = (c2.addr, SPORT, c1.addr, CPORT)
-    old_sent = [r for r in recs if r.kind == TX and r.node == "c1" and r.seg.payload and r.t < lab.p["close_at"] * SEC]
-    stale_tx = old_sent[2] if len(old_sent) > 2 else None
-    stale_end = fate(recs, stale_tx.seg.pid) if stale_tx else None
-    t_stale = stale_end.t if stale_end else None
     olds = [bytes(b) for _, k, b in server.conns if k == k2]
     old_got = olds[0] if olds else b""
     new_got = olds[1] if len(olds) > 1 else None
-    want_old, want_new = b"".join(OLD), b"".join(NEW)
-    tl.add(stale_tx, f"c1 sends {OLD[2]!r}; the network holds it {lab.p['delay']:g} s")
-    retx = first(recs, lambda r: r.kind == TX and r.node == "c1" and r.seg.payload and stale_tx is not None
-                 and r.seg.seq == stale_tx.seg.seq, after=stale_tx.t) if stale_tx else None
-    tl.add(retx, "c1's RTO fires: it sends the bytes again, and they arrive")
-    lab.check("the old connection's 3rd segment is delayed in the network; its retransmission delivers it",
-              stale_tx is not None and stale_end is not None and t_stale - stale_tx.t >= lab.p["delay"] * SEC
-              and old_got == want_old,
-              f"{OLD[2]!r} sent at {seconds(stale_tx)} s, the held copy reached {stale_end.node if stale_end else '-'} "
-              f"at {seconds(stale_end)} s; c2 read {old_got!r} on the old connection")
-    new_syn = first(recs, lambda r: r.kind == TX and r.node == "c1" and r.seg.flags & SYN and r.seg.sport == CPORT,
-                    after=int(lab.p["reconnect_at"] * SEC) - 1)
-    t_syn = new_syn.t if new_syn else None
-    fails = [t for t, res in client.attempts if res == "EADDRNOTAVAIL"]
+    want_new = b"".join(NEW)
     took_over = c1.counters.get("TcpExtTWRecycled", 0) > 0
-    lab.metrics["eaddrnotavail"] = len(fails)
-    lab.metrics["new_connection_at"] = client.connected_at
-    lab.metrics["stale_arrived_at"] = seconds(stale_end)
-    lab.metrics["stale_fate"] = _fate_text(recs, stale_end)
-    lab.metrics["sent_new"] = want_new.decode()
-    lab.metrics["received_new"] = new_got.decode(errors="replace") if new_got is not None else None
-    corrupted = new_got is not None and new_got != want_new
-    lab.metrics["corrupted"] = corrupted
-    if fails:
-        tl.add(fails[0], f"connect() from port {CPORT}: EADDRNOTAVAIL ({len(fails)} tries, every {client.retry:g} s)")
-    tl.add(stale_end, f"the delayed {OLD[2]!r} arrives at c2: {lab.metrics['stale_fate']}")
-    tl.add(new_syn, f"the new connection's SYN, from port {CPORT} again")
-    tl.add(client.connected_at, "the new connection is ESTABLISHED")
+    tl, stale_tx, stale_end, new_syn = judge_common(lab, recs, old_got=old_got, new_got=new_got,
+                                                   attempts=client.attempts, connected_at=client.connected_at,
+                                                   retry=client.retry)
+    t_stale = stale_end.t if stale_end else None
+    t_syn = new_syn.t if new_syn else None
+    corrupted = lab.metrics["corrupted"]
     if lab.sim.timewait_enabled and not took_over:
-        gone = _all_gone_before(recs, t_syn) if t_syn is not None else None
-        lab.check(f"TIME_WAIT holds {C1}:{CPORT} <-> {C2}:{SPORT}: connect() fails with EADDRNOTAVAIL until it ends",
-                  bool(fails) and client.connected_at is not None,
-                  f"{len(fails)} attempts refused, {fails[0] if fails else None} s to {fails[-1] if fails else None} s;"
-                  f" the new connection opened at {client.connected_at} s")
-        lab.check("every segment of the old connection is gone before the new connection's SYN",
-                  gone is not None and not gone and t_stale is not None and t_syn is not None and t_stale < t_syn,
-                  f"the delayed segment ended at {seconds(stale_end)} s ({lab.metrics['stale_fate']}); the new SYN "
-                  f"left at {seconds(new_syn)} s; still in flight then: {len(gone) if gone is not None else '?'}")
-        lab.check("the new connection's bytes arrive intact", new_got == want_new,
-                  f"c2 read {new_got!r}; c1 sent {want_new!r}")
-        lab.say(f"TIME_WAIT held the 4-tuple for {c1.cfg.tw_len / SEC:g} s, longer than any segment may live "
-                f"(MSL {lab.sim.net.max_age / SEC:g} s): the delayed {OLD[2]!r} ended at {seconds(stale_end)} s "
-                f"({lab.metrics['stale_fate']}),"
-                f" long before the new connection opened at {client.connected_at} s, whose data arrived intact.")
-        lab.metrics["timeline"] = tl.as_metric()
+        judge_held(lab, recs, tl, stale_end, new_syn, attempts=client.attempts, connected_at=client.connected_at,
+                   new_got=new_got, tw_len_s=c1.cfg.tw_len / SEC, msl_s=lab.sim.net.max_age / SEC)
         return
     first_ok = bool(client.attempts) and client.attempts[0][1] == "ok"
     how = ("connect() took the TIME_WAIT over at once (PS-1: a bound port, and it saw timestamps)" if took_over
@@ -250,6 +211,78 @@ def _report(lab: Lab, c1: Host, c2: Host, client: TwoConnections, server: LineSe
     lab.metrics["timeline"] = tl.as_metric()
 
 
+def judge_common(lab: Any, recs: list[Rec], *, old_got: bytes, new_got: bytes | None,
+                 attempts: list[tuple[float, str]], connected_at: float | None,
+                 retry: float) -> tuple[Timeline, Rec | None, Rec | None, Rec | None]:
+    """The first check and the metrics of delayed-duplicate, for the simulator and the kernel twin.
+
+    ``recs`` are typed trace views (the twin's come from its emulated path); returns the timeline
+    so far, the stale segment's send and end records and the new connection's SYN.
+    """
+    p = lab.p
+    tl = Timeline()
+    old_sent = [r for r in recs if r.kind == TX and r.node == "c1" and r.seg.payload and r.t < p["close_at"] * SEC]
+    stale_tx = old_sent[2] if len(old_sent) > 2 else None
+    stale_end = fate(recs, stale_tx.seg.pid) if stale_tx else None
+    t_stale = stale_end.t if stale_end else None
+    want_old, want_new = b"".join(OLD), b"".join(NEW)
+    tl.add(stale_tx, f"c1 sends {OLD[2]!r}; the network holds it {p['delay']:g} s")
+    retx = first(recs, lambda r: r.kind == TX and r.node == "c1" and r.seg.payload and stale_tx is not None
+                 and r.seg.seq == stale_tx.seg.seq, after=stale_tx.t) if stale_tx else None
+    tl.add(retx, "c1's RTO fires: it sends the bytes again, and they arrive")
+    lab.check("the old connection's 3rd segment is delayed in the network; its retransmission delivers it",
+              stale_tx is not None and stale_end is not None and t_stale - stale_tx.t >= p["delay"] * SEC
+              and old_got == want_old,
+              f"{OLD[2]!r} sent at {seconds(stale_tx)} s, the held copy reached {stale_end.node if stale_end else '-'} "
+              f"at {seconds(stale_end)} s; c2 read {old_got!r} on the old connection")
+    new_syn = first(recs, lambda r: r.kind == TX and r.node == "c1" and r.seg.flags & SYN and r.seg.sport == CPORT,
+                    after=int(p["reconnect_at"] * SEC) - 1)
+    fails = [t for t, res in attempts if res == "EADDRNOTAVAIL"]
+    m = lab.metrics
+    m["eaddrnotavail"] = len(fails)
+    m["new_connection_at"] = connected_at
+    m["stale_arrived_at"] = seconds(stale_end)
+    m["stale_fate"] = _fate_text(recs, stale_end)
+    m["sent_new"] = want_new.decode()
+    m["received_new"] = new_got.decode(errors="replace") if new_got is not None else None
+    m["corrupted"] = new_got is not None and new_got != want_new
+    if fails:
+        tl.add(fails[0], f"connect() from port {CPORT}: EADDRNOTAVAIL ({len(fails)} tries, every {retry:g} s)")
+    tl.add(stale_end, f"the delayed {OLD[2]!r} arrives at c2: {m['stale_fate']}")
+    tl.add(new_syn, f"the new connection's SYN, from port {CPORT} again")
+    tl.add(connected_at, "the new connection is ESTABLISHED")
+    return tl, stale_tx, stale_end, new_syn
+
+
+def judge_held(lab: Any, recs: list[Rec], tl: Timeline, stale_end: Rec | None, new_syn: Rec | None, *,
+               attempts: list[tuple[float, str]], connected_at: float | None, new_got: bytes | None,
+               tw_len_s: float, msl_s: float | None) -> None:
+    """The checks with TIME_WAIT on, for the simulator and the kernel twin (``msl_s`` None: a real
+    network, whose segments have no enforced lifetime)."""
+    t_stale = stale_end.t if stale_end else None
+    t_syn = new_syn.t if new_syn else None
+    fails = [t for t, res in attempts if res == "EADDRNOTAVAIL"]
+    want_new = b"".join(NEW)
+    m = lab.metrics
+    gone = _all_gone_before(recs, t_syn) if t_syn is not None else None
+    lab.check(f"TIME_WAIT holds {C1}:{CPORT} <-> {C2}:{SPORT}: connect() fails with EADDRNOTAVAIL until it ends",
+              bool(fails) and connected_at is not None,
+              f"{len(fails)} attempts refused, {fails[0] if fails else None} s to {fails[-1] if fails else None} s;"
+              f" the new connection opened at {connected_at} s")
+    lab.check("every segment of the old connection is gone before the new connection's SYN",
+              gone is not None and not gone and t_stale is not None and t_syn is not None and t_stale < t_syn,
+              f"the delayed segment ended at {seconds(stale_end)} s ({m['stale_fate']}); the new SYN "
+              f"left at {seconds(new_syn)} s; still in flight then: {len(gone) if gone is not None else '?'}")
+    lab.check("the new connection's bytes arrive intact", new_got == want_new,
+              f"c2 read {new_got!r}; c1 sent {want_new!r}")
+    life = f"MSL {msl_s:g} s" if msl_s is not None else "here: the path held it 5 s"
+    lab.say(f"TIME_WAIT held the 4-tuple for {tw_len_s:g} s, longer than any segment may live "
+            f"({life}): the delayed {OLD[2]!r} ended at {seconds(stale_end)} s "
+            f"({m['stale_fate']}),"
+            f" long before the new connection opened at {connected_at} s, whose data arrived intact.")
+    m["timeline"] = tl.as_metric()
+
+
 def _what_saved_it(recs: list[Rec], c2: Host, k2: tuple[int, int, int, int], stale_end: Rec | None,
                    inside: bool) -> str | None:
     """Why a stale segment that outlived the old connection did no harm, or None if nothing did."""
@@ -271,7 +304,9 @@ def _fate_text(recs: list[Rec], end: Rec | None) -> str:
         return "still in flight"
     if end.kind == DROP:
         return f"dropped ({end.reason})"
-    reply = first(recs, lambda r: r.kind == TX and r.node == end.node and r.t == end.t, after=end.t - 1)
+    back = (end.seg.dst, end.seg.dport, end.seg.src, end.seg.sport)
+    reply = first(recs, lambda r: r.kind == TX and r.node == end.node and r.t <= end.t + 1000
+                  and (r.seg.src, r.seg.sport, r.seg.dst, r.seg.dport) == back, after=end.t - 1)
     if reply is not None and reply.seg.flags & RST:
         return "no connection for it: answered with RST"
     if reply is not None:

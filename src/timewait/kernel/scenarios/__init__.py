@@ -31,8 +31,6 @@ from timewait.trace import Trace
 UNSUPPORTED: dict[str, str] = {
     "tw-recycle-nat": "tcp_tw_recycle was removed in Linux 4.12; this kernel cannot show it "
                       "(run it in the simulator: timewait run tw-recycle-nat)",
-    "delayed-duplicate": "needs TIME_WAIT switched off, a lesson knob no kernel has "
-                         "(run it in the simulator: timewait run delayed-duplicate)",
     "two-msl": "a computed timeline, not something a kernel does (timewait run two-msl)",
     "ttl": "the kernel lab has no router-hop version of it; the simulator shows TTL expiry (timewait run ttl)",
     "max-rate": "an exercise answered by timewait capacity and the simulator",
