@@ -65,7 +65,8 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "slower client (see first_failure_at) leaves a shorter such part, down to a quarter under load"),
     ("port-exhaustion", "failed_per_second"): Tolerance("sum-rel", 20, 0.75, "as failed"),
     ("port-exhaustion", "succeeded_per_second"): Tolerance(
-        "rel", 5, 0.02, "a connection finishing a few ms either side of a second boundary"),
+        "sum-rel", 5, 0.02, "the kernel loop is paced by Python: on a loaded machine part of a second's "
+        "connections spill into the next (seen: 951 + 49 for 1000 + 0); the sum is what the ports allow"),
     ("port-exhaustion", "tw_recycled"): Tolerance("rel", 20, 0.02, "as succeeded_per_second"),
     # lost-last-ack: the FIN is retransmitted after the RTO, which the kernel computes from a measured RTT
     ("lost-last-ack", "fin_resent_after_s"): Tolerance(

@@ -32,8 +32,11 @@ UNSUPPORTED: dict[str, str] = {
     "tw-recycle-nat": "tcp_tw_recycle was removed in Linux 4.12; this kernel cannot show it "
                       "(run it in the simulator: timewait run tw-recycle-nat)",
     "two-msl": "a computed timeline, not something a kernel does (timewait run two-msl)",
-    "ttl": "the kernel lab has no router-hop version of it; the simulator shows TTL expiry (timewait run ttl)",
-    "max-rate": "an exercise answered by timewait capacity and the simulator",
+    "ttl": "no twin yet: real routers in namespaces could show the hop count and ICMP time-exceeded, "
+           "but no real network discards a packet older than MSL, the scenario's second half "
+           "(timewait run ttl)",
+    "max-rate": "no twin yet: an exercise answered by timewait capacity; the same ports / TIME_WAIT limit "
+                "shows on the kernel in `kernel run port-exhaustion` (a narrowed range)",
     "quiz": "a quiz, answered by the simulator's scenarios",
 }
 
