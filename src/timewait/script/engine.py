@@ -19,6 +19,7 @@ A :class:`Stack` is the simulated host or the real kernel; see
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -480,7 +481,8 @@ class Player:
         assert isinstance(sc, Syscall)
         got = f"{r.ret}" + (f" {r.errno}" if r.errno else "")
         want = "..." if sc.result is None else f"{sc.result}" + (f" {sc.errno}" if sc.errno else "")
-        call = ev.text.split(None, 1)[-1].split("=")[0].strip() if "(" in ev.text else sc.name
+        m = re.match(r"\S+\s+(.*\))\s*=", ev.text)  # the call as written, without time and result
+        call = m.group(1) if m else sc.name
         if r.value is not None:
             got += f" value {r.value}"
         self.seen.append(Observation(t, ev.line, f"{call} = {got}", f"{sc.name} = {got}"))
