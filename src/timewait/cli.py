@@ -119,7 +119,7 @@ def _register_plugins() -> None:
     import importlib
 
     for mod in ("timewait.capacity.cli", "timewait.sweep_cli", "timewait.kernel.cli", "timewait.report.cli",
-                "timewait.explain.cli"):
+                "timewait.explain.cli", "timewait.script.cli"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
