@@ -14,7 +14,6 @@ is removed afterwards, whatever ends the run (the lab's close, reached from
 from __future__ import annotations
 
 import errno as errno_mod
-import fcntl
 import os
 import select
 import socket
@@ -25,14 +24,12 @@ from dataclasses import dataclass, field
 from timewait.kernel import counters as kcounters
 from timewait.kernel.nsenter import inside, sysctl_path, write_sysctl
 from timewait.kernel.topology import KernelLab
+from timewait.kernel.tun import Tun
 from timewait.script.engine import O_NONBLOCK, O_RDWR, SHUT, Pending, Req, Result, Stack
 from timewait.script.parse import Unsupported
 from timewait.script.wire import LOCAL_ADDR, REMOTE_ADDR, read
 from timewait.tcp.segment import ip_aton
 
-TUNSETIFF = 0x400454CA
-IFF_TUN = 0x0001
-IFF_NO_PI = 0x1000
 POLL_S = 0.001          # how often waiting blocking calls are retried
 _SYSCTL_OK = ("net.ipv4.", "net.core.somaxconn")   # per-namespace on 6.x; others could touch the host
 _GAUGES = {"TcpRtoAlgorithm", "TcpRtoMin", "TcpRtoMax", "TcpMaxConn", "TcpCurrEstab"}
@@ -59,19 +56,11 @@ class KernelStack(Stack):
         self.fds: dict[int, _KFd] = {}
         self.lab = KernelLab()
         self.lab.__enter__()
-        self.tun = -1
+        self.tun: Tun | None = None
         try:
             self.ns = self.lab.add_host("pkt")
-            with inside(self.ns):
-                self.tun = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
-                fcntl.ioctl(self.tun, TUNSETIFF, struct.pack("16sH", b"tun0", IFF_TUN | IFF_NO_PI))
-            from pyroute2 import NetNS
-
-            with NetNS(self.ns) as ipr:
-                idx = ipr.link_lookup(ifname="tun0")[0]
-                ipr.addr("add", index=idx, address=LOCAL_ADDR, prefixlen=24)
-                ipr.link("set", index=idx, state="up")
-                ipr.route("add", dst="192.0.2.0", dst_len=24, oif=idx)
+            # The lab's own TUN device (kernel/tun.py), shared with the emulated path.
+            self.tun = Tun(self.ns, f"{LOCAL_ADDR}/24", routes=("192.0.2.0/24",))
         except BaseException:
             self.close()
             raise
@@ -86,9 +75,9 @@ class KernelStack(Stack):
             except OSError:
                 pass
         self.fds.clear()
-        if self.tun >= 0:
-            os.close(self.tun)
-            self.tun = -1
+        if self.tun is not None:
+            self.tun.close()
+            self.tun = None
         self.lab.close()
 
     # ------------------------------------------------------------------ time and wire
@@ -97,14 +86,14 @@ class KernelStack(Stack):
         return time.monotonic() - self.t0
 
     def _read_tun(self, timeout: float) -> None:
+        assert self.tun is not None
         r, _, _ = select.select([self.tun], [], [], max(timeout, 0.0))
         if not r:
             return
         t = self.now()
         while True:
-            try:
-                data = os.read(self.tun, 65535)
-            except BlockingIOError:
+            data = self.tun.read()
+            if data is None:
                 return
             w = read(data)
             if w is not None and w.seg.src == self._local and w.seg.dst == self._remote:
@@ -133,7 +122,8 @@ class KernelStack(Stack):
         return self.out.popleft() if self.out else None
 
     def inject(self, data: bytes) -> None:
-        os.write(self.tun, data)
+        assert self.tun is not None
+        self.tun.write(data)
 
     def set_sysctl(self, name: str, value: str, line: int) -> None:
         if not name.startswith(_SYSCTL_OK):
