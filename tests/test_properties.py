@@ -282,3 +282,94 @@ def test_mutated_packets_raise_only_decode_error(seg, edits, cut):
                 decode(data, verify=verify)
             except DecodeError:
                 pass
+
+
+# ---------------------------------------------------------------- liveness on two hosts
+
+from timewait.sim.host import Host, Socket, SocketError  # noqa: E402
+from timewait.sim.simulation import Simulation  # noqa: E402
+
+# One application step: (delay before it in ms, what, bytes to write).
+app_step = st.tuples(st.sampled_from([0, 0, 1, 5, 50, 300, 1000, 3000]),
+                     st.sampled_from(["send", "send", "send", "recv"]),
+                     st.sampled_from([1, 100, 1460, 2048, 5000, 20000]))
+app_plan = st.tuples(st.lists(app_step, max_size=6),
+                     st.sampled_from([0, 10, 500, 2000, 6000]),   # ms from the last step to the final recv
+                     st.sampled_from([0, 0, 1, 400, 3000]))       # ms from the final recv to close()
+
+
+def _play(host: Host, sock: Socket, plan, start_us: int) -> None:
+    """Schedule one end's writes and reads, then a last read and close() (the app always ends)."""
+    steps, to_read, to_close = plan
+
+    def act(what: str, n: int) -> None:
+        if sock.closed:
+            return
+        try:
+            if what == "send":
+                sock.send(b"w" * n)
+            elif what == "recv":
+                sock.recv()
+            else:
+                sock.close()
+        except SocketError:
+            pass  # EPIPE / ENOTCONN after a reset: the application just carries on
+
+    t = start_us
+    for delay, what, n in steps:
+        t += delay * 1000
+        host.call_at(t, lambda w=what, k=n: act(w, k))
+    t += to_read * 1000
+    host.call_at(t, lambda: act("recv", 0))
+    host.call_at(t + to_close * 1000, lambda: act("close", 0))
+
+
+@given(client_buf=st.sampled_from([2048, 4096, 8192, 131072]), server_buf=st.sampled_from([2048, 4096, 8192]),
+       clients=st.lists(st.tuples(st.sampled_from([0, 0, 100, 1500]), app_plan, app_plan,
+                                  st.sampled_from([0, 0, 20, 1500])), min_size=1, max_size=3),
+       listener_close_ms=st.sampled_from([1, 700, 2500, 10_000]), seed=st.integers(1, 5))
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_PR_LS_every_connection_ends_when_both_applications_read_and_close(
+        client_buf, server_buf, clients, listener_close_ms, seed):
+    """Small receive buffers make zero windows common; applications read late and close in any
+    order, the listener closes at any moment (children not yet accepted included). Whatever
+    happens, by the bound every connection has ended: no socket, no TIME_WAIT record, no port
+    in use, no orphan left on either host (PR-1..PR-6, LS-1..LS-4)."""
+    sim = Simulation(seed=seed, trace=False)
+    c1 = sim.add_host("c1", "10.0.0.1", uptime_s=1000)
+    c2 = sim.add_host("c2", "10.0.0.2", uptime_s=1000)
+    sim.link(c1, c2, delay_ms=0.5)
+    c1.cfg.rcv_buf, c2.cfg.rcv_buf = client_buf, server_buf
+    lsock = c2.socket()
+    lsock.bind(0, 8888)
+    lsock.listen()
+    plans = {}
+
+    def on_accept(ls_: Socket) -> None:
+        port = ls_.accept_queue[-1].conn.rport  # type: ignore[union-attr]
+        accept_delay, server_plan = plans[port]
+
+        def take() -> None:
+            for i, child in enumerate(ls_.accept_queue):
+                if child.conn is not None and child.conn.rport == port:
+                    del ls_.accept_queue[i]
+                    _play(c2, child, server_plan, sim.sched.now)
+                    return
+
+        c2.call_at(sim.sched.now + accept_delay * 1000, take)
+
+    lsock.on_accept = on_accept
+    c2.call_at(listener_close_ms * 1000, lsock.close)
+    for k, (connect_ms, client_plan, server_plan, accept_delay) in enumerate(clients):
+        def dial(cp=client_plan, sp=server_plan, ad=accept_delay) -> None:
+            s = c1.socket()
+            s.connect("10.0.0.2", 8888)
+            plans[s.lport] = (ad, sp)
+            _play(c1, s, cp, sim.sched.now)
+
+        c1.call_at(connect_ms * 1000 + k, dial)
+    sim.run(2000)
+    for h in (c1, c2):
+        left = {NAMES[c.state] for c in h.ehash.values()}
+        assert not h.ehash and not h.twhash, f"{h.name} still holds {left or 'TIME_WAIT'}"
+        assert not h.buckets and h.orphans == 0

@@ -35,7 +35,7 @@ MAX_HOPS = 300  # arrows drawn at most; more than that is unreadable anyway
 _LINK_DROPS = frozenset({"loss", "fault", "no-route"})
 # Counters bumped when a connection throws away the segment it was just given (no DROP record for it).
 _DISCARD_COUNTERS = {"TcpExtPAWSEstab": "paws", "TcpExtPAWSActive": "paws"}
-_TIMER_LABELS = {"rto": "RTO", "timewait": "TIME_WAIT", "fin_wait2": "FIN_WAIT_2"}
+_TIMER_LABELS = {"rto": "RTO", "persist": "persist", "timewait": "TIME_WAIT", "fin_wait2": "FIN_WAIT_2"}
 SHORT_REASONS = {
     "loss": "lost", "fault": "dropped (fault rule)", "ttl": "TTL expired", "msl": "older than MSL",
     "paws": "PAWS: old timestamp", "no-socket": "no socket", "checksum": "bad checksum",

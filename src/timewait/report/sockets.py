@@ -25,7 +25,8 @@ _STATE_TIMERS = {
     "TIME_WAIT": ("timewait",),
     "FIN_WAIT_2": ("fin_wait2", "timewait", "rto", "keepalive"),
 }
-_DEFAULT_TIMERS = ("rto", "keepalive")
+_DEFAULT_TIMERS = ("rto", "persist", "keepalive")
+_XMIT_TIMERS = ("rto", "persist")  # one transmit timer per socket (icsk_pending says which)
 
 #: netstat's spellings (net-tools' tcp_state[]); the engine's names are the JSON's.
 NETSTAT_NAMES = {
@@ -111,6 +112,9 @@ def _track(records: Iterable[tuple[Any, ...]], until_us: int,
                     tr.timers.clear()
         elif kind == T.TIMER:
             tr = tracks.setdefault((node, rec[3]), _KeyTrack())
+            if rec[4] in _XMIT_TIMERS:
+                for name in _XMIT_TIMERS:  # arming or cancelling one replaces the other
+                    tr.timers[name] = None
             tr.timers[rec[4]] = rec[5]
             if rec[4] == "rto" and rec[5] is None:
                 tr.rto_fires = 0

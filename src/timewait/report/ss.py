@@ -31,7 +31,8 @@ SS_STATE_NAMES = {
 }
 
 # ss's names for the timer kinds (tcp_timer_print: on, keepalive, timewait, persist).
-_SS_TIMER_NAMES = {"rto": "on", "keepalive": "keepalive", "timewait": "timewait", "fin_wait2": "timewait"}
+_SS_TIMER_NAMES = {"rto": "on", "persist": "persist", "keepalive": "keepalive", "timewait": "timewait",
+                   "fin_wait2": "timewait"}
 
 
 def print_ms_timer(ms: int) -> str:

@@ -4,7 +4,7 @@ A layered layout in pure Python: states in layers by their longest path from
 CLOSED (so the picture reads top to bottom like RFC 9293's figure), ordered
 within a layer by the barycentre of their predecessors. Transitions into
 CLOSED on a reset (received, or sent for an in-window SYN by RFC 793), an
-abort, a give-up timeout or a full TIME_WAIT table are
+abort, a give-up timeout, a full TIME_WAIT table or a closed listener are
 listed under each state's box instead of drawn as arrows (they would cross
 everything); every other transition is an arrow labelled ``event / sent``.
 The normal ends of a connection (LAST_ACK, TIME_WAIT, FIN_WAIT_2 timeout) go
@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape
 from timewait.tcp.states import (
     APP_ABORT,
     CLOSED,
+    LISTENER_GONE,
     NAMES,
     RCV_RST,
     RCV_SYN_RFC793,
@@ -27,7 +28,7 @@ from timewait.tcp.states import (
     TW_OVERFLOW,
 )
 
-_SIDE_EVENTS = (RCV_RST, RCV_SYN_RFC793, APP_ABORT, TIMEOUT, TW_OVERFLOW)
+_SIDE_EVENTS = (RCV_RST, RCV_SYN_RFC793, APP_ABORT, TIMEOUT, TW_OVERFLOW, LISTENER_GONE)
 BOTTOM = -1  # the second CLOSED box
 BOX_W, BOX_H = 150, 34
 X_GAP, Y_GAP = 250, 138

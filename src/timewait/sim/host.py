@@ -33,7 +33,9 @@ from timewait.tcp.connection import (
 from timewait.tcp.isn import SecureSeq
 from timewait.tcp.segment import ACK, RST, SYN, Segment, ip_aton, ip_ntoa
 from timewait.tcp.states import (
+    CLOSE_WAIT,
     CLOSED,
+    ESTABLISHED,
     FIN_WAIT_2,
     NAMES,
     SYN_RECEIVED,
@@ -155,7 +157,7 @@ class Socket:
         return self.host.send(self, data)
 
     def recv(self) -> bytes:
-        return self.conn.recv() if self.conn is not None else b""
+        return self.host.recv(self)
 
     def shutdown(self) -> None:
         self.host.shutdown(self)
@@ -429,6 +431,7 @@ class Host(Node):
             if b is not None and sock in b.bound:
                 b.bound.remove(sock)  # the connection owns the port from now on
         self._port_acquire(lport, conn, reuse=sock.reuseaddr, bind_created=not auto)
+        conn.port_held = True
         self.ehash[key] = conn
         if auto:
             dk = (saddr, daddr, port)
@@ -594,6 +597,16 @@ class Host(Node):
             self._after(conn)  # type: ignore[arg-type]
         return n
 
+    def recv(self, sock: Socket) -> bytes:
+        """recv(): every byte received so far; a window update goes out if one is owed (PR-6)."""
+        conn = sock.conn
+        if conn is None:
+            return b""
+        data = conn.recv()
+        if conn.ack_pending and not conn.busy:
+            self._after(conn)
+        return data
+
     def shutdown(self, sock: Socket) -> None:
         conn = sock.conn
         if self.trace.on:
@@ -609,11 +622,13 @@ class Host(Node):
         if self.trace.on:
             self._call(sock, "close", (), None)
         if sock.listening:
+            # inet_csk_listen_stop (LS-1): every child nobody accepted is reset and freed.
+            # Its requests (SYN_RECEIVED) are found lazily, as Linux finds them (LS-2, LS-3).
             self.listeners.pop((sock.laddr, sock.lport), None)
             sock.listening = False
-            for child in sock.accept_queue:
-                self.close(child)
-            sock.accept_queue.clear()
+            queue, sock.accept_queue = sock.accept_queue, []
+            for child in queue:
+                self._child_forget(child)
         if sock.bound and sock.conn is None:
             b = self.buckets.get(sock.lport)
             if b is not None and sock in b.bound:
@@ -632,6 +647,27 @@ class Host(Node):
                 conn.abort_now(self.net.sched.now)
             if not conn.busy:
                 self._after(conn)
+
+    def _child_forget(self, child: Socket) -> None:
+        """``inet_child_forget`` (LS-1): ``tcp_disconnect`` (RST+ACK from ESTABLISHED or
+        CLOSE_WAIT), orphan and destroy. Linux counts TcpEstabResets (``tcp_set_state``)
+        and no TCPAbortOn* counter [obs]."""
+        child.closed = True
+        conn = child.conn
+        if conn is None:
+            return
+        conn.sock = None
+        if conn.state != CLOSED:
+            if conn.state in (ESTABLISHED, CLOSE_WAIT):
+                self.bump("TcpEstabResets")
+            conn.disconnect(self.net.sched.now)
+        if not conn.busy:
+            self._after(conn)
+
+    def _req_drop(self, conn: Connection) -> None:
+        """A request whose listener closed is forgotten (LS-2, LS-3): no RST, no SYN-ACK."""
+        conn.drop_request()
+        self._after(conn)
 
     # ------------------------------------------------------------------ after every core call
 
@@ -725,7 +761,13 @@ class Host(Node):
     def _accepted(self, conn: Connection) -> Socket | None:
         """A passive connection became ESTABLISHED: queue it for accept()."""
         lsock = conn.parent
-        if lsock is None or lsock.closed:
+        # The child takes its share of the port only now (__inet_inherit_port, LS-4).
+        self._port_acquire(conn.lport, conn, reuse=conn.reuse, bind_created=True)
+        conn.port_held = True
+        if lsock is None or not lsock.listening:
+            # The listener closed while this handshake completed: LS-1 for this child too
+            # (the loop in _after then delivers the close).
+            conn.disconnect(self.net.sched.now)
             return None
         child = self.socket()
         child.conn = conn
@@ -749,7 +791,10 @@ class Host(Node):
             tr = self.trace
             if tr.on:
                 tr.records.append((now, FIRE, self.name, conn.key, conn.timer_name()))
-            conn.on_timer(now)
+            if conn.state == SYN_RECEIVED and conn.parent is not None and not conn.parent.listening:
+                conn.drop_request()  # LS-2 (reqsk_timer_handler): no SYN-ACK for a closed listener
+            else:
+                conn.on_timer(now)
         self._after(conn)
 
     def _cancel_timer(self, conn: Connection) -> None:
@@ -766,7 +811,8 @@ class Host(Node):
             del self.ehash[key]
             if conn.orphan:
                 self.orphans -= 1
-            self._port_release(conn.lport, conn.reuse, tw=False)
+            if conn.port_held:
+                self._port_release(conn.lport, conn.reuse, tw=False)
             if conn.port_auto:
                 self._dest_release(key)
 
@@ -986,17 +1032,24 @@ class Host(Node):
         key = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = self.ehash.get(key)
         if conn is not None:
-            if conn.state == SYN_RECEIVED and conn.parent is not None and seg.flags & ACK:
-                lsock = conn.parent
-                if len(lsock.accept_queue) >= max(lsock.backlog, 1):  # type: ignore[attr-defined]
+            if conn.state != SYN_RECEIVED or conn.parent is None:
+                conn.process(seg, now)
+                self._after(conn)
+                return
+            lsock = conn.parent
+            if lsock.listening:
+                if seg.flags & ACK and len(lsock.accept_queue) >= max(lsock.backlog, 1):
                     # Accept queue full: the ACK is dropped; the SYN-ACK will be resent.
                     self.bump("TcpExtListenOverflows")
                     if tr.on:
                         tr.records.append((now, DROP, self.name, seg, "backlog"))
                     return
-            conn.process(seg, now)
-            self._after(conn)
-            return
+                conn.process(seg, now)
+                self._after(conn)
+                return
+            # LS-3 (tcp_v4_rcv, TCP_NEW_SYN_RECV): the listener is gone, so the request is
+            # dropped and the segment looked up again (a new listener, or an RST).
+            self._req_drop(conn)
         tw = self.twhash.get(key)
         if tw is not None:
             self._tw_input(tw, seg)
@@ -1037,8 +1090,7 @@ class Host(Node):
         if tw_isn:
             isn = tw_isn
         self.ehash[key] = conn
-        conn.reuse = lsock.reuseaddr
-        self._port_acquire(seg.dport, conn, reuse=lsock.reuseaddr, bind_created=True)
+        conn.reuse = lsock.reuseaddr  # the port share is taken at ESTABLISHED (_accepted, LS-4)
         conn.seen_state = CLOSED
         conn.open_passive(seg, now, isn, ts_off)
         self._after(conn)

@@ -32,6 +32,7 @@ from timewait.tcp.states import (
     FIN_WAIT_2,
     LAST_ACK,
     LISTEN,
+    LISTENER_GONE,
     NAMES,
     RCV_ACK,
     RCV_ACK_OF_FIN,
@@ -111,7 +112,7 @@ class Connection:
         "rto", "srtt", "rttvar", "rtt_seq", "rtt_time", "retrans", "retrans_stamp",
         "rto_at", "fw2_at", "last_oow_ack", "ack_pending", "orphan", "linger0",
         "outbox", "ev", "err", "syn_ts", "parent", "sock", "timer_at", "seen_state", "port_auto", "reuse", "hist", "busy", "traced_at",
-        "ooo_fin",
+        "ooo_fin", "probing", "probes", "backoff", "port_held",
     )
 
     def __init__(self, env: Env, laddr: int, lport: int, raddr: int, rport: int) -> None:
@@ -148,6 +149,9 @@ class Connection:
         self.retrans = 0          # retransmissions of the head segment so far
         self.retrans_stamp = 0    # time the head segment was first sent (retransmits_timed_out)
         self.rto_at = 0           # deadlines, 0 = not armed
+        self.probing = False      # rto_at is the persist timer (ICSK_TIME_PROBE0), not the RTO
+        self.probes = 0           # icsk_probes_out: zero-window probes not answered
+        self.backoff = 0          # icsk_backoff of the persist timer
         self.fw2_at = 0
         self.last_oow_ack = -(1 << 62)
         self.ack_pending = False
@@ -167,6 +171,7 @@ class Connection:
         self.hist: list[int] | None = None # when a list, every state entered is appended (for traces)
         self.busy = False                  # the owner is delivering this connection's events
         self.traced_at = 0                 # the deadline the trace last recorded
+        self.port_held = False             # counted in its port's bucket (a request is not, LS-4)
 
     # ------------------------------------------------------------------ helpers
 
@@ -197,7 +202,7 @@ class Connection:
     def timer_name(self) -> str:
         """Name of the earliest armed timer, for the trace."""
         if self.rto_at and (not self.fw2_at or self.rto_at <= self.fw2_at):
-            return "rto"
+            return "persist" if self.probing else "rto"
         return "fin_wait2" if self.state == FIN_WAIT_2 else "keepalive"
 
     def rcv_window(self) -> int:
@@ -229,7 +234,9 @@ class Connection:
         seg.ip_id = seg.born = seg.pid = 0
         seg.raw_options = None
         if flags & SYN:
-            seg.win = cfg.synack_win if flags & ACK else cfg.syn_win
+            win = cfg.synack_win if flags & ACK else cfg.syn_win
+            half = cfg.rcv_buf >> 1  # never offer more than the buffer holds (tcp_select_initial_window)
+            seg.win = win if win <= half else half
             seg.mss = cfg.mss
             seg.wscale = cfg.rcv_wscale if self.wscale_ok else None
             seg.sack_ok = self.sack_ok
@@ -292,6 +299,7 @@ class Connection:
     def _reset_timers(self) -> None:
         self.rto_at = 0
         self.fw2_at = 0
+        self.probing = False
 
     # ------------------------------------------------------------------ opening
 
@@ -368,9 +376,23 @@ class Connection:
         return len(data)
 
     def recv(self) -> bytes:
-        """Read every in-order byte received so far."""
-        data = bytes(self.rcvq)
-        self.rcvq.clear()
+        """Read every in-order byte received so far.
+
+        PR-6 (``tcp_cleanup_rbuf``): when the read at least doubles a window that had
+        shrunk to half the clamp or less (a zero window included), an ACK announcing the
+        new window is owed (``ack_pending``; the owner flushes it), else a sender facing
+        a closed window would only learn of the space from its next probe. After the
+        peer's FIN (RCV_SHUTDOWN) nothing more can come, so no update is sent.
+        """
+        q = self.rcvq
+        data = bytes(q)
+        if data and self.state in _RECV_STATES:
+            half = self.cfg.rcv_buf >> 1  # the window clamp (rcv_window())
+            ws = self.rcv_wscale
+            before = ((half - len(q)) >> ws) << ws if half > len(q) else 0  # what is left of the last offer
+            if 2 * before <= half and ((half >> ws) << ws) >= 2 * before:
+                self.ack_pending = True
+        q.clear()
         return data
 
     def shutdown_write(self, now: int) -> None:
@@ -398,12 +420,31 @@ class Connection:
         if self.linger0:
             # CL-2: SO_LINGER {1, 0} -> tcp_disconnect.
             self.env.bump("TcpExtTCPAbortOnData")
-            send = st in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2, SYN_RECEIVED) or (
-                st in (CLOSING, LAST_ACK) and self._unsent() > 0
-            )
-            self._abort(now, send_rst=send)
+            self.disconnect(now)
             return
         self._queue_fin(now)
+
+    def disconnect(self, now: int) -> None:
+        """``tcp_disconnect``: RST+ACK where ``tcp_need_reset`` says so, then CLOSED (CL-2, LS-1).
+
+        Counts nothing itself: ``__tcp_close`` counts TCPAbortOnData for CL-2, and a
+        listener's close (LS-1) counts no TCPAbortOn* counter at all [obs].
+        """
+        st = self.state
+        send = st in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2, SYN_RECEIVED) or (
+            st in (CLOSING, LAST_ACK) and self._unsent() > 0
+        )
+        self._abort(now, send_rst=send)
+
+    def drop_request(self) -> None:
+        """The listener of this SYN_RECEIVED child is gone: forget it silently (LS-2, LS-3).
+
+        ``reqsk_timer_handler`` drops such a request at its next SYN-ACK timer without
+        resending; ``tcp_v4_rcv`` drops it when a segment for it arrives, then looks the
+        segment up again.
+        """
+        self._reset_timers()
+        self._go(LISTENER_GONE)
 
     def abort(self, now: int) -> None:
         """Abortive close as SO_LINGER {1, 0} does it."""
@@ -440,7 +481,12 @@ class Connection:
     # ------------------------------------------------------------------ sending
 
     def _push(self, now: int) -> None:
-        """Send what the peer's window allows; append the FIN after the last byte."""
+        """Send what the peer's window allows; append the FIN after the last byte.
+
+        The FIN takes a sequence number inside the window too (``tcp_snd_wnd_test``,
+        PR-5): it is held while the window is full. What the window holds back with
+        nothing in flight arms the persist timer (PR-1).
+        """
         una = self.snd_una
         if una == self.iss:
             return  # our SYN is not acknowledged yet
@@ -451,10 +497,13 @@ class Connection:
         limit = self.snd_wnd
         mss = self.snd_mss
         avail = len(q) - sent
-        if avail <= mss and avail <= limit - sent:
+        room = limit - sent
+        if avail <= mss and avail <= room:
             # The common case: what is left (maybe nothing but the FIN) fits in one segment.
-            fin = self.fin_queued
+            fin = self.fin_queued and avail < room
             if avail <= 0 and not fin:
+                if self.fin_queued and not sent:
+                    self._probe_arm(now)  # a lone FIN facing a zero window
                 return
             nxt = self.snd_nxt
             self._emit((ACK | FIN | (PSH if avail > 0 else 0)) if fin else (ACK | PSH), nxt, now,
@@ -467,6 +516,8 @@ class Connection:
             self.snd_nxt = (nxt + (avail if avail > 0 else 0) + (1 if fin else 0)) & M32
             if not self.rto_at:
                 self.rto_at = now + self.rto
+            elif self.probing:
+                self._probe_stop(now)
             if fin:
                 self.fin_sent = True
             return
@@ -477,8 +528,10 @@ class Connection:
             n = avail if avail < mss else mss
             if n > room:
                 n = room if room > 0 else 0
-            fin = self.fin_queued and n == avail
+            fin = self.fin_queued and n == avail and n < room
             if n <= 0 and not fin:
+                if not sent:
+                    self._probe_arm(now)  # the window holds back everything: nothing in flight
                 return
             flags = ACK
             if fin:
@@ -496,6 +549,8 @@ class Connection:
             sent += n
             if not self.rto_at:
                 self.rto_at = now + self.rto
+            elif self.probing:
+                self._probe_stop(now)
             if fin:
                 self.fin_sent = True
                 return
@@ -510,13 +565,99 @@ class Connection:
         if self.ack_pending and self.state != CLOSED:
             self._emit(ACK, self.snd_nxt, now)
 
+    # ------------------------------------------------------------------ persist timer
+
+    def _probe_arm(self, now: int) -> None:
+        """``tcp_check_probe_timer`` (PR-1): nothing in flight, something the window holds
+        back, no timer pending -> the persist timer, first after ``tcp_probe0_base``.
+
+        Linux keeps one transmit timer per socket (``icsk_pending`` says which); so does the
+        engine: the persist timer is ``rto_at`` with ``probing`` set.
+        """
+        if not self.rto_at and self.state != CLOSED:
+            rto, lo = self.rto, self.cfg.rto_min
+            self.rto_at = now + (rto if rto > lo else lo)
+            self.probing = True
+
+    def _probe_stop(self, now: int) -> None:
+        """Data went out while the persist timer was pending: the RTO takes its place
+        (``tcp_event_new_data_sent`` re-arms it), probes and backoff start over."""
+        self.probing = False
+        self.probes = self.backoff = 0
+        self.rto_at = now + self.rto
+
+    def _probe0_when(self) -> int:
+        """``tcp_probe0_when``: ``max(rto, RTO_MIN) << backoff``, the shift capped at
+        ``ilog2(RTO_MAX / RTO_MIN) + 1`` and the result at TCP_RTO_MAX (PR-2)."""
+        cfg = self.cfg
+        rto, lo = self.rto, cfg.rto_min
+        cap = (cfg.rto_max // lo).bit_length()
+        when = (rto if rto > lo else lo) << (self.backoff if self.backoff < cap else cap)
+        return when if when < cfg.rto_max else cfg.rto_max
+
+    def _unsent_left(self) -> bool:
+        """Something waits in the write queue (``tcp_send_head``): data or our FIN."""
+        return not self.fin_sent and (self.fin_queued or len(self.sndq) > ((self.snd_nxt - self.snd_una) & M32))
+
+    def _probe_timer(self, now: int) -> None:
+        """``tcp_probe_timer`` (PR-4, PR-7): give up, or send the next probe.
+
+        A peer that answers keeps a socket open indefinitely (every acceptable ACK clears
+        ``probes``, PR-3); the give-up counts unanswered probes against tcp_retries2. An
+        orphan is also killed once ``rto << backoff`` reaches TCP_RTO_MAX ("not alive"),
+        with tcp_orphan_retries 0 meaning 8 while alive (``tcp_orphan_retries``). The end
+        is ``tcp_write_err``: ETIMEDOUT, no RST, TCPAbortOnTimeout.
+        ``tcp_out_of_resources`` (orphan count, memory) is not modelled here.
+        """
+        if self.snd_nxt != self.snd_una or not self._unsent_left():
+            self.probes = 0  # packets in flight (the RTO owns them) or nothing queued
+            return
+        cfg = self.cfg
+        limit = cfg.retries2
+        if self.orphan:
+            backed = self.rto << self.backoff
+            alive = backed < cfg.rto_max
+            limit = cfg.orphan_retries or (8 if alive else 0)
+            if not alive and self.backoff >= limit:
+                self._timeout(now)
+                return
+        if self.probes >= limit:
+            self._timeout(now)
+            return
+        self._send_probe0(now)
+
+    def _send_probe0(self, now: int) -> None:
+        """``tcp_send_probe0`` / ``tcp_write_wakeup`` (PR-2).
+
+        With the window still zero the probe is ``tcp_xmit_probe_skb``: an ACK with
+        seq = snd_una - 1 and no data, which the peer must answer with an ACK carrying
+        its window (TCPWinProbe). If the window has opened, data goes instead.
+        """
+        if self.snd_wnd > 0:
+            self._push(now)
+        else:
+            self._emit(ACK, (self.snd_una - 1) & M32, now)
+            self.env.bump("TcpExtTCPWinProbe")
+        if self.snd_nxt != self.snd_una or not self._unsent_left():
+            self.probes = self.backoff = 0
+            return
+        self.probes += 1
+        if self.backoff < self.cfg.retries2:
+            self.backoff += 1
+        self.rto_at = now + self._probe0_when()
+        self.probing = True
+
     # ------------------------------------------------------------------ timers
 
     def on_timer(self, now: int) -> None:
         """Fire every deadline that is due."""
         if self.rto_at and self.rto_at <= now:
             self.rto_at = 0
-            self._retransmit_timer(now)
+            if self.probing:
+                self.probing = False
+                self._probe_timer(now)
+            else:
+                self._retransmit_timer(now)
         if self.fw2_at and self.fw2_at <= now:
             self.fw2_at = 0
             if self.state == FIN_WAIT_2:
@@ -801,6 +942,15 @@ class Connection:
                     self.ev |= EV_CLOSED
                     return False
         self.snd_wnd = seg.win << self.snd_wscale  # tcp_ack_update_window
+        if self.probing:
+            # PR-3 (tcp_ack, tcp_ack_probe): the peer answered; an opened window clears the
+            # persist timer and its backoff, a closed one re-arms it from now.
+            self.probes = 0
+            if self.snd_wnd > 0:
+                self.probing = False
+                self.rto_at = self.backoff = 0
+            else:
+                self.rto_at = now + self._probe0_when()
         if (self.sndq or self.fin_queued) and not self.fin_sent:
             self._push(now)
         return True

@@ -49,6 +49,7 @@ TIMEOUT = "retransmission give-up"
 TIMEOUT_FW2 = "fin_wait2 timeout"
 TIMEOUT_2MSL = "TIME_WAIT timeout"
 TW_OVERFLOW = "tw buckets full"
+LISTENER_GONE = "listener closed"
 
 # (state, event) -> (next state, what is sent). The send column is for the
 # diagram; the connection code does the sending.
@@ -68,6 +69,7 @@ TRANSITIONS: dict[tuple[int, str], tuple[int, str]] = {
     (SYN_RECEIVED, APP_ABORT): (CLOSED, "RST"),
     (SYN_RECEIVED, RCV_RST): (CLOSED, ""),
     (SYN_RECEIVED, TIMEOUT): (CLOSED, ""),
+    (SYN_RECEIVED, LISTENER_GONE): (CLOSED, ""),  # a listener's request forgotten (LS-2, LS-3)
     (ESTABLISHED, APP_CLOSE): (FIN_WAIT_1, "FIN"),
     (ESTABLISHED, RCV_FIN): (CLOSE_WAIT, "ACK"),
     (ESTABLISHED, APP_ABORT): (CLOSED, "RST"),
