@@ -234,7 +234,9 @@ class Connection:
         seg.ip_id = seg.born = seg.pid = 0
         seg.raw_options = None
         if flags & SYN:
-            win = cfg.synack_win if flags & ACK else cfg.syn_win
+            # WIN-1 (tcp_select_initial_window via tcp_openreq_init_rwin): 65535 rounded down to
+            # the MSS the peer will send, less the timestamps option once they are agreed.
+            win = cfg.synack_win if flags & ACK and self.ts_ok else cfg.syn_win
             half = cfg.rcv_buf >> 1  # never offer more than the buffer holds (tcp_select_initial_window)
             seg.win = win if win <= half else half
             seg.mss = cfg.mss
