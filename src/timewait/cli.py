@@ -83,6 +83,10 @@ def run_cmd(
 
     views = dict(pcap=pcap, pcap_host=pcap_host, diagram=diagram, conn=conn, window=window,
                  plot=plot, html=html)
+    if any(v is not None for v in views.values()):
+        from timewait.report.outputs import check_views
+
+        check_views(**views, create=False)  # before the run: a bad path costs nothing, writes nothing
     # --json alone needs no trace (scenarios that measure from it keep one anyway).
     need_trace = not json_out or trace or ss is not None or any(v is not None for v in views.values())
     result = run_scenario(
