@@ -115,7 +115,7 @@ def test_bad_view_arguments_are_usage_errors(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     for args, needle in [
         (["--diagram", "x.txt"], "--diagram 'x.txt': the file name must end in .svg or .mmd"),
-        (["--pcap", "nodir/x.pcap"], "directory 'nodir' does not exist"),
+        (["--pcap", "."], "--pcap '.' is a directory"),  # a missing folder is created: test_outputs_validated
         (["--pcap-host", "c1"], "--pcap-host needs --pcap FILE.pcap"),
         (["--pcap", "x.pcap", "--pcap-host", "zz"], "--pcap-host 'zz': no such node in nc-timewait; nodes: c1, c2"),
         (["--conn", "8888"], "--conn and --window choose what the ladder shows"),

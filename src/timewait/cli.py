@@ -1,7 +1,8 @@
 """The ``timewait`` command line (Typer + Rich).
 
-Every command reports bad input as one line on stderr and exits with status 2;
-``--json`` prints one JSON document and nothing else on stdout.
+Every command reports bad input as one line on stderr and exits with status 2; a
+run stopped by its budget is one line too, with status 1. ``--json`` prints one
+JSON document and nothing else on stdout.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ try:  # Typer >= 0.16 vendors Click as typer._click; older ones use Click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as cx  # type: ignore[no-redef]
 
-from timewait.errors import UsageError, missing_extra
+from timewait.errors import BudgetExceeded, UsageError, missing_extra
 
 app = typer.Typer(
     name="timewait",
@@ -75,17 +76,25 @@ def run_cmd(
     ss: float | None = typer.Option(None, "--ss", help="Print an `ss -tan -o` table at simulated time T s."),
     ss_summary: bool = typer.Option(False, "--ss-summary", help="With --ss: TIME_WAIT per remote and local address."),
     html: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML report."),
+    budget: str | None = typer.Option(
+        None, "--budget", help="Limits of the run: events=N,mem=MB,time=SECONDS (each optional, 'off' lifts one; "
+        "default: derived from the parameters). Past them the run stops, exit 1."),
 ) -> None:
     """Run a scenario in the simulator."""
     from timewait.scenarios import run_scenario
 
     views = dict(pcap=pcap, pcap_host=pcap_host, diagram=diagram, conn=conn, window=window,
                  plot=plot, html=html)
+    if any(v is not None for v in views.values()):
+        from timewait.report.outputs import check_views
+
+        check_views(**views, create=False)  # before the run: a bad path costs nothing, writes nothing
     # --json alone needs no trace (scenarios that measure from it keep one anyway).
     need_trace = not json_out or trace or ss is not None or any(v is not None for v in views.values())
     result = run_scenario(
         scenario, params=parse_assignments(set_, "--set"), sysctls=list(sysctl), profile=profile,
-        seed=seed, trace=need_trace, progress=sys.stderr.isatty(), faults=list(fault),
+        seed=seed, trace=need_trace, progress=sys.stderr.isatty(), faults=list(fault), budget=budget,
+        announce=lambda line: print(f"timewait: {line}", file=sys.stderr, flush=True),
     )
     messages: list[str] = []
     if any(v is not None for v in views.values()):
@@ -145,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"timewait: error: {hint}", file=sys.stderr)
         return 2
+    except BudgetExceeded as e:
+        print(f"timewait: budget exceeded: {e}", file=sys.stderr)
+        return 1
     except cx.NoSuchOption as e:
         names = sorted(o for p in (e.ctx.command.params if e.ctx else []) for o in p.opts if o.startswith("--"))
         allowed = ", ".join(e.possibilities or names) or "see --help"

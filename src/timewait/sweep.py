@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from timewait.errors import UsageError
+from timewait.errors import BudgetExceeded, UsageError
 
 DEFAULT_RUNNER = "timewait.scenarios:run_scenario"
 DEFAULT_CACHE = ".sweep-cache"
@@ -433,7 +433,8 @@ def execute_point(point: Point, runner: str | Runner = DEFAULT_RUNNER) -> dict[s
         return {"ok": True, "result": result, "wall_s": time.perf_counter() - t0}
     except Exception as e:  # a failing point is reported, the sweep goes on
         tb = traceback.extract_tb(e.__traceback__)
-        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+        # A point past its budget is its own one-line reason, not a bug to locate.
+        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb and not isinstance(e, BudgetExceeded) else ""
         return {"ok": False, "error": f"{type(e).__name__}: {e}{where}", "wall_s": time.perf_counter() - t0}
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from timewait.errors import UsageError
-from timewait.sweep import SweepReport, load_spec, run_sweep
+from timewait.sweep import DEFAULT_CACHE, SweepReport, SweepSpec, load_spec, run_sweep
 
 
 def sweep_cmd(
@@ -30,6 +30,7 @@ def sweep_cmd(
     if no_cache and cache is not None:
         raise UsageError("give --cache DIR or --no-cache, not both")
     spec = load_spec(spec_file, out_dir=out)
+    _check_paths(spec, out, None if no_cache else cache if cache is not None else spec.path.parent / DEFAULT_CACHE)
     report = run_sweep(spec, scheduler=scheduler, workers=workers, cache_dir=cache,
                        use_cache=not no_cache)
     if json_out:
@@ -38,6 +39,16 @@ def sweep_cmd(
         print_summary(report)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _check_paths(spec: SweepSpec, out: Path | None, cache: Path | None) -> None:
+    """Every file and folder the sweep writes, checked before any point runs (one line, exit 2)."""
+    from timewait.report.outputs import prepare_outputs
+
+    files: list[tuple[str, Path | None, tuple[str, ...] | None]] = [
+        ("[output] csv", spec.csv, None), ("[output] parquet", spec.parquet, None),
+        ("[output] plot", spec.plot.file if spec.plot is not None else None, None)]
+    prepare_outputs(files, [("--out", out), ("--cache", cache)], create=False)
 
 
 def print_summary(report: SweepReport) -> None:

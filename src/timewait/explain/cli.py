@@ -71,10 +71,9 @@ def explain_cmd(
         raise UsageError(f"--time-wait {time_wait}: expected a number of seconds > 0")
     if (diagram is not None or html is not None) and keep is None:
         raise UsageError("--diagram and --html draw chosen connections: add --conn PORT|ADDR|ADDR:PORT")
-    from timewait.report.outputs import DIAGRAM_SUFFIXES, HTML_SUFFIXES, _check_path
+    from timewait.report.outputs import prepare_outputs, run_outputs
 
-    _check_path("--diagram", diagram, DIAGRAM_SUFFIXES)
-    _check_path("--html", html, HTML_SUFFIXES)
+    prepare_outputs(run_outputs(diagram=diagram, html=html), create=False)  # write_outputs creates them
     if not capture.is_file():
         raise UsageError(f"{capture}: no such file" if not capture.exists() else f"{capture}: not a file")
     stats = ReadStats()

@@ -44,7 +44,9 @@ def run_cmd(
 ) -> None:
     """Run a scenario on the running kernel, in network namespaces made for it and removed after."""
     from timewait.kernel.scenarios import run_kernel
+    from timewait.report.outputs import prepare_outputs
 
+    prepare_outputs([("--pcap", pcap, None)])  # before the lab is built: tcpdump writes it, in a folder that exists
     messages: list[str] = []
     result = run_kernel(scenario, params=_assignments(set_ or []), sysctls=list(sysctl or []), seed=seed,
                         pcap=str(pcap) if pcap else None, pcap_host=pcap_host,

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option("--out", help="Write to FILE.svg or FILE.mmd (default: SVG on stdout).")] = None,
     ) -> None:
         """Draw the TCP state diagram the engine runs on."""
-        from timewait.report.outputs import write_atomically
+        from timewait.report.outputs import DIAGRAM_SUFFIXES, prepare_outputs, write_atomically
         from timewait.report.statediagram import render_state_mermaid, render_state_svg
 
         if not states:
@@ -28,11 +28,8 @@ def register(app: typer.Typer) -> None:
         if out is None:
             sys.stdout.write(render_state_svg())
             return
+        prepare_outputs([("--out", out, DIAGRAM_SUFFIXES)])
         suffix = out.suffix.lower()
-        if suffix not in (".svg", ".mmd"):
-            raise UsageError(f"--out {str(out)!r}: the file name must end in .svg or .mmd")
-        if not (out.parent if str(out.parent) else Path(".")).is_dir():
-            raise UsageError(f"--out {str(out)!r}: directory {str(out.parent)!r} does not exist")
         text = render_state_mermaid() if suffix == ".mmd" else render_state_svg()
         write_atomically(out, lambda f: f.write(text.encode("utf-8")))
         print(f"wrote {out} (TCP state diagram)")

@@ -17,6 +17,7 @@ from typing import Any
 
 from timewait.errors import UsageError
 from timewait.result import Check, NodeInfo, RunResult
+from timewait.sim.budget import Budget, Scale
 from timewait.sim.simulation import Simulation
 from timewait.sim.sysctl import parse_mem
 from timewait.tcp.config import SEC
@@ -69,6 +70,9 @@ class Scenario:
     contrast: str = ""
     mission: str = ""
     profile: str = "linux"  # the profile used when the caller names none
+    # What a run with these parameters is expected to do, for its budget and estimate;
+    # None: :func:`default_scale`.
+    scale: Callable[[dict[str, Any]], Scale] | None = None
 
 
 REGISTRY: dict[str, Scenario] = {}
@@ -76,11 +80,14 @@ REGISTRY: dict[str, Scenario] = {}
 
 def scenario(name: str, summary: str, *, params: dict[str, Param] | None = None, story: str = "",
              contrast: str = "", mission: str = "", profile: str = "linux",
+             scale: Callable[[dict[str, Any]], Scale] | None = None,
              ) -> Callable[[Callable[[Lab], None]], Callable[[Lab], None]]:
-    """Register a scenario function under ``name``."""
+    """Register a scenario function under ``name``; ``scale(params)`` says how big a run is
+    expected to be (connections, simulated seconds), from which its budget is derived."""
 
     def deco(fn: Callable[[Lab], None]) -> Callable[[Lab], None]:
-        REGISTRY[name] = Scenario(name, summary, fn, params or {}, story.strip(), contrast.strip(), mission, profile)
+        REGISTRY[name] = Scenario(name, summary, fn, params or {}, story.strip(), contrast.strip(), mission,
+                                  profile, scale)
         return fn
 
     return deco
@@ -192,20 +199,47 @@ def parse_params(sc: Scenario, params: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def default_scale(p: dict[str, Any]) -> Scale:
+    """The scale of a scenario that declares none: its ``connections`` (or ``clients``)
+    parameter; its length is bounded by the end times it runs to."""
+    n = p.get("connections", p.get("clients", 0))
+    return Scale(connections=n if isinstance(n, int | float) else 0)
+
+
+def run_budget(sc: Scenario, p: dict[str, Any], override: str | None = None) -> Budget:
+    """The budget of a run of ``sc`` with parameters ``p``: from its declared scale, or the
+    generic default; ``override`` is ``--budget``'s text."""
+    try:
+        scale = sc.scale(p) if sc.scale is not None else default_scale(p)
+    except (ArithmeticError, ValueError, TypeError, KeyError):
+        scale = default_scale(p)  # parameters the scenario itself will refuse, or a runaway
+    b = Budget.for_scale(scale, label=sc.name)
+    return b.override(override) if override is not None else b
+
+
 def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: list[str] | None = None,
                  profile: str | None = None, seed: int = 1, trace: bool = True, progress: bool = False,
-                 faults: list[str] | None = None) -> RunResult:
+                 faults: list[str] | None = None, budget: str | None = None,
+                 announce: Callable[[str], None] | None = None) -> RunResult:
     """Run one scenario and return its :class:`~timewait.result.RunResult`.
 
-    ``profile`` None means the scenario's own default (``linux`` for most).
+    ``profile`` None means the scenario's own default (``linux`` for most). The run is
+    bounded by its budget (:func:`run_budget`; ``budget`` is ``--budget``'s override text):
+    past it, :class:`~timewait.errors.BudgetExceeded`. ``announce`` receives the one-line
+    estimate of a big run before it starts.
     """
     sc = get_scenario(name)
     profile = profile or sc.profile
     p = parse_params(sc, params)
-    lab = Lab(sc, p, list(sysctls or []), profile, seed, trace, progress)
-    for f in faults or []:
-        lab.sim.fault(f)
-    sc.fn(lab)
+    bud = run_budget(sc, p, budget)
+    estimate = bud.estimate()
+    if announce is not None and estimate is not None:
+        announce(f"{name}: {estimate} estimated (budget: {bud.describe()}; --budget to change)")
+    with bud.active():
+        lab = Lab(sc, p, list(sysctls or []), profile, seed, trace, progress)
+        for f in faults or []:
+            lab.sim.fault(f)
+        sc.fn(lab)
     sim = lab.sim
     nodes = {n: NodeInfo(n, node.kind, list(node.addrs)) for n, node in sim.net.nodes.items()}
     public = {k: v for k, v in p.items() if k in sc.params or (v is not None and v != COMMON_PARAMS[k].default)}

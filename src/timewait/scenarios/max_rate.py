@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from timewait.apps.basic import PingServer, ShortConnectionLoop
 from timewait.scenarios import Lab, Param, scenario
+from timewait.sim.budget import Scale
 from timewait.sim.simulation import Simulation
 from timewait.sim.sysctl import parse_port_range
 
 CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
+
+
+def _scale(p: dict[str, Any]) -> Scale:
+    """Two loops, each at its rate for ``max(TIME_WAIT, ports / rate) x 1.08`` s, as :func:`run`
+    runs them; a rate <= 0 opens nothing (whatever it does instead is past the budget)."""
+    lo, hi = parse_port_range("ports", p["ports"].replace("-", " "))
+    ports, tw = hi - lo + 1, 2 * p["msl"]
+    connections = sim_s = 0.0
+    for factor in (1 - p["margin"], 1 + p["margin"]):
+        rate = ports / tw * factor
+        until = max(tw, ports / rate) * 1.08 if rate > 0 else tw
+        connections += max(rate, 0.0) * until
+        sim_s += until + 1
+    return Scale(connections=connections, sim_s=sim_s, held=2 * ports)
 
 
 @scenario(
@@ -30,6 +47,7 @@ reached from any start above the bottom: the kernel lab measured 11 connections 
     contrast="Try --set msl=30 (twice the rate) or --set 'ports=32768-60999'.",
     mission="S11",
     profile="rfc793",
+    scale=_scale,
 )
 def run(lab: Lab) -> None:
     p = lab.p

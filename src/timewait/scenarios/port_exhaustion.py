@@ -8,9 +8,20 @@ from timewait.apps.basic import PingServer, ShortConnectionLoop
 from timewait.capacity import port_count
 from timewait.scenarios import Lab, Param, scenario
 from timewait.scenarios.common import may_reuse
+from timewait.sim.budget import Scale
 from timewait.tcp.segment import ip_ntoa
 
 CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
+DEFAULT_PORTS = 28232  # 32768-60999; a --sysctl may widen it up to 64511 (2.3x, within the headroom)
+
+
+def _scale(p: dict[str, Any]) -> Scale:
+    """One connection per round trip while ports last, each port again every 60 s, and a
+    connect() retry every 1 ms while none is free."""
+    d, k = p["duration"], max(1, p["destinations"])
+    per_rtt = d / (p["rtt_ms"] / 1000) if p["rtt_ms"] > 0 else float("inf")
+    return Scale(connections=min(per_rtt, DEFAULT_PORTS * k * (d / 60 + 1)), sim_s=d + 0.5,
+                 held=DEFAULT_PORTS * k, timers=d / 0.001 + 5 * d)
 
 
 @scenario(
@@ -30,6 +41,7 @@ tcp_tw_reuse=1 (and timestamps) connect() takes over TIME_WAIT entries older tha
 """,
     contrast="Try --set destinations=2, --sysctl c1:net.ipv4.tcp_tw_reuse=1, or "
     "--sysctl 'c1:net.ipv4.ip_local_port_range=1024 65535'.",
+    scale=_scale,
 )
 def run(lab: Lab) -> None:
     sim = lab.sim

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from timewait.apps.basic import PingServer, PoolClient, ShortConnectionLoop
 from timewait.scenarios import Lab, Param, scenario
+from timewait.sim.budget import Scale
 
 CLIENT, SERVER = "10.211.55.5", "10.211.55.10"
+
+
+def _scale(p: dict[str, Any]) -> Scale:
+    """``connections`` requests over ``connections / rate`` s, the last 60 s of them held in
+    TIME_WAIT, and a sample every ``sample`` s (a period <= 0 counts none: it is a runaway)."""
+    n, rate, every = p["connections"], p["rate"], p["sample"]
+    sim_s = n / rate + 1 if rate > 0 else 1.0
+    return Scale(connections=n, sim_s=sim_s, held=min(n, max(rate, 0) * 61),
+                 timers=3 * sim_s / every if every > 0 else 0.0)
 
 
 @scenario(
@@ -29,6 +41,7 @@ connections skip TIME_WAIT and TcpExtTCPTimeWaitOverflow counts them. A connecti
 """,
     contrast="Try --sysctl c1:net.ipv4.tcp_max_tw_buckets=8192, --set mem=2G, or --set pool=8.",
     mission="S6",
+    scale=_scale,
 )
 def run(lab: Lab) -> None:
     sim = lab.sim

@@ -10,6 +10,11 @@ compares were an eighth of a short-connection run) and, per instant, a list of
 for a new instant an int pushed on the heap. Timers that are due in the order
 they are set, like every TIME_WAIT's 60 s, go on a :class:`Lane` and cost the
 heap nothing. ``Host.transmit`` inlines :meth:`Scheduler.at` (the commonest call).
+
+A scheduler made while a :class:`~timewait.sim.budget.Budget` is active counts
+against it: its loop compares the event count with a threshold (the one cost per
+event) and calls the budget's checkpoint every few ten thousand events; the
+budget's simulated-time bound only lowers the loop's end time.
 """
 
 from __future__ import annotations
@@ -17,7 +22,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from heapq import heappop, heappush
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from timewait.errors import BudgetExceeded
+from timewait.sim import budget as _budget
+
+if TYPE_CHECKING:
+    from timewait.sim.budget import Budget
 
 Event = tuple[Callable[[Any], None], Any]
 _LANE_HEAD = object()  # the argument of every lane's head event, so at_first() can tell them apart
@@ -26,13 +37,16 @@ _LANE_HEAD = object()  # the argument of every lane's head event, so at_first() 
 class Scheduler:
     """Discrete-event scheduler: one per simulation, the only clock there is."""
 
-    __slots__ = ("now", "_times", "_at", "events")
+    __slots__ = ("now", "_times", "_at", "events", "budget")
 
     def __init__(self) -> None:
         self.now = 0
         self._times: list[int] = []                 # heap of instants that have events
         self._at: dict[int, list[Event]] = {}       # instant -> its events in scheduling order
         self.events = 0
+        self.budget: Budget | None = _budget.current()
+        if self.budget is not None:
+            self.budget.register(self)
 
     def at(self, t: int, fn: Callable[[Any], None], arg: Any = None) -> None:
         """Call ``fn(arg)`` at time ``t`` (not before now)."""
@@ -85,12 +99,29 @@ class Scheduler:
 
     def run(self, until: int | None = None, max_events: int | None = None) -> None:
         """Process events up to and including time ``until`` (all, if None), at most
-        ``max_events`` of them."""
-        if max_events is not None:
-            self._run_counted(until, max_events)
-            return
-        times, at = self._times, self._at
+        ``max_events`` of them; past the budget (if any), raise :class:`BudgetExceeded`."""
+        budget = self.budget
         end = until if until is not None else 1 << 62
+        lim = 1 << 62  # the event count of the next budget checkpoint: never, without a budget
+        if budget is not None:
+            if until is not None:
+                budget.note_end(until)
+            lim = budget.checkpoint(self, 0)
+            if budget.sim_s is not None:
+                end = min(end, int(budget.sim_s * 1_000_000))
+        if max_events is not None:
+            self._run_counted(end, max_events, lim)
+        else:
+            self._run(end, lim)
+        times = self._times
+        if budget is not None and times and end < times[0] <= (until if until is not None else 1 << 62):
+            budget.time_exceeded(self)  # stopped by the time bound, not by ``until``
+        if until is not None and self.now < until and (not times or times[0] > until):
+            self.now = until
+
+    def _run(self, end: int, lim: int) -> None:
+        times, at = self._times, self._at
+        budget = self.budget
         n = 0
         try:
             while times:
@@ -102,8 +133,13 @@ class Scheduler:
                 n0 = n
                 try:
                     for fn, arg in b:  # a list iterator sees events appended meanwhile
+                        if n >= lim:  # the only per-event cost of the budget
+                            lim = budget.checkpoint(self, n)  # type: ignore[union-attr]
                         fn(arg)
                         n += 1
+                except BudgetExceeded:
+                    del b[: n - n0]  # what ran; the event it stopped before stays
+                    raise
                 except BaseException:
                     del b[: n - n0 + 1]  # what ran, the failing event included
                     if not b:
@@ -114,12 +150,10 @@ class Scheduler:
                 del at[t]
         finally:
             self.events += n
-        if until is not None and self.now < until:
-            self.now = until
 
-    def _run_counted(self, until: int | None, max_events: int) -> None:
+    def _run_counted(self, end: int, max_events: int, lim: int) -> None:
         times, at = self._times, self._at
-        end = until if until is not None else 1 << 62
+        budget = self.budget
         n = 0
         try:
             while times and n < max_events:
@@ -129,6 +163,8 @@ class Scheduler:
                 self.now = t
                 b = at[t]
                 while b and n < max_events:
+                    if n >= lim:
+                        lim = budget.checkpoint(self, n)  # type: ignore[union-attr]
                     fn, arg = b.pop(0)
                     n += 1
                     fn(arg)
@@ -137,8 +173,6 @@ class Scheduler:
                     del at[t]
         finally:
             self.events += n
-        if until is not None and self.now < until and (not times or times[0] > until):
-            self.now = until
 
 
 class LaneItem(Protocol):
