@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from timewait.errors import UsageError
+from timewait.errors import UsageError, missing_extra
 from timewait.report.ladder import build_ladder, parse_conn, parse_window, render_mermaid
 from timewait.report.ladder_svg import render_svg
 from timewait.result import RunResult
@@ -145,20 +145,6 @@ class OutputSet:
             self.abort()
 
 
-def check_output_path(flag: str, path: Path, suffixes: tuple[str, ...]) -> None:
-    """Refuse (UsageError) an output path that cannot be written: suffix, directory, permissions.
-
-    For callers that write ``path`` later, after a long run: every reason it
-    would fail then is said now.
-    """
-    _check_path(flag, path, suffixes)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {str(path)!r}: directory {str(parent)!r} is not writable")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"{flag} {str(path)!r}: the file exists and is not writable")
-
-
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through ``write(file)`` into a temporary file beside ``path``, then rename it over ``path``."""
     with OutputSet() as out:
@@ -185,6 +171,11 @@ def check_views(*, pcap: Path | None = None, pcap_host: str | None = None, diagr
         parse_conn(conn)
     if window is not None:
         parse_window(window)
+    if plot is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:  # said before the run, not after it
+            raise UsageError(missing_extra(ModuleNotFoundError(name="matplotlib")) or "--plot needs matplotlib")
     prepare_outputs(run_outputs(pcap=pcap, diagram=diagram, plot=plot, html=html), create=create)
 
 

@@ -290,9 +290,9 @@ def run_kernel(name: str, *, params: dict[str, Any] | None = None, sysctls: list
     sc = get_kernel_scenario(name)
     p = parse_kernel_params(sc, params)
     if pcap is not None:
-        from timewait.report.outputs import check_output_path
+        from timewait.report.outputs import check_output
 
-        check_output_path("--pcap", Path(pcap), (".pcap", ".cap"))
+        check_output("--pcap", Path(pcap), (".pcap", ".cap"))
     parse_sysctl_flags(list(sysctls or []))  # refuse kernel.*, vm.* ... even where the lab cannot run
     require_lab()
     user = check_sysctl_flags(list(sysctls or []))
