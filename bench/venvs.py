@@ -4,8 +4,7 @@
 interpreter and installs the pinned requirement there (if not installed at that
 version), then returns the environment's ``python``. Every step has a time limit;
 a failure raises :class:`Unavailable` with the reason, so a benchmark can print
-"not measured: why" and go on. Used for ns-3 (``ns3/setup_venv.py``) and mypyc
-(``w1_mypyc.py``).
+"not measured: why" and go on. Used for ns-3 (``ns3/setup_venv.py``).
 """
 
 from __future__ import annotations

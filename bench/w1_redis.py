@@ -4,7 +4,8 @@
 ``redis-short-connections`` scenario without a trace and prints one JSON object:
 wall and CPU seconds of the simulation (imports and start-up excluded),
 lifecycles per wall-second (N / wall), scheduler events per wall-second, peak
-RSS, and whether every request was answered.
+RSS, whether every request was answered, and which engine modules ran compiled
+(the installed mypyc build; none under ``TIMEWAIT_PURE_PYTHON=1``).
 
 The scenario's Lab is built here (instead of calling ``run_scenario``) so the
 scheduler's event count can be read after the run; the scenario function is
@@ -58,7 +59,7 @@ def measure(connections: int, rate: float, ports: int) -> dict[str, Any]:
         # is shorter than TIME_WAIT (N <= 60 x rate); past that, the oldest have expired.
         "failed_checks": [c.name for c in lab.checks if not c.passed],
         "sim_time_s": lab.sim.now,
-        # The engine's modules that ran as compiled extensions (w1_mypyc.py's copy); [] = pure Python.
+        # The engine's modules that ran as compiled extensions (the mypyc build); [] = pure Python.
         "compiled": sorted(name for name, m in sys.modules.items()
                            if name.startswith("timewait.") and (getattr(m, "__file__", None) or "").endswith(".so")),
     }

@@ -119,7 +119,11 @@ def tracemalloc_per_entry(entries: int, rate: float) -> dict[str, float]:
 def record_footprint(sim: Simulation, host: Host) -> dict[str, int]:
     """``sys.getsizeof`` of the objects one TIME_WAIT entry owns (shared small ints excluded)."""
     tw = next(iter(host.twhash.values()))
-    ints = {id(v): v for s in type(tw).__slots__ if isinstance(v := getattr(tw, s), int)
+    # A mypyc-compiled TimeWait is a native class: no __slots__, and its int attributes are
+    # stored unboxed inside the object (counted by getsizeof); the pure class boxes them.
+    compiled = hasattr(type(tw), "__mypyc_attrs__")
+    fields = () if compiled else type(tw).__slots__
+    ints = {id(v): v for s in fields if isinstance(v := getattr(tw, s), int)
             and not isinstance(v, bool) and not -5 <= v <= 256}
     ints.update({id(v): v for v in tw.key if not -5 <= v <= 256})
     out = {

@@ -29,6 +29,25 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: the version and the build (compiled hot path or pure Python), then exit."""
+    if value:
+        from timewait.buildinfo import describe
+
+        print(describe())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version,
+        help="Print the version and the build (compiled: N modules / pure Python), then exit.",
+    ),
+) -> None:
+    """A laboratory for TCP connection teardown and TIME_WAIT."""
+
+
 @app.command("scenarios")
 def scenarios_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the ready scenarios, one line each."""
