@@ -28,6 +28,9 @@ from timewait.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
+# Children (the CLI, dask workers) import this tree's code, not an installed timewait:
+# a relative PYTHONPATH means nothing once they run in another folder.
+TREE_PYTHONPATH = os.pathsep.join([str(REPO / "src"), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
 
 
 # ------------------------------------------------------------------ helpers
@@ -403,7 +406,8 @@ def test_cli_exit_status_says_a_point_failed(tmp_path, capsys):
 def test_no_progress_bar_when_piped(tmp_path):
     spec = write_spec(tmp_path / "nc.toml", NC_SPEC)
     p = subprocess.run([sys.executable, "-m", "timewait", "sweep", str(spec), "--workers", "1"],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": TREE_PYTHONPATH})
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""
     assert "4 computed" in p.stdout
@@ -412,7 +416,7 @@ def test_no_progress_bar_when_piped(tmp_path):
 def test_progress_bar_on_a_terminal(tmp_path):
     spec = write_spec(tmp_path / "nc.toml", NC_SPEC)
     master, slave = pty.openpty()
-    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100", "PYTHONPATH": TREE_PYTHONPATH}
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen([sys.executable, "-m", "timewait", "sweep", str(spec), "--workers", "1"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
@@ -462,7 +466,7 @@ def dask_cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("dask")
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(work)}
+    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(work), "PYTHONPATH": TREE_PYTHONPATH}
     dask = [sys.executable, "-m", "dask"]
     logs = [open(work / "scheduler.log", "wb"), open(work / "worker.log", "wb")]
     procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
