@@ -73,10 +73,13 @@ STATUS_COLUMNS = ("status", "error", "cached")
 _PARAM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _SYSCTL_RE = re.compile(r"([A-Za-z0-9_*-]+):([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)+)")
 _SCHEDULER_RE = re.compile(r"(tcp|tls)://([^\s:/]+):(\d{1,5})")
-# A wrong --scheduler is one line within 5 s: the TCP connect, the Dask handshake
-# and the wait for a first worker each get a share of that.
+# A wrong --scheduler is one line within 5 s of the command's start: the TCP
+# connect gets DASK_CONNECT_S, and importing distributed (about 1.2 s), the Dask
+# handshake and the wait for a first worker share DASK_BUDGET_S, the wait getting
+# at least DASK_MIN_WAIT_S. Interpreter start and timewait's imports take the rest.
 DASK_CONNECT_S = 1.5
-DASK_WORKERS_S = 2.0
+DASK_BUDGET_S = 2.0
+DASK_MIN_WAIT_S = 0.5
 # During a sweep, a cluster left without workers this long fails its remaining points.
 DASK_IDLE_S = 30.0
 
@@ -979,25 +982,69 @@ def connect_dask(address: str) -> Any:
     # is refused at once and an unroutable host times out in DASK_CONNECT_S, where
     # the Client alone retries for its whole timeout without a word.
     try:
-        socket.create_connection((m[2], int(m[3])), timeout=DASK_CONNECT_S).close()
+        with socket.create_connection((m[2], int(m[3])), timeout=DASK_CONNECT_S) as s:
+            # Over plain TCP a scheduler sends its handshake as soon as it accepts;
+            # the Client would wait for it forever (its read has no timeout).
+            first = s.recv(1) if m[1] == "tcp" else b"-"
+    except TimeoutError:
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: what listens there says nothing "
+                         f"in {DASK_CONNECT_S:g} s; it is not a Dask scheduler") from None
     except OSError as e:
-        why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e)).lower()
-        raise UsageError(f"cannot reach the Dask scheduler at {address}: {why}") from None
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: "
+                         f"{(e.strerror or str(e)).lower()}") from None
+    if not first:
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: what listens there closed the "
+                         "connection; it is not a Dask scheduler")
+    t0 = time.monotonic()
     try:
         from distributed import Client
     except ImportError:
         raise UsageError("--scheduler needs the 'distributed' package (pip install 'dask[distributed]')") from None
+    client = _bounded(lambda: Client(address, timeout=f"{DASK_CONNECT_S}s"), DASK_CONNECT_S + 1.0, address)
     try:
-        client = Client(address, timeout=f"{DASK_CONNECT_S}s")
-    except (OSError, TimeoutError) as e:
-        raise UsageError(f"cannot reach the Dask scheduler at {address}: {' '.join(str(e).split())}") from None
-    try:
-        client.wait_for_workers(1, timeout=DASK_WORKERS_S)
+        client.wait_for_workers(1, timeout=max(DASK_MIN_WAIT_S, DASK_BUDGET_S - (time.monotonic() - t0)))
     except (OSError, TimeoutError):
         client.close()
-        raise UsageError(f"the Dask scheduler at {address} has no workers (waited {DASK_WORKERS_S:g} s); "
-                         f"start one with: dask worker {address}") from None
+        raise UsageError(f"the Dask scheduler at {address} has no workers; start one with: "
+                         f"dask worker {address}") from None
     return client
+
+
+def _bounded(make: Callable[[], Any], limit_s: float, address: str) -> Any:
+    """``make()`` (the Client) within ``limit_s``, else one :class:`UsageError` line.
+
+    Something that answers but not as a scheduler can stall the Client's
+    handshake past its own timeout (a frame length it then waits to fill); the
+    construction runs in a daemon thread so that never holds the sweep. A
+    Client made after the limit is closed by that thread.
+    """
+    import threading
+
+    box: dict[str, Any] = {}
+    gave_up = threading.Event()
+
+    def run() -> None:
+        try:
+            box["client"] = make()
+        except BaseException as e:  # handed to the caller below
+            box["error"] = e
+        if gave_up.is_set() and "client" in box:
+            box["client"].close()
+
+    th = threading.Thread(target=run, name="timewait-dask-connect", daemon=True)
+    th.start()
+    th.join(limit_s)
+    if th.is_alive():
+        gave_up.set()
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: no Dask handshake in {limit_s:g} s; "
+                         "what answers there is not a Dask scheduler")
+    e = box.get("error")
+    if isinstance(e, OSError | TimeoutError):
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: {' '.join(str(e).split())}") from None
+    if e is not None:  # something listens there but does not speak Dask (garbage frame sizes, ...)
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: what answers there is not a Dask "
+                         f"scheduler ({type(e).__name__})") from None
+    return box["client"]
 
 
 def _workers_of(client: Any) -> int:
