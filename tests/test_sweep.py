@@ -28,6 +28,9 @@ from timewait.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
+# Children (the CLI, dask workers) import this tree's code, not an installed timewait:
+# a relative PYTHONPATH means nothing once they run in another folder.
+TREE_PYTHONPATH = os.pathsep.join([str(REPO / "src"), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
 
 
 # ------------------------------------------------------------------ helpers
@@ -388,13 +391,18 @@ plot = { x = "sysctl.c1:net.ipv4.ip_local_port_range", y = "succeeded", file = "
     assert (tmp_path / "out" / "pe.png").exists()
 
 
+# A metric nc-timewait records but whose path these runs lack (one TIME_WAIT host, no sixth):
+# a misspelled top-level name is refused before any point runs (test_sweep_hardening.py).
+LACKING = "time_wait_hosts.5"
+
+
 def test_cli_exit_status_says_a_point_failed(tmp_path, capsys):
-    spec = write_spec(tmp_path / "nc.toml", NC_SPEC.replace('"checks_passed"]', '"checks_passed", "nope"]'))
+    spec = write_spec(tmp_path / "nc.toml", NC_SPEC.replace('"checks_passed"]', f'"checks_passed", "{LACKING}"]'))
     rc, out, _ = sweep_cli(capsys, spec, "--workers", "1", "--out", tmp_path / "o")
     assert rc == 1
     assert "4 failed" in out
     assert "failed point 0: params.msl=30 profile=linux seed=1" in out
-    assert "metric 'nope' not in the results" in out
+    assert f"metric '{LACKING}' not in the results" in out
 
 
 # ------------------------------------------------------------ progress bar
@@ -403,7 +411,8 @@ def test_cli_exit_status_says_a_point_failed(tmp_path, capsys):
 def test_no_progress_bar_when_piped(tmp_path):
     spec = write_spec(tmp_path / "nc.toml", NC_SPEC)
     p = subprocess.run([sys.executable, "-m", "timewait", "sweep", str(spec), "--workers", "1"],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": TREE_PYTHONPATH})
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""
     assert "4 computed" in p.stdout
@@ -412,7 +421,7 @@ def test_no_progress_bar_when_piped(tmp_path):
 def test_progress_bar_on_a_terminal(tmp_path):
     spec = write_spec(tmp_path / "nc.toml", NC_SPEC)
     master, slave = pty.openpty()
-    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100", "PYTHONPATH": TREE_PYTHONPATH}
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen([sys.executable, "-m", "timewait", "sweep", str(spec), "--workers", "1"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
@@ -462,7 +471,7 @@ def dask_cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("dask")
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(work)}
+    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(work), "PYTHONPATH": TREE_PYTHONPATH}
     dask = [sys.executable, "-m", "dask"]
     logs = [open(work / "scheduler.log", "wb"), open(work / "worker.log", "wb")]
     procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
@@ -514,11 +523,11 @@ def test_dask_cluster_gives_the_local_results_and_caches(tmp_path, capsys, dask_
 
 
 def test_dask_reports_a_failing_point(tmp_path, capsys, dask_cluster):
-    spec = write_spec(tmp_path / "nc.toml", NC_SPEC.replace('"checks_passed"]', '"checks_passed", "nope"]'))
+    spec = write_spec(tmp_path / "nc.toml", NC_SPEC.replace('"checks_passed"]', f'"checks_passed", "{LACKING}"]'))
     rc, out, _ = sweep_cli(capsys, spec, "--scheduler", dask_cluster, "--no-cache", "--json")
     doc = json.loads(out)
     assert rc == 1 and doc["failed"] == 4 and doc["computed"] == 4
-    assert "metric 'nope' not in the results" in doc["failures"][0]["error"]
+    assert f"metric '{LACKING}' not in the results" in doc["failures"][0]["error"]
 
 
 def test_engine_version_is_package_version_plus_source_digest():

@@ -29,6 +29,8 @@ def sweep_cmd(
         raise UsageError("--workers is for local runs; a --scheduler cluster has its own workers")
     if no_cache and cache is not None:
         raise UsageError("give --cache DIR or --no-cache, not both")
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; expected a folder (created if missing)")
     spec = load_spec(spec_file, out_dir=out)
     _check_paths(spec, out, None if no_cache else cache if cache is not None else spec.path.parent / DEFAULT_CACHE)
     report = run_sweep(spec, scheduler=scheduler, workers=workers, cache_dir=cache,
