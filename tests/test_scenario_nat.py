@@ -61,7 +61,7 @@ def test_conntrack_time_wait_timeout_is_a_parameter() -> None:
 
 
 @pytest.mark.parametrize("params,msg", [
-    ({"clients": "0"}, "clients=0"), ({"nat_ports": "70000"}, "nat_ports=70000"),
+    ({"clients": "0"}, "clients='0': out of range"), ({"nat_ports": "70000"}, "nat_ports='70000': out of range"),
     ({"give_up": "30"}, "give_up"), ({"ct_time_wait": "0"}, "ct_time_wait"),
 ])
 def test_bad_parameters(params: dict, msg: str) -> None:

@@ -102,6 +102,7 @@ def run_cmd(
     """Run a scenario in the simulator."""
     from timewait.scenarios import run_scenario
 
+    check_run_numbers(seed=seed, ss=ss, ss_summary=ss_summary, conn=conn, window=window)
     views = dict(pcap=pcap, pcap_host=pcap_host, diagram=diagram, conn=conn, window=window,
                  plot=plot, html=html)
     if any(v is not None for v in views.values()):
@@ -129,6 +130,22 @@ def run_cmd(
               verbose=verbose)
     if not result.passed:
         raise typer.Exit(1)
+
+
+def check_run_numbers(*, seed: int, ss: float | None, ss_summary: bool, conn: str | None,
+                      window: str | None) -> None:
+    """The run's own numbers, checked before anything runs (scenario parameters check themselves)."""
+    from timewait.bounds import SECONDS, SEED, finite
+    from timewait.report.ladder import parse_conn, parse_window
+
+    SEED.check(f"--seed {seed}", seed, "--seed")
+    finite(f"--ss {ss}", ss, SECONDS, "T")
+    if ss_summary and ss is None:
+        raise UsageError("--ss-summary summarizes the --ss table: add --ss T")
+    if conn is not None:
+        parse_conn(conn)
+    if window is not None:
+        parse_window(window)
 
 
 def parse_assignments(items: list[str], flag: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from timewait.bounds import INT_MAX
 from timewait.errors import UsageError
 
 # Linux 6.x defaults (spec section 0).
@@ -236,9 +237,10 @@ def validate(q: CapacityQuestion) -> CapacityQuestion:
     if q.request_ms is not None:
         _positive(q.request_ms, "--request-ms", "a number of milliseconds > 0")
     if q.max_tw_buckets is not None:
-        _at_least(q.max_tw_buckets, 0, "--max-tw-buckets", "an integer >= 0")
+        # the sysctl's own bounds (an int; a negative one means no TIME_WAIT at all)
+        _at_least(q.max_tw_buckets, 0, "--max-tw-buckets", f"an integer 0..{INT_MAX}", INT_MAX)
     if q.nat_ports is not None:
-        _at_least(q.nat_ports, 1, "--nat-ports", "an integer >= 1")
+        _at_least(q.nat_ports, 1, "--nat-ports", "an integer 1..65535 (ports of one public address)", 65535)
     if q.clients is not None:
         _at_least(q.clients, 1, "--clients", "an integer >= 1")
     if q.nat_timeout is not None:
@@ -260,8 +262,8 @@ def _positive(v: float, flag: str, what: str) -> None:
         raise UsageError(f"{flag} must be {what} (got {v})")
 
 
-def _at_least(v: int, low: int, flag: str, what: str) -> None:
-    if not isinstance(v, int) or v < low:
+def _at_least(v: int, low: int, flag: str, what: str, high: int | None = None) -> None:
+    if not isinstance(v, int) or v < low or (high is not None and v > high):
         raise UsageError(f"{flag} must be {what} (got {v})")
 
 

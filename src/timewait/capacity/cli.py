@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import typer
 from rich.console import RenderableType
@@ -46,7 +47,7 @@ def capacity_cmd(
     if time_wait is not None and msl is not None:
         raise UsageError("give --time-wait or --msl, not both (TIME_WAIT = 2 x MSL)")
     if msl is not None:
-        if not msl > 0:
+        if not (math.isfinite(msl) and msl > 0):
             raise UsageError(f"--msl must be a number of seconds > 0 (got {msl})")
         time_wait = 2 * msl
     if netns is not None and not (from_host or dest):

@@ -43,9 +43,11 @@ def run_cmd(
     pcap_host: Annotated[str | None, typer.Option("--pcap-host", help="Host whose eth0 to capture (default: first).")] = None,
 ) -> None:
     """Run a scenario on the running kernel, in network namespaces made for it and removed after."""
+    from timewait.bounds import SEED
     from timewait.kernel.scenarios import run_kernel
     from timewait.report.outputs import prepare_outputs
 
+    SEED.check(f"--seed {seed}", seed, "--seed")
     prepare_outputs([("--pcap", pcap, None)])  # before the lab is built: tcpdump writes it, in a folder that exists
     messages: list[str] = []
     result = run_kernel(scenario, params=_assignments(set_ or []), sysctls=list(sysctl or []), seed=seed,
@@ -102,8 +104,10 @@ def compare_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as one JSON document.")] = False,
 ) -> None:
     """Run a scenario in the simulator and on the kernel with the same parameters; compare."""
+    from timewait.bounds import SEED
     from timewait.kernel.compare import agrees, compare
 
+    SEED.check(f"--seed {seed}", seed, "--seed")
     messages: list[str] = []
     sim, kern, rows = compare(scenario, params=_assignments(set_ or []), sysctls=list(sysctl or []), seed=seed,
                               messages=messages)
@@ -214,10 +218,12 @@ def inspect_cmd(
     top: Annotated[int, typer.Option("--top", help="Rows per table.")] = 10,
 ) -> None:
     """Live census of TCP sockets and TIME_WAIT through netlink inet_diag, with advice when a limit is near."""
+    from timewait.bounds import COUNT, POSITIVE_INT, POSITIVE_SECONDS
     from timewait.kernel.ssfilter import parse
 
-    if not (interval > 0 and interval < 86400) or count < 0 or top < 1:
-        raise UsageError("--interval must be > 0 and < 86400 s, --count >= 0 and --top >= 1")
+    POSITIVE_SECONDS.check(f"--interval {interval}", interval, "--interval")
+    COUNT.check(f"--count {count}", count, "--count")
+    POSITIVE_INT.check(f"--top {top}", top, "--top")
     flt = parse(list(filter_ or []))
     from timewait.kernel.inspect import render, resolve_netns, take
     from timewait.kernel.topology import KernelUnavailable

@@ -19,6 +19,7 @@ and :func:`timewait.report.ladder_svg.render_svg` draws it.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,7 +136,8 @@ def parse_conn(text: str) -> tuple[int | None, int]:
 def parse_window(text: str) -> tuple[float | None, float | None]:
     """``"START:END"`` seconds (either side may be empty) to a pair; bad text is a :class:`UsageError`."""
     start_text, sep, end_text = text.strip().partition(":")
-    bad = UsageError(f"--window {text!r}: expected START:END in seconds, e.g. 1.5:3 or 60: (START < END)")
+    bad = UsageError(f"--window {text!r}: expected START:END in seconds, finite, 0 <= START < END "
+                     "(either may be empty), e.g. 1.5:3 or 60:")
     if not sep:
         raise bad
     try:
@@ -143,7 +145,9 @@ def parse_window(text: str) -> tuple[float | None, float | None]:
         end = float(end_text) if end_text.strip() else None
     except ValueError:
         raise bad from None
-    if (start is not None and start < 0) or (start is not None and end is not None and start >= end):
+    if any(v is not None and not math.isfinite(v) for v in (start, end)):
+        raise bad
+    if any(v is not None and v < 0 for v in (start, end)) or (start is not None and end is not None and start >= end):
         raise bad
     return start, end
 

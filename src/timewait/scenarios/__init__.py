@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from timewait.bounds import Bounds
 from timewait.errors import UsageError
 from timewait.result import Check, NodeInfo, RunResult
 from timewait.sim.budget import Budget, Scale
@@ -25,38 +26,74 @@ from timewait.tcp.config import SEC
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """A scenario parameter: default, type and one line of help."""
+    """A scenario parameter: default, type, allowed range and one line of help.
+
+    A number is allowed in ``[lo, hi]`` (``lo_open``/``hi_open`` make a bound exclusive;
+    None = unbounded) and must be finite; ``lo`` left undeclared means 0, as a count or a
+    time. ``check(name, text)`` validates a string kind (a port range, a size). Every
+    violation is one :class:`UsageError` naming the value and the allowed range.
+    """
 
     default: Any
     doc: str
     kind: type = int
     choices: tuple[Any, ...] | None = None
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    check: Callable[[str, str], object] | None = None  # (label, value); raises UsageError
+
+    @property
+    def bounds(self) -> Bounds:
+        return Bounds(0 if self.lo is None else self.lo, self.hi, self.lo_open, self.hi_open,
+                      integer=self.kind is int)
+
+    def allowed(self, name: str) -> str:
+        """The allowed values in words (for ``--help``-like listings and errors)."""
+        if self.choices is not None:
+            return ", ".join(map(str, self.choices))
+        if self.kind is bool:
+            return "on or off"
+        if self.kind in (int, float):
+            return self.bounds.describe(name)
+        return self.kind.__name__
 
     def parse(self, name: str, text: Any) -> Any:
+        label = f"--set {name}={text!r}"
         if not isinstance(text, str):
             value = text
+            if self.kind is bool and not isinstance(value, bool):
+                raise UsageError(f"{label}: expected on or off")
         elif self.kind is bool:
             t = text.lower()
             if t not in ("on", "off", "1", "0", "true", "false", "yes", "no"):
-                raise UsageError(f"--set {name}={text!r}: expected on or off")
+                raise UsageError(f"{label}: expected on or off")
             value = t in ("on", "1", "true", "yes")
         else:
             try:
                 value = self.kind(text)
             except ValueError:
-                raise UsageError(f"--set {name}={text!r}: expected {self.kind.__name__} ({self.doc})") from None
+                raise UsageError(f"{label}: expected {self.kind.__name__}; allowed {self.allowed(name)}") from None
         if self.choices is not None and value not in self.choices:
-            raise UsageError(f"--set {name}={text!r}: allowed {', '.join(map(str, self.choices))}")
-        if self.kind in (int, float) and value < 0:
-            raise UsageError(f"--set {name}={text!r}: must not be negative")
+            raise UsageError(f"{label}: allowed {', '.join(map(str, self.choices))}")
+        if self.kind in (int, float):
+            self.bounds.check(label, value, name)
+        if self.check is not None:
+            self.check(f"--set {name}", value)
         return value
+
+
+def _mem(name: str, text: str) -> None:
+    parse_mem(text)
 
 
 COMMON_PARAMS: dict[str, Param] = {
     "msl": Param(None, "the network's maximum segment lifetime in seconds (TIME_WAIT = 2 x MSL in "
-                 "textbook profiles; Linux's 60 s does not follow it)", float),
+                 "textbook profiles; Linux's 60 s does not follow it)", float, lo=0, lo_open=True),
     "timewait": Param(True, "lesson knob: off = the active closer skips TIME_WAIT entirely", bool),
-    "mem": Param(None, "memory of every host (e.g. 2G): derives tcp_max_tw_buckets as Linux does", str),
+    "mem": Param(None, "memory of every host (e.g. 2G): derives tcp_max_tw_buckets as Linux does", str,
+                 check=_mem),
 }
 
 
@@ -229,7 +266,7 @@ def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: li
     estimate of a big run before it starts.
     """
     sc = get_scenario(name)
-    profile = profile or sc.profile
+    profile = sc.profile if profile is None else profile  # '' is a wrong name, not "the default"
     p = parse_params(sc, params)
     bud = run_budget(sc, p, budget)
     estimate = bud.estimate()
@@ -238,7 +275,7 @@ def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: li
     with bud.active():
         lab = Lab(sc, p, list(sysctls or []), profile, seed, trace, progress)
         for f in faults or []:
-            lab.sim.fault(f)
+            lab.sim.user_faults.append(lab.sim.fault(f))
         sc.fn(lab)
     sim = lab.sim
     nodes = {n: NodeInfo(n, node.kind, list(node.addrs)) for n, node in sim.net.nodes.items()}

@@ -25,12 +25,14 @@ Rec = Any  # a typed trace view (timewait.trace)
     "delayed-duplicate",
     "S3: an old connection's delayed segment corrupts a new one on the same 4-tuple, unless TIME_WAIT",
     params={
-        "delay": Param(5.0, "seconds the network holds the old connection's 3rd data segment", float),
-        "close_at": Param(2.0, "when the client closes the old connection (s)", float),
-        "reconnect_at": Param(3.0, "when the client opens the new connection from the same port (s)", float),
-        "retry": Param(5.0, "seconds between connect() attempts while the 4-tuple is held", float),
+        "delay": Param(5.0, "seconds the network holds the old connection's 3rd data segment", float, lo=0),
+        "close_at": Param(2.0, "when the client closes the old connection (s)", float, lo=0),
+        "reconnect_at": Param(3.0, "when the client opens the new connection from the same port (s)", float, lo=0),
+        "retry": Param(5.0, "seconds between connect() attempts while the 4-tuple is held", float, lo=0,
+                       lo_open=True),
         "isn_shift": Param(0, "the new connection's ISN minus the old one's, in bytes (0 = the same: the "
-                           "coincidence an ISN wrap can produce)"),
+                           "coincidence an ISN wrap can produce; sequence numbers are mod 2^32)",
+                           lo=-(2**31), hi=2**31 - 1),
         "timestamps": Param(False, "TCP timestamps on both hosts (a --sysctl wins); PAWS then rejects the "
                             "stale segment by its old timestamp", bool),
     },

@@ -14,7 +14,7 @@ C1, C2 = "10.211.55.5", "10.211.55.10"
 @scenario(
     "linger",
     "CL-2: close() with SO_LINGER {1, 0} sends RST instead of FIN; no TIME_WAIT on either side",
-    params={"close_at": Param(2.0, "when the client closes (s)", float),
+    params={"close_at": Param(2.0, "when the client closes (s)", float, lo=0),
             "linger0": Param(True, "SO_LINGER {1, 0} on the client (off: an ordinary close)", bool)},
     story="""
 SO_LINGER with l_onoff = 1 and l_linger = 0 turns close() into an abort (tcp_disconnect): the

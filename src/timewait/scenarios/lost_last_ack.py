@@ -24,11 +24,12 @@ TS_SYSCTL = "net.ipv4.tcp_timestamps"
     "lost-last-ack",
     "S4: the last ACK is lost; TIME_WAIT re-ACKs the resent FIN, without it the new SYN meets LAST_ACK",
     params={
-        "port": Param(60494, "the client's port, bound explicitly for both connections"),
-        "close_at": Param(2.0, "when the client closes (s)", float),
+        "port": Param(60494, "the client's port, bound explicitly for both connections", lo=1, hi=65535),
+        "close_at": Param(2.0, "when the client closes (s)", float, lo=0),
         "reconnect_after": Param(0.05, "seconds after its last ACK the client connects again from the same port",
-                                 float),
-        "retry": Param(5.0, "seconds between connect() attempts while the port is held (EADDRNOTAVAIL)", float),
+                                 float, lo=0),
+        "retry": Param(5.0, "seconds between connect() attempts while the port is held (EADDRNOTAVAIL)", float, lo=0,
+                       lo_open=True),
         "timestamps": Param(False, "TCP timestamps on both hosts (a --sysctl wins); with them Linux lets a "
                             "bound connect() take a TIME_WAIT over at once (PS-1)", bool),
         "syn_in_window": Param(True, "the new SYN's sequence number lies in c2's receive window, as the chapter "

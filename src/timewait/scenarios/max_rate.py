@@ -8,7 +8,7 @@ from timewait.apps.basic import PingServer, ShortConnectionLoop
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.budget import Scale
 from timewait.sim.simulation import Simulation
-from timewait.sim.sysctl import parse_port_range
+from timewait.sim.sysctl import parse_local_port_range
 
 CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
 
@@ -16,7 +16,7 @@ CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
 def _scale(p: dict[str, Any]) -> Scale:
     """Two loops, each at its rate for ``max(TIME_WAIT, ports / rate) x 1.08`` s, as :func:`run`
     runs them; a rate <= 0 opens nothing (whatever it does instead is past the budget)."""
-    lo, hi = parse_port_range("ports", p["ports"].replace("-", " "))
+    lo, hi = parse_local_port_range("--set ports", p["ports"])
     ports, tw = hi - lo + 1, 2 * p["msl"]
     connections = sim_s = 0.0
     for factor in (1 - p["margin"], 1 + p["margin"]):
@@ -31,9 +31,13 @@ def _scale(p: dict[str, Any]) -> Scale:
     "max-rate",
     "S11: ports / TIME_WAIT = 64511 / 120 s = 537.6 connections/s; simulated just under and just over",
     params={
-        "msl": Param(60.0, "MSL in seconds (the exercise: 60 s, so TIME_WAIT = 120 s)", float),
-        "ports": Param("1025-65535", "client port range LOW-HIGH (the exercise ignores 1-1024)", str),
-        "margin": Param(0.05, "simulate at (1 - margin) and (1 + margin) times the limit", float),
+        "msl": Param(60.0, "MSL in seconds (the exercise: 60 s, so TIME_WAIT = 120 s)", float, lo=0, lo_open=True),
+        "ports": Param("1025-65535", "client port range LOW-HIGH (the exercise ignores 1-1024)", str,
+                       check=parse_local_port_range),
+        # The run under the limit goes at (1 - margin) x limit: margin 1 is a rate of 0 (an interval
+        # of 1/0) and more a negative rate, whose loop never advances the clock.
+        "margin": Param(0.05, "simulate at (1 - margin) and (1 + margin) times the limit", float, lo=0,
+                        lo_open=True, hi=1, hi_open=True),
     },
     story="""
 The chapter's exercise: with MSL = 60 s and ports 1025-65535, how fast can one host open and
@@ -51,7 +55,7 @@ reached from any start above the bottom: the kernel lab measured 11 connections 
 )
 def run(lab: Lab) -> None:
     p = lab.p
-    lo, hi = parse_port_range("ports", p["ports"].replace("-", " "))
+    lo, hi = parse_local_port_range("--set ports", p["ports"])
     ports = hi - lo + 1
     tw = 2 * p["msl"]
     limit = ports / tw

@@ -26,13 +26,16 @@ def client_addr(i: int) -> str:
     "nat",
     "S10: a NAT shares one public address, keeps a port-mapping table, rewrites packets, runs out of ports",
     params={
-        "clients": Param(3, "private clients behind the NAT, each opening one connection to the server"),
+        "clients": Param(3, "private clients behind the NAT, each opening one connection to the server", lo=1,
+                         hi=200),
         "nat_ports": Param(2, "public ports the NAT may use (iptables --to-ports 65536-N..65535; "
-                           "65535 = all)"),
+                           "65535 = all)", lo=1, hi=65535),
         "same_port": Param(True, "c1 and c2 use the same source port 40000, like two identical devices", bool),
-        "close_at": Param(20.0, "when the clients that got through close (s)", float),
-        "give_up": Param(8.0, "seconds a client waits for its connection before giving up, like nc -w", float),
-        "ct_time_wait": Param(120.0, "net.netfilter.nf_conntrack_tcp_timeout_time_wait (s)", float),
+        "close_at": Param(20.0, "when the clients that got through close (s)", float, lo=0),
+        "give_up": Param(8.0, "seconds a client waits for its connection before giving up, like nc -w", float,
+                         lo=0, lo_open=True),
+        "ct_time_wait": Param(120.0, "net.netfilter.nf_conntrack_tcp_timeout_time_wait (s)", float, lo=0,
+                              lo_open=True),
     },
     story=f"""
 Three hosts of a private network (192.168.1.10-12) reach a Redis-like server {SERVER}:{PORT}
@@ -51,14 +54,8 @@ and so its port, in conntrack's TIME_WAIT for 120 s.
 def run(lab: Lab) -> None:
     p = lab.p
     n, ports = p["clients"], p["nat_ports"]
-    if not 1 <= n <= 200:
-        raise UsageError(f"--set clients={n}: allowed 1..200")
-    if not 1 <= ports <= 65535:
-        raise UsageError(f"--set nat_ports={ports}: allowed 1..65535")
-    if not 0 < p["give_up"] < p["close_at"]:
-        raise UsageError(f"--set give_up={p['give_up']}: must be > 0 and before close_at={p['close_at']}")
-    if p["ct_time_wait"] <= 0:
-        raise UsageError(f"--set ct_time_wait={p['ct_time_wait']}: must be > 0 seconds")
+    if not p["give_up"] < p["close_at"]:  # the single-value ranges are in the table above
+        raise UsageError(f"--set give_up={p['give_up']}: must be before close_at={p['close_at']}")
     sim = lab.sim
     lab.need_trace()  # the rewrites are checked packet by packet
     hosts = [sim.add_host(f"c{i + 1}", client_addr(i)) for i in range(n)]

@@ -13,7 +13,7 @@ C1, C2 = "10.211.55.5", "10.211.55.10"
     "nc-timewait",
     "S1: nc client closes first; only it holds TIME_WAIT, for 60 s on Linux",
     params={
-        "close_at": Param(2.0, "when the client presses Ctrl+C (s)", float),
+        "close_at": Param(2.0, "when the client presses Ctrl+C (s)", float, lo=0),
         "server_close": Param(False, "let the server (c2) close first instead", bool),
     },
     story="""

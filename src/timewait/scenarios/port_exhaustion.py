@@ -28,9 +28,10 @@ def _scale(p: dict[str, Any]) -> Scale:
     "port-exhaustion",
     "One client opens short connections to one destination as fast as it can until ports run out",
     params={
-        "duration": Param(75.0, "seconds of simulated time", float),
-        "destinations": Param(1, "spread over K server ports (4-tuples multiply)"),
-        "rtt_ms": Param(0.2, "round-trip time in ms", float),
+        "duration": Param(75.0, "seconds of simulated time", float, lo=0, lo_open=True),
+        "destinations": Param(1, "spread over K server ports 6379.. (4-tuples multiply)", lo=1, hi=65535 - 6379 + 1),
+        # Each way is rtt/2 in whole µs: below 2 µs the link has no delay and the loop no pace.
+        "rtt_ms": Param(0.2, "round-trip time in ms", float, lo=0.002),
     },
     story="""
 Each connection the client closes keeps its local port in TIME_WAIT for 60 s toward that one
@@ -49,7 +50,7 @@ def run(lab: Lab) -> None:
     c1 = sim.add_host("c1", CLIENT)
     srv = sim.add_host("server", SERVER)
     sim.link(c1, srv, delay_ms=p["rtt_ms"] / 2)
-    k = max(1, p["destinations"])
+    k = p["destinations"]  # >= 1 by its range
     for i in range(k):
         PingServer(srv, 6379 + i)
     loop = ShortConnectionLoop(c1, lambda i: (SERVER, 6379 + i % k), count=None, interval_s=0,

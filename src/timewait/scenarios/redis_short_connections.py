@@ -24,11 +24,14 @@ def _scale(p: dict[str, Any]) -> Scale:
     "redis-short-connections",
     "S6: `echo ping | nc redis 6379` in a loop leaves one TIME_WAIT per request on the client",
     params={
-        "connections": Param(10000, "requests (one connection each)"),
-        "rate": Param(1000.0, "new connections per second", float),
-        "pool": Param(0, "0 = one connection per request; N = a pool of N long-lived connections"),
-        "sample": Param(1.0, "seconds between TIME_WAIT samples", float),
-        "ports": Param(1, "server ports 6379.. the loop spreads over (each is a destination of its own)"),
+        "connections": Param(10000, "requests (one connection each)", lo=1),
+        "rate": Param(1000.0, "new connections per second (at most one per µs, the clock's tick)", float, lo=0,
+                      lo_open=True, hi=1e6),
+        "pool": Param(0, "0 = one connection per request; N = a pool of N long-lived connections", lo=0, hi=65535),
+        # A sample period below the clock's resolution is 0 µs: the sampler would fire forever at one instant.
+        "sample": Param(1.0, "seconds between TIME_WAIT samples", float, lo=0.001),
+        "ports": Param(1, "server ports 6379.. the loop spreads over (each is a destination of its own)",
+                       lo=1, hi=65535 - 6379 + 1),
     },
     story="""
 The chapter's loop `for i in {1..10000}; do echo ping | nc localhost 6379; done`: every request
@@ -49,13 +52,9 @@ def run(lab: Lab) -> None:
     c1 = sim.add_host("c1", CLIENT)
     redis = sim.add_host("redis", SERVER)
     sim.link(c1, redis, delay_ms=0.05)
-    k = max(1, p["ports"])
+    k = p["ports"]  # >= 1 by its range
     servers = [PingServer(redis, 6379 + i) for i in range(k)]
     n, rate, pool = p["connections"], p["rate"], p["pool"]
-    if rate <= 0:
-        from timewait.errors import UsageError
-
-        raise UsageError("--set rate must be > 0 (connections per second)")
     duration = n / rate
 
     def sample(t: float) -> None:

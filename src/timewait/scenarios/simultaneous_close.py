@@ -13,7 +13,7 @@ C1, C2 = "10.211.55.5", "10.211.55.10"
 @scenario(
     "simultaneous-close",
     "TW-2: both ends close at the same instant; both pass CLOSING and both hold TIME_WAIT",
-    params={"close_at": Param(2.0, "when both ends close (s)", float)},
+    params={"close_at": Param(2.0, "when both ends close (s)", float, lo=0)},
     story="""
 When both applications close before either FIN has arrived, each end is in FIN_WAIT_1 when the
 other's FIN comes in: it ACKs it and moves to CLOSING; when its own FIN is ACKed it enters

@@ -13,7 +13,7 @@ C1, C2 = "10.211.55.5", "10.211.55.10"
 @scenario(
     "timestamps",
     "S7: the timestamps option: kind 8 length 10, negotiated in the SYN, TSecr echoes TSval",
-    params={"connections": Param(2, "connections from c1 to c2 (different source ports)")},
+    params={"connections": Param(2, "connections from c1 to c2 (different source ports)", lo=1, hi=10000)},
     story="""
 TCP timestamps (RFC 7323) are option kind 8, length 10: TSval and TSecr, 4 bytes each. The active
 side offers it in its SYN when its net.ipv4.tcp_timestamps is not 0; the passive side answers with
@@ -33,7 +33,7 @@ def run(lab: Lab) -> None:
     c1 = sim.add_host("c1", C1, uptime_s=900.136)
     c2 = sim.add_host("c2", C2, uptime_s=4321.0)
     sim.link(c1, c2, delay_ms=0.5)
-    n = max(1, lab.p["connections"])
+    n = lab.p["connections"]  # >= 1 by its range
     for i in range(n):
         NcServer(c2, 8888 + i, close_delay_s=0.002)
         NcClient(c1, C2, 8888 + i, lines=[(0.1 + i, b"hello\n")], close_at_s=0.2 + i)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from timewait.errors import UsageError
 from timewait.measure import path_of
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.host import Host, Socket
@@ -22,11 +21,11 @@ LINES = (b"one\n", b"two\n", b"three\n")
     "ttl",
     "S2: routers decrement TTL and drop the packet at 0; the network keeps nothing older than MSL",
     params={
-        "ttl": Param(12, "c1's initial TTL, net.ipv4.ip_default_ttl (a --sysctl for c1 wins)"),
-        "hops": Param(14, "routers between the clients and c2"),
-        "hold": Param(45.0, "seconds the network holds c3's 2nd data segment (longer than MSL: it dies)", float),
-        "short_hold": Param(20.0, "seconds the network holds c3's 3rd data segment (within MSL: it arrives)", float),
-        "give_up": Param(5.0, "when c1 stops trying to connect, like `nc -w 5` (s)", float),
+        "ttl": Param(12, "c1's initial TTL, net.ipv4.ip_default_ttl (a --sysctl for c1 wins)", lo=1, hi=255),
+        "hops": Param(14, "routers between the clients and c2 (more than 255 outlive any TTL)", lo=1, hi=255),
+        "hold": Param(45.0, "seconds the network holds c3's 2nd data segment (longer than MSL: it dies)", float, lo=0),
+        "short_hold": Param(20.0, "seconds the network holds c3's 3rd data segment (within MSL: it arrives)", float, lo=0),
+        "give_up": Param(5.0, "when c1 stops trying to connect, like `nc -w 5` (s)", float, lo=0),
     },
     story="""
 IP's 8-bit TTL is a hop budget, not a clock. c1 (10.211.55.5) sends with TTL 12, as in the
@@ -47,9 +46,7 @@ def run(lab: Lab) -> None:
     lab.need_trace()  # the checks read the trace; the run is small
     sim = lab.sim
     p = lab.p
-    hops = p["hops"]
-    if hops < 1:
-        raise UsageError(f"--set hops={hops}: need at least 1 router")
+    hops = p["hops"]  # 1..255 by its range
     lab.default_sysctl("c1", TTL_SYSCTL, str(p["ttl"]))
     c1 = sim.add_host("c1", C1)
     c3 = sim.add_host("c3", C3)

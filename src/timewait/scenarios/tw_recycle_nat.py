@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from timewait.errors import UsageError
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.host import Host, Socket
 from timewait.sim.nat import Nat
@@ -133,11 +132,12 @@ class Requester:
     params={
         "client_ts": Param("none", "TCP timestamp offsets on the clients: none (<=4.9: TSval = uptime), host "
                            "(4.11), random (4.10: per connection), 4tuple (6.18 stable)", str, TS_MODES),
-        "a_uptime": Param(864000.0, "A's uptime in seconds: its timestamp clock (10 days ahead)", float),
-        "b_uptime": Param(3600.0, "B's uptime in seconds: its timestamp clock (1 hour)", float),
-        "a_every": Param(20.0, "seconds between A's requests (0 = one request only)", float),
-        "b_every": Param(20.0, "seconds between B's requests (0 = one request only)", float),
-        "duration": Param(150.0, "seconds during which the clients start requests", float),
+        "a_uptime": Param(864000.0, "A's uptime in seconds: its timestamp clock (10 days ahead)", float, lo=0),
+        "b_uptime": Param(3600.0, "B's uptime in seconds: its timestamp clock (1 hour)", float, lo=0),
+        "a_every": Param(20.0, "seconds between A's requests (0 = one request only)", float, lo=0),
+        "b_every": Param(20.0, "seconds between B's requests (0 = one request only)", float, lo=0),
+        "duration": Param(150.0, "seconds during which the clients start requests", float, lo=0,
+                          lo_open=True),
         "server_close": Param("shutdown", "how the server closes first: shutdown (lingering close, as nginx) "
                               "or close (orphaned socket)", str, ("shutdown", "close")),
     },
@@ -162,8 +162,6 @@ tcp_tw_recycle was removed in Linux 4.12; run under --profile linux-4.9 (the def
 def run(lab: Lab) -> None:
     p = lab.p
     sim = lab.sim
-    if p["duration"] <= 0:
-        raise UsageError(f"--set duration={p['duration']}: must be > 0 seconds")
     lab.need_trace()  # which client sent each dropped SYN is read from the trace
     if sim.profile.legacy:
         lab.default_sysctl("server", RECYCLE, "1")

@@ -23,7 +23,7 @@ def _tx(records: list, host: str, pred) -> list:
     "tw-reuse",
     "S8: tcp_tw_reuse=1 takes over a TIME_WAIT 4-tuple; PAWS drops the old duplicates; LAST_ACK peer resolved",
     params={
-        "reconnect_after": Param(1.5, "seconds between the close and the new connect()", float),
+        "reconnect_after": Param(1.5, "seconds between the close and the new connect()", float, lo=0),
         "lost_ack": Param(True, "lose the client's last ACKs so the server is still in LAST_ACK", bool),
     },
     story="""

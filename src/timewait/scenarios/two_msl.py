@@ -23,8 +23,8 @@ RST_ACK = ((RST, "RST"), (ACK, "ACK"))  # the only bits TIME_WAIT answers with
     "S5: the worst case of the close -- ACK and repeated FINs each delayed nearly MSL -- fits in 2 MSL",
     params={
         "margin": Param(0.1, "how much less than MSL the network delays the last ACK and the repeated FINs (s)",
-                        float),
-        "close_at": Param(2.0, "when c1 closes (s)", float),
+                        float, lo=0, lo_open=True),
+        "close_at": Param(2.0, "when c1 closes (s)", float, lo=0),
         "rfc1337": Param(True, "c1 ignores RSTs in TIME_WAIT (net.ipv4.tcp_rfc1337=1; a --sysctl wins), so the "
                          "RSTs c2 sends once it has closed cannot end the TIME_WAIT early", bool),
     },

@@ -7,6 +7,7 @@ import shlex
 from collections import deque
 from dataclasses import dataclass, field
 
+from timewait.bounds import PORT, Bounds
 from timewait.errors import UsageError
 from timewait.sim.scheduler import Scheduler
 from timewait.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
@@ -115,53 +116,80 @@ FAULT_HELP = (
     "len=N sport=N dport=N nth=N count=N|all"
 )
 
+# The numbers of a fault rule and their ranges (one table, as a scenario's parameters).
+FAULT_SECONDS = Bounds(0)
+FAULT_FIELDS: dict[str, Bounds] = {
+    "len": Bounds(0, 65535, integer=True),
+    "sport": PORT,
+    "dport": PORT,
+    "nth": Bounds(1, integer=True),
+    "count": Bounds(1, integer=True),  # or "all"
+}
+
 
 def parse_fault(text: str) -> Fault:
-    """``"drop from=c1 flags=. len=0 nth=2"`` or ``"hold 45 from=c1 flags=P."``."""
-    words = shlex.split(text)
+    """``"drop from=c1 flags=. len=0 nth=2"`` or ``"hold 45 from=c1 flags=P."``.
+
+    Every number is checked against :data:`FAULT_FIELDS` (``nth`` counts from 1, ``count``
+    is at least 1 or ``all``, SECONDS finite and >= 0); node names are checked against the
+    scenario's nodes when it runs (:func:`check_fault_nodes`).
+    """
+    try:
+        words = shlex.split(text)
+    except ValueError as e:  # an unclosed quote
+        raise UsageError(f"--fault {text!r}: {e}; {FAULT_HELP}") from None
     if not words or words[0] not in ("drop", "dup", "hold"):
         raise UsageError(f"bad {FAULT_HELP}: {text!r}")
     f = Fault(words[0], text=text)
     rest = words[1:]
     if f.action == "hold":
-        try:
-            f.seconds = float(rest.pop(0))
-        except (IndexError, ValueError):
-            raise UsageError(f"hold needs SECONDS first: {text!r}") from None
+        if not rest or "=" in rest[0]:
+            raise UsageError(f"--fault {text!r}: hold needs SECONDS first; allowed "
+                             f"{FAULT_SECONDS.describe('SECONDS')}")
+        secs = rest.pop(0)
+        f.seconds = FAULT_SECONDS.parse(f"--fault {text!r}: hold {secs}", secs, "SECONDS")
     elif f.action == "dup" and rest and "=" not in rest[0]:
-        try:  # "dup SECONDS": the copy arrives that much later (a delayed duplicate)
-            f.seconds = float(rest.pop(0))
-        except ValueError:
-            raise UsageError(f"dup takes optional SECONDS first: {text!r}") from None
+        # "dup SECONDS": the copy arrives that much later (a delayed duplicate)
+        secs = rest.pop(0)
+        f.seconds = FAULT_SECONDS.parse(f"--fault {text!r}: dup {secs}", secs, "SECONDS")
     for w in rest:
         k, sep, v = w.partition("=")
         if not sep:
             raise UsageError(f"bad {FAULT_HELP}: {w!r}")
-        try:
+        if k in FAULT_FIELDS:
+            if k == "count" and v == "all":
+                f.count = 0
+                continue
+            setattr(f, "length" if k == "len" else k, int(FAULT_FIELDS[k].parse(f"--fault {text!r}: {w}", v, k)))
+            continue
+        if k in ("from", "to"):
+            if not v:
+                raise UsageError(f"--fault {text!r}: {k}= needs a node name")
             if k == "from":
                 f.src = v
-            elif k == "to":
-                f.dst = v
-            elif k == "flags":
-                bits = 0
-                for ch in v:
-                    bits |= _FLAG_LETTERS[ch.upper() if ch != "." else ch]
-                f.flags = bits
-            elif k == "len":
-                f.length = int(v)
-            elif k == "sport":
-                f.sport = int(v)
-            elif k == "dport":
-                f.dport = int(v)
-            elif k == "nth":
-                f.nth = int(v)
-            elif k == "count":
-                f.count = 0 if v == "all" else int(v)
             else:
-                raise KeyError(k)
-        except (KeyError, ValueError):
-            raise UsageError(f"bad {FAULT_HELP}: {w!r}") from None
+                f.dst = v
+            continue
+        if k != "flags":
+            raise UsageError(f"bad {FAULT_HELP}: {w!r}")
+        bits = 0
+        for ch in v:
+            bit = _FLAG_LETTERS.get(ch.upper() if ch != "." else ch)
+            if bit is None:
+                raise UsageError(f"--fault {text!r}: {w}: unknown flag {ch!r}; allowed S . F P R (A = .)")
+            bits |= bit
+        if not v:
+            raise UsageError(f"--fault {text!r}: flags= needs flags; allowed S . F P R (A = .)")
+        f.flags = bits
     return f
+
+
+def check_fault_nodes(faults: list[Fault], nodes: list[str]) -> None:
+    """A ``from=``/``to=`` naming no node of the scenario is a :class:`UsageError`, before it runs."""
+    for f in faults:
+        for key, name in (("from", f.src), ("to", f.dst)):
+            if name is not None and name not in nodes:
+                raise UsageError(f"--fault {f.text!r}: {key}={name}: no such node; nodes: {', '.join(nodes)}")
 
 
 class Network:

@@ -8,9 +8,10 @@ from typing import Any
 
 from timewait.errors import UsageError
 from timewait.sim.host import Host
-from timewait.sim.network import Fault, Network, Node, Router, parse_fault
+from timewait.sim.network import Fault, Network, Node, Router, check_fault_nodes, parse_fault
 from timewait.sim.profiles import Profile, get_profile
 from timewait.sim.scheduler import Scheduler
+from timewait.sim.sysctl import lookup
 from timewait.tcp.config import SEC
 from timewait.trace import NOTE, Trace
 
@@ -45,6 +46,10 @@ class Simulation:
         self.net = Network(self.sched, self.trace, self.rng, max_age=msl)
         self.hosts: dict[str, Host] = {}
         self.overrides = [parse_sysctl_override(s) for s in (sysctls or [])]
+        for _, name, value in self.overrides:  # a bad name or value is refused now, not at add_host
+            s = lookup(name, self.profile.legacy)
+            s.parse(s.name, value)
+        self.user_faults: list[Fault] = []
         self._used_overrides: set[int] = set()
         self.timewait_enabled = True
         self.mem: int | None = None
@@ -104,6 +109,8 @@ class Simulation:
     def every(self, period_s: float, fn: Callable[[float], None], until_s: float | None = None) -> None:
         """Call ``fn(t_seconds)`` every ``period_s`` (a sampler for time series)."""
         period = int(period_s * SEC)
+        if period <= 0:  # a zero period would fire forever at one instant
+            raise ValueError(f"every(): period {period_s!r} s is below the clock's 1 µs")
         end = int(until_s * SEC) if until_s is not None else None
 
         def tick(_: object) -> None:
@@ -117,9 +124,11 @@ class Simulation:
     # ------------------------------------------------------------------ running
 
     def check_overrides(self) -> None:
+        """The user's ``--sysctl`` hosts and ``--fault`` nodes must exist once the scenario is built."""
         unused = [f"{h}:{n}" for i, (h, n, _) in enumerate(self.overrides) if i not in self._used_overrides]
         if unused:
             raise UsageError(f"--sysctl for unknown host in {', '.join(unused)}; hosts: {', '.join(self.hosts)}")
+        check_fault_nodes(self.user_faults, list(self.net.nodes))
 
     def run(self, until_s: float | None = None, max_events: int | None = None) -> None:
         """Advance simulated time to ``until_s`` (or until nothing is left to do)."""

@@ -120,6 +120,7 @@ def parse_sysctl_flags(items: list[str]) -> list[tuple[str, str, str]]:
     """``HOST:NAME=VALUE`` flags (HOST may be ``*``) as triples."""
     from timewait.kernel.sysctls import refuse_global
     from timewait.sim.simulation import parse_sysctl_override
+    from timewait.sim.sysctl import SYSCTLS
 
     out = []
     for text in items:
@@ -130,6 +131,8 @@ def parse_sysctl_flags(items: list[str]) -> list[tuple[str, str, str]]:
             raise KernelUnavailable(f"{name}: tcp_tw_recycle was removed in Linux 4.12; this kernel is "
                                     f"{os.uname().release} (try the simulator with --profile linux-4.9)")
         refuse_global(host, name, value)
+        if name in SYSCTLS:  # a value out of the kernel's bounds is refused before root is needed
+            SYSCTLS[name].parse(name, value)
         out.append((host, name, value))
     return out
 
