@@ -139,7 +139,9 @@ DEFAULTS_SH = [
     ("net.ipv4.tcp_window_scaling", "1"),
 ]
 
-_OPTIONS_OK = {"tolerance_usecs", "ip_version"}
+# tcp_ts_tick_usecs fixes the peer's TS clock for packetdrill's TSval checks; TS val is not
+# compared here (the kernel adds a random per-4-tuple offset), so the option changes nothing.
+_OPTIONS_OK = {"tolerance_usecs", "ip_version", "tcp_ts_tick_usecs"}
 
 
 # --------------------------------------------------------------------------- reading
@@ -200,10 +202,30 @@ class _Ctx:
         return Unsupported(self.line, what)
 
 
+def _join_commands(lines: list[str]) -> list[str]:
+    """A backquoted command may span lines (packetdrill allows it): join it onto its first line,
+    leaving the lines it took empty so that line numbers stay the file's."""
+    out = list(lines)
+    i = 0
+    while i < len(out):
+        code = out[i].split("//", 1)[0] if "`" not in out[i].split("//", 1)[0] else out[i]
+        if code.count("`") % 2 == 1:
+            j = i + 1
+            while j < len(out) and out[j].count("`") % 2 == 0:
+                j += 1
+            if j < len(out):
+                out[i] = " ".join([out[i], *out[i + 1:j + 1]])
+                for k in range(i + 1, j + 1):
+                    out[k] = ""
+                i = j
+        i += 1
+    return out
+
+
 def _statements(text: str, path: str) -> list[tuple[int, str]]:
     """Comments removed, ``%{ }%`` refused, lines joined while brackets are open."""
     out: list[tuple[int, str]] = []
-    lines = text.splitlines()
+    lines = _join_commands(text.splitlines())
     i = 0
     in_block = False
     pending = ""
@@ -319,7 +341,9 @@ def _packet(text: str, err: _Ctx) -> Packet:
     if words[0].startswith("["):
         raise err.unsupported("IP header fields in a packet line")
     flags = words[0]
-    if any(c not in FLAG_LETTERS for c in flags):
+    if flags == "-":  # packetdrill's "no flags at all"
+        flags = ""
+    elif any(c not in FLAG_LETTERS for c in flags):
         if flags in ("udp", "icmp") or flags.endswith(":"):
             raise err.unsupported(f"a {flags.rstrip(':')} packet (only TCP)")
         raise err.bad(f"flags {flags!r}", f"letters of {FLAG_LETTERS} (S SYN, . ACK, F FIN, R RST, P PSH)")

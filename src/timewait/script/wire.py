@@ -47,12 +47,13 @@ M32 = 0xFFFFFFFF
 def flag_bits(letters: str) -> int:
     bits = 0
     for ch in letters:
-        bits |= _BITS[ch]
+        if ch != "-":  # packetdrill's "no flags"
+            bits |= _BITS[ch]
     return bits
 
 
 def flag_letters(bits: int) -> str:
-    return "".join(ch for ch in _ORDER if bits & _BITS[ch])
+    return "".join(ch for ch in _ORDER if bits & _BITS[ch]) or "-"
 
 
 @dataclass(slots=True)
