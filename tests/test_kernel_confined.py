@@ -244,8 +244,8 @@ def test_inspect_netns_without_root_is_one_line(who):
 
 @pytest.mark.kernel
 @pytest.mark.parametrize(("target", "needle"), [
-    ("nodir/x.pcap", "does not exist"),
-    ("adir", "must end in .pcap"),
+    ("adir/x.txt", "must end in .pcap"),
+    ("adir", "is a directory"),
     ("adir.pcap", "is a directory"),
 ])
 def test_pcap_path_is_checked_before_the_run(tmp_path, target, needle):

@@ -58,8 +58,8 @@ def nothing_ran(tmp_path: Path) -> None:
     ("[30, nan]", "grid 'params.msl': nan is not a finite number; values must be finite"),
     ("[inf]", "grid 'params.msl': inf is not a finite number"),
     ("[-inf, 30]", "grid 'params.msl': -inf is not a finite number"),
-    ('["nan"]', "grid 'params.msl': 'nan' is not a finite number"),
-    ('["1e999"]', "grid 'params.msl': '1e999' is not a finite number"),
+    ('["nan"]', "grid 'params.msl': --set msl='nan': not a finite number"),   # the Param's own bound
+    ('["1e999"]', "grid 'params.msl': --set msl='1e999': not a finite number"),
 ])
 def test_non_finite_grid_values_are_refused_before_any_point(tmp_path, capsys, values, words):
     spec = write_spec(tmp_path / "s.toml", NC + f'[grid]\n"params.msl" = {values}\n')
@@ -406,14 +406,14 @@ def test_out_that_is_a_file(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     one_line_error(*sweep_cli(capsys, spec, "--out", tmp_path / "f"),
                    f"--out {tmp_path / 'f'}: is a file; expected a folder (created if missing)")
-    one_line_error(*sweep_cli(capsys, spec, "--out", tmp_path / "f" / "sub"), "is a file, so no folder can be made")
+    one_line_error(*sweep_cli(capsys, spec, "--out", tmp_path / "f" / "sub"), "is a file, not a directory")
     nothing_ran(tmp_path)
 
 
 def test_output_file_that_is_a_folder(tmp_path, capsys):
     spec = write_spec(tmp_path / "s.toml", NC + '[output]\ncsv = "res.csv"\n')
     (tmp_path / "res.csv").mkdir()
-    one_line_error(*sweep_cli(capsys, spec), f"[output] csv {tmp_path / 'res.csv'}: is a folder; expected a file name")
+    one_line_error(*sweep_cli(capsys, spec), f"[output] csv '{tmp_path / 'res.csv'}' is a directory; give a file name")
     assert not (tmp_path / ".sweep-cache").exists()
 
 
@@ -422,9 +422,8 @@ def test_cache_that_is_a_file_or_under_one(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SWEEP_STUB_LOG", str(log))
     spec = write_spec(tmp_path / "s.toml", NC)
     (tmp_path / "c").write_text("x")
-    one_line_error(*sweep_cli(capsys, spec, "--cache", tmp_path / "c"),
-                   f"--cache {tmp_path / 'c'}: is a file; expected a folder (created if missing)")
-    one_line_error(*sweep_cli(capsys, spec, "--cache", tmp_path / "c" / "d"), "is a file, so no folder can be made")
+    one_line_error(*sweep_cli(capsys, spec, "--cache", tmp_path / "c"), f"--cache '{tmp_path / 'c'}' is not a directory")
+    one_line_error(*sweep_cli(capsys, spec, "--cache", tmp_path / "c" / "d"), "is a file, not a directory")
     nothing_ran(tmp_path)
     # The API checks the same before calling the runner.
     with pytest.raises(UsageError, match="--cache"):

@@ -76,7 +76,7 @@ def capacity_cmd(
                              else host.sources.get(sysctl, f"{flag}: not on this kernel"))
         if host.reserved:
             sources["reserved"] = host.sources["net.ipv4.ip_local_reserved_ports"]
-        ports = ports or "{} {}".format(*host.ports)
+        ports = ports if ports is not None else "{} {}".format(*host.ports)
         tw_reuse = host.tw_reuse if tw_reuse is None else tw_reuse
         if tw_reuse_delay is None and host.tw_reuse_delay_ms is not None:
             tw_reuse_delay = host.tw_reuse_delay_ms
@@ -91,7 +91,7 @@ def capacity_cmd(
         states = ", ".join(f"{n} {k}" for k, n in now.by_state.items()) or "none"
         sources["--dest"] = f"sockets to {now.dest} now ({f'netns {netns}' if netns else 'this host'}): {states}"
     q = CapacityQuestion(
-        ports=parse_ports(ports or "32768-60999"),
+        ports=parse_ports("32768-60999" if ports is None else ports),
         time_wait=LINUX_TIME_WAIT_S if time_wait is None else time_wait,
         destinations=destinations,
         tw_reuse=tw_reuse,

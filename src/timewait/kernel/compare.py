@@ -234,6 +234,7 @@ def compare(name: str, *, params: dict[str, Any] | None = None, sysctls: list[st
     """
     from timewait.kernel.scenarios import (
         check_sysctl_flags,
+        check_sysctl_hosts,
         get_kernel_scenario,
         parse_kernel_params,
         parse_sysctl_flags,
@@ -247,6 +248,7 @@ def compare(name: str, *, params: dict[str, Any] | None = None, sysctls: list[st
     kp = parse_kernel_params(ksc, params)
     user = list(sysctls or [])
     parse_sysctl_flags(user)
+    check_sysctl_hosts(name, params, user)
     require_lab()
     check_sysctl_flags(user)  # refused before the simulator's run, not after it
     shared_sysctls = [s for s in ksc.default_sysctls if not any(_same_sysctl(s, u) for u in user)] + user

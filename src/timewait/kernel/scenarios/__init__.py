@@ -137,6 +137,24 @@ def parse_sysctl_flags(items: list[str]) -> list[tuple[str, str, str]]:
     return out
 
 
+def check_sysctl_hosts(name: str, params: dict[str, Any] | None, items: list[str]) -> None:
+    """``--sysctl HOST:…`` must name a host of the scenario: checked against the simulator's world
+    of the same scenario (its hosts are the kernel twin's), built and stopped before its first
+    event, so the error comes before root or a namespace is needed."""
+    from timewait.scenarios import get_scenario
+    from timewait.sweep import scenario_hosts
+
+    wanted = {h for h, _n, _v in parse_sysctl_flags(items)} - {"*"}
+    if not wanted:
+        return
+    hosts = scenario_hosts(get_scenario(name), {k: str(v) for k, v in (params or {}).items()}, "linux", 1)
+    if hosts is None:
+        return  # the scenario says what is wrong with its parameters when it runs
+    unknown = sorted(wanted - set(hosts))
+    if unknown:
+        raise UsageError(f"--sysctl for unknown host {unknown[0]!r}; hosts: {', '.join(hosts)}")
+
+
 def check_sysctl_flags(items: list[str]) -> list[tuple[str, str, str]]:
     """``--sysctl`` flags parsed and confined: per-namespace ``net.*`` settings with values the kernel takes.
 
@@ -297,6 +315,7 @@ def run_kernel(name: str, *, params: dict[str, Any] | None = None, sysctls: list
 
         check_output("--pcap", Path(pcap), (".pcap", ".cap"))
     parse_sysctl_flags(list(sysctls or []))  # refuse kernel.*, vm.* ... even where the lab cannot run
+    check_sysctl_hosts(name, params, list(sysctls or []))
     require_lab()
     user = check_sysctl_flags(list(sysctls or []))
     defaults = [t for t in parse_sysctl_flags(sc.default_sysctls)

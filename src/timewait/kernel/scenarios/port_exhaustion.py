@@ -67,8 +67,9 @@ def run(lab: KLab) -> None:
                 raise
             # Retries on a 1 ms grid, as the simulator's loop does, not 1 ms plus Python's overhead.
             retry_at = max(retry_at + RETRY_S, now - RETRY_S)
-            if retry_at > lab.now():
-                time.sleep(retry_at - lab.now())
+            wait = retry_at - lab.now()  # read the clock once: it moves between two reads
+            if wait > 0:
+                time.sleep(wait)
             continue
         i += 1
         try:
