@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from timewait.tcp.config import SEC, TcpConfig
 from timewait.tcp.segment import ACK, FIN, RST, SYN, Segment
-from timewait.tcp.states import FIN_WAIT_2, TIME_WAIT
+from timewait.tcp.states import FIN_WAIT_2, NAMES, RCV_FIN, TIME_WAIT, step
 
 M32 = 0xFFFFFFFF
 H32 = 0x80000000
@@ -74,8 +74,12 @@ class TimeWait:
         self.due = -1                     # the owner's timer bookkeeping (sim.scheduler.Lane)
 
     def __repr__(self) -> str:
-        sub = "TIME_WAIT" if self.substate == TIME_WAIT else "FIN_WAIT_2"
-        return f"<TimeWait {self.key[1]}->{self.key[3]} {sub} until {self.deadline}>"
+        return f"<TimeWait {self.key[1]}->{self.key[3]} {NAMES[self.substate]} until {self.deadline}>"
+
+    def go(self, event: str) -> None:
+        """Move through the transition table (``tcp/states.py``), as a connection does; CLOSED
+        means the owner destroys the record (``inet_twsk_kill``)."""
+        self.substate = step(self.substate, event)
 
     @classmethod
     def from_connection(cls, conn: object, now: int, substate: int, timeout: int, reuse: bool = False) -> TimeWait:
@@ -198,7 +202,7 @@ class TimeWait:
         if not (flags & FIN and end == ((rcv_nxt + 1) & M32)):  # TW-F5: new data
             return TW_RST, reset_for(seg, cfg.ttl)
         # TW-F6: the FIN we waited for.
-        self.substate = TIME_WAIT
+        self.go(RCV_FIN)
         self.rcv_nxt = end
         if seg.ts is not None and self.ts_recent_stamp:  # saw_tstamp: options parsed only then (TW-P)
             self.ts_recent = seg.ts[0]
