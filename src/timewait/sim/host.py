@@ -50,7 +50,17 @@ from timewait.tcp.states import (
     TW_OVERFLOW,
     TW_REUSE,
 )
-from timewait.tcp.timewait import TW_ACK, TW_KILL, TW_RST, TW_SUCCESS, TW_SYN, TimeWait, reset_for
+from timewait.tcp.timewait import (
+    TW_ACK,
+    TW_KILL,
+    TW_RST,
+    TW_SUCCESS,
+    TW_SYN,
+    TimeWait,
+    is_loopback,
+    reset_for,
+    tw_reuse_allowed,
+)
 from timewait.trace import CALL, COUNTER, DROP, FIRE, RX, STATE, TIMER, TX
 
 _TW_NAMES = {TIME_WAIT: "TIME_WAIT", FIN_WAIT_2: "FIN_WAIT_2"}
@@ -479,8 +489,8 @@ class Host(Node):
         size = hi - lo + 1
         n = size & ~1 if size > 1 else size  # `remaining`: an even count (PS-2)
         reuse = self.sysctls["net.ipv4.tcp_tw_reuse"]
-        loopback = saddr >> 24 == 127 or daddr >> 24 == 127  # either end in 127.0.0.0/8
-        may_reuse = self.cfg.timestamps and (reuse == 1 or (reuse == 2 and loopback))
+        loopback = is_loopback(saddr) or is_loopback(daddr)
+        may_reuse = tw_reuse_allowed(reuse, self.cfg.timestamps != 0, loopback, False)  # PS-5
         dk = (saddr, daddr, dport)
         buckets = self.buckets
         h = self.secure.port_offset(saddr, daddr, dport, now)

@@ -41,6 +41,41 @@ def reset_for(seg: Segment, ttl: int = 64) -> Segment | None:
     return Segment(seg.dst, seg.src, seg.dport, seg.sport, 0, seg.end_seq, RST | ACK, 0, ttl=ttl)
 
 
+def is_loopback(addr: int) -> bool:
+    """``ipv4_is_loopback``: an address in 127.0.0.0/8."""
+    return addr >> 24 == 127
+
+
+def tw_reuse_allowed(mode: int, timestamps: bool, saddr_loopback: bool, daddr_loopback: bool) -> bool:
+    """PS-5 (``tcp_twsk_unique``): may connect()'s port search take over a TIME_WAIT 4-tuple?
+
+    ``mode`` is net.ipv4.tcp_tw_reuse: 1 anywhere, 2 only when either end is loopback
+    (127.0.0.0/8), 0 never; ``timestamps``: the old connection used them
+    (``tw_ts_recent_stamp != 0``), without which PAWS could not reject its old duplicates.
+    The age test (older than tcp_tw_reuse_delay) is :meth:`TimeWait.reusable`'s. The one
+    statement of the rule: the host, the scenarios, capacity and the kernel lab's judges use it.
+    """
+    return timestamps and (mode == 1 or (mode == 2 and (saddr_loopback or daddr_loopback)))
+
+
+def tw_reuse_verdict(mode: int, timestamps: bool, loopback: bool = False,
+                     peer_timestamps: bool = True) -> tuple[bool, str]:
+    """:func:`tw_reuse_allowed` for a flow, with the reason in words (for checks and notes).
+
+    ``timestamps``/``peer_timestamps``: net.ipv4.tcp_timestamps on the connecting host and
+    its peer (both are needed for the old connection to have used them, TS-1).
+    """
+    if tw_reuse_allowed(mode, timestamps and peer_timestamps, loopback, False):
+        return True, f"tcp_tw_reuse={mode} with timestamps: TIME_WAIT older than tcp_tw_reuse_delay is taken over"
+    if not timestamps:
+        return False, "tcp_timestamps=0: a TIME_WAIT without timestamps can never be reused"
+    if mode == 2 and not loopback:
+        return False, "tcp_tw_reuse=2 reuses only loopback flows, and this one is not"
+    if mode in (1, 2):
+        return False, "the server has tcp_timestamps=0, so the old connection had no timestamps (TS-1)"
+    return False, f"tcp_tw_reuse={mode}"
+
+
 class TimeWait:
     """``struct inet_timewait_sock`` + ``tcp_timewait_sock``: what TIME_WAIT keeps."""
 
@@ -225,9 +260,8 @@ class TimeWait:
             return True
         if self.substate != TIME_WAIT:
             return False
-        if not (tw_reuse == 1 or (tw_reuse == 2 and loopback)):
-            return False
-        return now >= self.entry_stamp + reuse_delay
+        # The timestamps test passed above (ts_recent_stamp); the loopback flag covers both ends.
+        return tw_reuse_allowed(tw_reuse, True, loopback, False) and now >= self.entry_stamp + reuse_delay
 
     def reuse_isn(self) -> int:
         """PS-6: the new connection's write_seq = tw_snd_nxt + 65535 + 2 (0 becomes 1)."""
