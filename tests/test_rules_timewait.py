@@ -404,3 +404,26 @@ def test_TW_4_timestamps_seen_at_time_zero_still_count():
 def r_ack_like(tw: TimeWait, ts: tuple[int, int]):
 
     return Segment(LOCAL_ADDR, REMOTE_ADDR, LOCAL_PORT, REMOTE_PORT, tw.snd_nxt, tw.rcv_nxt, ACK, LOCAL_WIN, ts=ts)
+
+
+# ---------------------------------------------------------------- PS-5: the one predicate
+
+
+@pytest.mark.parametrize(
+    ("mode", "timestamps", "saddr_lo", "daddr_lo", "allowed"),
+    [
+        (0, True, True, True, False),     # never
+        (1, True, False, False, True),    # anywhere, with timestamps
+        (1, False, False, False, False),  # no timestamps: PAWS could not guard the new connection
+        (2, True, False, False, False),   # loopback only
+        (2, True, True, False, True),     # either end in 127.0.0.0/8
+        (2, True, False, True, True),
+        (2, False, True, True, False),
+    ],
+)
+def test_PS_5_tw_reuse_allowed(mode, timestamps, saddr_lo, daddr_lo, allowed):
+    from timewait.tcp.timewait import tw_reuse_allowed, tw_reuse_verdict
+
+    assert tw_reuse_allowed(mode, timestamps, saddr_lo, daddr_lo) is allowed
+    assert tw_reuse_verdict(mode, timestamps, saddr_lo or daddr_lo)[0] is allowed
+    assert tw_reuse_verdict(mode, timestamps, saddr_lo or daddr_lo, peer_timestamps=False)[0] is False

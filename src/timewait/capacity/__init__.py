@@ -22,6 +22,7 @@ from typing import Any
 
 from timewait.bounds import INT_MAX
 from timewait.errors import UsageError
+from timewait.tcp.timewait import tw_reuse_allowed
 
 # Linux 6.x defaults (spec section 0).
 LINUX_PORT_RANGE = (32768, 60999)  # net.ipv4.ip_local_port_range
@@ -326,25 +327,25 @@ def tw_reuse_step(q: CapacityQuestion, prev: Answer) -> Answer:
     """``tcp_tw_reuse``: connect() may take over its own TIME_WAIT after the delay (PS-5)."""
     mode, delay_s, tw = q.reuse_mode, q.tw_reuse_delay_ms / 1000.0, q.time_wait
     title = f"tcp_tw_reuse={mode}, tcp_tw_reuse_delay={q.tw_reuse_delay_ms} ms"
-    if mode == 0:
-        why = "Mode 0: connect() never takes over a TIME_WAIT, so each port waits the full TIME_WAIT."
-        return _unchanged("tw_reuse", title, prev, why)
-    if mode == 2 and not q.loopback:
-        loop = answer(replace(q, loopback=True, rate=None)).steps
-        loop_value = next(s.value for s in loop if s.key == "tw_reuse")
-        why = (
-            "Mode 2 (the Linux default) reuses a TIME_WAIT only for a loopback flow: one bound to "
-            "lo or with an address in 127.0.0.0/8 or ::1; another address on lo does not count "
-            f"(PS-5). This destination is not loopback, so nothing changes; on loopback "
-            f"(--loopback) the limit would be {_rate(loop_value)}."
-        )
-        return _unchanged("tw_reuse", title, prev, why)
-    if not q.timestamps:
-        why = (
-            "Reuse needs the old connection to have used TCP timestamps (tw_ts_recent_stamp != 0, "
-            "PS-5) so that PAWS can reject its delayed segments; with tcp_timestamps=0 on either "
-            "side none are negotiated (TS-1) and no TIME_WAIT is ever taken over."
-        )
+    if not tw_reuse_allowed(mode, q.timestamps, q.loopback, False):
+        # Why not, in the order a reader asks: the mode, the flow, then timestamps.
+        if mode == 0:
+            why = "Mode 0: connect() never takes over a TIME_WAIT, so each port waits the full TIME_WAIT."
+        elif mode == 2 and not q.loopback:
+            loop = answer(replace(q, loopback=True, rate=None)).steps
+            loop_value = next(s.value for s in loop if s.key == "tw_reuse")
+            why = (
+                "Mode 2 (the Linux default) reuses a TIME_WAIT only for a loopback flow: one bound to "
+                "lo or with an address in 127.0.0.0/8 or ::1; another address on lo does not count "
+                f"(PS-5). This destination is not loopback, so nothing changes; on loopback "
+                f"(--loopback) the limit would be {_rate(loop_value)}."
+            )
+        else:
+            why = (
+                "Reuse needs the old connection to have used TCP timestamps (tw_ts_recent_stamp != 0, "
+                "PS-5) so that PAWS can reject its delayed segments; with tcp_timestamps=0 on either "
+                "side none are negotiated (TS-1) and no TIME_WAIT is ever taken over."
+            )
         return _unchanged("tw_reuse", title, prev, why)
     hold = min(delay_s, tw) + q.life_s
     value = q.slots / hold

@@ -4,7 +4,8 @@ A layered layout in pure Python: states in layers by their longest path from
 CLOSED (so the picture reads top to bottom like RFC 9293's figure), ordered
 within a layer by the barycentre of their predecessors. Transitions into
 CLOSED on a reset (received, or sent for an in-window SYN by RFC 793), an
-abort, a give-up timeout, a full TIME_WAIT table or a closed listener are
+abort, a give-up timeout, a full TIME_WAIT table, a closed listener, the hand-over to a
+TIME_WAIT record or its end by connect() or the timewait=off knob are
 listed under each state's box instead of drawn as arrows (they would cross
 everything); every other transition is an arrow labelled ``event / sent``.
 The normal ends of a connection (LAST_ACK, TIME_WAIT, FIN_WAIT_2 timeout) go
@@ -22,13 +23,18 @@ from timewait.tcp.states import (
     LISTENER_GONE,
     NAMES,
     RCV_RST,
+    RCV_SYN_OR_DATA,
     RCV_SYN_RFC793,
     TIMEOUT,
     TRANSITIONS,
+    TW_HANDOFF,
+    TW_OFF,
     TW_OVERFLOW,
+    TW_REUSE,
 )
 
-_SIDE_EVENTS = (RCV_RST, RCV_SYN_RFC793, APP_ABORT, TIMEOUT, TW_OVERFLOW, LISTENER_GONE)
+_SIDE_EVENTS = (RCV_RST, RCV_SYN_RFC793, APP_ABORT, TIMEOUT, TW_OVERFLOW, LISTENER_GONE, TW_HANDOFF, TW_OFF,
+                TW_REUSE, RCV_SYN_OR_DATA)
 BOTTOM = -1  # the second CLOSED box
 BOX_W, BOX_H = 150, 34
 X_GAP, Y_GAP = 250, 138

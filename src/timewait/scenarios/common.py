@@ -9,6 +9,7 @@ from typing import Any
 
 from timewait.sim.host import Host, Socket
 from timewait.tcp.config import SEC
+from timewait.tcp.timewait import tw_reuse_verdict
 
 Key = tuple[int, int, int, int]
 
@@ -61,12 +62,4 @@ class Timeline:
 
 def may_reuse(host: Host, loopback: bool = False) -> tuple[bool, str]:
     """Whether connect() may take over TIME_WAIT 4-tuples on ``host`` (PS-5), and why not."""
-    s = host.sysctls
-    reuse = s["net.ipv4.tcp_tw_reuse"]
-    if not host.cfg.timestamps:
-        return False, "tcp_timestamps=0: a TIME_WAIT without timestamps can never be reused"
-    if reuse == 0:
-        return False, "tcp_tw_reuse=0"
-    if reuse == 2 and not loopback:
-        return False, "tcp_tw_reuse=2 reuses only loopback flows, and this one is not"
-    return True, f"tcp_tw_reuse={reuse} with timestamps: TIME_WAIT older than tcp_tw_reuse_delay is taken over"
+    return tw_reuse_verdict(host.sysctls["net.ipv4.tcp_tw_reuse"], host.cfg.timestamps != 0, loopback)

@@ -101,9 +101,8 @@ def _report(lab: Lab, c1: Host, c2: Host, msl: float, delay: float) -> None:
     lab.metrics["worst_case_s"] = 2 * msl
     lab.metrics["fits"] = fits
     lab.metrics["timeline"] = computed_timeline(msl, tw)
-    lab.check("the computed worst case fits in TIME_WAIT" if fits else
-              "the computed worst case does NOT fit in TIME_WAIT",
-              True, f"2 MSL = {2 * msl:g} s {'<=' if fits else '>'} TIME_WAIT {tw:g} s")
+    # Whether 2 MSL fits is arithmetic on the parameters (metrics "fits"); the checks below test
+    # the run: the latest repeated FIN against 2 MSL and against c1's TIME_WAIT.
 
     close_at = int(lab.p["close_at"] * SEC)
     fin2 = first(recs, lambda r: r.kind == TX and r.node == "c2" and r.seg.flags & FIN, after=close_at - 1)

@@ -38,13 +38,33 @@ from timewait.tcp.states import (
     ESTABLISHED,
     FIN_WAIT_2,
     NAMES,
+    RCV_RST,
+    RCV_SYN,
+    RCV_SYN_OR_DATA,
     SYN_RECEIVED,
     TIME_WAIT,
+    TIMEOUT_2MSL,
+    TIMEOUT_FW2,
+    TW_HANDOFF,
+    TW_OFF,
+    TW_OVERFLOW,
+    TW_REUSE,
 )
-from timewait.tcp.timewait import TW_ACK, TW_KILL, TW_RST, TW_SUCCESS, TW_SYN, TimeWait, reset_for
+from timewait.tcp.timewait import (
+    TW_ACK,
+    TW_KILL,
+    TW_RST,
+    TW_SUCCESS,
+    TW_SYN,
+    TimeWait,
+    is_loopback,
+    reset_for,
+    tw_reuse_allowed,
+)
 from timewait.trace import CALL, COUNTER, DROP, FIRE, RX, STATE, TIMER, TX
 
 _TW_NAMES = {TIME_WAIT: "TIME_WAIT", FIN_WAIT_2: "FIN_WAIT_2"}
+_TW_EXPIRY = {TIME_WAIT: TIMEOUT_2MSL, FIN_WAIT_2: TIMEOUT_FW2}  # the event of a record's timer
 _EV_RARE = EV_ERROR | EV_CLOSED
 
 
@@ -420,7 +440,7 @@ class Host(Node):
             # PS-6: take over the TIME_WAIT: ISN from it, ts_recent inherited.
             isn = tw.reuse_isn()
             ts_recent, ts_stamp = tw.ts_recent, tw.ts_recent_stamp
-            self._kill_tw(tw, "TIME_WAIT takeover by connect()")
+            self._kill_tw(tw, TW_REUSE)
             self.bump("TcpExtTWRecycled")
             _, ts_off = self._isn(saddr, daddr, lport, port, now)
         else:
@@ -469,8 +489,8 @@ class Host(Node):
         size = hi - lo + 1
         n = size & ~1 if size > 1 else size  # `remaining`: an even count (PS-2)
         reuse = self.sysctls["net.ipv4.tcp_tw_reuse"]
-        loopback = saddr >> 24 == 127 or daddr >> 24 == 127  # either end in 127.0.0.0/8
-        may_reuse = self.cfg.timestamps and (reuse == 1 or (reuse == 2 and loopback))
+        loopback = is_loopback(saddr) or is_loopback(daddr)
+        may_reuse = tw_reuse_allowed(reuse, self.cfg.timestamps != 0, loopback, False)  # PS-5
         dk = (saddr, daddr, dport)
         buckets = self.buckets
         h = self.secure.port_offset(saddr, daddr, dport, now)
@@ -834,7 +854,8 @@ class Host(Node):
             # The lesson knob: a stack without TIME_WAIT goes straight to CLOSED.
             if tr.on:
                 tr.records.append((now, STATE, self.name, key, "TIME_WAIT", "CLOSED"))
-            conn.state = conn.seen_state = CLOSED
+            conn.retire(TW_OFF)
+            conn.seen_state = CLOSED
             self._conn_gone(conn)
             return
         if len(self.twhash) >= self.sysctls["net.ipv4.tcp_max_tw_buckets"]:
@@ -842,7 +863,8 @@ class Host(Node):
             self.bump("TcpExtTCPTimeWaitOverflow")
             if tr.on:
                 tr.records.append((now, STATE, self.name, key, _TW_NAMES[substate], "CLOSED"))
-            conn.state = conn.seen_state = CLOSED
+            conn.retire(TW_OVERFLOW)
+            conn.seen_state = CLOSED
             self._conn_gone(conn)
             return
         short = 0
@@ -867,7 +889,8 @@ class Host(Node):
             if not reuse:
                 b.conns_noreuse -= 1
                 b.tws_noreuse += 1
-        conn.state = conn.seen_state = CLOSED
+        conn.retire(TW_HANDOFF)  # the record carries the state on (TW-4)
+        conn.seen_state = CLOSED
         self.bump("TcpExtTW" if timeout > 4 * SEC else "TcpExtTWKilled")
         self._tw_schedule(tw)
         if tr.on:
@@ -907,17 +930,20 @@ class Host(Node):
         tr = self.trace
         if tr.on:
             tr.records.append((now, FIRE, self.name, tw.key, "timewait"))
-        self._kill_tw(tw, "")
+        self._kill_tw(tw, _TW_EXPIRY[tw.substate])
 
-    def _kill_tw(self, tw: TimeWait, why: str) -> None:
-        """``inet_twsk_kill``: unhash from the 4-tuple table and the port's bucket."""
+    def _kill_tw(self, tw: TimeWait, event: str) -> None:
+        """``inet_twsk_kill``: unhash from the 4-tuple table and the port's bucket; ``event``
+        is the table's (the record leaves through it)."""
+        old = tw.substate
+        tw.go(event)
         del self.twhash[tw.key]
         self._port_release(tw.key[1], tw.reuse, tw=True)
         if not tw.bound:
             self._dest_release(tw.key)
         tr = self.trace
         if tr.on:
-            tr.records.append((self.net.sched.now, STATE, self.name, tw.key, _TW_NAMES[tw.substate], "CLOSED"))
+            tr.records.append((self.net.sched.now, STATE, self.name, tw.key, _TW_NAMES[old], "CLOSED"))
 
     def _tw_input(self, tw: TimeWait, seg: Segment) -> None:
         now = self.net.sched.now
@@ -937,14 +963,14 @@ class Host(Node):
                 # ACK it and forget the 4-tuple at once.
                 if out is not None:
                     self.transmit(out)
-                self._kill_tw(tw, "TIME_WAIT disabled")
+                self._kill_tw(tw, TW_OFF)
                 return
         if outcome == TW_SYN:
             lsock = self.listeners.get((seg.dst, seg.dport)) or self.listeners.get((0, seg.dport))
             if lsock is not None:
                 # RO-1: the record dies and the listener takes the SYN with the fixed ISN.
                 isn = tw.syn_isn
-                self._kill_tw(tw, "new incarnation")
+                self._kill_tw(tw, RCV_SYN)
                 self._listen_input(seg, isn)
                 return
             outcome, out = TW_ACK, tw.ack(now, self.cfg)
@@ -962,8 +988,10 @@ class Host(Node):
             return
         if out is not None:
             self.transmit(out)
-        if outcome in (TW_RST, TW_KILL):
-            self._kill_tw(tw, "reset")
+        if outcome == TW_KILL:
+            self._kill_tw(tw, RCV_RST)  # TW-A assassination, TW-F2
+        elif outcome == TW_RST:
+            self._kill_tw(tw, RCV_SYN_OR_DATA)  # TW-F3, TW-F5
 
     @staticmethod
     def _paws_hit(tw: TimeWait, seg: Segment) -> bool:

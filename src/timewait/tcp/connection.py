@@ -31,9 +31,10 @@ from timewait.tcp.states import (
     FIN_WAIT_1,
     FIN_WAIT_2,
     LAST_ACK,
-    LISTEN,
     LISTENER_GONE,
+    LISTENER_SYN,
     NAMES,
+    NEXT,
     RCV_ACK,
     RCV_ACK_OF_FIN,
     RCV_FIN,
@@ -45,7 +46,6 @@ from timewait.tcp.states import (
     SYN_SENT,
     TIME_WAIT,
     TIMEOUT,
-    TRANSITIONS,
     InvalidTransition,
 )
 from timewait.tcp.timewait import reset_for
@@ -54,16 +54,7 @@ M32 = 0xFFFFFFFF
 H32 = 0x80000000
 _new = Segment.__new__  # object.__new__ for the dataclass; a compiled (mypyc) Segment has its own
 
-
-def _by_event() -> dict[str, dict[int, int]]:
-    """The table without the diagram's column, by event then state (no tuple key per move)."""
-    out: dict[str, dict[int, int]] = {}
-    for (state, event), (nxt, _) in TRANSITIONS.items():
-        out.setdefault(event, {})[state] = nxt
-    return out
-
-
-_NEXT = _by_event()
+_NEXT = NEXT  # the transition table by event (tcp/states.py)
 PAWS_WRAP = 2147 * SEC  # TCP_PAWS_WRAP (6.7+)
 
 # Application event bits left in Connection.ev.
@@ -191,6 +182,15 @@ class Connection:
         self.state = st
         if self.hist is not None:
             self.hist.append(st)
+
+    def retire(self, event: str) -> None:
+        """The owner ends this TCB through the table: replaced by its TIME_WAIT record
+        (``tcp_time_wait`` -> ``tcp_done``, TW-4), or destroyed (TW-8, the timewait=off knob).
+
+        Not kept in :attr:`hist`: the owner writes that move's trace record itself.
+        """
+        self.hist = None
+        self._go(event)
 
     def poll_at(self) -> int:
         """The earliest armed deadline (µs), or 0 when no timer is armed."""
@@ -332,7 +332,6 @@ class Connection:
     def open_passive(self, syn: Segment, now: int, iss: int, ts_off: int) -> None:
         """A listener's child for ``syn``: answer SYN-ACK (``tcp_conn_request``, TS-1)."""
         cfg = self.cfg
-        self.state = LISTEN
         self.irs = syn.seq
         self.rcv_nxt = (syn.seq + 1) & M32
         self.iss = self.snd_una = iss
@@ -340,7 +339,7 @@ class Connection:
         self._take_syn_options(syn, now)
         self.ts_off = ts_off
         self.ts_base = cfg.ts_base_ms + ts_off
-        self._go(RCV_SYN)
+        self._go(LISTENER_SYN)
         self._emit(SYN | ACK, iss, now)
         self.retrans_stamp = now
         self.rtt_seq, self.rtt_time = self.snd_nxt, now
@@ -406,8 +405,7 @@ class Connection:
         st = self.state
         self.orphan = True
         self.rcv_shut = True
-        if st in (CLOSED, LISTEN):
-            self.state = CLOSED
+        if st == CLOSED:
             return
         if st == SYN_SENT:
             self._go(APP_CLOSE)
@@ -737,7 +735,7 @@ class Connection:
         if st == SYN_SENT:
             self._synsent(seg, now)
             return
-        if st == CLOSED or st == LISTEN:
+        if st == CLOSED:
             return
         flags = seg.flags
         if not flags & _ACK_RST_SYN:

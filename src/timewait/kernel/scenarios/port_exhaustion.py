@@ -10,6 +10,7 @@ from timewait.errors import UsageError
 from timewait.kernel.apps import Worker, connect, errno_name, ping
 from timewait.kernel.scenarios import KLab, kscenario, progress_line
 from timewait.scenarios.port_exhaustion import judge
+from timewait.tcp.timewait import tw_reuse_verdict
 
 CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
 RETRY_S = 0.001  # as the simulator's loop: try again 1 ms after a failed connect()
@@ -110,11 +111,5 @@ def run(lab: KLab) -> None:
 
 def may_reuse(lab: KLab) -> tuple[bool, str]:
     """Whether this kernel's connect() may take over TIME_WAIT 4-tuples on c1 (veth: not loopback)."""
-    reuse = lab.sysctl_int("c1", "net.ipv4.tcp_tw_reuse")
-    if lab.sysctl_int("c1", "net.ipv4.tcp_timestamps") == 0:
-        return False, "tcp_timestamps=0: a TIME_WAIT without timestamps can never be reused"
-    if reuse == 0:
-        return False, "tcp_tw_reuse=0"
-    if reuse == 2:
-        return False, "tcp_tw_reuse=2 reuses only loopback flows, and this one is not"
-    return True, f"tcp_tw_reuse={reuse} with timestamps: TIME_WAIT older than tcp_tw_reuse_delay is taken over"
+    return tw_reuse_verdict(lab.sysctl_int("c1", "net.ipv4.tcp_tw_reuse"),
+                            lab.sysctl_int("c1", "net.ipv4.tcp_timestamps") != 0)

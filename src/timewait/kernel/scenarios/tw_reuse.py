@@ -17,6 +17,7 @@ from timewait.kernel.apps import Worker
 from timewait.kernel.scenarios import KLab, kscenario
 from timewait.scenarios.tw_reuse import PORT, judge
 from timewait.tcp.segment import ip_aton
+from timewait.tcp.timewait import tw_reuse_verdict
 from timewait.trace import STATE
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
@@ -100,14 +101,9 @@ def run(lab: KLab) -> None:
 
 def may_reuse(lab: KLab) -> tuple[bool, str]:
     """PS-5 on this kernel's sysctls (the path is not loopback; both ends' timestamps count)."""
-    reuse = lab.sysctl_int("c1", "net.ipv4.tcp_tw_reuse")
-    if lab.sysctl_int("c1", "net.ipv4.tcp_timestamps") == 0:
-        return False, "tcp_timestamps=0: a TIME_WAIT without timestamps can never be reused"
-    if lab.sysctl_int("c2", "net.ipv4.tcp_timestamps") == 0:
-        return False, "the server has tcp_timestamps=0, so the old connection had no timestamps (TS-1)"
-    if reuse == 1:
-        return True, "tcp_tw_reuse=1 with timestamps: TIME_WAIT older than tcp_tw_reuse_delay is taken over"
-    return False, f"tcp_tw_reuse={reuse}: this destination is not loopback, so no TIME_WAIT is taken over"
+    return tw_reuse_verdict(lab.sysctl_int("c1", "net.ipv4.tcp_tw_reuse"),
+                            lab.sysctl_int("c1", "net.ipv4.tcp_timestamps") != 0,
+                            peer_timestamps=lab.sysctl_int("c2", "net.ipv4.tcp_timestamps") != 0)
 
 
 def _sleep_until(lab: KLab, t: float) -> None:
