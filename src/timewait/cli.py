@@ -75,9 +75,15 @@ def run_cmd(
     ss: float | None = typer.Option(None, "--ss", help="Print an `ss -tan -o` table at simulated time T s."),
     ss_summary: bool = typer.Option(False, "--ss-summary", help="With --ss: TIME_WAIT per remote and local address."),
     html: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML report."),
+    lang: str | None = typer.Option(
+        None, "--lang", help="Language of the story, checks and captions: en or zh (default: from LANG)."
+    ),
 ) -> None:
     """Run a scenario in the simulator."""
+    from timewait.i18n import localize, resolve_lang
     from timewait.scenarios import run_scenario
+
+    lang = resolve_lang(lang)  # before the run: a wrong --lang is one line, not a wasted run
 
     views = dict(pcap=pcap, pcap_host=pcap_host, diagram=diagram, conn=conn, window=window,
                  plot=plot, html=html)
@@ -87,6 +93,7 @@ def run_cmd(
         scenario, params=parse_assignments(set_, "--set"), sysctls=list(sysctl), profile=profile,
         seed=seed, trace=need_trace, progress=sys.stderr.isatty(), faults=list(fault),
     )
+    result = localize(result, lang)
     messages: list[str] = []
     if any(v is not None for v in views.values()):
         from timewait.report.outputs import write_outputs
@@ -98,7 +105,7 @@ def run_cmd(
     from timewait.report.console import print_run
 
     print_run(result, trace=trace, ss_at=ss, ss_summary=ss_summary, messages=messages, absolute=absolute,
-              verbose=verbose)
+              verbose=verbose, lang=lang)
     if not result.passed:
         raise typer.Exit(1)
 
