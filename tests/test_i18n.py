@@ -66,7 +66,10 @@ def test_templates_keep_their_values() -> None:
 
 
 def test_every_console_caption_has_a_translation() -> None:
-    used = set(re.findall(r'caption\(lang, "((?:[^"\\]|\\.)*)"', CONSOLE.read_text(encoding="utf-8")))
+    used = set()
+    for path in (CONSOLE, CONSOLE.parents[1] / "i18n" / "__init__.py"):
+        used |= set(re.findall(r'(?:caption\(lang, |\b_\()"((?:[^"\\]|\\.)*)"', path.read_text(encoding="utf-8")))
+    assert {"trace", "ss at {} s", "{} entered {}"} <= used
     assert used and not used - set(zh.CAPTIONS), used - set(zh.CAPTIONS)
 
 

@@ -212,7 +212,7 @@ def check(path: Path, root: Path) -> list[str]:
 
 def _first_difference(old: str, new: str) -> str:
     a, b = old.split("\n"), new.split("\n")
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             return f"  document: {x}\n  now:      {y}"
     return f"  document has {len(a)} lines, now {len(b)}"
