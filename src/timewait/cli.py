@@ -98,11 +98,16 @@ def run_cmd(
     budget: str | None = typer.Option(
         None, "--budget", help="Limits of the run: events=N,mem=MB,time=SECONDS (each optional, 'off' lifts one; "
         "default: derived from the parameters). Past them the run stops, exit 1."),
+    lang: str | None = typer.Option(
+        None, "--lang", help="Language of the story, checks and captions: en or zh (default: from LANG)."
+    ),
 ) -> None:
     """Run a scenario in the simulator."""
+    from timewait.i18n import localize, resolve_lang
     from timewait.scenarios import run_scenario
 
     check_run_numbers(seed=seed, ss=ss, ss_summary=ss_summary, conn=conn, window=window)
+    lang = resolve_lang(lang)  # before the run: a wrong --lang is one line, not a wasted run
     views = dict(pcap=pcap, pcap_host=pcap_host, diagram=diagram, conn=conn, window=window,
                  plot=plot, html=html)
     if any(v is not None for v in views.values()):
@@ -116,6 +121,7 @@ def run_cmd(
         seed=seed, trace=need_trace, progress=sys.stderr.isatty(), faults=list(fault), budget=budget,
         announce=lambda line: print(f"timewait: {line}", file=sys.stderr, flush=True),
     )
+    result = localize(result, lang)
     messages: list[str] = []
     if any(v is not None for v in views.values()):
         from timewait.report.outputs import write_outputs
@@ -127,7 +133,7 @@ def run_cmd(
     from timewait.report.console import print_run
 
     print_run(result, trace=trace, ss_at=ss, ss_summary=ss_summary, messages=messages, absolute=absolute,
-              verbose=verbose)
+              verbose=verbose, lang=lang)
     if not result.passed:
         raise typer.Exit(1)
 

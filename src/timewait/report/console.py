@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from timewait.i18n import caption, moment_caption
 from timewait.report.sockets import key_moments, netstat_lines, sockets_at
 from timewait.report.ss import ss_summary as ss_summary_text
 from timewait.report.ss import ss_table
@@ -32,53 +33,61 @@ def print_run(
     console: Console | None = None,
     absolute: bool = False,
     verbose: bool = False,
+    lang: str = "en",
 ) -> None:
     """Print one run for a person: what it shows, then the evidence, then the verdict.
 
     ``trace`` adds every trace record as a tcpdump-style line; ``ss_at`` adds
     an ``ss -tan -o`` table at that simulated time (``ss_summary`` adds TIME_WAIT
     counts per remote and local address); ``messages`` (e.g. "wrote x.pcap")
-    come last.
+    come last. ``lang`` is the language of the captions; the result's own texts are
+    translated before (:func:`timewait.i18n.localize`).
     """
+    def _(template: str, *args: object) -> str:
+        return caption(lang, template, *args)
+
     con = console or Console(highlight=False, soft_wrap=True)
-    _header(con, result)
+    _header(con, result, lang)
     if trace:
-        con.rule("trace", style="dim")
-        _print_trace(con, result, absolute, verbose)
-    _socket_tables(con, result)
+        con.rule(_("trace"), style="dim")
+        _print_trace(con, result, absolute, verbose, lang)
+    _socket_tables(con, result, lang)
     if ss_at is not None:
-        con.rule(f"ss at {ss_at:g} s", style="dim")
+        con.rule(_("ss at {} s", f"{ss_at:g}"), style="dim")
         con.print(Text(ss_table(result, ss_at)))
         if ss_summary:
             con.print()
             con.print(Text(ss_summary_text(result, ss_at)))
     elif ss_summary:
         at = result.sim_time
-        con.rule(f"TIME_WAIT summary at the end ({at:g} s)", style="dim")
+        con.rule(_("TIME_WAIT summary at the end ({} s)", f"{at:g}"), style="dim")
         con.print(Text(ss_summary_text(result, at)))
-    _metrics(con, result)
-    _checks(con, result)
+    _metrics(con, result, lang)
+    _checks(con, result, lang)
     for m in messages or []:
         con.print(Text(m))
 
 
-def _header(con: Console, result: RunResult) -> None:
+def _header(con: Console, result: RunResult, lang: str = "en") -> None:
     title = Text(f"{result.scenario}", style="bold")
-    title.append(f"  profile {result.profile}, seed {result.seed}, {result.sim_time:g} s simulated", style="dim")
+    title.append(caption(lang, "  profile {}, seed {}, {} s simulated", result.profile, result.seed,
+                         f"{result.sim_time:g}"), style="dim")
     con.print(title)
     if result.params:
-        con.print(Text("params: " + " ".join(f"{k}={v}" for k, v in result.params.items()), style="dim"))
+        con.print(Text(caption(lang, "params: ") + " ".join(f"{k}={v}" for k, v in result.params.items()),
+                       style="dim"))
     if result.sysctl_overrides:
-        con.print(Text("sysctls: " + " ".join(result.sysctl_overrides), style="dim"))
+        con.print(Text(caption(lang, "sysctls: ") + " ".join(result.sysctl_overrides), style="dim"))
     if result.story:
         con.print(Text(result.story))
     if result.contrast:
         con.print(Text(result.contrast, style="italic"))
 
 
-def _print_trace(con: Console, result: RunResult, absolute: bool = False, verbose: bool = False) -> None:
+def _print_trace(con: Console, result: RunResult, absolute: bool = False, verbose: bool = False,
+                 lang: str = "en") -> None:
     if not result.trace.on and not result.trace.records:
-        con.print(Text("(the trace was switched off for this run)", style="dim"))
+        con.print(Text(caption(lang, "(the trace was switched off for this run)"), style="dim"))
         return
     # One write of plain lines: Rich markup per line is too slow for big traces.
     out = con.file if con.file is not None else sys.stdout
@@ -87,18 +96,19 @@ def _print_trace(con: Console, result: RunResult, absolute: bool = False, verbos
     out.flush()
 
 
-def _socket_tables(con: Console, result: RunResult) -> None:
+def _socket_tables(con: Console, result: RunResult, lang: str = "en") -> None:
     moments = key_moments(result)
     if not moments:
         return
-    con.rule("sockets (netstat -atn on each host)", style="dim")
+    con.rule(caption(lang, "sockets (netstat -atn on each host)"), style="dim")
     for m in moments:
-        con.print(Text(f"at {m.at_us / 1e6:.6f} s, {m.caption}:", style="bold"))
+        con.print(Text(caption(lang, "at {} s, {}:", f"{m.at_us / 1e6:.6f}", moment_caption(m.caption, lang)),
+                       style="bold"))
         for host, socks in sockets_at(result, m.at_us).items():
             if not socks:
-                con.print(Text(f"  {host}: no sockets", style="dim"))
+                con.print(Text(caption(lang, "  {}: no sockets", host), style="dim"))
                 continue
-            con.print(Text(f"  {host}:"))
+            con.print(Text(caption(lang, "  {}:", host)))
             lines = netstat_lines(socks[:MAX_ROWS_PER_HOST])
             for i, line in enumerate(lines):
                 style = "dim" if i == 0 else ("yellow" if line.endswith("TIME_WAIT") else "")
@@ -108,7 +118,8 @@ def _socket_tables(con: Console, result: RunResult) -> None:
                 for s in socks[MAX_ROWS_PER_HOST:]:
                     more[s.state] = more.get(s.state, 0) + 1
                 rest = ", ".join(f"{st} {n}" for st, n in sorted(more.items(), key=lambda kv: -kv[1]))
-                con.print(Text(f"    ... and {len(socks) - MAX_ROWS_PER_HOST} more ({rest})", style="dim"))
+                con.print(Text(caption(lang, "    ... and {} more ({})", len(socks) - MAX_ROWS_PER_HOST, rest),
+                               style="dim"))
 
 
 def _fmt_value(v: Any) -> str:
@@ -117,10 +128,10 @@ def _fmt_value(v: Any) -> str:
     return str(v)
 
 
-def _metrics(con: Console, result: RunResult) -> None:
+def _metrics(con: Console, result: RunResult, lang: str = "en") -> None:
     if not result.metrics:
         return
-    con.rule("metrics", style="dim")
+    con.rule(caption(lang, "metrics"), style="dim")
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column("metric", style="dim")
     t.add_column("value")
@@ -129,15 +140,15 @@ def _metrics(con: Console, result: RunResult) -> None:
     con.print(t)
 
 
-def _checks(con: Console, result: RunResult) -> None:
-    con.rule("checks", style="dim")
+def _checks(con: Console, result: RunResult, lang: str = "en") -> None:
+    con.rule(caption(lang, "checks"), style="dim")
     if not result.checks:
-        con.print(Text("(this scenario has no checks)", style="dim"))
+        con.print(Text(caption(lang, "(this scenario has no checks)"), style="dim"))
     for c in result.checks:
         line = Text("PASS " if c.passed else "FAIL ", style="bold green" if c.passed else "bold red")
         line.append(c.name)
         if c.detail:
-            line.append(f": {c.detail}", style="dim")
+            line.append(caption(lang, ": ") + c.detail, style="dim")
         con.print(line)
-    verdict = "all checks passed" if result.passed else "some checks FAILED"
+    verdict = caption(lang, "all checks passed" if result.passed else "some checks FAILED")
     con.print(Text(verdict, style="bold green" if result.passed else "bold red"))
