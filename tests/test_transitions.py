@@ -59,6 +59,13 @@ SMALL: dict[str, dict[str, Any]] = {
 @contextmanager
 def recording(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[Row]]:
     """Every ``(state, event)`` row taken while the block runs."""
+    import timewait.tcp.connection as connection_module
+
+    if not connection_module.__file__.endswith(".py"):
+        # A mypyc-compiled class cannot have a method replaced; the table and its moves are the
+        # same code in both builds, so the pure-Python pass of the suite records them.
+        pytest.skip("records rows by wrapping Connection._go: only on the pure-Python build "
+                    "(TIMEWAIT_PURE_PYTHON=1, the suite's second pass in CI)")
     taken: set[Row] = set()
     go, tw_go = Connection._go, TimeWait.go
 
