@@ -69,12 +69,11 @@ def test_readme_first_command_runs_from_an_empty_directory(light: Path, tmp_path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("argv, extra", [
-    (["sweep", "{examples}/port-exhaustion-sweep.toml", "--scheduler", "tcp://127.0.0.1:1"], "cluster"),
+    (["sweep", "--example", "port-exhaustion", "--scheduler", "tcp://127.0.0.1:1"], "cluster"),
     (["run", "nc-timewait", "--plot", "ports.png"], "plot"),
     (["inspect"], "kernel"),
 ], ids=["sweep-scheduler", "plot", "inspect"])
 def test_missing_extra_is_one_line_naming_it(light: Path, tmp_path: Path, argv: list[str], extra: str) -> None:
-    argv = [a.replace("{examples}", str(ROOT / "examples")) for a in argv]
     r = subprocess.run([str(light / "timewait"), *argv], capture_output=True, text=True,
                        cwd=tmp_path, timeout=300)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]

@@ -27,7 +27,7 @@ from timewait.cli import main
 from timewait.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples"
+EXAMPLES = REPO / "src" / "timewait" / "examples"
 # Children (the CLI, dask workers) import this tree's code, not an installed timewait:
 # a relative PYTHONPATH means nothing once they run in another folder.
 TREE_PYTHONPATH = os.pathsep.join([str(REPO / "src"), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
@@ -121,14 +121,37 @@ def sweep_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_examples_are_valid_specs():
-    nc = sweep.load_spec(EXAMPLES / "nc-timewait-msl-sweep.toml")
+    nc = sweep.load_spec(EXAMPLES / "nc-timewait-msl.toml")
     assert nc.point_count == 8 and nc.trace is True
     assert nc.csv == EXAMPLES / "out" / "nc-timewait-msl.csv"
     names = set(sweep._registry_names() or ()) | {"port-exhaustion"}
-    pe = sweep.load_spec(EXAMPLES / "port-exhaustion-sweep.toml", known_scenarios=names)
+    pe = sweep.load_spec(EXAMPLES / "port-exhaustion.toml", known_scenarios=names)
     assert pe.point_count == 8  # 1 profile x 2 seeds x 2 durations x 2 port ranges
     assert pe.metrics == ("succeeded", "first_failure_at")
     assert pe.plot is not None and pe.plot.x == "params.duration"
+
+
+def test_shipped_example_runs_from_any_directory_and_writes_there(tmp_path, capsys):
+    """`sweep --example`: the spec comes from the package, outputs and cache go to the cwd."""
+    import os
+
+    from timewait.cli import main
+
+    assert main(["sweep", "--examples"]) == 0
+    listed = capsys.readouterr().out
+    assert "port-exhaustion" in listed and "nc-timewait-msl" in listed
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        rc = main(["sweep", "--example", "nc-timewait-msl", "--workers", "1", "--json"])
+    finally:
+        os.chdir(cwd)
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert (tmp_path / "out" / "nc-timewait-msl.csv").exists() and (tmp_path / ".sweep-cache").is_dir()
+    assert not (EXAMPLES / "out").exists() and not (EXAMPLES / ".sweep-cache").exists()
+    assert main(["sweep", "--example", "nope"]) == 2
+    assert "no such example" in capsys.readouterr().err
 
 
 def test_expand_points_params_and_sysctls(tmp_path):

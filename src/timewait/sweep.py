@@ -112,6 +112,7 @@ class SweepSpec:
     parquet: Path
     plot: PlotSpec | None
     trace: bool = False
+    parquet_asked: bool = False  # named in [output]; by default it is written only where pyarrow is
 
     @property
     def grid_keys(self) -> list[str]:
@@ -132,10 +133,12 @@ def load_spec(
     *,
     out_dir: str | Path | None = None,
     known_scenarios: Collection[str] | None = None,
+    base: str | Path | None = None,
 ) -> SweepSpec:
     """Read and validate a sweep spec; any problem is one :class:`UsageError` line.
 
-    ``out_dir`` replaces the folder of every output file (``--out``).
+    ``out_dir`` replaces the folder of every output file (``--out``); ``base`` is the folder
+    relative output names are resolved against (default: the spec's own).
     ``known_scenarios`` overrides the scenario registry (tests with a stub runner).
     """
     path = Path(path)
@@ -175,7 +178,7 @@ def load_spec(
     _check_metrics(scenario, metrics, where)
     _check_sysctl_hosts(scenario, profiles, seeds[0], grid, where)
 
-    spec_dir = path.resolve().parent
+    spec_dir = Path(base).resolve() if base is not None else path.resolve().parent
     output = raw.get("output", {})
     if not isinstance(output, dict):
         raise UsageError(f"{where}: [output] must be a table with keys {', '.join(OUTPUT_KEYS)}")
@@ -191,7 +194,7 @@ def load_spec(
     if not isinstance(trace, bool):
         raise UsageError(f"{where}: 'trace' must be true or false")
     spec = SweepSpec(path.resolve(), scenario, tuple(profiles), tuple(seeds), tuple(metrics), grid,
-                     csv_path, pq_path, plot, trace)
+                     csv_path, pq_path, plot, trace, "parquet" in output)
     if spec.point_count > MAX_POINTS:
         raise UsageError(f"{where}: {spec.point_count} points; a sweep may have at most {MAX_POINTS}")
     return spec
@@ -1247,11 +1250,35 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def check_extras(spec: SweepSpec) -> None:
+    """Before any point runs: the plot needs matplotlib, a Parquet file the spec names needs pyarrow
+    (UsageError with the extra that installs it)."""
+    import importlib.util
+
+    from timewait.errors import missing_extra
+
+    needs = [("matplotlib", spec.plot is not None), ("pyarrow", spec.parquet_asked)]
+    for module, needed in needs:
+        if needed and importlib.util.find_spec(module) is None:
+            raise UsageError(f"{spec.path.name}: {missing_extra(ModuleNotFoundError(name=module))}")
+
+
 def write_outputs(spec: SweepSpec, rows: list[dict[str, Any]]) -> tuple[list[Path], list[str]]:
-    """CSV, Parquet and (if asked) the plot; returns the files written and any remarks."""
+    """CSV, Parquet and (if asked) the plot; returns the files written and any remarks.
+
+    Parquet by default only where pyarrow (the 'parquet' extra) is installed; a spec that
+    names it gets it or, before anything runs, the hint (:func:`check_extras`).
+    """
+    import importlib.util
+
     cols = spec.columns
-    written = [write_csv(spec.csv, cols, rows), write_parquet(spec.parquet, cols, rows)]
+    written = [write_csv(spec.csv, cols, rows)]
     messages: list[str] = []
+    if spec.parquet_asked or importlib.util.find_spec("pyarrow") is not None:
+        written.append(write_parquet(spec.parquet, cols, rows))
+    else:
+        messages.append("no Parquet file: that needs pyarrow, from the 'parquet' extra "
+                        "(pip install 'timewait[parquet]')")
     if spec.plot is not None:
         msg = write_plot(spec, rows)
         if msg:

@@ -295,7 +295,8 @@ class Host(Node):
         if self.in_segs:
             c["TcpInSegs"] = self.in_segs
         if self.out_segs:
-            c["TcpOutSegs"] = self.out_segs
+            # Retransmissions are sent but not counted (Connection._count_retransmit).
+            c["TcpOutSegs"] = self.out_segs - c.get("TcpRetransSegs", 0)
         return dict(sorted(c.items()))
 
     def snapshot(self) -> dict[str, Any]:

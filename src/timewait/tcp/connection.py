@@ -676,6 +676,15 @@ class Connection:
                 return
             self.retrans += 1
             self._emit(SYN, self.iss, now)
+            self._count_retransmit(True)
+            # Measured on 6.18 (tests/scripts/syn-retransmit-linear.pkt): every SYN RTO counts
+            # TCPTimeouts and TcpTimeoutRehash (tcp_write_timeout's sk_rethink_txhash), and from
+            # the second on the SYN sent before is marked lost (tcp_mark_skb_lost).
+            env = self.env
+            env.bump("TcpExtTCPTimeouts")
+            env.bump("TcpExtTcpTimeoutRehash")
+            if self.retrans > 1:
+                env.bump("TcpExtTCPLostRetransmit")
             k = self.retrans
             lin = cfg.syn_linear_timeouts
             step = cfg.rto_init if k <= lin else cfg.rto_init << (k - lin)
@@ -688,6 +697,7 @@ class Connection:
                 return
             self.retrans += 1
             self._emit(SYN | ACK, self.iss, now)
+            self._count_retransmit(True)
             self.rto_at = now + min(cfg.rto_init << self.retrans, cfg.rto_max)
             self.rtt_seq = -1
             return
@@ -707,7 +717,18 @@ class Connection:
         back = self.rto << (self.retrans - 1)
         self.rto_at = now + (back if back < cfg.rto_max else cfg.rto_max)
         self.rtt_seq = -1
-        self.env.bump("TcpRetransSegs")
+        self._count_retransmit(False)
+
+    def _count_retransmit(self, syn: bool) -> None:
+        """``tcp_retransmit_skb``'s counters: TcpRetransSegs, and TCPSynRetrans for a SYN or SYN-ACK.
+
+        The host leaves retransmissions out of TcpOutSegs (RFC 1213: "excluding those containing
+        only retransmitted octets"; Linux counts OUTSEGS only past snd_nxt or for bare ACKs).
+        """
+        env = self.env
+        env.bump("TcpRetransSegs")
+        if syn:
+            env.bump("TcpExtTCPSynRetrans")
 
     def _retransmit_head(self, now: int) -> None:
         """Resend the first unacknowledged segment."""
