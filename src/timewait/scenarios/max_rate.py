@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from timewait.apps.basic import PingServer, ShortConnectionLoop
 from timewait.scenarios import Lab, Param, scenario
-from timewait.sim.simulation import Simulation
 from timewait.sim.sysctl import parse_port_range
 
 CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
@@ -47,8 +46,9 @@ def run(lab: Lab) -> None:
         # Long enough for the over-limit run to exhaust (ports / rate) plus a margin,
         # and for the under-limit run to pass the point where the first TIME_WAIT expire.
         until = max(tw, ports / rate) * 1.08
-        sim = lab.sim if label == "under" else Simulation(
-            profile=lab.sim.profile, seed=lab.seed + 1, trace=False, msl_s=p["msl"])
+        # Both runs' telemetry goes into the result, labelled (the plots draw them side by side).
+        sim = lab.add_run(label, lab.sim) if label == "under" else lab.add_run(
+            label, profile=lab.sim.profile, seed=lab.seed + 1, trace=False, msl_s=p["msl"])
         sim.timewait_enabled = lab.sim.timewait_enabled
         c1 = sim.add_host("c1", CLIENT)
         srv = sim.add_host("server", SERVER)

@@ -20,6 +20,7 @@ from timewait.sim.profiles import Profile
 from timewait.sim.scheduler import Lane
 from timewait.sim.socket_error import SocketError
 from timewait.sim.sysctl import format_value, lookup
+from timewait.sim.telemetry import HostTelemetry
 from timewait.tcp.config import SEC, TcpConfig
 from timewait.tcp.connection import (
     EV_CLOSED,
@@ -220,6 +221,7 @@ class Host(Node):
         self._conn_timer_cb = self._conn_timer
         self._tw_lane: Lane | None = None                  # TIME_WAIT expiries in order (made on first use)
         self.orphans = 0                                    # closed by the application, still alive
+        self.tel = HostTelemetry(self)                      # exact counts beside the trace (sim/telemetry.py)
 
     # ------------------------------------------------------------------ sysctls and counters
 
@@ -311,6 +313,7 @@ class Host(Node):
 
     def _fail(self, sock: Socket, call: str, args: tuple, errno: str) -> None:
         self._call(sock, call, args, errno)
+        self.tel.failed(call, errno)
         raise SocketError(errno, call)
 
     def bind(self, sock: Socket, addr: str | int, port: int) -> None:
@@ -683,6 +686,7 @@ class Host(Node):
         if st != conn.seen_state:
             old = conn.seen_state
             conn.seen_state = st
+            self.tel.state(old, st, conn)
             tr = self.trace
             if tr.on:
                 now = self.net.sched.now
@@ -788,6 +792,7 @@ class Host(Node):
             # The lesson knob: a stack without TIME_WAIT goes straight to CLOSED.
             if tr.on:
                 tr.records.append((now, STATE, self.name, key, "TIME_WAIT", "CLOSED"))
+            self.tel.tw_skipped(TIME_WAIT, False)
             conn.state = conn.seen_state = CLOSED
             self._conn_gone(conn)
             return
@@ -796,6 +801,7 @@ class Host(Node):
             self.bump("TcpExtTCPTimeWaitOverflow")
             if tr.on:
                 tr.records.append((now, STATE, self.name, key, _TW_NAMES[substate], "CLOSED"))
+            self.tel.tw_skipped(substate, True)
             conn.state = conn.seen_state = CLOSED
             self._conn_gone(conn)
             return
@@ -822,6 +828,7 @@ class Host(Node):
                 b.conns_noreuse -= 1
                 b.tws_noreuse += 1
         conn.state = conn.seen_state = CLOSED
+        self.tel.tw_made(substate)
         self.bump("TcpExtTW" if timeout > 4 * SEC else "TcpExtTWKilled")
         self._tw_schedule(tw)
         if tr.on:
@@ -872,6 +879,7 @@ class Host(Node):
         tr = self.trace
         if tr.on:
             tr.records.append((self.net.sched.now, STATE, self.name, tw.key, _TW_NAMES[tw.substate], "CLOSED"))
+        self.tel.tw_gone(tw.substate, why)
 
     def _tw_input(self, tw: TimeWait, seg: Segment) -> None:
         now = self.net.sched.now
@@ -882,6 +890,7 @@ class Host(Node):
         if tw.substate != old_sub:
             if tr.on:
                 tr.records.append((now, STATE, self.name, tw.key, _TW_NAMES[old_sub], _TW_NAMES[tw.substate]))
+            self.tel.tw_substate(old_sub, tw.substate)
             if tw.tw_timeout and tw.substate == TIME_WAIT and tw.ts_recent_stamp and self._remember_stamp(
                 tw.key[2], tw.ts_recent, tw.ts_recent_stamp, now
             ):
