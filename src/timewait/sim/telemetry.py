@@ -34,6 +34,7 @@ from array import array
 from typing import TYPE_CHECKING
 
 from timewait.result import CensusRow, SeriesRun
+from timewait.tcp.segment import ip_ntoa
 from timewait.tcp.states import CLOSED, NAMES, SYN_SENT, TIME_WAIT
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ _GONE = {"": TW_EXPIRED, "reset": TW_KILLED, "TIME_WAIT disabled": TW_KILLED,
          "new incarnation": TW_REUSED, "TIME_WAIT takeover by connect()": TW_REUSED}
 # The states counted per host (CLOSED is no socket; LISTEN is sampled from the listeners).
 _COUNTED = tuple(i for i, n in enumerate(NAMES) if n not in ("CLOSED", "LISTEN"))
+# The series every host has, in the order Telemetry.sample appends them.
+_FIXED = (*(NAMES[i] for i in _COUNTED), "LISTEN", "ports_in_use", "nstat.TcpInSegs", "nstat.TcpOutSegs",
+          *TW_SERIES)
 #: Series whose maximum is tracked exactly, at the instant it is first reached.
 PORTS = 11  # index of ports_in_use in HostTelemetry.peak (after the 11 states)
 
@@ -89,7 +93,8 @@ class HostTelemetry:
         A connection entering TIME_WAIT is counted at once (the trace says so too),
         but TIME_WAIT's maximum is taken in :meth:`tw_made`: past
         ``tcp_max_tw_buckets`` the connection leaves TIME_WAIT at the same instant,
-        and the cap, not cap + 1, is what ``ss`` could ever list.
+        and the cap, not cap + 1, is what ``ss`` could ever list. Hot: a few list
+        operations, the rest only on a connection's first and SYN_SENT changes.
         """
         states = self.states
         if old:
@@ -98,17 +103,18 @@ class HostTelemetry:
                 c = self.connect
                 why = "ok" if new else (conn.err or "EIO")
                 c[why] = c.get(why, 0) + 1
+        elif new:
+            # A new socket: the only moment a port can have been added (bind, connect, SYN).
+            n = len(self.host.buckets)
+            if n > self.peak[PORTS]:
+                self.peak[PORTS] = n
+                self.peak_at[PORTS] = self.host.net.sched.now
         if new:
-            if new == TIME_WAIT:
-                states[new] += 1
-            else:
-                self._up(new)
-            if not old:
-                # A new socket: the only moment a port can have been added (bind, connect, SYN).
-                n = len(self.host.buckets)
-                if n > self.peak[PORTS]:
-                    self.peak[PORTS] = n
-                    self.peak_at[PORTS] = self.host.net.sched.now
+            n = states[new] + 1
+            states[new] = n
+            if n > self.peak[new] and new != TIME_WAIT:
+                self.peak[new] = n
+                self.peak_at[new] = self.host.net.sched.now
 
     def failed(self, call: str, errno: str) -> None:
         """A socket call returned ``errno`` at once; connect()'s are counted (EADDRNOTAVAIL: no port left)."""
@@ -158,10 +164,16 @@ class Telemetry:
         self.times: array[int] = array("q")
         self.hosts: dict[str, Host] = {}
         self.values: dict[str, dict[str, array[int]]] = {}
+        # Per host, the arrays of the series every host has, in _FIXED order (a sample appends
+        # a list of ints to them without building names); and the names of dynamic series.
+        self._fixed: dict[str, list[array[int]]] = {}
+        self._names: dict[object, str] = {}
 
     def add_host(self, host: Host) -> None:
+        k = len(self.times)
+        store = self.values[host.name] = {n: array("q", bytes(8 * k)) for n in _FIXED}
         self.hosts[host.name] = host
-        self.values[host.name] = {}
+        self._fixed[host.name] = [store[n] for n in _FIXED]
 
     def plan(self, end_us: int) -> None:
         """Choose the step from the run's planned end (1, 2 or 5 x 10^k µs), unless set already."""
@@ -188,23 +200,49 @@ class Telemetry:
                 # at the grid instant.
                 tel.peak[PORTS] = n
                 tel.peak_at[PORTS] = t
-            store = self.values[name]
-            now = dict(_host_values(host))
-            for key, arr in store.items():
-                arr.append(now.pop(key, 0))
-            for key, v in now.items():
-                arr = store[key] = array("q", bytes(8 * k))
+            st = tel.states
+            vals = [st[s] for s in _COUNTED]
+            vals += (len(host.listeners), n, host.in_segs, host.out_segs)
+            vals += tel.tw
+            for arr, v in zip(self._fixed[name], vals, strict=True):
                 arr.append(v)
+            store = self.values[name]
+            names = self._names
+            # connect() outcomes and nstat counters: dicts that only gain keys.
+            for group, prefix in ((tel.connect, "connect."), (host.counters, "nstat.")):
+                for key, v in group.items():
+                    sname = names.get((prefix, key))
+                    if sname is None:
+                        sname = names[(prefix, key)] = prefix + key
+                    arr = store.get(sname)
+                    if arr is None:
+                        arr = store[sname] = array("q", bytes(8 * k))
+                    arr.append(v)
+            # Ports in use per destination (saddr, daddr, dport): the port search's supply is
+            # per destination. Destinations come and go: absent ones get 0.
+            dests: dict[str, int] = {}
+            for i, (dk, use) in enumerate(host.dest_use.items()):
+                if i >= 64:  # a host talking to many destinations: ports_in_use still counts all
+                    break
+                sname = names.get(dk)
+                if sname is None:
+                    sname = names[dk] = f"ports_to.{ip_ntoa(dk[1])}:{dk[2]}"
+                dests[sname] = use.count[0] + use.count[1]
+            for sname in dests.keys() - store.keys():
+                store[sname] = array("q", bytes(8 * k))
+            for sname, arr in store.items():
+                if sname.startswith("ports_to."):
+                    arr.append(dests.get(sname, 0))
         self.next_at = t + self.step
         if len(self.times) >= (MAX_POINTS if self.fixed else 2 * self.target):
             self._halve()
 
     def _halve(self) -> None:
         """Keep every other sample (those on the doubled grid) and double the step."""
-        self.times = self.times[::2]
+        self.times[:] = self.times[::2]
         for store in self.values.values():
-            for key in store:
-                store[key] = store[key][::2]
+            for arr in store.values():
+                arr[:] = arr[::2]  # in place: self._fixed holds the same arrays
         self.step *= 2
         self.next_at = self.times[-1] + self.step
 
@@ -223,26 +261,6 @@ class Telemetry:
             changed[name] = _sysctls_changed(host)
         return SeriesRun(label=label, step_us=self.step, times_us=array("q", self.times), values=values,
                          maxima=maxima, end_us=end_us, sysctls_changed=changed)
-
-
-def _host_values(host: Host) -> list[tuple[str, int]]:
-    """One host's sampled values by series name (the names :class:`SeriesRun` documents)."""
-    tel = host.tel
-    st = tel.states
-    out = [(NAMES[s], st[s]) for s in _COUNTED]
-    out.append(("LISTEN", len(host.listeners)))
-    out.append(("ports_in_use", len(host.buckets)))
-    out += zip(TW_SERIES, tel.tw, strict=True)
-    out += [(f"connect.{k}", v) for k, v in tel.connect.items()]
-    out += [(f"nstat.{k}", v) for k, v in host.all_counters().items()]
-    from timewait.tcp.segment import ip_ntoa
-
-    # Per destination (saddr, daddr, dport): the port search's supply is per destination.
-    for i, ((_s, daddr, dport), use) in enumerate(host.dest_use.items()):
-        if i >= 64:  # a host talking to many destinations: the total above still counts all
-            break
-        out.append((f"ports_to.{ip_ntoa(daddr)}:{dport}", use.count[0] + use.count[1]))
-    return out
 
 
 def _sysctls_changed(host: Host) -> dict[str, str]:
