@@ -90,16 +90,14 @@ class SeriesRun:
         m = self.maxima.get(host, {}).get(name)
         return (m[0], m[1] / 1e6) if m is not None else None
 
-    def rate(self, host: str, name: str) -> list[float]:
-        """A cumulative series as a rate per second over each grid step (the first step from 0)."""
+    def rate(self, host: str, name: str, window_s: float = 1.0) -> list[float]:
+        """A cumulative series as a rate per second at each grid instant, over the trailing
+        ``window_s`` (rounded up to whole steps; at least one): what a per-second counter
+        would read, without the aliasing of a rate of a few per second over short steps."""
         vals = self.get(host, name)
-        step = self.step_us / 1e6
-        prev = 0
-        out = []
-        for v in vals:
-            out.append((v - prev) / step)
-            prev = v
-        return out
+        k = max(1, -(-int(window_s * 1e6) // self.step_us))
+        span = k * self.step_us / 1e6
+        return [(v - (vals[i - k] if i >= k else 0)) / span for i, v in enumerate(vals)]
 
     def to_json(self) -> dict[str, Any]:
         return {

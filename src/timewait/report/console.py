@@ -29,6 +29,7 @@ def print_run(
     ss_summary: bool = False,
     messages: list[str] | None = None,
     *,
+    ss_all: bool = False,
     console: Console | None = None,
     absolute: bool = False,
     verbose: bool = False,
@@ -37,7 +38,8 @@ def print_run(
 
     ``trace`` adds every trace record as a tcpdump-style line; ``ss_at`` adds
     an ``ss -tan -o`` table at that simulated time (``ss_summary`` adds TIME_WAIT
-    counts per remote and local address); ``messages`` (e.g. "wrote x.pcap")
+    counts per remote and local address; ``ss_all`` lists every row of a big table);
+    ``messages`` (e.g. "wrote x.pcap")
     come last.
     """
     con = console or Console(highlight=False, soft_wrap=True)
@@ -48,7 +50,7 @@ def print_run(
     _socket_tables(con, result)
     if ss_at is not None:
         con.rule(f"ss at {ss_at:g} s", style="dim")
-        con.print(Text(ss_table(result, ss_at)))
+        con.print(Text(ss_table(result, ss_at, all_rows=ss_all)))
         if ss_summary:
             con.print()
             con.print(Text(ss_summary_text(result, ss_at)))

@@ -134,7 +134,7 @@ def write_outputs(
         png = render_png(result)
         data = png
         write_atomically(plot, lambda f: f.write(data))
-        messages.append(f"wrote {plot} (sockets by state, ports in use, connections per second)")
+        messages.append(f"wrote {plot} (from the telemetry: sockets by state, ports in use, connect() per second, TIME_WAIT records)")
     if html is not None:
         from timewait.report.html import render_html
 
