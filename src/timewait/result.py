@@ -95,6 +95,8 @@ class SeriesRun:
         ``window_s`` (rounded up to whole steps; at least one): what a per-second counter
         would read, without the aliasing of a rate of a few per second over short steps."""
         vals = self.get(host, name)
+        if not self.step_us:
+            return []  # no grid: the simulation never ran
         k = max(1, -(-int(window_s * 1e6) // self.step_us))
         span = k * self.step_us / 1e6
         return [(v - (vals[i - k] if i >= k else 0)) / span for i, v in enumerate(vals)]
@@ -151,8 +153,9 @@ class RunResult:
         return all(c.passed for c in self.checks)
 
     def to_json(self) -> dict[str, Any]:
-        """The document ``timewait run SCENARIO --json`` prints."""
-        return {
+        """The document ``timewait run SCENARIO --json`` prints (``series`` only where there is
+        telemetry: not for kernel runs)."""
+        doc = {
             "scenario": self.scenario,
             "profile": self.profile,
             "seed": self.seed,
@@ -161,5 +164,7 @@ class RunResult:
             "checks": [c.to_json() for c in self.checks],
             "metrics": self.metrics,
             "hosts": self.hosts,
-            "series": {"runs": [r.to_json() for r in self.telemetry]},
         }
+        if self.telemetry:
+            doc["series"] = {"runs": [r.to_json() for r in self.telemetry]}
+        return doc

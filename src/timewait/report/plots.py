@@ -147,7 +147,7 @@ def _draw_run(result: RunResult, run: SeriesRun, axes: Any, prefix: str) -> None
                      label=f"{host} {'answered' if ok else 'failed: ' + what} per second")
             drawn = True
     ax3.set_ylabel("connect() per second")
-    window = max(1, -(-1_000_000 // run.step_us)) * step
+    window = max(1, -(-1_000_000 // run.step_us)) * step if run.step_us else 1.0
     ax3.set_title(f"{prefix}connect() outcomes per second (over the last {window:g} s)", loc="left", fontsize=10)
     _legend_or_empty(ax3, drawn, "no connect() calls")
 
