@@ -46,7 +46,10 @@ def test_json_is_the_only_thing_on_stdout_and_follows_the_contract() -> None:
     r = tw("run", "nc-timewait", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert set(doc) == {"scenario", "profile", "seed", "params", "sim_time", "checks", "metrics", "hosts"}
+    assert set(doc) == {"scenario", "profile", "seed", "params", "sim_time", "checks", "metrics", "hosts", "series"}
+    (run,) = doc["series"]["runs"]  # the telemetry: one grid, every host's series, exact maxima
+    assert run["label"] == "main" and len(run["times"]) == len(run["hosts"]["c1"]["TIME_WAIT"])
+    assert run["maxima"]["c1"]["TIME_WAIT"]["value"] == 1
     assert doc["scenario"] == "nc-timewait" and doc["profile"] == "linux" and doc["seed"] == 1
     assert all(c["passed"] for c in doc["checks"])
     assert doc["metrics"]["time_wait_hosts"] == ["c1"] and doc["metrics"]["time_wait_seconds"] == 60.0

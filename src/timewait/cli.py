@@ -94,6 +94,9 @@ def run_cmd(
     plot: Path | None = typer.Option(None, "--plot", help="Plot sockets by state over time to FILE.png."),
     ss: float | None = typer.Option(None, "--ss", help="Print an `ss -tan -o` table at simulated time T s."),
     ss_summary: bool = typer.Option(False, "--ss-summary", help="With --ss: TIME_WAIT per remote and local address."),
+    ss_all: bool = typer.Option(False, "--ss-all", help="With --ss: every row (else a big table shows its first rows and totals)."),
+    sample_every: float | None = typer.Option(
+        None, "--sample-every", help="Telemetry grid step in seconds (default: about 1,000 points over the run)."),
     html: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML report."),
     budget: str | None = typer.Option(
         None, "--budget", help="Limits of the run: events=N,mem=MB,time=SECONDS (each optional, 'off' lifts one; "
@@ -115,11 +118,14 @@ def run_cmd(
 
         check_views(**views, create=False)  # before the run: a bad path costs nothing, writes nothing
     # --json alone needs no trace (scenarios that measure from it keep one anyway).
-    need_trace = not json_out or trace or ss is not None or any(v is not None for v in views.values())
+    # --ss reads the census the engine takes at T during the run, not the trace.
+    need_trace = not json_out or trace or any(v is not None for v in views.values())
     result = run_scenario(
         scenario, params=parse_assignments(set_, "--set"), sysctls=list(sysctl), profile=profile,
         seed=seed, trace=need_trace, progress=sys.stderr.isatty(), faults=list(fault), budget=budget,
         announce=lambda line: print(f"timewait: {line}", file=sys.stderr, flush=True),
+        sample_every_s=sample_every, census_at=[ss] if ss is not None else None,
+        census_end=ss_summary and ss is None,
     )
     result = localize(result, lang)
     messages: list[str] = []
@@ -133,7 +139,7 @@ def run_cmd(
     from timewait.report.console import print_run
 
     print_run(result, trace=trace, ss_at=ss, ss_summary=ss_summary, messages=messages, absolute=absolute,
-              verbose=verbose, lang=lang)
+              verbose=verbose, lang=lang, ss_all=ss_all)
     if not result.passed:
         raise typer.Exit(1)
 

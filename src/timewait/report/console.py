@@ -30,6 +30,7 @@ def print_run(
     ss_summary: bool = False,
     messages: list[str] | None = None,
     *,
+    ss_all: bool = False,
     console: Console | None = None,
     absolute: bool = False,
     verbose: bool = False,
@@ -39,9 +40,9 @@ def print_run(
 
     ``trace`` adds every trace record as a tcpdump-style line; ``ss_at`` adds
     an ``ss -tan -o`` table at that simulated time (``ss_summary`` adds TIME_WAIT
-    counts per remote and local address); ``messages`` (e.g. "wrote x.pcap")
-    come last. ``lang`` is the language of the captions; the result's own texts are
-    translated before (:func:`timewait.i18n.localize`).
+    counts per remote and local address; ``ss_all`` lists every row of a big table);
+    ``messages`` (e.g. "wrote x.pcap") come last. ``lang`` is the language of the captions;
+    the result's own texts are translated before (:func:`timewait.i18n.localize`).
     """
     def _(template: str, *args: object) -> str:
         return caption(lang, template, *args)
@@ -54,7 +55,7 @@ def print_run(
     _socket_tables(con, result, lang)
     if ss_at is not None:
         con.rule(_("ss at {} s", f"{ss_at:g}"), style="dim")
-        con.print(Text(ss_table(result, ss_at)))
+        con.print(Text(ss_table(result, ss_at, all_rows=ss_all)))
         if ss_summary:
             con.print()
             con.print(Text(ss_summary_text(result, ss_at)))

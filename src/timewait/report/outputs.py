@@ -241,7 +241,8 @@ def _write(out: OutputSet, result: RunResult, pcap: Path | None, pcap_host: str 
         png = render_png(result)
         data = png
         out.write(plot, lambda f: f.write(data))
-        messages.append(f"wrote {plot} (sockets by state, ports in use, connections per second)")
+        messages.append(f"wrote {plot} (from the telemetry: sockets by state, ports in use, connect() per second, "
+                        "TIME_WAIT records)")
     if html is not None:
         from timewait.report.html import render_html
 

@@ -43,7 +43,7 @@ class Socket:
     host: str
     key: Key
     state: str
-    since_us: int
+    since_us: int | None            # None where a census does not know it (see result.CensusRow)
     send_q: int = 0
     recv_q: int = 0
     timer: str | None = None       # trace timer name, e.g. "timewait", "rto"
@@ -187,6 +187,19 @@ def sockets_at(result: RunResult, at_us: int, host: str | None = None) -> dict[s
     for socks in out.values():
         socks.sort(key=lambda s: (s.key[0], s.key[1], s.key[2], s.key[3]))
     return out
+
+
+def census_at(result: RunResult, at_us: int, host: str | None = None) -> dict[str, list[Socket]] | None:
+    """Each host's sockets at ``at_us`` from the census the engine took there, or None when it took none.
+
+    Exact for any run size and whatever the trace kept (``run_scenario(census_at=…)``,
+    ``--ss T``). Hosts in topology order; ``host`` picks one.
+    """
+    rows = result.census.get(at_us)
+    if rows is None:
+        return None
+    names = [host] if host is not None else list(rows)
+    return {n: [Socket(*r) for r in rows.get(n, [])] for n in names}
 
 
 def netstat_lines(sockets: list[Socket]) -> list[str]:

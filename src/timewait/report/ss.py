@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 from timewait.errors import UsageError
-from timewait.report.sockets import Socket, sockets_at, to_us
+from timewait.report.sockets import Socket, census_at, sockets_at, to_us
 from timewait.result import RunResult
 from timewait.tcp.segment import ip_ntoa
 
@@ -84,20 +84,50 @@ def ss_rows(sockets: list[Socket], at_us: int) -> list[str]:
     return lines
 
 
-def ss_table(result: RunResult, at_s: float, host: str | None = None) -> str:
+#: A host's table longer than this prints its first rows and the totals per state (``--ss-all``: every row).
+MAX_SS_ROWS = 20
+
+
+def sockets_for(result: RunResult, at_us: int, host: str | None = None) -> tuple[dict[str, list[Socket]], str]:
+    """The sockets at ``at_us`` and where they come from: the engine's census when it took one
+    there (exact), else rebuilt from the trace (``"trace"``: exact only while the trace covers T)."""
+    socks = census_at(result, at_us, host)
+    if socks is not None:
+        return socks, "census"
+    return sockets_at(result, at_us, host), "trace"
+
+
+def state_totals(sockets: list[Socket]) -> str:
+    """``Total: 28233 (TIME-WAIT 28232, ESTAB 1)``: sockets per state, most first, as ``ss -s`` sums them."""
+    per = Counter(SS_STATE_NAMES.get(s.state, s.state) for s in sockets)
+    return f"Total: {len(sockets)} (" + ", ".join(f"{st} {n}" for st, n in per.most_common()) + ")"
+
+
+def ss_table(result: RunResult, at_s: float, host: str | None = None, *, all_rows: bool = False) -> str:
     """``ss -tan -o`` on each host (or one ``host``) at simulated time ``at_s`` seconds.
 
-    A host's block starts with a ``c1$ ss -tan -o   # at 1.000000 s`` line.
-    A time outside the run is a :class:`UsageError`.
+    A host's block starts with a ``c1$ ss -tan -o   # at 1.000000 s`` line. The
+    sockets are the census the engine took at ``at_s`` when there is one, else
+    rebuilt from the trace (the header says so). A host with more than
+    :data:`MAX_SS_ROWS` sockets prints its first rows, how many more there are
+    and its totals per state, unless ``all_rows``. A time outside the run is a
+    :class:`UsageError`.
     """
     _check_host(result, host)
     if at_s < 0 or at_s > result.sim_time + 1e-9:
         raise UsageError(f"--ss {at_s:g}: the run covers 0 to {result.sim_time:g} s of simulated time")
     at_us = to_us(at_s)
+    socks_by_host, source = sockets_for(result, at_us, host)
+    note = "" if source == "census" else "   (rebuilt from the trace: exact only while the trace covers it)"
     blocks = []
-    for name, socks in sockets_at(result, at_us, host).items():
-        head = f"{name}$ ss -tan -o   # at {at_s:.6f} s"
-        blocks.append("\n".join([head, *ss_rows(socks, at_us)]))
+    for name, socks in socks_by_host.items():
+        head = f"{name}$ ss -tan -o   # at {at_s:.6f} s{note}"
+        if all_rows or len(socks) <= MAX_SS_ROWS:
+            blocks.append("\n".join([head, *ss_rows(socks, at_us)]))
+            continue
+        more = len(socks) - MAX_SS_ROWS
+        blocks.append("\n".join([head, *ss_rows(socks[:MAX_SS_ROWS], at_us),
+                                 f"... {more} more rows (--ss-all lists them all)", state_totals(socks)]))
     return "\n\n".join(blocks)
 
 
@@ -111,7 +141,7 @@ def ss_summary(result: RunResult, at_s: float) -> str:
     per_remote: Counter[tuple[str, str]] = Counter()
     per_local: Counter[tuple[str, str]] = Counter()
     total = 0
-    for host, socks in sockets_at(result, at_us).items():
+    for host, socks in sockets_for(result, at_us)[0].items():
         for s in socks:
             if s.state == "TIME_WAIT":
                 total += 1

@@ -134,13 +134,18 @@ class Lab:
     """What a scenario function works with: parameters, the simulation, checks, metrics."""
 
     def __init__(self, sc: Scenario, params: dict[str, Any], sysctls: list[str], profile: str, seed: int,
-                 trace: bool, progress: bool) -> None:
+                 trace: bool, progress: bool, *, sample_every_s: float | None = None,
+                 census_at_s: list[float] | None = None) -> None:
         self.scenario = sc
         self.p = params
         self.profile = profile
         self.seed = seed
         self.progress = progress
-        self.sim = Simulation(profile=profile, seed=seed, trace=trace, sysctls=sysctls, msl_s=params.get("msl"))
+        self.sample_every_s = sample_every_s
+        self.sim = Simulation(profile=profile, seed=seed, trace=trace, sysctls=sysctls, msl_s=params.get("msl"),
+                              sample_every_s=sample_every_s, census_at_s=census_at_s)
+        # Every simulation the scenario runs, labelled, for the telemetry (max-rate runs two).
+        self.runs: list[tuple[str, Simulation]] = [("main", self.sim)]
         self.sim.timewait_enabled = params.get("timewait", True)
         if params.get("mem"):
             self.sim.mem = parse_mem(params["mem"])
@@ -148,6 +153,20 @@ class Lab:
         self.metrics: dict[str, Any] = {}
         self.series: dict[str, list[tuple[float, float]]] = {}
         self.notes: list[str] = []
+
+    def add_run(self, label: str, sim: Simulation | None = None, **kw: Any) -> Simulation:
+        """Another simulation of this scenario, whose telemetry the result carries as ``label``.
+
+        ``sim`` None makes one (``kw`` go to :class:`Simulation`) sampled as the main one.
+        Labelling the main simulation itself renames it.
+        """
+        if sim is self.sim:
+            self.runs[0] = (label, sim)
+            return sim
+        if sim is None:
+            sim = Simulation(sample_every_s=self.sample_every_s, **kw)
+        self.runs.append((label, sim))
+        return sim
 
     def need_trace(self) -> None:
         """Record the full trace even when the caller asked for none (small scenarios that
@@ -181,6 +200,7 @@ class Lab:
         big run shows its beginning instead of exhausting memory.
         """
         sim = self.sim
+        sim.telemetry.plan(int(until_s * SEC))  # the grid from the whole run, not from its first step
         if until_s < 30 and not sim.trace.on:
             sim.run(until_s)
             return
@@ -257,35 +277,48 @@ def run_budget(sc: Scenario, p: dict[str, Any], override: str | None = None) -> 
 def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: list[str] | None = None,
                  profile: str | None = None, seed: int = 1, trace: bool = True, progress: bool = False,
                  faults: list[str] | None = None, budget: str | None = None,
-                 announce: Callable[[str], None] | None = None) -> RunResult:
+                 announce: Callable[[str], None] | None = None, sample_every_s: float | None = None,
+                 census_at: list[float] | None = None, census_end: bool = False) -> RunResult:
     """Run one scenario and return its :class:`~timewait.result.RunResult`.
 
     ``profile`` None means the scenario's own default (``linux`` for most). The run is
     bounded by its budget (:func:`run_budget`; ``budget`` is ``--budget``'s override text):
     past it, :class:`~timewait.errors.BudgetExceeded`. ``announce`` receives the one-line
-    estimate of a big run before it starts.
+    estimate of a big run before it starts. ``sample_every_s`` sets the telemetry's grid
+    step (default: about 1,000 points over the run); ``census_at`` lists instants (seconds)
+    at which every host's sockets are listed while the run is there, and ``census_end`` adds
+    one at the end (``RunResult.census``).
     """
     sc = get_scenario(name)
     profile = sc.profile if profile is None else profile  # '' is a wrong name, not "the default"
     p = parse_params(sc, params)
+    if sample_every_s is not None and not 0 < sample_every_s < float("inf"):
+        raise UsageError(f"--sample-every {sample_every_s:g}: must be a finite number of seconds > 0")
     bud = run_budget(sc, p, budget)
     estimate = bud.estimate()
     if announce is not None and estimate is not None:
         announce(f"{name}: {estimate} estimated (budget: {bud.describe()}; --budget to change)")
     with bud.active():
-        lab = Lab(sc, p, list(sysctls or []), profile, seed, trace, progress)
+        lab = Lab(sc, p, list(sysctls or []), profile, seed, trace, progress, sample_every_s=sample_every_s,
+                  census_at_s=census_at)
         for f in faults or []:
             lab.sim.user_faults.append(lab.sim.fault(f))
         sc.fn(lab)
     sim = lab.sim
     nodes = {n: NodeInfo(n, node.kind, list(node.addrs)) for n, node in sim.net.nodes.items()}
+    census = dict(sim.census)
+    if census_end:
+        from timewait.sim.telemetry import census_all
+
+        census[sim.sched.now] = census_all(sim.hosts)
+    telemetry = [s.telemetry.freeze(label, s.sched.now) for label, s in lab.runs]
     public = {k: v for k, v in p.items() if k in sc.params or (v is not None and v != COMMON_PARAMS[k].default)}
     return RunResult(
         scenario=name, profile=profile, seed=seed, params=public, sim_time=sim.sched.now / SEC,
         checks=lab.checks, metrics=lab.metrics,
         hosts={n: h.snapshot() for n, h in sim.hosts.items()},
         trace=sim.trace, nodes=nodes, story=sc.story, contrast="\n".join(lab.notes) or sc.contrast,
-        series=lab.series, sysctl_overrides=list(sysctls or []),
+        series=lab.series, sysctl_overrides=list(sysctls or []), telemetry=telemetry, census=census,
     )
 
 

@@ -20,6 +20,7 @@ from timewait.sim.profiles import Profile
 from timewait.sim.scheduler import Lane
 from timewait.sim.socket_error import SocketError
 from timewait.sim.sysctl import format_value, lookup
+from timewait.sim.telemetry import HostTelemetry
 from timewait.tcp.config import SEC, TcpConfig
 from timewait.tcp.connection import (
     EV_CLOSED,
@@ -242,6 +243,7 @@ class Host(Node):
         self._conn_timer_cb = self._conn_timer
         self._tw_lane: Lane | None = None                  # TIME_WAIT expiries in order (made on first use)
         self.orphans = 0                                    # closed by the application, still alive
+        self.tel = HostTelemetry(self)                      # exact counts beside the trace (sim/telemetry.py)
 
     # ------------------------------------------------------------------ sysctls and counters
 
@@ -334,6 +336,7 @@ class Host(Node):
 
     def _fail(self, sock: Socket, call: str, args: tuple, errno: str) -> None:
         self._call(sock, call, args, errno)
+        self.tel.failed(call, errno)
         raise SocketError(errno, call)
 
     def bind(self, sock: Socket, addr: str | int, port: int) -> None:
@@ -740,6 +743,7 @@ class Host(Node):
         if st != conn.seen_state:
             old = conn.seen_state
             conn.seen_state = st
+            self.tel.state(old, st, conn)
             tr = self.trace
             if tr.on:
                 now = self.net.sched.now
@@ -855,6 +859,7 @@ class Host(Node):
             # The lesson knob: a stack without TIME_WAIT goes straight to CLOSED.
             if tr.on:
                 tr.records.append((now, STATE, self.name, key, "TIME_WAIT", "CLOSED"))
+            self.tel.tw_skipped(TIME_WAIT, False)
             conn.retire(TW_OFF)
             conn.seen_state = CLOSED
             self._conn_gone(conn)
@@ -864,6 +869,7 @@ class Host(Node):
             self.bump("TcpExtTCPTimeWaitOverflow")
             if tr.on:
                 tr.records.append((now, STATE, self.name, key, _TW_NAMES[substate], "CLOSED"))
+            self.tel.tw_skipped(substate, True)
             conn.retire(TW_OVERFLOW)
             conn.seen_state = CLOSED
             self._conn_gone(conn)
@@ -892,6 +898,7 @@ class Host(Node):
                 b.tws_noreuse += 1
         conn.retire(TW_HANDOFF)  # the record carries the state on (TW-4)
         conn.seen_state = CLOSED
+        self.tel.tw_made(substate)
         self.bump("TcpExtTW" if timeout > 4 * SEC else "TcpExtTWKilled")
         self._tw_schedule(tw)
         if tr.on:
@@ -945,6 +952,7 @@ class Host(Node):
         tr = self.trace
         if tr.on:
             tr.records.append((self.net.sched.now, STATE, self.name, tw.key, _TW_NAMES[old], "CLOSED"))
+        self.tel.tw_gone(old, event)
 
     def _tw_input(self, tw: TimeWait, seg: Segment) -> None:
         now = self.net.sched.now
@@ -955,6 +963,7 @@ class Host(Node):
         if tw.substate != old_sub:
             if tr.on:
                 tr.records.append((now, STATE, self.name, tw.key, _TW_NAMES[old_sub], _TW_NAMES[tw.substate]))
+            self.tel.tw_substate(old_sub, tw.substate)
             if tw.tw_timeout and tw.substate == TIME_WAIT and tw.ts_recent_stamp and self._remember_stamp(
                 tw.key[2], tw.ts_recent, tw.ts_recent_stamp, now
             ):

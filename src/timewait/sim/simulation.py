@@ -7,11 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from timewait.errors import UsageError
+from timewait.result import CensusRow
 from timewait.sim.host import Host
 from timewait.sim.network import Fault, Network, Node, Router, check_fault_nodes, parse_fault
 from timewait.sim.profiles import Profile, get_profile
 from timewait.sim.scheduler import Scheduler
 from timewait.sim.sysctl import lookup
+from timewait.sim.telemetry import Telemetry, census_all
 from timewait.tcp.config import SEC
 from timewait.trace import NOTE, Trace
 
@@ -35,7 +37,8 @@ class Simulation:
     """
 
     def __init__(self, *, profile: str | Profile = "linux", seed: int = 1, trace: bool = True,
-                 sysctls: list[str] | None = None, msl_s: float | None = None) -> None:
+                 sysctls: list[str] | None = None, msl_s: float | None = None,
+                 sample_every_s: float | None = None, census_at_s: list[float] | None = None) -> None:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.seed = seed
         self.rng = random.Random(seed)
@@ -53,6 +56,11 @@ class Simulation:
         self._used_overrides: set[int] = set()
         self.timewait_enabled = True
         self.mem: int | None = None
+        # Telemetry: sampled at grid instants between scheduler runs (see run()); a census of
+        # every host's sockets at each instant asked for, taken when the run is there.
+        self.telemetry = Telemetry(self.sched, sample_every_s)
+        self.census_pending = sorted({int(round(t * SEC)) for t in census_at_s or []})
+        self.census: dict[int, dict[str, list[CensusRow]]] = {}
 
     # ------------------------------------------------------------------ building
 
@@ -75,6 +83,7 @@ class Simulation:
                 self._used_overrides.add(i)
         self.net.add(h)
         self.hosts[name] = h
+        self.telemetry.add_host(h)
         return h
 
     def add_router(self, name: str, *addrs: str) -> Router:
@@ -131,9 +140,43 @@ class Simulation:
         check_fault_nodes(self.user_faults, list(self.net.nodes))
 
     def run(self, until_s: float | None = None, max_events: int | None = None) -> None:
-        """Advance simulated time to ``until_s`` (or until nothing is left to do)."""
+        """Advance simulated time to ``until_s`` (or until nothing is left to do).
+
+        The scheduler runs in stretches that end at each telemetry grid instant and
+        census instant, where the sample or the census is taken: running up to an
+        instant and on from it processes the same events in the same order as one
+        run would, and nothing is scheduled for it, so results cannot change.
+        """
         self.check_overrides()
-        self.sched.run(None if until_s is None else int(until_s * SEC), max_events)
+        sched = self.sched
+        end = None if until_s is None else int(until_s * SEC)
+        tel = self.telemetry
+        if end is not None:
+            tel.plan(end)
+        e0 = sched.events
+        pending = self.census_pending
+        while True:
+            stop = tel.next_at
+            if pending and pending[0] < stop:
+                stop = pending[0]
+            if (end is not None and stop > end) or (end is None and sched.next_time() is None):
+                break
+            left = None if max_events is None else max_events - (sched.events - e0)
+            if left is not None and left <= 0:
+                return
+            sched.run(stop, left)
+            if left is not None and sched.events - e0 >= max_events:
+                nxt = sched.next_time()
+                if nxt is not None and nxt <= stop:
+                    return  # the budget ran out inside this stretch
+            if pending and pending[0] == stop:
+                self.census[stop] = census_all(self.hosts)
+                pending.pop(0)
+            if stop == tel.next_at:
+                tel.sample(stop)
+        left = None if max_events is None else max_events - (sched.events - e0)
+        if left is None or left > 0:
+            sched.run(end, left)
 
 
 def _with_tw_len(p: Profile, tw_len: int) -> Profile:
