@@ -164,8 +164,9 @@ def _template(node: ast.expr) -> list[str] | None:
 def _calls(tree: ast.AST, names: Iterable[str]) -> Iterable[ast.Call]:
     wanted = set(names)
     for n in ast.walk(tree):
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in wanted and n.args:
-            yield n
+        if (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in wanted and n.args
+                and isinstance(n.func.value, ast.Name) and n.func.value.id == "lab"):
+            yield n  # lab.check / lab.say only: a Param's bounds.check(...) is a validator
 
 
 def source_templates(root: Path | None = None) -> tuple[dict[str, list[str]], list[str]]:

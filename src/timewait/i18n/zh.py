@@ -215,6 +215,10 @@ TEXTS: dict[str, str] = {
     "{} s ({}), long before the new connection opened at {} s, whose data arrived intact.":
         "TIME_WAIT 占住四元组 {} 秒，比任何报文段允许存活的时间都长（MSL {} 秒）：被延迟的 {} 在 {} 秒结束"
         "（{}），远早于新连接在 {} 秒建立，新连接的数据完整到达。",
+    "TIME_WAIT held the 4-tuple for {} s, longer than the path held the segment: the delayed {} ended at "
+    "{} s ({}), long before the new connection opened at {} s, whose data arrived intact.":
+        "TIME_WAIT 占住四元组 {} 秒，比路径扣住该报文段的时间更长：被延迟的 {} 在 {} 秒结束（{}），"
+        "远早于新连接在 {} 秒建立，新连接的数据完整到达。",
     "the stale segment never enters the new connection's data": "过期报文段始终没有进入新连接的数据",
     "Without TIME_WAIT the delayed segment was still travelling when the 4-tuple was reused, but {}, so the data "
     "arrived intact this time. TIME_WAIT is the guard that does not depend on such luck.":

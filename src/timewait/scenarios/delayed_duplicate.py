@@ -277,11 +277,15 @@ def judge_held(lab: Any, recs: list[Rec], tl: Timeline, stale_end: Rec | None, n
               f"left at {seconds(new_syn)} s; still in flight then: {len(gone) if gone is not None else '?'}")
     lab.check("the new connection's bytes arrive intact", new_got == want_new,
               f"c2 read {new_got!r}; c1 sent {want_new!r}")
-    life = f"MSL {msl_s:g} s" if msl_s is not None else "here: the path held it 5 s"
-    lab.say(f"TIME_WAIT held the 4-tuple for {tw_len_s:g} s, longer than any segment may live "
-            f"({life}): the delayed {OLD[2]!r} ended at {seconds(stale_end)} s "
-            f"({m['stale_fate']}),"
-            f" long before the new connection opened at {connected_at} s, whose data arrived intact.")
+    if msl_s is not None:
+        lab.say(f"TIME_WAIT held the 4-tuple for {tw_len_s:g} s, longer than any segment may live "
+                f"(MSL {msl_s:g} s): the delayed {OLD[2]!r} ended at {seconds(stale_end)} s "
+                f"({m['stale_fate']}),"
+                f" long before the new connection opened at {connected_at} s, whose data arrived intact.")
+    else:  # a real path: no enforced lifetime, only the hold the path applied
+        lab.say(f"TIME_WAIT held the 4-tuple for {tw_len_s:g} s, longer than the path held the segment: "
+                f"the delayed {OLD[2]!r} ended at {seconds(stale_end)} s ({m['stale_fate']}), long before "
+                f"the new connection opened at {connected_at} s, whose data arrived intact.")
     m["timeline"] = tl.as_metric()
 
 

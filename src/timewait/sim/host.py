@@ -19,7 +19,7 @@ from timewait.sim.network import Node
 from timewait.sim.profiles import Profile
 from timewait.sim.scheduler import Lane
 from timewait.sim.socket_error import SocketError
-from timewait.sim.sysctl import format_value, lookup
+from timewait.sim.sysctl import format_value, lookup, rcv_wscale
 from timewait.sim.telemetry import HostTelemetry
 from timewait.tcp.config import SEC, TcpConfig
 from timewait.tcp.connection import (
@@ -260,6 +260,11 @@ class Host(Node):
             if s.cfg_field in ("sack", "window_scaling"):
                 v = bool(value)
             setattr(self.cfg, s.cfg_field, v)
+        elif s.name in ("net.ipv4.tcp_rmem", "net.core.rmem_max"):
+            rmem = self.sysctls.get("net.ipv4.tcp_rmem")
+            core = self.sysctls.get("net.core.rmem_max")
+            if rmem is not None and core is not None:  # WIN-2, once the profile has set both
+                self.cfg.rcv_wscale = rcv_wscale(rmem[2], core)
 
 
     def sysctl(self, name: str) -> Any:

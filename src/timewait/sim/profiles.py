@@ -53,6 +53,9 @@ _LINUX = {
     "net.ipv4.tcp_max_orphans": 131072,
     "net.ipv4.tcp_max_syn_backlog": 2048,
     "net.core.somaxconn": 4096,
+    # 6.18: tcp_rmem[2] is 32 MB (raised from 6 MB in 6.16) and rmem_max 4 MB: window scale 10 (WIN-2)
+    "net.ipv4.tcp_rmem": (4096, 131072, 33554432),
+    "net.core.rmem_max": 4194304,
 }
 
 PROFILES: dict[str, Profile] = {
@@ -63,7 +66,8 @@ PROFILES: dict[str, Profile] = {
             "linux-4.9",
             "Linux 4.9: tcp_tw_recycle exists, no TS offsets, tw_reuse=0, doubling SYN RTOs, no quick SYN resend",
             {**_LINUX, "net.ipv4.tcp_tw_reuse": 0, "net.ipv4.tcp_tw_recycle": 0,
-             "net.ipv4.tcp_syn_linear_timeouts": 0},
+             "net.ipv4.tcp_syn_linear_timeouts": 0, "net.ipv4.tcp_rmem": (4096, 87380, 6291456),
+             "net.core.rmem_max": 212992},
             legacy=True, ts_offsets="none", quick_syn_resend=False,
         ),
         Profile(

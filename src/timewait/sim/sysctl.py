@@ -100,6 +100,28 @@ def _parse_ports(name: str, text: str) -> frozenset[int]:
     return frozenset(out)
 
 
+def _parse_rmem(name: str, text: str) -> tuple[int, int, int]:
+    """``tcp_rmem``: "MIN DEFAULT MAX" bytes, each 1..INT_MAX (proc_dointvec_minmax, extra1 = 1)."""
+    parts = str(text).replace(",", " ").split()
+    try:
+        vals = tuple(int(p) for p in parts)
+    except ValueError:
+        vals = ()
+    if len(vals) != 3 or not all(1 <= v <= INT_MAX for v in vals):
+        raise UsageError(f"{name}={text!r}: expected three integers MIN DEFAULT MAX, each 1..{INT_MAX}")
+    return vals  # type: ignore[return-value]
+
+
+def rcv_wscale(rmem_max_tcp: int, rmem_max_core: int) -> int:
+    """``tcp_select_initial_window``: the window scale offered in a SYN (WIN-2).
+
+    space = max(tcp_rmem[2], net.core.rmem_max); wscale = ilog2(space) - 15, within 0..14
+    (TCP_MAX_WSCALE). Linux 6.18's defaults (tcp_rmem[2] 32 MB) give 10, older kernels' 6 MB 7.
+    """
+    space = max(rmem_max_tcp, rmem_max_core)
+    return min(max(space.bit_length() - 1 - 15, 0), 14)
+
+
 _P = "net.ipv4."
 _U8 = 255  # proc_dou8vec_minmax with no extra bounds: any u8
 # The bounds are the kernel's (net/ipv4/sysctl_net_ipv4.c, net/core/sysctl_net_core.c): extra1/extra2
@@ -130,6 +152,11 @@ SYSCTLS: dict[str, Sysctl] = {
         Sysctl(_P + "tcp_retries2", "retries before a connection with an owner gives up", _int_range(0, _U8), "retries2"),
         Sysctl(_P + "tcp_sack", "SACK-permitted in the SYN", _choice(0, 1), "sack"),
         Sysctl(_P + "tcp_window_scaling", "window scale option", _choice(0, 1), "window_scaling"),
+        Sysctl(_P + "tcp_rmem", "receive buffer MIN DEFAULT MAX bytes; MAX sets the window scale (WIN-2)",
+               _parse_rmem),
+        # The kernel's floor is SOCK_MIN_RCVBUF (about 2 kB); below the window it changes nothing here.
+        Sysctl("net.core.rmem_max", "largest receive buffer a socket may ask for; also sets the window scale",
+               _int_range(1, INT_MAX)),
         # proc_dointvec_ms_jiffies
         Sysctl(_P + "tcp_invalid_ratelimit", "ms between ACKs for out-of-window segments", _int_range(0, INT_MAX),
                "invalid_ratelimit", MS),
