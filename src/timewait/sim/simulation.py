@@ -165,7 +165,7 @@ class Simulation:
             if left is not None and left <= 0:
                 return
             sched.run(stop, left)
-            if left is not None and sched.events - e0 >= max_events:
+            if max_events is not None and sched.events - e0 >= max_events:
                 nxt = sched.next_time()
                 if nxt is not None and nxt <= stop:
                     return  # the budget ran out inside this stretch

@@ -228,10 +228,10 @@ class Telemetry:
                     sname = names.get((prefix, key))
                     if sname is None:
                         sname = names[(prefix, key)] = prefix + key
-                    arr = store.get(sname)
-                    if arr is None:
-                        arr = store[sname] = array("q", bytes(8 * k))
-                    arr.append(v)
+                    got = store.get(sname)
+                    if got is None:
+                        got = store[sname] = array("q", bytes(8 * k))
+                    got.append(v)
             # Ports in use per destination (saddr, daddr, dport): the port search's supply is
             # per destination. Destinations come and go: absent ones get 0.
             dests: dict[str, int] = {}
@@ -283,7 +283,7 @@ def _sysctls_changed(host: Host) -> dict[str, str]:
 
     prof = host.profile.sysctls
     missing = object()
-    return {k: format_value(v) for k, v in sorted(host.sysctls.items()) if prof.get(k, missing) != v}
+    return {k: str(format_value(v)) for k, v in sorted(host.sysctls.items()) if prof.get(k, missing) != v}
 
 
 def census(host: Host) -> list[CensusRow]:
