@@ -134,7 +134,10 @@ class Script:
 
 # packetdrill's gtests/net/common/defaults.sh, the settings the engine has a knob for.
 DEFAULTS_SH = [
+    ("net.ipv4.tcp_rmem", "4096 540000 15728640"),  # its window scale: 8 (WIN-2)
     ("net.ipv4.tcp_timestamps", "1"),
+    ("net.ipv4.tcp_syn_retries", "5"),
+    ("net.ipv4.tcp_synack_retries", "5"),
     ("net.ipv4.tcp_sack", "1"),
     ("net.ipv4.tcp_window_scaling", "1"),
 ]

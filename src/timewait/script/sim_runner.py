@@ -48,6 +48,8 @@ class _Fd:
     nonblock: bool = False
     err: str | None = None            # SO_ERROR: set by an error, cleared when reported
     eof: bool = False
+    shut_rd: bool = False             # shutdown(SHUT_RD): RCV_SHUTDOWN, reads end at once
+    shut_wr: bool = False             # shutdown(SHUT_WR): SEND_SHUTDOWN, writes fail with EPIPE
     connected: bool = False
     connecting: Pending | None = None
     accepting: list[Pending] = field(default_factory=list)
@@ -241,11 +243,15 @@ class SimStack(Stack):
             if f.err is not None:  # sk_stream_error: a pending error first, then EPIPE
                 err, f.err = f.err, None
                 return Result(-1, err)
+            if f.shut_wr:  # tcp_sendmsg_locked: SEND_SHUTDOWN -> -EPIPE
+                return Result(-1, "EPIPE")
             return Result(s.send(b"\0" * req.arg))
         if name == "read":
             r = self._try_read(f, req.arg)
             if r is not None:
                 return r
+            if f.shut_rd:  # tcp_recvmsg: queued bytes first, then RCV_SHUTDOWN ends the read with 0
+                return Result(0)
             if f.nonblock:
                 return Result(-1, "EAGAIN")
             p = Pending(req)
@@ -254,7 +260,13 @@ class SimStack(Stack):
         if name == "shutdown":
             if s.conn is None:
                 return Result(-1, "ENOTCONN")
-            if req.arg != "SHUT_RD":  # SHUT_RD sends nothing and the engine keeps no flag for it
+            if req.arg in ("SHUT_RD", "SHUT_RDWR"):  # sends nothing: the reads see it
+                f.shut_rd = True
+                for p in f.reading:
+                    p.result, p.t = Result(0), self.sched.now / SEC
+                f.reading.clear()
+            if req.arg in ("SHUT_WR", "SHUT_RDWR"):
+                f.shut_wr = True
                 s.shutdown()
             return Result(0)
         if name == "close":

@@ -19,7 +19,7 @@ from timewait.sim.network import Node
 from timewait.sim.profiles import Profile
 from timewait.sim.scheduler import Lane
 from timewait.sim.socket_error import SocketError
-from timewait.sim.sysctl import format_value, lookup, rcv_wscale
+from timewait.sim.sysctl import format_value, initial_window, lookup, rcv_wscale
 from timewait.sim.telemetry import HostTelemetry
 from timewait.tcp.config import SEC, TcpConfig
 from timewait.tcp.connection import (
@@ -265,6 +265,11 @@ class Host(Node):
             core = self.sysctls.get("net.core.rmem_max")
             if rmem is not None and core is not None:  # WIN-2, once the profile has set both
                 self.cfg.rcv_wscale = rcv_wscale(rmem[2], core)
+            if rmem is not None:  # WIN-1: the initial windows come from tcp_rmem[1] (sk_rcvbuf)
+                cfg = self.cfg
+                cfg.rcv_buf = rmem[1]
+                cfg.syn_win = initial_window(rmem[1], cfg.mss)
+                cfg.synack_win = initial_window(rmem[1], cfg.mss - 12)  # less the timestamps option
 
 
     def sysctl(self, name: str) -> Any:

@@ -934,7 +934,10 @@ class Connection:
                 self._push(now)
             return True
         if ((nxt - ack) & M32) >= H32:
-            # ACK of data never sent: discard (tcp_ack, SKB_DROP_REASON_TCP_ACK_UNSENT_DATA).
+            # ACK of data never sent: discarded with a challenge ACK (tcp_ack,
+            # SKB_DROP_REASON_TCP_ACK_UNSENT_DATA; RFC 5961 5.2). ACK-1: 6.18 sends it, measured
+            # with google/packetdrill's ts_recent/invalid_ack.pkt, whose expectation predates it.
+            self._challenge_ack(now, False)
             return False
         acked = (ack - una) & M32
         if 0 < acked < H32:
