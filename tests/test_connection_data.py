@@ -89,12 +89,15 @@ def test_old_pure_acks_below_the_window_are_rate_limited():
     assert t.counters["TcpExtTCPACKSkippedSeq"] == 1
 
 
-def test_ack_of_unsent_data_is_ignored():
+def test_ACK_1_ack_of_unsent_data_is_dropped_with_a_challenge_ack():
+    """tcp_ack: an ACK beyond snd_nxt drops the segment (its data too) and, as 6.18 does
+    (tests/scripts/ack-of-unsent-data-challenged.pkt on both stacks), sends a challenge ACK:
+    seq snd_nxt, ack rcv_nxt, the TSecr still the old ts_recent."""
     t = make_tcb("ESTABLISHED")
     t.conn.send(b"abc", 0)
     t.drain()
     out = t.send(t.seg(ACK | PSH, rs(1), ls(100), b"data", ts=(REMOTE_TS, 0)), at=1 * MS)
-    assert out == []
+    assert [(s.seq, s.ack, s.flags, s.payload) for s in out] == [(ls(4), rs(1), ACK, b"")]
     assert t.conn.snd_una == ls(1)
     assert t.conn.rcv_nxt == rs(1)
 
@@ -271,7 +274,8 @@ def test_TS_4_segment_acking_unsent_data_does_not_move_ts_recent():
     """tcp_ack replaces ts_recent only once the ACK is known acceptable: a segment acking data
     never sent is discarded, and its far newer TSval must not make later segments fail PAWS."""
     t = make_tcb("ESTABLISHED")
-    assert t.send(t.seg(ACK | PSH, rs(1), ls(500), b"bogus", ts=(REMOTE_TS + 100_000, 0)), at=1 * MS) == []
+    challenge = t.send(t.seg(ACK | PSH, rs(1), ls(500), b"bogus", ts=(REMOTE_TS + 100_000, 0)), at=1 * MS)
+    assert len(challenge) == 1 and challenge[0].ts == (1, REMOTE_TS)  # ACK-1, echoing the old ts_recent
     assert t.conn.ts_recent == REMOTE_TS
     out = t.send(t.seg(ACK | PSH, rs(1), ls(1), b"ok", ts=(REMOTE_TS + 5, 0)), at=2 * MS)
     assert out == [t.out(ACK, ls(1), rs(3), win=(65536 - 2) >> 7, ts=(2, REMOTE_TS + 5))]

@@ -213,6 +213,7 @@ def test_diff_names_where_the_stacks_part_ways() -> None:
     r = tw("script", "--diff", str(SCRIPTS / "linger-zero-rst.pkt"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "simulator PASS, kernel PASS" in r.stdout
-    # Both pass, but the SYN-ACK differs: the kernel scales its window from tcp_rmem (item 4).
-    assert "first divergence" in r.stdout and "> S. 0:0(0) ack 1" in r.stdout
-    assert "TcpEstabResets 0 1" in r.stdout
+    # Both pass with the same segments (WIN-1/WIN-2 made the SYN-ACKs equal); the counters still
+    # part ways: a linger-0 close moves the kernel's TcpEstabResets, not the engine's.
+    assert r.stdout.startswith("agree") and "first divergence" not in r.stdout
+    assert "counters (simulator, kernel)" in r.stdout and "TcpEstabResets 0 1" in r.stdout
