@@ -243,6 +243,23 @@ def select(records: Iterable[Record], *kinds: str, node: str | None = None) -> I
             yield _VIEWS[r[1]]._make(r)
 
 
+CUT_PREFIX = "trace stopped at"
+
+
+def cut_notice(records: list[Record]) -> str | None:
+    """The sentence every view of a trace shows when the trace was cut, or None.
+
+    A big run stops tracing at a record limit (``Lab.run`` writes a NOTE starting with
+    :data:`CUT_PREFIX` and the instant); what a trace view draws ends there, while counts,
+    ``ss`` tables and plots come from the telemetry and stay whole.
+    """
+    for rec in reversed(records):
+        if rec[1] == NOTE and str(rec[3]).startswith(CUT_PREFIX):
+            return (f"The {rec[3]}: this view shows nothing after that. Counts, ss tables and plots "
+                    "come from the telemetry and cover the whole run.")
+    return None
+
+
 class Trace:
     """An append-only list of records, or a disabled trace that records nothing.
 

@@ -19,6 +19,7 @@ from timewait.report.ss import ss_summary as ss_summary_text
 from timewait.report.ss import ss_table
 from timewait.report.tcpdump import format_trace
 from timewait.result import RunResult
+from timewait.trace import cut_notice
 
 MAX_ROWS_PER_HOST = 12
 
@@ -93,6 +94,9 @@ def _print_trace(con: Console, result: RunResult, absolute: bool = False, verbos
     # One write of plain lines: Rich markup per line is too slow for big traces.
     out = con.file if con.file is not None else sys.stdout
     lines = list(format_trace(result.trace.records, absolute=absolute, verbose=verbose))
+    cut = cut_notice(result.trace.records)
+    if cut:  # said where a reader of the trace looks last: at its end
+        lines.append(f"# {cut}")
     out.write("\n".join(lines) + ("\n" if lines else ""))
     out.flush()
 
@@ -102,6 +106,9 @@ def _socket_tables(con: Console, result: RunResult, lang: str = "en") -> None:
     if not moments:
         return
     con.rule(caption(lang, "sockets (netstat -atn on each host)"), style="dim")
+    cut = cut_notice(result.trace.records)
+    if cut:  # these tables are rebuilt from the trace
+        con.print(Text(cut, style="bold yellow"))
     for m in moments:
         con.print(Text(caption(lang, "at {} s, {}:", f"{m.at_us / 1e6:.6f}", moment_caption(m.caption, lang)),
                        style="bold"))

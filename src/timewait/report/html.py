@@ -20,6 +20,7 @@ from timewait.report.sockets import key_moments, netstat_lines, sockets_at
 from timewait.report.ss import ss_rows
 from timewait.report.tcpdump import format_trace
 from timewait.result import RunResult
+from timewait.trace import cut_notice
 
 TRACE_LINES = 2000  # the trace excerpt's length; the pcap has every packet
 
@@ -124,9 +125,12 @@ def render_html(result: RunResult, *, conn: str | None = None, window: str | Non
         parts.append(f'<img class="plot" alt="sockets by state, ports in use and connections per second" '
                      f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">')
 
+    cut = cut_notice(result.trace.records)
     moments = key_moments(result)
     if moments:
         parts.append("<h2>Sockets at key moments</h2>")
+        if cut:  # these tables are rebuilt from the trace
+            parts.append(f'<p class="cut"><b>{e(cut)}</b></p>')
     for m in moments:
         parts.append(f"<h3>at {m.at_us / 1e6:.6f} s</h3><p>{e(m.caption)}</p>")
         for host, socks in sockets_at(result, m.at_us).items():
@@ -137,10 +141,12 @@ def render_html(result: RunResult, *, conn: str | None = None, window: str | Non
             parts.append(f"<p><b>{e(host)}</b></p><pre>{e(host)}$ netstat -atn\n{e(netstat)}{e(more)}\n\n"
                          f"{e(host)}$ ss -tan -o\n{e(ss)}{e(more)}</pre>")
 
+    cut_note = cut
     if result.trace.records:
         n = len(result.trace.records)
         lines = "\n".join(format_trace(result.trace.records[:TRACE_LINES]))
         cut = f" (the first {TRACE_LINES} of {n})" if n > TRACE_LINES else ""
-        parts.append(f"<h2>Trace</h2><details><summary>{n} records{cut}</summary><pre>{e(lines)}</pre></details>")
+        notice = f'<p class="cut"><b>{e(cut_note)}</b></p>' if cut_note else ""
+        parts.append(f"<h2>Trace</h2>{notice}<details><summary>{n} records{cut}</summary><pre>{e(lines)}</pre></details>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

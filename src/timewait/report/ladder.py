@@ -295,8 +295,8 @@ def build_ladder(result: RunResult, conn: str | None = None, window: str | None 
         return Ladder(title, [], {}, {}, notes=[
             "No packets in the trace: this run was made without one (the scenario switches it off for big "
             "runs), so there is nothing to draw."])
-    notes = [f"The {rec[3]}: nothing after that is drawn." for rec in result.trace.records
-             if rec[1] == T.NOTE and str(rec[3]).startswith("trace stopped at")]
+    cut = T.cut_notice(result.trace.records)
+    notes = [cut] if cut else []
     hops = _hops(result)
     records = result.trace.records
     states = [StateMark(r[0], i, r[2], r[3], r[4], r[5], *_state_order(records, i)) for i, r in enumerate(records)

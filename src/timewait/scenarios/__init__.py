@@ -22,6 +22,7 @@ from timewait.sim.budget import Budget, Scale
 from timewait.sim.simulation import Simulation
 from timewait.sim.sysctl import parse_mem
 from timewait.tcp.config import SEC
+from timewait.trace import CUT_PREFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +221,7 @@ class Lab:
                 sim.run(t)
                 tr = sim.trace
                 if tr.on and len(tr.records) > TRACE_LIMIT:
-                    sim.note("-", f"trace stopped at {TRACE_LIMIT} records, t = {sim.now:.3f} s")
+                    sim.note("-", f"{CUT_PREFIX} {TRACE_LIMIT} records, t = {sim.now:.3f} s")
                     tr.on = False
                 if bar is not None:
                     bar.update(task, completed=t)  # type: ignore[arg-type]
