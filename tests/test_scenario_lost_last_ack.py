@@ -176,3 +176,15 @@ def test_a_user_sysctl_wins_over_the_timestamps_param() -> None:
     assert res.passed, [c for c in res.checks if not c.passed]
     assert res.metrics["path"] == "collide"  # PS-1: the bound connect() took the TIME_WAIT over
     assert res.hosts["c1"]["sysctls"]["net.ipv4.tcp_timestamps"] == 1
+
+
+def test_its_syn_meets_last_ack_is_about_the_first_reconnect_syn():
+    """The check once passed by construction (it looked for any SYN that met LAST_ACK). Now it
+    is about c1's first SYN after the close: with that SYN lost and c1's RSTs lost too (so c2
+    stays in LAST_ACK), only the retransmission meets LAST_ACK, and the claim fails."""
+    name = "its SYN meets c2 still in LAST_ACK"
+    ok = run_scenario("lost-last-ack", params={"timewait": "off"})
+    assert {c.name: c.passed for c in ok.checks}[name] is True
+    bad = run_scenario("lost-last-ack", params={"timewait": "off"},
+                       faults=["drop from=c1 flags=S nth=2", "drop from=c1 flags=R count=all"])
+    assert {c.name: c.passed for c in bad.checks}[name] is False

@@ -317,7 +317,11 @@ def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: Recon
     in_window = offset < c2.cfg.rcv_buf >> 1
     lab.metrics["syn_offset_from_rcv_nxt"] = offset if offset < 1 << 31 else offset - (1 << 32)
     lab.metrics["syn_in_window"] = in_window
-    lab.check("its SYN meets c2 still in LAST_ACK", True,
+    # The claim is about c1's first SYN after the close (the reconnect "at once"), not any later
+    # one: a lost first SYN whose retransmission meets LAST_ACK fails it.
+    first_syn = first(recs, lambda r: seg_of(TX, "c1", SYN)(r) and r.seg.sport == client.port,
+                      after=int(lab.p["close_at"] * SEC))
+    lab.check("its SYN meets c2 still in LAST_ACK", first_syn is not None and first_syn.seg.pid == met.seg.pid,
               f"c2 received it at {seconds(met)} s with {ip_ntoa(c1.addr)}:{client.port} in LAST_ACK; its seq is "
               f"{lab.metrics['syn_offset_from_rcv_nxt']} bytes past c2's rcv_nxt ("
               f"{'inside' if in_window else 'outside'} the {c2.cfg.rcv_buf >> 1}-byte window)")
