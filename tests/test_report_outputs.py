@@ -92,7 +92,7 @@ def test_trace_stopped_at_its_limit(tmp_path, monkeypatch) -> None:
     found = check_files(out)
     assert 0 < found["packets"] < 200 * 9  # some packets, not all of them
     svg = open("run.svg", encoding="utf-8").read()
-    assert re.search(r"The trace stopped at 3000 records, t = [\d.]+ s: nothing after that is drawn\.", svg)
+    assert re.search(r"The trace stopped at 3000 records, t = [\d.]+ s: this view shows nothing after that\.", svg)
 
 
 def test_ss_countdown_from_the_command_line() -> None:
