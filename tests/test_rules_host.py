@@ -931,3 +931,57 @@ def test_TW_6_close_after_shutdown_in_fin_wait2_starts_the_orphan_timer():
     sim.run(10)
     fw2 = state_intervals(sim.trace, "FIN_WAIT_2")
     assert [(x.host, x.start, x.end) for x in fw2] == [("c1", 1.001, 5.0)]
+
+
+def test_WIN_1_initial_window_is_half_tcp_rmem_1_rounded_to_the_mss():
+    """tcp_select_initial_window: 64240 (44 x 1460), 65160 with timestamps (45 x 1448), and
+    65535 for packetdrill's tcp_rmem[1] = 540000 (all three measured on 6.18, docs/scripts.md)."""
+    from timewait.sim.sysctl import initial_window
+
+    assert initial_window(131072, 1460) == 64240
+    assert initial_window(131072, 1448) == 65160
+    assert initial_window(540000, 1460) == 65535
+    sim, c1, c2 = make_lan(sysctls=["c1:net.ipv4.tcp_rmem=4096 540000 6291456"])
+    assert (c1.cfg.syn_win, c1.cfg.synack_win, c1.cfg.rcv_buf) == (65535, 65535, 540000)
+    assert (c2.cfg.syn_win, c2.cfg.synack_win) == (64240, 65160)
+
+
+def test_WIN_2_window_scale_from_tcp_rmem_2_and_rmem_max():
+    """ilog2(max(tcp_rmem[2], rmem_max)) - 15: 6.18's 32 MB gives 10 (the kernel offered 10 in a
+    fresh namespace here), packetdrill's 15 MB 8, 4.9's 6 MB 7; the SYN carries it."""
+    from timewait.sim.sysctl import rcv_wscale
+
+    assert rcv_wscale(33554432, 4194304) == 10
+    assert rcv_wscale(15728640, 4194304) == 8
+    assert rcv_wscale(6291456, 212992) == 7
+    assert rcv_wscale(4096, 1) == 0 and rcv_wscale(2**31 - 1, 1) == 14
+    sim, c1, c2 = make_lan()
+    serve(c2)
+    dial(c1)
+    sim.run(1)
+    syn = next(s for _, s in tx_segments(sim, "c1") if s.flags == SYN)
+    assert syn.wscale == 10
+    _sim, old, _ = make_lan(profile="linux-4.9")
+    assert old.cfg.rcv_wscale == 7
+
+
+def test_SH_1_SH_2_shutdown_rd_ends_reads_and_shutdown_wr_makes_writes_epipe():
+    """inet_shutdown: SHUT_RD sends nothing and marks RCV_SHUTDOWN; SHUT_WR queues the FIN, and a
+    later send fails with EPIPE (tcp_sendmsg_locked), as tests/scripts/shutdown-rd-then-wr.pkt
+    shows on both stacks."""
+    sim, c1, c2 = make_lan()
+    serve(c2, close_on_eof=False)
+    s = dial(c1)
+    sim.run(0.1)
+    sent = len(tx_segments(sim, "c1"))
+    s.shutdown("SHUT_RD")
+    sim.run(0.2)
+    assert s.rd_shut and s.state == "ESTABLISHED" and len(tx_segments(sim, "c1")) == sent
+    s.shutdown("SHUT_WR")
+    sim.run(0.3)
+    assert s.state == "FIN_WAIT_2"
+    with pytest.raises(SocketError) as e:
+        s.send(b"late")
+    assert e.value.errno_name == "EPIPE"
+    with pytest.raises(ValueError):
+        s.shutdown("SHUT_SIDEWAYS")

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from timewait.errors import UsageError
+from timewait.sim.sysctl import parse_reserved_ports
 
 SYSCTLS = (
     "net.ipv4.ip_local_port_range",
@@ -54,18 +55,7 @@ class DestSockets:
 
 def parse_reserved(text: str) -> frozenset[int]:
     """``ip_local_reserved_ports`` text (``"8080,9000-9010"`` or empty) to a set of ports."""
-    out: set[int] = set()
-    for part in text.replace("\n", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        try:
-            a, b = int(lo), int(hi or lo)
-        except ValueError:
-            raise UsageError(f"ip_local_reserved_ports: {part!r} is not PORT or LOW-HIGH") from None
-        out.update(range(a, b + 1))
-    return frozenset(out)
+    return parse_reserved_ports("net.ipv4.ip_local_reserved_ports", text)
 
 
 def _reader(netns: str | None):

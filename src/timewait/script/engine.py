@@ -181,6 +181,16 @@ def _port(v: Any, ev: Event, path: str) -> int:
 # --------------------------------------------------------------------------- stacks
 
 
+def fcntl(fd: Any, arg: tuple[str, int]) -> Result:
+    """``fcntl(F_GETFL)`` / ``fcntl(F_SETFL, O_NONBLOCK)`` on a runner's descriptor (its ``nonblock``
+    flag): the same on both stacks, since the kernel runner keeps its own blocking model too."""
+    cmd, v = arg
+    if cmd == "F_GETFL":
+        return Result(O_RDWR | (O_NONBLOCK if fd.nonblock else 0))
+    fd.nonblock = bool(v)
+    return Result(0)
+
+
 class Stack:
     """What a runner provides: a clock, a wire and sockets. Times are seconds from the script's start.
 

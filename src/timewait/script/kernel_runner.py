@@ -25,7 +25,7 @@ from timewait.kernel import counters as kcounters
 from timewait.kernel.nsenter import inside, sysctl_path, write_sysctl
 from timewait.kernel.topology import KernelLab
 from timewait.kernel.tun import Tun
-from timewait.script.engine import O_NONBLOCK, O_RDWR, SHUT, Pending, Req, Result, Stack
+from timewait.script.engine import SHUT, Pending, Req, Result, Stack, fcntl
 from timewait.script.parse import Unsupported
 from timewait.script.wire import LOCAL_ADDR, REMOTE_ADDR, read
 from timewait.tcp.segment import ip_aton
@@ -248,9 +248,5 @@ class KernelStack(Stack):
             e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             return Result(0, value=errno_mod.errorcode.get(e, str(e)) if e else 0)
         if name == "fcntl":
-            cmd, v = req.arg
-            if cmd == "F_GETFL":
-                return Result(O_RDWR | (O_NONBLOCK if f.nonblock else 0))
-            f.nonblock = bool(v)
-            return Result(0)
+            return fcntl(f, req.arg)
         raise AssertionError(name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from timewait.errors import UsageError
-from timewait.script.engine import O_NONBLOCK, O_RDWR, Pending, Req, Result, Stack
+from timewait.script.engine import Pending, Req, Result, Stack, fcntl
 from timewait.script.parse import Unsupported
 from timewait.script.wire import LOCAL_ADDR, REMOTE_ADDR
 from timewait.sim.host import Socket
@@ -48,8 +48,6 @@ class _Fd:
     nonblock: bool = False
     err: str | None = None            # SO_ERROR: set by an error, cleared when reported
     eof: bool = False
-    shut_rd: bool = False             # shutdown(SHUT_RD): RCV_SHUTDOWN, reads end at once
-    shut_wr: bool = False             # shutdown(SHUT_WR): SEND_SHUTDOWN, writes fail with EPIPE
     connected: bool = False
     connecting: Pending | None = None
     accepting: list[Pending] = field(default_factory=list)
@@ -243,14 +241,15 @@ class SimStack(Stack):
             if f.err is not None:  # sk_stream_error: a pending error first, then EPIPE
                 err, f.err = f.err, None
                 return Result(-1, err)
-            if f.shut_wr:  # tcp_sendmsg_locked: SEND_SHUTDOWN -> -EPIPE
-                return Result(-1, "EPIPE")
-            return Result(s.send(b"\0" * req.arg))
+            try:
+                return Result(s.send(b"\0" * req.arg))
+            except SocketError as e:  # EPIPE after shutdown(SHUT_WR), as tcp_sendmsg_locked
+                return Result(-1, e.errno_name)
         if name == "read":
             r = self._try_read(f, req.arg)
             if r is not None:
                 return r
-            if f.shut_rd:  # tcp_recvmsg: queued bytes first, then RCV_SHUTDOWN ends the read with 0
+            if s.rd_shut:  # tcp_recvmsg: queued bytes first, then RCV_SHUTDOWN ends the read with 0
                 return Result(0)
             if f.nonblock:
                 return Result(-1, "EAGAIN")
@@ -260,14 +259,11 @@ class SimStack(Stack):
         if name == "shutdown":
             if s.conn is None:
                 return Result(-1, "ENOTCONN")
-            if req.arg in ("SHUT_RD", "SHUT_RDWR"):  # sends nothing: the reads see it
-                f.shut_rd = True
+            s.shutdown(req.arg)
+            if s.rd_shut:  # blocked reads end with 0
                 for p in f.reading:
                     p.result, p.t = Result(0), self.sched.now / SEC
                 f.reading.clear()
-            if req.arg in ("SHUT_WR", "SHUT_RDWR"):
-                f.shut_wr = True
-                s.shutdown()
             return Result(0)
         if name == "close":
             del self.fds[req.fd]
@@ -282,9 +278,5 @@ class SimStack(Stack):
             err, f.err = f.err, None
             return Result(0, value=err or 0)
         if name == "fcntl":
-            cmd, v = req.arg
-            if cmd == "F_GETFL":
-                return Result(O_RDWR | (O_NONBLOCK if f.nonblock else 0))
-            f.nonblock = bool(v)
-            return Result(0)
+            return fcntl(f, req.arg)
         raise AssertionError(name)

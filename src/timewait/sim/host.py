@@ -129,7 +129,7 @@ class Socket:
 
     __slots__ = (
         "host", "fd", "conn", "laddr", "lport", "reuseaddr", "linger0", "bind_no_port", "bound",
-        "listening", "backlog", "accept_queue", "closed",
+        "listening", "backlog", "accept_queue", "closed", "rd_shut",
         "on_connected", "on_data", "on_eof", "on_error", "on_accept", "on_closed", "app",
     )
 
@@ -143,6 +143,7 @@ class Socket:
         self.linger0 = False
         self.bind_no_port = False
         self.bound = False
+        self.rd_shut = False  # shutdown(SHUT_RD): RCV_SHUTDOWN
         self.listening = False
         self.backlog = 0
         self.accept_queue: list[Socket] = []
@@ -180,8 +181,9 @@ class Socket:
     def recv(self) -> bytes:
         return self.host.recv(self)
 
-    def shutdown(self) -> None:
-        self.host.shutdown(self)
+    def shutdown(self, how: str = "SHUT_WR") -> None:
+        """shutdown(2): ``SHUT_WR`` sends the FIN, ``SHUT_RD`` ends reads, ``SHUT_RDWR`` both."""
+        self.host.shutdown(self, how)
 
     def close(self) -> None:
         self.host.close(self)
@@ -622,7 +624,8 @@ class Host(Node):
 
     def send(self, sock: Socket, data: bytes) -> int:
         conn = sock.conn
-        if conn is None or conn.state == CLOSED:
+        if conn is None or conn.state == CLOSED or conn.fin_queued:
+            # tcp_sendmsg_locked: SEND_SHUTDOWN (shutdown(SHUT_WR) or the FIN queued) -> -EPIPE
             self._fail(sock, "send", (len(data),), "EPIPE" if conn is not None else "ENOTCONN")
         n = conn.send(data, self.net.sched.now)  # type: ignore[union-attr]
         if self.trace.on:
@@ -641,11 +644,17 @@ class Host(Node):
             self._after(conn)
         return data
 
-    def shutdown(self, sock: Socket) -> None:
+    def shutdown(self, sock: Socket, how: str = "SHUT_WR") -> None:
+        """``inet_shutdown``: SHUT_RD only marks the socket (RCV_SHUTDOWN: reads end at once,
+        nothing is sent); SHUT_WR queues the FIN (``tcp_shutdown``)."""
+        if how not in ("SHUT_RD", "SHUT_WR", "SHUT_RDWR"):
+            raise ValueError(f"shutdown how={how!r}: SHUT_RD, SHUT_WR or SHUT_RDWR")
         conn = sock.conn
         if self.trace.on:
-            self._call(sock, "shutdown", ("SHUT_WR",), None)
-        if conn is not None:
+            self._call(sock, "shutdown", (how,), None)
+        if how != "SHUT_WR":
+            sock.rd_shut = True
+        if conn is not None and how != "SHUT_RD":
             conn.shutdown_write(self.net.sched.now)
             self._after(conn)
 

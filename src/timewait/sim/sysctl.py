@@ -83,10 +83,10 @@ def parse_local_port_range(name: str, text: str) -> tuple[int, int]:
     return parse_port_range(name, text, UNPRIVILEGED_PORT_START)
 
 
-def _parse_ports(name: str, text: str) -> frozenset[int]:
-    """``"8000,9000-9010"`` (empty = none)."""
+def parse_reserved_ports(name: str, text: str) -> frozenset[int]:
+    """``ip_local_reserved_ports``: ``"8000,9000-9010"`` (empty = none), as the sysctl prints it."""
     out: set[int] = set()
-    for part in str(text).replace(" ", ",").split(","):
+    for part in str(text).replace(" ", ",").replace("\n", ",").split(","):
         if not part:
             continue
         lo, _, hi = part.partition("-")
@@ -150,7 +150,7 @@ SYSCTLS: dict[str, Sysctl] = {
         Sysctl(_P + "tcp_fin_timeout", "orphaned FIN_WAIT2 lifetime (s); NOT the TIME_WAIT length",
                _int_range(0, INT_MAX // 1000), "fin_timeout", SEC),
         Sysctl(_P + "ip_local_port_range", "ephemeral ports for connect() and bind(0)", parse_local_port_range),
-        Sysctl(_P + "ip_local_reserved_ports", "ports the automatic selection skips", _parse_ports),
+        Sysctl(_P + "ip_local_reserved_ports", "ports the automatic selection skips", parse_reserved_ports),
         Sysctl(_P + "tcp_max_tw_buckets", "cap on TIME_WAIT records per host (netns)", _int_range(0, INT_MAX)),
         Sysctl(_P + "tcp_rfc1337", "1: an RST does not end TIME_WAIT", _choice(0, 1), "rfc1337"),
         Sysctl(_P + "tcp_timestamps", "0 off, 1 on with offsets, 2 on without offsets", _choice(0, 1, 2), "timestamps"),
