@@ -627,6 +627,8 @@ class Host(Node):
         if conn is None or conn.state == CLOSED or conn.fin_queued:
             # tcp_sendmsg_locked: SEND_SHUTDOWN (shutdown(SHUT_WR) or the FIN queued) -> -EPIPE
             self._fail(sock, "send", (len(data),), "EPIPE" if conn is not None else "ENOTCONN")
+        if self.trace.on:
+            self._trace_conn(conn, "call")  # type: ignore[arg-type]
         n = conn.send(data, self.net.sched.now)  # type: ignore[union-attr]
         if self.trace.on:
             self._call(sock, "send", (len(data),), None)
@@ -652,6 +654,8 @@ class Host(Node):
         conn = sock.conn
         if self.trace.on:
             self._call(sock, "shutdown", (how,), None)
+            if conn is not None:
+                self._trace_conn(conn, "call")
         if how != "SHUT_WR":
             sock.rd_shut = True
         if conn is not None and how != "SHUT_RD":
@@ -664,6 +668,8 @@ class Host(Node):
         sock.closed = True
         if self.trace.on:
             self._call(sock, "close", (), None)
+            if sock.conn is not None:
+                self._trace_conn(sock.conn, "call")
         if sock.listening:
             # inet_csk_listen_stop (LS-1): every child nobody accepted is reset and freed.
             # Its requests (SYN_RECEIVED) are found lazily, as Linux finds them (LS-2, LS-3).
@@ -772,6 +778,8 @@ class Host(Node):
                     old = new
                 if conn.hist:
                     conn.hist.clear()
+                if st == CLOSED:
+                    self._trace_conn(conn, "after")  # the TCB's last values
             if st == TIME_WAIT:
                 self._time_wait(conn, TIME_WAIT, self.cfg.tw_len)
                 return
@@ -796,11 +804,13 @@ class Host(Node):
             conn.timer_at = pa
             sched.at(pa, self._conn_timer_cb, conn)
         tr = self.trace
-        if tr.on and pa != conn.traced_at:
-            # The earliest deadline moved: armed, re-armed, or cancelled (None).
-            conn.traced_at = pa
-            tr.records.append((self.net.sched.now, TIMER, self.name, conn.key,
-                               conn.timer_name() if pa else "rto", pa or None))
+        if tr.on:
+            if pa != conn.traced_at:
+                # The earliest deadline moved: armed, re-armed, or cancelled (None).
+                conn.traced_at = pa
+                tr.records.append((self.net.sched.now, TIMER, self.name, conn.key,
+                                   conn.timer_name() if pa else "rto", pa or None))
+            self._trace_conn(conn, "after")
 
     def _accepted(self, conn: Connection) -> Socket | None:
         """A passive connection became ESTABLISHED: queue it for accept()."""
@@ -835,6 +845,7 @@ class Host(Node):
             tr = self.trace
             if tr.on:
                 tr.records.append((now, FIRE, self.name, conn.key, conn.timer_name()))
+                self._trace_conn(conn, "fire")
             if conn.state == SYN_RECEIVED and conn.parent is not None and not conn.parent.listening:
                 conn.drop_request()  # LS-2 (reqsk_timer_handler): no SYN-ACK for a closed listener
             else:
@@ -878,6 +889,7 @@ class Host(Node):
             # The lesson knob: a stack without TIME_WAIT goes straight to CLOSED.
             if tr.on:
                 tr.records.append((now, STATE, self.name, key, "TIME_WAIT", "CLOSED"))
+                self._trace_conn(conn, "after", "CLOSED")
             self.tel.tw_skipped(TIME_WAIT, False)
             conn.retire(TW_OFF)
             conn.seen_state = CLOSED
@@ -888,6 +900,7 @@ class Host(Node):
             self.bump("TcpExtTCPTimeWaitOverflow")
             if tr.on:
                 tr.records.append((now, STATE, self.name, key, _TW_NAMES[substate], "CLOSED"))
+                self._trace_conn(conn, "after", "CLOSED")
             self.tel.tw_skipped(substate, True)
             conn.retire(TW_OVERFLOW)
             conn.seen_state = CLOSED
@@ -922,6 +935,7 @@ class Host(Node):
         self._tw_schedule(tw)
         if tr.on:
             tr.records.append((now, TIMER, self.name, key, "timewait", tw.deadline))
+            self._trace_tw(tw, "after")
 
     def _tw_schedule(self, tw: TimeWait) -> None:
         """Wake up at ``tw.deadline``: on the TIME_WAIT lane when it is not earlier than the
@@ -1014,6 +1028,7 @@ class Host(Node):
             if tr.on:
                 tr.records.append((now, DROP, self.name, seg,
                                    "paws" if self._paws_hit(tw, seg) else "discarded"))
+                self._trace_tw(tw, "after")
             return
         if out is not None:
             self.transmit(out)
@@ -1021,6 +1036,8 @@ class Host(Node):
             self._kill_tw(tw, RCV_RST)  # TW-A assassination, TW-F2
         elif outcome == TW_RST:
             self._kill_tw(tw, RCV_SYN_OR_DATA)  # TW-F3, TW-F5
+        elif tr.on:
+            self._trace_tw(tw, "after")
 
     @staticmethod
     def _paws_hit(tw: TimeWait, seg: Segment) -> bool:
@@ -1038,6 +1055,38 @@ class Host(Node):
         ):
             self.peer_ts[raddr] = (ts_recent, stamp)
         return True
+
+    # ------------------------------------------------------------------ TCB snapshots (only while tracing)
+
+    def _trace_tcb(self, key: tuple[int, int, int, int], why: str) -> None:
+        """Snapshot whatever holds ``key`` now: a connection, a TIME_WAIT record, or nothing."""
+        conn = self.ehash.get(key)
+        if conn is not None:
+            self._trace_conn(conn, why)
+            return
+        tw = self.twhash.get(key)
+        if tw is not None:
+            self._trace_tw(tw, why)
+
+    def _trace_conn(self, conn: Connection, why: str, state: str = "") -> None:
+        """A :class:`timewait.trace.Tcb` of ``conn`` (``state`` overrides its name: a TCB destroyed
+        on the way to TIME_WAIT still says TIME_WAIT)."""
+        tr = self.trace
+        timers: list[tuple[str, int]] = []
+        if conn.rto_at:
+            timers.append(("persist" if conn.probing else "rto", conn.rto_at))
+        if conn.fw2_at:
+            timers.append(("fin_wait2" if conn.state == FIN_WAIT_2 else "keepalive", conn.fw2_at))
+        tr.tcbs.append((len(tr.records), self.net.sched.now, self.name, conn.key, why, state or NAMES[conn.state],
+                        conn.snd_una, conn.snd_nxt, conn.rcv_nxt, conn.snd_wnd, conn.rcv_window(), conn.ts_recent,
+                        tuple(timers)))
+
+    def _trace_tw(self, tw: TimeWait, why: str) -> None:
+        """A :class:`timewait.trace.Tcb` of a TIME_WAIT or FIN_WAIT_2 record (no send window kept)."""
+        tr = self.trace
+        tr.tcbs.append((len(tr.records), self.net.sched.now, self.name, tw.key, why, _TW_NAMES[tw.substate],
+                        tw.snd_nxt, tw.snd_nxt, tw.rcv_nxt, None, tw.rcv_wnd, tw.ts_recent,
+                        (("timewait", tw.deadline),)))
 
     # ------------------------------------------------------------------ the wire
 
@@ -1083,10 +1132,11 @@ class Host(Node):
             if tr.on:
                 tr.records.append((now, DROP, self.name, seg, "not-for-us"))
             return
+        key = (seg.dst, seg.dport, seg.src, seg.sport)
         if tr.on:
             tr.records.append((now, RX, self.name, seg))
+            self._trace_tcb(key, "rx")
         self.in_segs += 1
-        key = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = self.ehash.get(key)
         if conn is not None:
             if conn.state != SYN_RECEIVED or conn.parent is None:
