@@ -985,6 +985,7 @@ class Host(Node):
         tr = self.trace
         if tr.on:
             tr.records.append((self.net.sched.now, STATE, self.name, tw.key, _TW_NAMES[old], "CLOSED"))
+            self._trace_tw(tw, "after", "CLOSED")
         self.tel.tw_gone(old, event)
 
     def _tw_input(self, tw: TimeWait, seg: Segment) -> None:
@@ -1081,12 +1082,14 @@ class Host(Node):
                         conn.snd_una, conn.snd_nxt, conn.rcv_nxt, conn.snd_wnd, conn.rcv_window(), conn.ts_recent,
                         tuple(timers)))
 
-    def _trace_tw(self, tw: TimeWait, why: str) -> None:
-        """A :class:`timewait.trace.Tcb` of a TIME_WAIT or FIN_WAIT_2 record (no send window kept)."""
+    def _trace_tw(self, tw: TimeWait, why: str, state: str = "") -> None:
+        """A :class:`timewait.trace.Tcb` of a TIME_WAIT or FIN_WAIT_2 record (no send window kept;
+        ``state`` "CLOSED": the record is gone)."""
         tr = self.trace
-        tr.tcbs.append((len(tr.records), self.net.sched.now, self.name, tw.key, why, _TW_NAMES[tw.substate],
-                        tw.snd_nxt, tw.snd_nxt, tw.rcv_nxt, None, tw.rcv_wnd, tw.ts_recent,
-                        (("timewait", tw.deadline),)))
+        timers = () if state else (("timewait", tw.deadline),)
+        tr.tcbs.append((len(tr.records), self.net.sched.now, self.name, tw.key, why,
+                        state or _TW_NAMES[tw.substate], tw.snd_nxt, tw.snd_nxt, tw.rcv_nxt, None, tw.rcv_wnd,
+                        tw.ts_recent, timers))
 
     # ------------------------------------------------------------------ the wire
 
