@@ -306,6 +306,7 @@ EXPLORER_CSS = """
 #tw-ladder-box { max-height: 72vh; overflow: auto; position: relative; }
 #tw-ladder-box.fit svg { width: 100%; height: auto; }
 #tw-ladder-box .hit { cursor: pointer; }
+#tw-ladder-box svg text { pointer-events: none; }  /* a click on a label reaches its arrow */
 #tw-ladder-box .hop.sel { stroke-width: 3.5; stroke: #e8710a; }
 .tw-cols { display: flex; gap: 24px; flex-wrap: wrap; align-items: flex-start; }
 .tw-cols > div { flex: 1 1 420px; min-width: 0; }
@@ -441,9 +442,9 @@ _JS = r"""
     else { i = floorIdx(ev, now - 1, function (x) { return x; }); if (i >= 0) { setTime(ev[i]); } }
   }
   function tcbCell(v, k) {
-    if (v === null || v === undefined) { return ""; }
+    if (v === null || v === undefined) { return "-"; }  // a TIME_WAIT record keeps no send window
     if (k === 7) { return v.map(function (x) { return x[0] + " at " + fmt(x[1]); }).join("; ") || "none"; }
-    return v === null ? "-" : String(v);
+    return String(v);
   }
   function showTcb(pid) {
     var p = D.packets[pid], panel = $("tw-tcb");
