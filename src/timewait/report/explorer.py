@@ -252,7 +252,7 @@ def _series_svg(run: SeriesRun, title: str, names: list[tuple[str, str]], end_us
         tx = x0 + (x1 - x0) * k / 5
         parts.append(f'<text x="{tx:.1f}" y="{y1 + 14}" font-size="10" text-anchor="middle">'
                      f'{span * k / 5 / 1e6:g} s</text>')
-    legend_x = x0 + 8
+    legend_x = float(x0 + 8)
     for hh, name in names:
         vals = run.get(hh, name)
         color = _STATE_COLORS.get(name, "#444")
@@ -304,7 +304,7 @@ EXPLORER_CSS = """
 #tw-time { width: 9em; }
 #tw-readout { font-family: "DejaVu Sans Mono", monospace; }
 #tw-ladder-box { max-height: 72vh; overflow: auto; position: relative; }
-#tw-ladder-box.fit svg { width: 100%; height: auto; }
+#tw-ladder-box.fit svg { max-width: 100%; height: auto; }  /* shrink a wide ladder, never enlarge */
 #tw-ladder-box .hit { cursor: pointer; }
 #tw-ladder-box svg text { pointer-events: none; }  /* a click on a label reaches its arrow */
 #tw-ladder-box .hop.sel { stroke-width: 3.5; stroke: #e8710a; }
