@@ -277,3 +277,18 @@ def test_wide_topologies_show_every_lane_and_open_at_the_first_event(tmp_path: P
     fill = (abs(region - (0xee / 255, 0xf2 / 255, 0xfb / 255)).max(axis=2) < 0.02).mean()
     dark = (region.max(axis=2) < 0.4).mean()
     assert fill > 0.5 and dark > 0.01, (fill, dark)
+
+
+def test_tcb_snapshots_are_made_only_while_tracing() -> None:
+    """max-rate runs with its trace off: no record and no TCB snapshot. A traced run's snapshots
+    point inside its records, in order, and name the states its STATE records give."""
+    from test_report_support import light_run
+
+    off = light_run("max-rate")
+    assert off.trace.records == [] and off.trace.tcbs == []
+    r = run_or_skip("nc-timewait")
+    snaps = [T.Tcb._make(e) for e in r.trace.tcbs]
+    assert snaps and [s.pos for s in snaps] == sorted(s.pos for s in snaps)
+    assert all(0 < s.pos <= len(r.trace.records) for s in snaps)
+    entered = {(rec[2], rec[3], rec[5]) for rec in r.trace.records if rec[1] == T.STATE}
+    assert {(s.node, s.key, s.state) for s in snaps if s.why == "after"} <= entered
