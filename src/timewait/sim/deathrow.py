@@ -77,6 +77,7 @@ class DeathRow:
             # The lesson knob: a stack without TIME_WAIT goes straight to CLOSED.
             if tr.on:
                 tr.records.append((now, STATE, host.name, key, "TIME_WAIT", "CLOSED"))
+                host.trace_conn(conn, "after", "CLOSED")
             host.tel.tw_skipped(TIME_WAIT, False)
             conn.retire(TW_OFF)
             conn.seen_state = CLOSED
@@ -87,6 +88,7 @@ class DeathRow:
             host.bump("TcpExtTCPTimeWaitOverflow")
             if tr.on:
                 tr.records.append((now, STATE, host.name, key, TW_NAMES[substate], "CLOSED"))
+                host.trace_conn(conn, "after", "CLOSED")
             host.tel.tw_skipped(substate, True)
             conn.retire(TW_OVERFLOW)
             conn.seen_state = CLOSED
@@ -115,6 +117,7 @@ class DeathRow:
         self.schedule(tw)
         if tr.on:
             tr.records.append((now, TIMER, host.name, key, "timewait", tw.deadline))
+            host.trace_tw(tw, "after")
 
     def orphan_fin_wait2(self, conn: Connection) -> None:
         """TW-6 (``tcp_close``): an orphan in FIN_WAIT2 becomes a FIN_WAIT2-substate record,
@@ -172,6 +175,7 @@ class DeathRow:
         tr = host.trace
         if tr.on:
             tr.records.append((host.net.sched.now, STATE, host.name, tw.key, TW_NAMES[old], "CLOSED"))
+            host.trace_tw(tw, "after", "CLOSED")
         host.tel.tw_gone(old, event)
 
     # ------------------------------------------------------------------ a segment for a record
@@ -219,6 +223,7 @@ class DeathRow:
         if outcome == TW_SUCCESS:
             if tr.on:
                 tr.records.append((now, DROP, host.name, seg, "paws" if _paws_hit(tw, seg) else "discarded"))
+                host.trace_tw(tw, "after")
             return
         if out is not None:
             host.transmit(out)
@@ -226,6 +231,8 @@ class DeathRow:
             self.kill(tw, RCV_RST)  # TW-A assassination, TW-F2
         elif outcome == TW_RST:
             self.kill(tw, RCV_SYN_OR_DATA)  # TW-F3, TW-F5
+        elif tr.on:
+            host.trace_tw(tw, "after")
 
     # ------------------------------------------------------------------ legacy tcp_tw_recycle
 

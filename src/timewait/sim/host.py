@@ -256,6 +256,8 @@ class Host(Node):
                     old = new
                 if conn.hist:
                     conn.hist.clear()
+                if st == CLOSED:
+                    self.trace_conn(conn, "after")  # the TCB's last values
             if st == TIME_WAIT:
                 self.deathrow.enter(conn, TIME_WAIT, self.cfg.tw_len)
                 return
@@ -280,11 +282,13 @@ class Host(Node):
             conn.timer_at = pa
             sched.at(pa, self._conn_timer_cb, conn)
         tr = self.trace
-        if tr.on and pa != conn.traced_at:
-            # The earliest deadline moved: armed, re-armed, or cancelled (None).
-            conn.traced_at = pa
-            tr.records.append((self.net.sched.now, TIMER, self.name, conn.key,
-                               conn.timer_name() if pa else "rto", pa or None))
+        if tr.on:
+            if pa != conn.traced_at:
+                # The earliest deadline moved: armed, re-armed, or cancelled (None).
+                conn.traced_at = pa
+                tr.records.append((self.net.sched.now, TIMER, self.name, conn.key,
+                                   conn.timer_name() if pa else "rto", pa or None))
+            self.trace_conn(conn, "after")
 
     def _accepted(self, conn: Connection) -> Socket | None:
         """A passive connection became ESTABLISHED: queue it for accept()."""
@@ -319,6 +323,7 @@ class Host(Node):
             tr = self.trace
             if tr.on:
                 tr.records.append((now, FIRE, self.name, conn.key, conn.timer_name()))
+                self.trace_conn(conn, "fire")
             if conn.state == SYN_RECEIVED and conn.passive and not conn.listener.listening:
                 conn.drop_request()  # LS-2 (reqsk_timer_handler): no SYN-ACK for a closed listener
             else:
@@ -343,6 +348,40 @@ class Host(Node):
                 self.ports.release(conn.lport, conn.reuse, tw=False)
             if conn.port_auto:
                 self.ports.dest_release(key)
+
+    # ------------------------------------------------------------------ TCB snapshots (only while tracing)
+
+    def trace_tcb(self, key: tuple[int, int, int, int], why: str) -> None:
+        """Snapshot whatever holds ``key`` now: a connection, a TIME_WAIT record, or nothing."""
+        conn = self.ehash.get(key)
+        if conn is not None:
+            self.trace_conn(conn, why)
+            return
+        tw = self.twhash.get(key)
+        if tw is not None:
+            self.trace_tw(tw, why)
+
+    def trace_conn(self, conn: Connection, why: str, state: str = "") -> None:
+        """A :class:`timewait.trace.Tcb` of ``conn`` (``state`` overrides its name: a TCB destroyed
+        on the way to TIME_WAIT still says TIME_WAIT)."""
+        tr = self.trace
+        timers: list[tuple[str, int]] = []
+        if conn.rto_at:
+            timers.append(("persist" if conn.probing else "rto", conn.rto_at))
+        if conn.fw2_at:
+            timers.append(("fin_wait2" if conn.state == FIN_WAIT_2 else "keepalive", conn.fw2_at))
+        tr.tcbs.append((len(tr.records), self.net.sched.now, self.name, conn.key, why, state or NAMES[conn.state],
+                        conn.snd_una, conn.snd_nxt, conn.rcv_nxt, conn.snd_wnd, conn.rcv_window(), conn.ts_recent,
+                        tuple(timers)))
+
+    def trace_tw(self, tw: TimeWait, why: str, state: str = "") -> None:
+        """A :class:`timewait.trace.Tcb` of a TIME_WAIT or FIN_WAIT_2 record (no send window kept;
+        ``state`` "CLOSED": the record is gone)."""
+        tr = self.trace
+        timers = () if state else (("timewait", tw.deadline),)
+        tr.tcbs.append((len(tr.records), self.net.sched.now, self.name, tw.key, why,
+                        state or TW_NAMES[tw.substate], tw.snd_nxt, tw.snd_nxt, tw.rcv_nxt, None, tw.rcv_wnd,
+                        tw.ts_recent, timers))
 
     # ------------------------------------------------------------------ the wire
 
@@ -388,10 +427,11 @@ class Host(Node):
             if tr.on:
                 tr.records.append((now, DROP, self.name, seg, "not-for-us"))
             return
+        key = (seg.dst, seg.dport, seg.src, seg.sport)
         if tr.on:
             tr.records.append((now, RX, self.name, seg))
+            self.trace_tcb(key, "rx")
         self.in_segs += 1
-        key = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = self.ehash.get(key)
         if conn is not None:
             if conn.state != SYN_RECEIVED or not conn.passive:

@@ -202,6 +202,8 @@ class Socket:
         if conn is None or conn.state == CLOSED or conn.fin_queued:
             self._fail("send", (len(data),), "EPIPE" if conn is not None else "ENOTCONN")
         host = self.host
+        if host.trace.on:
+            host.trace_conn(conn, "call")  # type: ignore[arg-type]
         n = conn.send(data, host.net.sched.now)  # type: ignore[union-attr]
         self._traced("send", (len(data),), None)
         if not conn.busy:  # type: ignore[union-attr]  # else the after() running for it delivers
@@ -225,6 +227,8 @@ class Socket:
             raise ValueError(f"shutdown how={how!r}: SHUT_RD, SHUT_WR or SHUT_RDWR")
         conn = self.conn
         self._traced("shutdown", (how,), None)
+        if conn is not None and self.host.trace.on:
+            self.host.trace_conn(conn, "call")
         if how != "SHUT_WR":
             self.rd_shut = True
         if conn is not None and how != "SHUT_RD":
@@ -239,6 +243,8 @@ class Socket:
         host = self.host
         self.closed = True
         self._traced("close", (), None)
+        if self.conn is not None and host.trace.on:
+            host.trace_conn(self.conn, "call")
         if self.listening:
             # inet_csk_listen_stop (LS-1): every child nobody accepted is reset and freed.
             # Its requests (SYN_RECEIVED) are found lazily, as Linux finds them (LS-2, LS-3).
