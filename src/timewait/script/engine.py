@@ -82,7 +82,7 @@ class Pending:
     t: float = 0.0
 
 
-SOCKOPTS = ("SO_REUSEADDR", "SO_LINGER", "TCP_NODELAY")
+SOCKOPTS = ("SO_REUSEADDR", "SO_LINGER", "TCP_NODELAY", "IP_BIND_ADDRESS_NO_PORT", "IP_LOCAL_PORT_RANGE")
 SHUT = {"SHUT_RD": 0, "SHUT_WR": 1, "SHUT_RDWR": 2}
 O_NONBLOCK = 0o4000
 O_RDWR = 2
@@ -107,8 +107,9 @@ def _flags(v: Any) -> set[str]:
     return {t.name for t in terms if isinstance(t, Ident)} | {str(t) for t in terms if isinstance(t, int)}
 
 
-def request(ev: Event, path: str) -> Req:
-    """The request for a syscall line (ScriptError when malformed, Unsupported when not modelled)."""
+def request(ev: Event, path: str, bind_port: int = LOCAL_PORT) -> Req:
+    """The request for a syscall line (ScriptError when malformed, Unsupported when not modelled);
+    ``bind(fd, ..., ...)`` binds ``bind_port`` (packetdrill's ``--bind_port``)."""
     sc = ev.what
     assert isinstance(sc, Syscall)
     a = sc.args
@@ -124,10 +125,11 @@ def request(ev: Event, path: str) -> Req:
             raise Unsupported(ev.line, "a socket that is not IPv4 TCP")
         if sc.result is None or sc.result < 0:
             raise Unsupported(ev.line, "socket() expected to fail")
-        return Req("socket", sc.result, newfd=sc.result)
+        # SOCK_NONBLOCK in the type: the descriptor starts non-blocking (fcntl's flag).
+        return Req("socket", sc.result, "SOCK_NONBLOCK" in _flags(a[1]), newfd=sc.result)
     fd = _int(a[0], f"{name}() fd", ev, path)
     if name == "bind":
-        return Req("bind", fd, _port(a[1], ev, path))
+        return Req("bind", fd, bind_port if a[1] is Ellipsis else _port(a[1], ev, path))
     if name == "listen":
         return Req("listen", fd, _int(a[1], "listen() backlog", ev, path))
     if name == "accept":
@@ -292,7 +294,8 @@ class Fail(Exception):  # noqa: N818 - a verdict
 
 def check(script: Script) -> list[Req | None]:
     """Validate every line before anything runs: a request per syscall line (None for others)."""
-    return [request(ev, script.path) if isinstance(ev.what, Syscall) else None for ev in script.events]
+    port = script.bind_port or LOCAL_PORT
+    return [request(ev, script.path, port) if isinstance(ev.what, Syscall) else None for ev in script.events]
 
 
 class Player:
@@ -304,7 +307,7 @@ class Player:
         tol = tolerance_us if tolerance_us is not None else script.tolerance_usecs
         self.tol = (tol if tol is not None else TOLERANCE_US) / 1e6
         self.isn: dict[int, int] = {}          # local port -> the host's ISN there
-        self.cur = (LOCAL_PORT, REMOTE_PORT)   # (local port, remote port) of injected packets
+        self.cur = (script.bind_port or LOCAL_PORT, REMOTE_PORT)   # (local, remote) port of injected packets
         self.ts_shift: int | None = None       # host TSval - script TSval, from the first > TS
         self.seen: list[Observation] = []
         self.waiting: list[tuple[Event, Pending, float | None, float | None]] = []
@@ -403,7 +406,9 @@ class Player:
         if seg.flags & SYN:
             self.isn[seg.sport] = (seg.seq - (pkt.seq if pkt is not None else 0)) & M32
             self.cur = (seg.sport, seg.dport)
-        if pkt is not None and self.ts_shift is None and pkt.options:
+        # The TS shift is learned from the first > TS, and again from each SYN: packetdrill keeps
+        # it per socket, and a new incarnation's clock has moved on by the time it starts.
+        if pkt is not None and (self.ts_shift is None or seg.flags & SYN) and pkt.options:
             live = next((o for o in w.options if o.kind == "TS"), None)
             mine = next((o for o in pkt.options if o.kind == "TS"), None)
             if live is not None and mine is not None:
