@@ -253,6 +253,8 @@ class KernelStack(Stack):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, v)
             return Result(0)
         if name == "getsockopt":
+            if req.arg[0] == "SO_RCVBUF":
+                return Result(0, value=s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
             e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             return Result(0, value=errno_mod.errorcode.get(e, str(e)) if e else 0)
         if name == "fcntl":

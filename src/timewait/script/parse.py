@@ -115,6 +115,7 @@ class Command:
 
     text: str
     sysctls: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)   # foreign commands left out (skip_foreign)
 
 
 @dataclass(slots=True)
@@ -153,18 +154,22 @@ _OPTIONS_OK = {"tolerance_usecs", "ip_version", "tcp_ts_tick_usecs", "tolerance_
 # --------------------------------------------------------------------------- reading
 
 
-def parse_file(path: str | Path) -> Script:
+def parse_file(path: str | Path, skip_foreign: bool = False) -> Script:
     """Parse the script at ``path`` (ScriptError if it cannot be read or is malformed)."""
     p = Path(path)
     try:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise ScriptError(f"{p}: cannot read the script ({getattr(e, 'strerror', None) or e})") from None
-    return parse_text(text, str(p))
+    return parse_text(text, str(p), skip_foreign)
 
 
-def parse_text(text: str, path: str = "<script>") -> Script:
-    """Parse script text; errors name ``path`` and the line."""
+def parse_text(text: str, path: str = "<script>", skip_foreign: bool = False) -> Script:
+    """Parse script text; errors name ``path`` and the line.
+
+    ``skip_foreign``: shell commands other than sysctl, and sysctls outside Linux's ``net.ipv4``
+    and ``net.core`` (a FreeBSD suite's ``sysctl -w net.inet.*``, ``sockstat``, ``tcpdrop``), are
+    left out instead of making the script UNSUPPORTED."""
     script = Script(path, [])
     for line, stmt in _statements(text, path):
         err = _Ctx(path, line)
@@ -186,7 +191,7 @@ def parse_text(text: str, path: str = "<script>") -> Script:
         if rest[0] in "<>":
             what = _packet(rest, err)
         elif rest[0] == "`":
-            what = _command(rest, err)
+            what = _command(rest, err, skip_foreign)
         elif re.match(r"[A-Za-z_]\w*\s*\(", rest):
             what = _syscall(rest, err)
         else:
@@ -431,7 +436,7 @@ _SYSCTL_RE = re.compile(r"sysctl\s+(?:-[qw]\s+)*(.+)")
 _SET_SYSCTLS_RE = re.compile(r"\S*set_sysctls\.py\s+(.+)")
 
 
-def _command(text: str, err: _Ctx) -> Command:
+def _command(text: str, err: _Ctx, skip_foreign: bool = False) -> Command:
     if not (text.endswith("`") and len(text) > 1):
         raise err.bad("a command not closed", "`command` on one line")
     body = text[1:-1].strip()
@@ -451,12 +456,18 @@ def _command(text: str, err: _Ctx) -> Command:
                 cmd.sysctls.append((path_[len("/proc/sys/"):].replace("/", "."), value))
             continue
         m = _SYSCTL_RE.fullmatch(part)
+        if m is None and skip_foreign:
+            cmd.skipped.append(part)
+            continue
         if m is None:
             raise err.unsupported(f"shell command `{part}` (only sysctl and defaults.sh are run)")
         for a in _shell_words(m.group(1)):
             name, eq, value = a.partition("=")
             if not eq or not re.fullmatch(r"[a-z0-9_.]+", name):
                 raise err.bad(f"sysctl argument {a!r}", "NAME=VALUE, e.g. net.ipv4.tcp_rfc1337=1")
+            if skip_foreign and not name.startswith(("net.ipv4.", "net.core.")):
+                cmd.skipped.append(f"sysctl {a}")
+                continue
             cmd.sysctls.append((name, value))
     return cmd
 

@@ -302,6 +302,8 @@ class SimStack(Stack):
                 s.setsockopt(opt, v)
             return Result(0)
         if name == "getsockopt":
+            if req.arg[0] == "SO_RCVBUF":  # sk_rcvbuf: tcp_rmem[1] (the engine never grows it)
+                return Result(0, value=self.host.sysctls["net.ipv4.tcp_rmem"][1])
             err, f.err = f.err, None
             return Result(0, value=err or 0)
         if name == "fcntl":
