@@ -32,7 +32,7 @@ from timewait.tcp.connection import (
     Connection,
 )
 from timewait.tcp.isn import SecureSeq
-from timewait.tcp.segment import ACK, RST, SYN, Segment, ip_aton, ip_ntoa
+from timewait.tcp.segment import ACK, FIN, RST, SYN, Segment, ip_aton, ip_ntoa
 from timewait.tcp.states import (
     CLOSE_WAIT,
     CLOSED,
@@ -1127,6 +1127,12 @@ class Host(Node):
             rst = reset_for(seg, self.cfg.ttl)
             if rst is not None:
                 self.transmit(rst)
+            return
+        if flags & FIN:
+            # LS-5 (tcp_rcv_state_process, TCP_LISTEN): a SYN with FIN is dropped, no SYN-ACK and
+            # no RST (SKB_DROP_REASON_TCP_FLAGS); a TIME_WAIT record that passed it on is gone.
+            if tr.on:
+                tr.records.append((now, DROP, self.name, seg, "discarded"))
             return
         if self.cfg.tw_recycle and not tw_isn and self._recycle_reject(seg, now):
             self.bump("TcpExtPAWSPassive")
