@@ -43,7 +43,7 @@ from timewait.tcp.connection import (
     Connection,
 )
 from timewait.tcp.isn import SecureSeq
-from timewait.tcp.segment import ACK, RST, SYN, Segment, ip_aton
+from timewait.tcp.segment import ACK, FIN, RST, SYN, Segment, ip_aton
 from timewait.tcp.states import CLOSED, FIN_WAIT_2, NAMES, SYN_RECEIVED, TIME_WAIT
 from timewait.tcp.timewait import TimeWait, reset_for
 from timewait.trace import COUNTER, DROP, FIRE, RX, STATE, TIMER, TX
@@ -470,6 +470,12 @@ class Host(Node):
             rst = reset_for(seg, self.cfg.ttl)
             if rst is not None:
                 self.transmit(rst)
+            return
+        if flags & FIN:
+            # LS-5 (tcp_rcv_state_process, TCP_LISTEN): a SYN with FIN is dropped, no SYN-ACK and
+            # no RST (SKB_DROP_REASON_TCP_FLAGS); a TIME_WAIT record that passed it on is gone.
+            if tr.on:
+                tr.records.append((now, DROP, self.name, seg, "discarded"))
             return
         if self.cfg.tw_recycle and not tw_isn and self.deathrow.recycle_reject(seg, now):
             self.bump("TcpExtPAWSPassive")
