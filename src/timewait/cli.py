@@ -107,6 +107,7 @@ def run_cmd(
 ) -> None:
     """Run a scenario in the simulator."""
     from timewait.i18n import localize, resolve_lang
+    from timewait.progress import wanted as progress_wanted
     from timewait.scenarios import run_scenario
 
     check_run_numbers(seed=seed, ss=ss, ss_summary=ss_summary, conn=conn, window=window)
@@ -122,7 +123,7 @@ def run_cmd(
     need_trace = not json_out or trace or any(v is not None for v in views.values())
     result = run_scenario(
         scenario, params=parse_assignments(set_, "--set"), sysctls=list(sysctl), profile=profile,
-        seed=seed, trace=need_trace, progress=sys.stderr.isatty(), faults=list(fault), budget=budget,
+        seed=seed, trace=need_trace, progress=progress_wanted(), faults=list(fault), budget=budget,
         announce=lambda line: print(f"timewait: {line}", file=sys.stderr, flush=True),
         sample_every_s=sample_every, census_at=[ss] if ss is not None else None,
         census_end=ss_summary and ss is None,

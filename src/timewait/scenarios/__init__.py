@@ -193,28 +193,25 @@ class Lab:
     def sample(self, name: str, t: float, value: float) -> None:
         self.series.setdefault(name, []).append((t, value))
 
-    def run(self, until_s: float) -> None:
-        """Run the simulation, with a progress bar on a terminal for long runs.
+    def run(self, until_s: float, sim: Simulation | None = None, label: str | None = None) -> None:
+        """Run ``sim`` (default: the main simulation) to ``until_s``, with a progress bar on a
+        terminal (simulated time, events/s, ETA; :mod:`timewait.progress`).
 
         A full trace stops growing at :data:`TRACE_LIMIT` records (the run goes on
         with counters only, and the trace says where it stopped), so a view of a
         big run shows its beginning instead of exhausting memory.
         """
-        sim = self.sim
+        sim = self.sim if sim is None else sim
         sim.telemetry.plan(int(until_s * SEC))  # the grid from the whole run, not from its first step
-        if until_s < 30 and not sim.trace.on:
+        if not self.progress and not sim.trace.on:
             sim.run(until_s)
             return
-        bar = task = None
-        if self.progress and until_s >= 30:
-            from rich.console import Console
-            from rich.progress import Progress
+        from timewait.progress import RunProgress
 
-            bar = Progress(transient=True, console=Console(stderr=True))
-            bar.start()
-            task = bar.add_task(f"{self.scenario.name}: simulating", total=until_s)
-        try:
-            step = max(until_s / 100, 0.5)
+        name = self.scenario.name + (f" ({label})" if label else "")
+        sched = sim.sched
+        with RunProgress(name, until_s, show=self.progress, events=lambda: sched.events) as bar:
+            step = max((until_s - sim.now) / 200, 0.05)  # stretches: the same events as one run
             t = sim.now
             while t < until_s:
                 t = min(t + step, until_s)
@@ -223,11 +220,7 @@ class Lab:
                 if tr.on and len(tr.records) > TRACE_LIMIT:
                     sim.note("-", f"{CUT_PREFIX} {TRACE_LIMIT} records, t = {sim.now:.3f} s")
                     tr.on = False
-                if bar is not None:
-                    bar.update(task, completed=t)  # type: ignore[arg-type]
-        finally:
-            if bar is not None:
-                bar.stop()
+                bar.update(t)
 
 
 TRACE_LIMIT = 1_000_000

@@ -80,7 +80,7 @@ def run(lab: Lab) -> None:
         PingServer(srv, 80)
         loop = ShortConnectionLoop(c1, lambda i: (SERVER, 80), count=None, interval_s=1 / rate, until_s=until)
         loop.start()
-        sim.run(until + 1)
+        lab.run(until + 1, sim, label)
         st = loop.stats
         results[label] = dict(rate=round(rate, 2), simulated_seconds=round(until, 1), succeeded=st.succeeded,
                               failed=dict(st.failed), first_failure_at=st.first_failure_at,
