@@ -285,7 +285,7 @@ class Host(Node):
         c = self.counters
         c[name] = c.get(name, 0) + n
         tr = self.trace
-        if tr.on:
+        if tr.on and tr.select is None:  # trace-select: a counter names no connection, so none then
             tr.records.append((self.net.sched.now, COUNTER, self.name, name, n))
 
     # ------------------------------------------------------------------ views of the host
@@ -323,7 +323,8 @@ class Host(Node):
 
     def _call(self, sock: Socket, call: str, args: tuple, result: str | None) -> None:
         tr = self.trace
-        if tr.on:
+        conn = sock.conn
+        if tr.on and (conn.traced if conn is not None else tr.select is None or tr.select.loose(self.name)):
             tr.records.append((self.net.sched.now, CALL, self.name, sock.fd, call, args, result))
 
     def socket(self) -> Socket:
@@ -444,8 +445,13 @@ class Host(Node):
             key = (saddr, lport, daddr, port)
             auto = True
         conn = Connection(self, saddr, lport, daddr, port)
-        if self.trace.on:
-            conn.hist = []
+        tr = self.trace
+        if tr.on:
+            # trace-select: decided here, once; the connection and its segments carry it.
+            if tr.select is None or tr.select.choose(self.name, key):
+                conn.hist = []
+            else:
+                conn.traced = False
         conn.sock = sock
         conn.linger0 = sock.linger0
         conn.port_auto = auto
@@ -755,8 +761,9 @@ class Host(Node):
         out = conn.outbox
         if out:
             transmit = self.transmit
+            traced = conn.traced
             for seg in out:
-                transmit(seg)
+                transmit(seg, traced)
             out.clear()
         st = conn.state
         if st != conn.seen_state:
@@ -764,7 +771,7 @@ class Host(Node):
             conn.seen_state = st
             self.tel.state(old, st, conn)
             tr = self.trace
-            if tr.on:
+            if tr.on and conn.traced:
                 now = self.net.sched.now
                 hist = conn.hist or (st,)
                 for new in hist:
@@ -796,7 +803,7 @@ class Host(Node):
             conn.timer_at = pa
             sched.at(pa, self._conn_timer_cb, conn)
         tr = self.trace
-        if tr.on and pa != conn.traced_at:
+        if tr.on and conn.traced and pa != conn.traced_at:
             # The earliest deadline moved: armed, re-armed, or cancelled (None).
             conn.traced_at = pa
             tr.records.append((self.net.sched.now, TIMER, self.name, conn.key,
@@ -833,7 +840,7 @@ class Host(Node):
         pa = conn.poll_at()
         if pa and pa <= now:
             tr = self.trace
-            if tr.on:
+            if tr.on and conn.traced:
                 tr.records.append((now, FIRE, self.name, conn.key, conn.timer_name()))
             if conn.state == SYN_RECEIVED and conn.parent is not None and not conn.parent.listening:
                 conn.drop_request()  # LS-2 (reqsk_timer_handler): no SYN-ACK for a closed listener
@@ -876,7 +883,7 @@ class Host(Node):
         tr = self.trace
         if substate == TIME_WAIT and not self.timewait_enabled:
             # The lesson knob: a stack without TIME_WAIT goes straight to CLOSED.
-            if tr.on:
+            if tr.on and conn.traced:
                 tr.records.append((now, STATE, self.name, key, "TIME_WAIT", "CLOSED"))
             self.tel.tw_skipped(TIME_WAIT, False)
             conn.retire(TW_OFF)
@@ -886,7 +893,7 @@ class Host(Node):
         if len(self.twhash) >= self.sysctls["net.ipv4.tcp_max_tw_buckets"]:
             # TW-8: no record; the connection is simply destroyed.
             self.bump("TcpExtTCPTimeWaitOverflow")
-            if tr.on:
+            if tr.on and conn.traced:
                 tr.records.append((now, STATE, self.name, key, _TW_NAMES[substate], "CLOSED"))
             self.tel.tw_skipped(substate, True)
             conn.retire(TW_OVERFLOW)
@@ -904,6 +911,7 @@ class Host(Node):
         tw = TimeWait.from_connection(conn, now, substate, timeout, reuse)
         tw.tw_timeout = short
         tw.bound = not conn.port_auto
+        tw.traced = conn.traced
         del self.ehash[key]
         if conn.orphan:
             self.orphans -= 1
@@ -920,7 +928,7 @@ class Host(Node):
         self.tel.tw_made(substate)
         self.bump("TcpExtTW" if timeout > 4 * SEC else "TcpExtTWKilled")
         self._tw_schedule(tw)
-        if tr.on:
+        if tr.on and tw.traced:
             tr.records.append((now, TIMER, self.name, key, "timewait", tw.deadline))
 
     def _tw_schedule(self, tw: TimeWait) -> None:
@@ -955,7 +963,7 @@ class Host(Node):
             self._tw_schedule(tw)  # TW-5: re-armed meanwhile
             return
         tr = self.trace
-        if tr.on:
+        if tr.on and tw.traced:
             tr.records.append((now, FIRE, self.name, tw.key, "timewait"))
         self._kill_tw(tw, _TW_EXPIRY[tw.substate])
 
@@ -969,7 +977,7 @@ class Host(Node):
         if not tw.bound:
             self._dest_release(tw.key)
         tr = self.trace
-        if tr.on:
+        if tr.on and tw.traced:
             tr.records.append((self.net.sched.now, STATE, self.name, tw.key, _TW_NAMES[old], "CLOSED"))
         self.tel.tw_gone(old, event)
 
@@ -980,7 +988,7 @@ class Host(Node):
         outcome, out = tw.process(seg, now, self.cfg, self.bump)
         tr = self.trace
         if tw.substate != old_sub:
-            if tr.on:
+            if tr.on and tw.traced:
                 tr.records.append((now, STATE, self.name, tw.key, _TW_NAMES[old_sub], _TW_NAMES[tw.substate]))
             self.tel.tw_substate(old_sub, tw.substate)
             if tw.tw_timeout and tw.substate == TIME_WAIT and tw.ts_recent_stamp and self._remember_stamp(
@@ -991,7 +999,7 @@ class Host(Node):
                 # The lesson knob also for an orphan whose FIN_WAIT2 record just got the FIN (TW-F6):
                 # ACK it and forget the 4-tuple at once.
                 if out is not None:
-                    self.transmit(out)
+                    self.transmit(out, tw.traced)
                 self._kill_tw(tw, TW_OFF)
                 return
         if outcome == TW_SYN:
@@ -1008,15 +1016,15 @@ class Host(Node):
                 # Moved earlier (FIN_WAIT2 substate -> TIME_WAIT shorter than fin_timeout): a new
                 # wake-up; later moves are caught when the old one fires (TW-5).
                 self.net.sched.at(tw.deadline, self._tw_timer_cb, tw)
-            if tr.on:
+            if tr.on and tw.traced:
                 tr.records.append((now, TIMER, self.name, tw.key, "timewait", tw.deadline))
         if outcome == TW_SUCCESS:
-            if tr.on:
+            if tr.on and (seg.pid or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg,
                                    "paws" if self._paws_hit(tw, seg) else "discarded"))
             return
         if out is not None:
-            self.transmit(out)
+            self.transmit(out, tw.traced)
         if outcome == TW_KILL:
             self._kill_tw(tw, RCV_RST)  # TW-A assassination, TW-F2
         elif outcome == TW_RST:
@@ -1041,8 +1049,11 @@ class Host(Node):
 
     # ------------------------------------------------------------------ the wire
 
-    def transmit(self, seg: Segment) -> None:
-        """Hand a segment to the network (stamped with its birth time, and a packet id when traced)."""
+    def transmit(self, seg: Segment, traced: bool = True) -> None:
+        """Hand a segment to the network (stamped with its birth time, and a packet id when traced).
+
+        ``traced`` False: a connection the trace selection left out sent it (its pid stays 0,
+        so no node records it on its way)."""
         net = self.net
         sched = net.sched
         now = sched.now
@@ -1051,7 +1062,7 @@ class Host(Node):
         if seg.flags & RST:
             c = self.counters
             c["TcpOutRsts"] = c.get("TcpOutRsts", 0) + 1
-        if net.trace.on:
+        if traced and net.trace.on:
             seg.pid = pid = net.pid + 1  # the packet's identity, for views: only a trace reads it
             net.pid = pid
             net.trace.records.append((now, TX, self.name, seg))
@@ -1080,10 +1091,10 @@ class Host(Node):
             return
         tr = self.trace
         if seg.dst not in self.addr_set:
-            if tr.on:
+            if tr.on and (seg.pid or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "not-for-us"))
             return
-        if tr.on:
+        if tr.on and (seg.pid or tr.select is None):  # pid 0: a packet the trace selection left out
             tr.records.append((now, RX, self.name, seg))
         self.in_segs += 1
         key = (seg.dst, seg.dport, seg.src, seg.sport)
@@ -1098,7 +1109,7 @@ class Host(Node):
                 if seg.flags & ACK and len(lsock.accept_queue) >= max(lsock.backlog, 1):
                     # Accept queue full: the ACK is dropped; the SYN-ACK will be resent.
                     self.bump("TcpExtListenOverflows")
-                    if tr.on:
+                    if tr.on and (seg.pid or tr.select is None):
                         tr.records.append((now, DROP, self.name, seg, "backlog"))
                     return
                 conn.process(seg, now)
@@ -1120,28 +1131,32 @@ class Host(Node):
         lsock = self.listeners.get((seg.dst, seg.dport)) or self.listeners.get((0, seg.dport))
         flags = seg.flags
         if lsock is None or flags & (SYN | ACK | RST) != SYN:
-            if lsock is None and tr.on:
+            if lsock is None and tr.on and (seg.pid or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "no-socket"))
             if flags & RST:
                 return
             rst = reset_for(seg, self.cfg.ttl)
             if rst is not None:
-                self.transmit(rst)
+                self.transmit(rst, bool(seg.pid) or tr.select is None)
             return
         if self.cfg.tw_recycle and not tw_isn and self._recycle_reject(seg, now):
             self.bump("TcpExtPAWSPassive")
-            if tr.on:
+            if tr.on and (seg.pid or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "recycle"))
             return
         if len(lsock.accept_queue) >= max(lsock.backlog, 1):
             self.bump("TcpExtListenDrops")
-            if tr.on:
+            if tr.on and (seg.pid or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "backlog"))
             return
         key = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = Connection(self, seg.dst, seg.dport, seg.src, seg.sport)
-        if self.trace.on:
-            conn.hist = []
+        if tr.on:
+            # trace-select: the passive end follows its SYN (seg.pid: the SYN was recorded).
+            if tr.select is None or seg.pid or tr.select.passive(self.name, key):
+                conn.hist = []
+            else:
+                conn.traced = False
         conn.parent = lsock
         isn, ts_off = self._isn(seg.dst, seg.src, seg.dport, seg.sport, now)
         if tw_isn:
