@@ -276,7 +276,8 @@ def cut_notice(records: list[Record]) -> str | None:
     if not found:
         return None
     what = "; ".join(f"the {t}" for t in found)
-    return (f"{what[0].upper()}{what[1:]}: this view shows only that. Counts, ss tables and plots "
+    shows = "nothing after that" if found[-1].startswith(CUT_PREFIX) else "only those connections"
+    return (f"{what[0].upper()}{what[1:]}: this view shows {shows}. Counts, ss tables and plots "
             "come from the telemetry and cover the whole run.")
 
 
@@ -366,10 +367,9 @@ class TraceSelect:
     def describe(self) -> str:
         """The NOTE written at the run's end: what was recorded and what was left out."""
         why = f" ({self.reason})" if self.reason else ""
-        more = (f"; {self.promoted} more from the packet a fault rule touched on" if self.promoted else "")
-        return (f"{SELECT_PREFIX} {self.text}{why} recorded {_n(self.chosen, 'connection')}{more} and left out "
-                f"{self.left_out:,} (their packets, states, timers and calls are not in the trace; nstat "
-                "counter records are left out too)")
+        more = f" (+{self.promoted} from a fault rule's packet on)" if self.promoted else ""
+        return (f"{SELECT_PREFIX} {self.text}{why}: {_n(self.chosen, 'connection')} recorded{more}, "
+                f"{self.left_out:,} left out (and every nstat counter record)")
 
 
 def _n(n: int, word: str) -> str:

@@ -217,7 +217,7 @@ def _write(out: OutputSet, result: RunResult, pcap: Path | None, pcap_host: str 
         why = "" if result.trace.records else ": no packets in the trace, this run was made without one"
         for limit in limits(result.trace.records):  # a .pcap cannot say it on a packet: the message says it
             why += (f"; {limit}: the capture ends there" if limit.startswith(CUT_PREFIX)
-                    else f"; {limit.split(' recorded ')[0]}: only its connections are in the capture")
+                    else f"; {limit.split(': ')[0]}: only its connections are in the capture")
         if pcap.suffix.lower() == ".pcapng":
             from timewait.report.pcapng import encode_pcapng
 

@@ -254,8 +254,8 @@ def trace_selection(sc: Scenario, p: dict[str, Any], text: str | None) -> TraceS
         n = 0
     if n <= TRACE_ALL_UP_TO:
         return None
-    return TraceSelect(f"first:{TRACE_FIRST}", reason=f"the default for a run of about {n:,.0f} connections; "
-                       "--trace-select all records every one")
+    return TraceSelect(f"first:{TRACE_FIRST}", reason=f"default for about {n:,.0f} connections; "
+                       "--trace-select all for every one")
 
 
 def _load_all() -> None:
