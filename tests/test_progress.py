@@ -64,3 +64,14 @@ def test_no_bar_when_piped_and_json_stays_one_document():
     assert "events/s" not in p.stderr and "\r" not in p.stderr and "\x1b" not in p.stderr
     doc = json.loads(p.stdout)  # the whole of stdout is one document
     assert doc["scenario"] == "max-rate"
+
+
+def test_the_kernel_labs_status_is_a_bar_with_an_eta_on_a_terminal():
+    # progress_line, the kernel scenarios' status during their waits, draws timewait.progress.status.
+    code = ("import time\nfrom timewait.kernel.scenarios import progress_line\n"
+            "for i in range(8):\n    progress_line(f'port-exhaustion: {i} s', i, 8); time.sleep(0.1)\n"
+            "progress_line('')\n")
+    rc, text = _read_terminal([sys.executable, "-c", code])
+    assert rc == 0 and "port-exhaustion: 7 s" in text and "ETA" in text
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert p.returncode == 0 and p.stderr == "" and p.stdout == ""  # piped: nothing at all

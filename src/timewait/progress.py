@@ -83,3 +83,37 @@ class RunProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+_status: Any = None  # the one status bar of a kernel run: (Progress, task id)
+
+
+def status(text: str, done: float | None = None, total: float | None = None) -> None:
+    """A one-line status of a long wait (the kernel lab's runs), drawn as a Rich bar on a
+    terminal: ``text`` with a spinner and the elapsed time, plus a bar and an ETA when
+    ``done`` of ``total`` (seconds) is known. ``""`` removes it. Nothing when not wanted."""
+    global _status
+    if not text:
+        if _status is not None:
+            _status[0].stop()
+            _status = None
+        return
+    if not wanted():
+        return
+    if _status is None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                       TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        bar.start()
+        _status = (bar, bar.add_task(text, total=total))
+    bar, task = _status
+    bar.update(task, description=text, completed=done if done is not None else 0, total=total)
