@@ -761,9 +761,11 @@ class Host(Node):
         out = conn.outbox
         if out:
             transmit = self.transmit
-            traced = conn.traced
+            if not conn.traced:  # trace-select left it out: pid -1, so no node records its packets
+                for seg in out:
+                    seg.pid = -1
             for seg in out:
-                transmit(seg, traced)
+                transmit(seg)
             out.clear()
         st = conn.state
         if st != conn.seen_state:
@@ -999,7 +1001,9 @@ class Host(Node):
                 # The lesson knob also for an orphan whose FIN_WAIT2 record just got the FIN (TW-F6):
                 # ACK it and forget the 4-tuple at once.
                 if out is not None:
-                    self.transmit(out, tw.traced)
+                    if not tw.traced:
+                        out.pid = -1
+                    self.transmit(out)
                 self._kill_tw(tw, TW_OFF)
                 return
         if outcome == TW_SYN:
@@ -1019,12 +1023,14 @@ class Host(Node):
             if tr.on and tw.traced:
                 tr.records.append((now, TIMER, self.name, tw.key, "timewait", tw.deadline))
         if outcome == TW_SUCCESS:
-            if tr.on and (seg.pid or tr.select is None):
+            if tr.on and (seg.pid > 0 or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg,
                                    "paws" if self._paws_hit(tw, seg) else "discarded"))
             return
         if out is not None:
-            self.transmit(out, tw.traced)
+            if not tw.traced:
+                out.pid = -1
+            self.transmit(out)
         if outcome == TW_KILL:
             self._kill_tw(tw, RCV_RST)  # TW-A assassination, TW-F2
         elif outcome == TW_RST:
@@ -1049,11 +1055,11 @@ class Host(Node):
 
     # ------------------------------------------------------------------ the wire
 
-    def transmit(self, seg: Segment, traced: bool = True) -> None:
+    def transmit(self, seg: Segment) -> None:
         """Hand a segment to the network (stamped with its birth time, and a packet id when traced).
 
-        ``traced`` False: a connection the trace selection left out sent it (its pid stays 0,
-        so no node records it on its way)."""
+        A segment with pid -1 comes from a connection the trace selection left out: it keeps
+        that pid, and no node records it on its way (each tests ``seg.pid > 0``)."""
         net = self.net
         sched = net.sched
         now = sched.now
@@ -1062,7 +1068,7 @@ class Host(Node):
         if seg.flags & RST:
             c = self.counters
             c["TcpOutRsts"] = c.get("TcpOutRsts", 0) + 1
-        if traced and net.trace.on:
+        if net.trace.on and seg.pid >= 0:
             seg.pid = pid = net.pid + 1  # the packet's identity, for views: only a trace reads it
             net.pid = pid
             net.trace.records.append((now, TX, self.name, seg))
@@ -1091,10 +1097,10 @@ class Host(Node):
             return
         tr = self.trace
         if seg.dst not in self.addr_set:
-            if tr.on and (seg.pid or tr.select is None):
+            if tr.on and (seg.pid > 0 or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "not-for-us"))
             return
-        if tr.on and (seg.pid or tr.select is None):  # pid 0: a packet the trace selection left out
+        if tr.on and (seg.pid > 0 or tr.select is None):  # pid -1: a packet the trace selection left out
             tr.records.append((now, RX, self.name, seg))
         self.in_segs += 1
         key = (seg.dst, seg.dport, seg.src, seg.sport)
@@ -1109,7 +1115,7 @@ class Host(Node):
                 if seg.flags & ACK and len(lsock.accept_queue) >= max(lsock.backlog, 1):
                     # Accept queue full: the ACK is dropped; the SYN-ACK will be resent.
                     self.bump("TcpExtListenOverflows")
-                    if tr.on and (seg.pid or tr.select is None):
+                    if tr.on and (seg.pid > 0 or tr.select is None):
                         tr.records.append((now, DROP, self.name, seg, "backlog"))
                     return
                 conn.process(seg, now)
@@ -1131,29 +1137,31 @@ class Host(Node):
         lsock = self.listeners.get((seg.dst, seg.dport)) or self.listeners.get((0, seg.dport))
         flags = seg.flags
         if lsock is None or flags & (SYN | ACK | RST) != SYN:
-            if lsock is None and tr.on and (seg.pid or tr.select is None):
+            if lsock is None and tr.on and (seg.pid > 0 or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "no-socket"))
             if flags & RST:
                 return
             rst = reset_for(seg, self.cfg.ttl)
             if rst is not None:
-                self.transmit(rst, bool(seg.pid) or tr.select is None)
+                if seg.pid < 0:  # the answer to a left-out packet is left out too
+                    rst.pid = -1
+                self.transmit(rst)
             return
         if self.cfg.tw_recycle and not tw_isn and self._recycle_reject(seg, now):
             self.bump("TcpExtPAWSPassive")
-            if tr.on and (seg.pid or tr.select is None):
+            if tr.on and (seg.pid > 0 or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "recycle"))
             return
         if len(lsock.accept_queue) >= max(lsock.backlog, 1):
             self.bump("TcpExtListenDrops")
-            if tr.on and (seg.pid or tr.select is None):
+            if tr.on and (seg.pid > 0 or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "backlog"))
             return
         key = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = Connection(self, seg.dst, seg.dport, seg.src, seg.sport)
         if tr.on:
-            # trace-select: the passive end follows its SYN (seg.pid: the SYN was recorded).
-            if tr.select is None or seg.pid or tr.select.passive(self.name, key):
+            # trace-select: the passive end follows its SYN (seg.pid > 0: the SYN was recorded).
+            if tr.select is None or seg.pid > 0 or tr.select.passive(self.name, key):
                 conn.hist = []
             else:
                 conn.traced = False

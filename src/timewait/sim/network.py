@@ -267,7 +267,7 @@ class Network:
         hop = hops[seg.dst] if seg.dst in hops else self.route(node, seg.dst)
         sched = self.sched
         if hop is None:
-            if self.trace.on and (seg.pid or self.trace.select is None):
+            if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                 self.trace.records.append((sched.now, DROP, node.name, seg, "no-route"))
             return
         link, nxt = hop
@@ -276,23 +276,23 @@ class Network:
             dst_node = self.owner.get(seg.dst)
             for f in self.faults:
                 if f.matches(node, seg, dst_node.name if dst_node else None) and f.fires():
-                    if not seg.pid and self.trace.on and self.trace.select is not None:
+                    if seg.pid <= 0 and self.trace.on and self.trace.select is not None:
                         self._promote(node, dst_node, seg)
                     if f.action == "drop":
-                        if self.trace.on and (seg.pid or self.trace.select is None):
+                        if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                             self.trace.records.append((sched.now, DROP, node.name, seg, "fault"))
                         return
                     if f.action == "hold":
                         delay += int(f.seconds * 1_000_000)
-                        if self.trace.on and (seg.pid or self.trace.select is None):
+                        if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                             self.trace.records.append((sched.now, HOLD, node.name, seg, f.seconds))
                     elif f.action == "dup":
                         sched.at(sched.now + delay + int(f.seconds * 1_000_000), nxt.rx, seg.copy())
-                        if self.trace.on and (seg.pid or self.trace.select is None):
+                        if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                             self.trace.records.append((sched.now, DUP, node.name, seg, f.seconds))
         rng = self.rng
         if link.loss and rng.random() < link.loss:
-            if self.trace.on and (seg.pid or self.trace.select is None):
+            if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                 self.trace.records.append((sched.now, DROP, node.name, seg, "loss"))
             return
         if link.jitter:
@@ -302,7 +302,7 @@ class Network:
         sched.at(sched.now + delay, nxt.rx, seg)
         if link.dup and rng.random() < link.dup:
             sched.at(sched.now + delay, nxt.rx, seg.copy())
-            if self.trace.on and (seg.pid or self.trace.select is None):
+            if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                 self.trace.records.append((sched.now, DUP, node.name, seg, 0.0))
 
     def _promote(self, node: Node, dst_node: Node | None, seg: Segment) -> None:
@@ -326,7 +326,7 @@ class Network:
     def too_old(self, node: Node, seg: Segment) -> bool:
         """Drop (and trace) a packet older than the network's MSL."""
         if self.sched.now - seg.born > self.max_age:
-            if self.trace.on and (seg.pid or self.trace.select is None):
+            if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                 self.trace.records.append((self.sched.now, DROP, node.name, seg, "msl"))
             return True
         return False
@@ -343,12 +343,12 @@ class Router(Node):
             return
         tr = net.trace
         if seg.ttl <= 1:
-            if tr.on and (seg.pid or tr.select is None):
+            if tr.on and (seg.pid > 0 or tr.select is None):
                 now = net.sched.now
                 tr.records.append((now, DROP, self.name, seg, "ttl"))
                 tr.records.append((now, ICMP, self.name, seg, "time-exceeded"))
             return
         out = seg.copy(ttl=seg.ttl - 1)
-        if tr.on and (seg.pid or tr.select is None):
+        if tr.on and (seg.pid > 0 or tr.select is None):
             tr.records.append((net.sched.now, FWD, self.name, seg, out))
         net.transmit(self, out)
