@@ -151,3 +151,19 @@ def test_the_selection_is_decided_at_creation_through_the_api():
 def test_json_keeps_one_document_with_a_selection():
     rc, out, _ = cli("run", "port-exhaustion", *PE, "--json", "--trace-select", "first:3")
     assert rc == 0 and json.loads(out)["scenario"] == "port-exhaustion"
+
+
+def test_aggregate_views_do_not_read_the_trace():
+    # The census (--ss) and the plots come from the engine's telemetry: the same with no
+    # connection recorded as with every one, and with the trace's records thrown away.
+    pytest.importorskip("matplotlib")
+    from timewait.report.plots import render_png
+    from timewait.report.ss import ss_table
+
+    runs = [run_scenario("port-exhaustion", params=PE_PARAMS, sysctls=PE_SYSCTLS, trace_select=sel,
+                         census_at=[2.5]) for sel in ("none", "all")]
+    tables = [ss_table(r, 2.5) for r in runs]
+    assert tables[0] == tables[1] and "TIME-WAIT 1000" in tables[0]
+    pngs = [render_png(r) for r in runs]
+    runs[1].trace.records.clear()
+    assert pngs[0] == pngs[1] == render_png(runs[1])
