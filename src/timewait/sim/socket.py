@@ -76,9 +76,10 @@ class Socket:
         """A CALL record, when the host traces."""
         host = self.host
         tr = host.trace
-        conn = self.conn
-        if tr.on and (conn.traced if conn is not None else tr.select is None or tr.select.loose(host.name)):
-            tr.records.append((host.net.sched.now, CALL, host.name, self.fd, call, args, result))
+        if tr.on:
+            conn = self.conn  # trace-select: a call on a left-out connection is left out
+            if conn.traced if conn is not None else tr.select is None or tr.select.loose(host.name):
+                tr.records.append((host.net.sched.now, CALL, host.name, self.fd, call, args, result))
 
     def _fail(self, call: str, args: tuple, errno: str) -> None:
         self._traced(call, args, errno)
