@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from heapq import heappush
 from typing import Any
 
 from timewait.sim.deathrow import TW_NAMES, DeathRow
@@ -413,15 +412,9 @@ class Host(Node):
         if hop is not None and not net.faults:
             link, nxt = hop
             if link.plain:
-                # Network.transmit's plain path with Scheduler.at inlined: the commonest thing
-                # the simulator does.
-                t = now + link.delay
-                b = sched._at.get(t)
-                if b is None:
-                    sched._at[t] = [(nxt.rx, seg)]
-                    heappush(sched._times, t)
-                else:
-                    b.append((nxt.rx, seg))
+                # Network.transmit's plain path: a direct link, nothing to impair (the commonest
+                # thing the simulator does).
+                sched.at(now + link.delay, nxt.rx, seg)
                 return
         net.transmit(self, seg)
 
