@@ -105,7 +105,7 @@ def _text_boxes(root: ET.Element) -> list[tuple[str, list[tuple[float, float]]]]
     out = []
     for e in root.iter(SVG + "text"):
         x, y, size = float(e.get("x")), float(e.get("y")), float(e.get("font-size"))
-        if not e.text or x <= 8 or y < 60:
+        if not e.text or x <= 8 or y < 60 or (x == 16 and size == 11):  # x 16, size 11: the notes
             continue
         m = re.fullmatch(r"rotate\(([-\d.]+) ([-\d.]+) ([-\d.]+)\)", e.get("transform") or "")
         ang, cx, cy = (float(v) for v in m.groups()) if m else (0.0, x, y)

@@ -26,7 +26,7 @@ def test_each_statement_carries_its_evidence(quiz) -> None:
     assert {k for k, v in st.items() if v["right"]} == {"A", "C", "D"}
     assert any("re-ACKed" in e for e in st["A"]["evidence"])
     assert any("FIN_WAIT_2" in e for e in st["B"]["evidence"])
-    assert any("'new-1\\nnew-2\\nold-3\\n'" in e for e in st["C"]["evidence"])
+    assert any('"new-1\\nnew-2\\nold-3\\n"' in e for e in st["C"]["evidence"])
     assert any("older than MSL" in e for e in st["D"]["evidence"])
 
 

@@ -20,7 +20,7 @@ def small_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_trace_view_says_the_trace_was_cut(small_limit, tmp_path, capsys):
     svg, html, pcap = tmp_path / "l.svg", tmp_path / "r.html", tmp_path / "p.pcap"
     rc = main(["run", "port-exhaustion", "--set", "duration=3", "--sysctl", "c1:net.ipv4.ip_local_port_range=40000 40999",
-               "--trace", "--ss", "2.5",
+               "--trace", "--ss", "2.5", "--trace-select", "all",
                "--diagram", str(svg), "--html", str(html), "--pcap", str(pcap)])
     out = capsys.readouterr().out
     assert rc == 0

@@ -98,6 +98,10 @@ def run_cmd(
     sample_every: float | None = typer.Option(
         None, "--sample-every", help="Telemetry grid step in seconds (default: about 1,000 points over the run)."),
     html: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML report."),
+    trace_select: str | None = typer.Option(
+        None, "--trace-select", help="Which connections the trace records: all, none, first:N, host:NAME, "
+        "conn:FILTER ('host A', 'port P', 'A:P-B:Q', joined by and/or). Default: all for small runs, "
+        "first:200 (and those a fault touches) for big ones."),
     budget: str | None = typer.Option(
         None, "--budget", help="Limits of the run: events=N,mem=MB,time=SECONDS (each optional, 'off' lifts one; "
         "default: derived from the parameters). Past them the run stops, exit 1."),
@@ -107,6 +111,7 @@ def run_cmd(
 ) -> None:
     """Run a scenario in the simulator."""
     from timewait.i18n import localize, resolve_lang
+    from timewait.progress import wanted as progress_wanted
     from timewait.scenarios import run_scenario
 
     check_run_numbers(seed=seed, ss=ss, ss_summary=ss_summary, conn=conn, window=window)
@@ -122,10 +127,10 @@ def run_cmd(
     need_trace = not json_out or trace or any(v is not None for v in views.values())
     result = run_scenario(
         scenario, params=parse_assignments(set_, "--set"), sysctls=list(sysctl), profile=profile,
-        seed=seed, trace=need_trace, progress=sys.stderr.isatty(), faults=list(fault), budget=budget,
+        seed=seed, trace=need_trace, progress=progress_wanted(), faults=list(fault), budget=budget,
         announce=lambda line: print(f"timewait: {line}", file=sys.stderr, flush=True),
         sample_every_s=sample_every, census_at=[ss] if ss is not None else None,
-        census_end=ss_summary and ss is None,
+        census_end=ss_summary and ss is None, trace_select=trace_select,
     )
     result = localize(result, lang)
     messages: list[str] = []

@@ -252,20 +252,187 @@ def select(records: Iterable[Record], *kinds: str, node: str | None = None) -> I
 
 
 CUT_PREFIX = "trace stopped at"
+SELECT_PREFIX = "trace selection"
+
+
+def limits(records: list[Record]) -> list[str]:
+    """What of the run a trace leaves out, one short phrase each (empty: it is whole).
+
+    A trace is limited two ways, each written as a NOTE at the run's end or where it
+    happened: a selection (``--trace-select``, :data:`SELECT_PREFIX`) and the record limit
+    (``Lab.run`` stops recording at it, :data:`CUT_PREFIX` and the instant).
+    """
+    found: list[str] = []
+    for rec in reversed(records):
+        if rec[1] == NOTE:
+            text = str(rec[3])
+            if text.startswith((CUT_PREFIX, SELECT_PREFIX)) and text not in found:
+                found.append(text)
+                if len(found) == 2:
+                    break
+    return sorted(found, key=lambda t: not t.startswith(SELECT_PREFIX))  # the selection first
 
 
 def cut_notice(records: list[Record]) -> str | None:
-    """The sentence every view of a trace shows when the trace was cut, or None.
+    """The sentence every view of a trace shows when the trace is not the whole run, or None.
 
-    A big run stops tracing at a record limit (``Lab.run`` writes a NOTE starting with
-    :data:`CUT_PREFIX` and the instant); what a trace view draws ends there, while counts,
-    ``ss`` tables and plots come from the telemetry and stay whole.
+    The selection says which connections are in it and how many are not; the record limit
+    says the instant after which nothing is. What a trace view draws is limited so, while
+    counts, ``ss`` tables and plots come from the telemetry and stay whole.
     """
-    for rec in reversed(records):
-        if rec[1] == NOTE and str(rec[3]).startswith(CUT_PREFIX):
-            return (f"The {rec[3]}: this view shows nothing after that. Counts, ss tables and plots "
-                    "come from the telemetry and cover the whole run.")
-    return None
+    found = limits(records)
+    if not found:
+        return None
+    what = "; ".join(f"the {t}" for t in found)
+    shows = "nothing after that" if found[-1].startswith(CUT_PREFIX) else "only those connections"
+    return (f"{what[0].upper()}{what[1:]}: this view shows {shows}. Counts, ss tables and plots "
+            "come from the telemetry and cover the whole run.")
+
+
+class TraceSelect:
+    """Which connections a trace records (``--trace-select``), decided once per connection
+    when it is created: ``all``, ``none``, ``first:N`` (the first N connections opened),
+    ``host:NAME`` (every connection of that host) or ``conn:FILTER``.
+
+    FILTER in tcpdump's spirit: ``host A`` (either end's address), ``port P`` (either end's
+    port), ``A:P-B:Q`` (one 4-tuple, either direction), joined by ``and`` / ``or``
+    (``and`` binds tighter). A connection's passive end follows its SYN: traced when the
+    SYN was. Records of no connection (notes, counters, routers' own packets) follow
+    :meth:`loose`. Counts of chosen and left-out connections feed the notice.
+    """
+
+    __slots__ = ("text", "kind", "n", "host", "terms", "chosen", "left_out", "promoted", "reason")
+
+    def __init__(self, text: str, reason: str = "") -> None:
+        self.text = text
+        self.reason = reason  # why this selection (a default says so)
+        self.n = 0
+        self.host = ""
+        self.terms: list[list[tuple[str, Any]]] = []  # OR of ANDs
+        self.chosen = 0
+        self.left_out = 0
+        self.promoted = 0
+        kind, sep, arg = text.partition(":")
+        kind = kind.strip()
+        self.kind = kind
+        allowed = "allowed: all, none, first:N, host:NAME, conn:FILTER (host A, port P, A:P-B:Q, joined by and/or)"
+        if kind in ("all", "none") and not sep:
+            return
+        if kind == "first" and sep:
+            try:
+                self.n = int(arg)
+            except ValueError:
+                self.n = -1
+            if self.n < 0:
+                raise ValueError(f"--trace-select {text!r}: first:N needs a whole number N >= 0; {allowed}")
+            return
+        if kind == "host" and sep and arg.strip():
+            self.host = arg.strip()
+            return
+        if kind == "conn" and sep and arg.strip():
+            self.terms = _parse_filter(text, arg, allowed)
+            return
+        raise ValueError(f"--trace-select {text!r}: {allowed}")
+
+    @property
+    def whole(self) -> bool:
+        """True when every connection is recorded (``all``)."""
+        return self.kind == "all"
+
+    def choose(self, node: str, key: Key) -> bool:
+        """Whether the connection ``key`` that ``node`` opens now is recorded (counted)."""
+        kind = self.kind
+        if kind == "all":
+            ok = True
+        elif kind == "first":
+            ok = self.chosen < self.n
+        elif kind == "host":
+            ok = node == self.host
+        elif kind == "conn":
+            ok = any(all(_term(t, key) for t in conj) for conj in self.terms)
+        else:
+            ok = False
+        if ok:
+            self.chosen += 1
+        else:
+            self.left_out += 1
+        return ok
+
+    def passive(self, node: str, key: Key) -> bool:
+        """The passive end of a connection whose SYN was not recorded: ``host:`` and ``conn:``
+        judge it by itself; ``first:N`` counts the active ends only."""
+        if self.kind in ("host", "conn"):
+            return self.choose(node, key)
+        return False
+
+    def loose(self, node: str) -> bool:
+        """Whether a record of no connection at ``node`` is kept (a connect() that failed
+        before it had one, a router's own packet): with ``all``, while ``first:N`` is
+        still choosing, and at the host of ``host:NAME``."""
+        kind = self.kind
+        return kind == "all" or (kind == "first" and self.chosen < self.n) or (kind == "host" and node == self.host)
+
+    def describe(self) -> str:
+        """The NOTE written at the run's end: what was recorded and what was left out."""
+        why = f" ({self.reason})" if self.reason else ""
+        more = f" (+{self.promoted} from a fault rule's packet on)" if self.promoted else ""
+        return (f"{SELECT_PREFIX} {self.text}{why}: {_n(self.chosen, 'connection')} recorded{more}, "
+                f"{self.left_out:,} left out (and every nstat counter record)")
+
+
+def _n(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _parse_filter(text: str, arg: str, allowed: str) -> list[list[tuple[str, Any]]]:
+    from timewait.tcp.segment import ip_aton
+
+    def addr(a: str) -> int:
+        try:
+            return ip_aton(a)
+        except ValueError:
+            raise ValueError(f"--trace-select {text!r}: {a!r} is not an IPv4 address; {allowed}") from None
+
+    def port(p: str) -> int:
+        if not p.isdigit() or not 0 < int(p) < 65536:
+            raise ValueError(f"--trace-select {text!r}: port {p!r} must be 1..65535; {allowed}")
+        return int(p)
+
+    out: list[list[tuple[str, Any]]] = []
+    for alt in _split(arg, "or"):
+        conj: list[tuple[str, Any]] = []
+        for term in _split(alt, "and"):
+            words = term.split()
+            if len(words) == 2 and words[0] == "host":
+                conj.append(("host", addr(words[1])))
+            elif len(words) == 2 and words[0] == "port":
+                conj.append(("port", port(words[1])))
+            elif len(words) == 1 and "-" in words[0]:
+                a, _, b = words[0].partition("-")
+                (aa, _, ap), (ba, _, bp) = a.rpartition(":"), b.rpartition(":")
+                if not aa or not ba:
+                    raise ValueError(f"--trace-select {text!r}: a 4-tuple is ADDR:PORT-ADDR:PORT; {allowed}")
+                conj.append(("tuple", (addr(aa), port(ap), addr(ba), port(bp))))
+            else:
+                raise ValueError(f"--trace-select {text!r}: cannot read {term.strip()!r}; {allowed}")
+        out.append(conj)
+    return out
+
+
+def _split(text: str, word: str) -> list[str]:
+    parts = [p for p in f" {text} ".split(f" {word} ")]
+    if any(not p.strip() for p in parts):
+        raise ValueError(f"--trace-select 'conn:{text.strip()}': {word!r} needs a term on each side")
+    return parts
+
+
+def _term(t: tuple[str, Any], key: Key) -> bool:
+    what, v = t
+    if what == "host":
+        return v == key[0] or v == key[2]
+    if what == "port":
+        return v == key[1] or v == key[3]
+    return v == key or (v[2], v[3], v[0], v[1]) == key
 
 
 class Tcb(NamedTuple):
@@ -297,15 +464,18 @@ class Trace:
     """An append-only list of records, or a disabled trace that records nothing.
 
     Hot paths test ``trace.on`` (a plain bool) before building a record.
-    ``tcbs`` holds the TCB snapshots (plain tuples in :class:`Tcb`'s order).
+    ``tcbs`` holds the TCB snapshots (plain tuples in :class:`Tcb`'s order). ``select`` None
+    records every connection; a :class:`TraceSelect` is consulted once per connection
+    when it is created (the connection and its packets then carry the answer).
     """
 
-    __slots__ = ("records", "on", "tcbs")
+    __slots__ = ("records", "on", "tcbs", "select")
 
     def __init__(self, enabled: bool = True) -> None:
         self.records: list[Record] = []
         self.on = enabled
         self.tcbs: list[Record] = []
+        self.select: TraceSelect | None = None
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records)

@@ -437,8 +437,10 @@ TEXTS: dict[str, str] = {
     "TIME_WAIT is a state of the three-way handshake": "TIME_WAIT 是三次握手中的一个状态",
     "TIME_WAIT keeps new connections safe from delayed segments of old ones": "TIME_WAIT 让新连接不受旧连接延迟报文的干扰",
     "TIME_WAIT lets the old connection's segments vanish from the network": "TIME_WAIT 让旧连接的报文在网络中消失",
-    "Answer: {}. A: {} -- {} B: {} -- {} C: {} -- {} D: {} -- {}":
-        "答案：{0}。A：{1}——{2}；B：{3}——{4}；C：{5}——{6}；D：{7}——{8}",
+    "Answer: {}.": "答案：{}。",
+    "--trace-select {} was not applied: {}'s checks read every connection of the trace, so it records them all.":
+        "--trace-select {} 未被采用：{} 的检查要读取 trace 中的每个连接，所以 trace 记录全部连接。",
+    "  {}  {}  {}": "  {}  {}  {}",
     "lost-last-ack: the last ACK was lost, c1's TIME_WAIT re-ACKed c2's repeated FIN at {} s and c2 closed cleanly":
         "lost-last-ack：最后的 ACK 丢失，c1 的 TIME_WAIT 在 {} 秒重新 ACK 了 c2 重复的 FIN，c2 干净地关闭",
     "the state table enters TIME_WAIT only from {}, all after our FIN was sent":

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from timewait.i18n import caption, moment_caption
+from timewait.plain import plain
 from timewait.report.sockets import key_moments, netstat_lines, sockets_at
 from timewait.report.ss import ss_summary as ss_summary_text
 from timewait.report.ss import ss_table
@@ -130,10 +131,59 @@ def _socket_tables(con: Console, result: RunResult, lang: str = "en") -> None:
                                style="dim"))
 
 
-def _fmt_value(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
+def _is_timeline(v: Any) -> bool:
+    """``[[t, text], ...]``: events with times in seconds (scenarios' ``timeline`` metrics)."""
+    return (isinstance(v, list) and bool(v) and all(
+        isinstance(e, list | tuple) and len(e) == 2 and isinstance(e[0], int | float) and isinstance(e[1], str)
+        for e in v))
+
+
+def _cell(v: Any) -> str:
+    """One table cell: a list of sentences one after the other, anything else in words."""
+    if isinstance(v, list) and v and all(isinstance(x, str) for x in v) and any(", " in x for x in v):
+        return "; ".join(v)  # sentences that have commas of their own
+    return plain(v)
+
+
+def _rows_table(rows: list[tuple[str, dict[str, Any]]], first: str) -> Table:
+    """Records (dicts of like keys) as a table: one row each, one column per key."""
+    cols: list[str] = []
+    for _, rec in rows:
+        cols += [k for k in rec if k not in cols]
+    t = Table(show_header=True, header_style="dim", box=None, pad_edge=False)
+    if first:
+        t.add_column(first, no_wrap=True)
+    for c in cols:
+        t.add_column(str(c), overflow="fold")
+    for name, rec in rows:
+        cells = [_cell(rec.get(c)) if c in rec else "" for c in cols]
+        t.add_row(*([name] if first else []), *cells)
+    return t
+
+
+def render_value(v: Any) -> Any:
+    """A metric's value for the console: a timeline as aligned rows (time, event), records
+    as a table with one row each, a mapping as name/value rows, anything else in words
+    (:func:`timewait.plain.plain`): never a Python repr."""
+    if _is_timeline(v):
+        t = Table(show_header=False, box=None, pad_edge=False)
+        t.add_column("t", justify="right", no_wrap=True)
+        t.add_column("event")
+        for when, text in v:
+            t.add_row(f"{when:.6f} s", text)
+        return t
+    if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
+        return _rows_table([(str(k), x) for k, x in v.items()], " ")
+    if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+        return _rows_table([("", x) for x in v], "")
+    if isinstance(v, dict) and v and any(isinstance(x, dict | list) for x in v.values()):
+        t = Table(show_header=False, box=None, pad_edge=False)
+        t.add_column("name", style="dim", no_wrap=True)
+        t.add_column("value")
+        for k, x in v.items():
+            t.add_row(str(k), render_value(x))
+        return t
+    return _cell(v)
 
 
 def _metrics(con: Console, result: RunResult, lang: str = "en") -> None:
@@ -141,10 +191,10 @@ def _metrics(con: Console, result: RunResult, lang: str = "en") -> None:
         return
     con.rule(caption(lang, "metrics"), style="dim")
     t = Table(show_header=False, box=None, pad_edge=False)
-    t.add_column("metric", style="dim")
+    t.add_column("metric", style="dim", no_wrap=True)
     t.add_column("value")
     for k, v in result.metrics.items():
-        t.add_row(str(k), _fmt_value(v))
+        t.add_row(str(k), render_value(v))
     con.print(t)
 
 

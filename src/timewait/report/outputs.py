@@ -20,7 +20,7 @@ from timewait.errors import UsageError, missing_extra
 from timewait.report.ladder import build_ladder, parse_conn, parse_window, render_mermaid
 from timewait.report.ladder_svg import render_svg
 from timewait.result import RunResult
-from timewait.trace import cut_notice
+from timewait.trace import CUT_PREFIX, limits
 
 PCAP_SUFFIXES = (".pcap", ".cap", ".pcapng")
 DIAGRAM_SUFFIXES = (".svg", ".mmd")
@@ -215,9 +215,9 @@ def _write(out: OutputSet, result: RunResult, pcap: Path | None, pcap_host: str 
     if pcap is not None:
         seen = f", as {pcap_host} saw them" if pcap_host else ""
         why = "" if result.trace.records else ": no packets in the trace, this run was made without one"
-        cut = cut_notice(result.trace.records)
-        if cut:  # a capture cannot say it on a packet of its own: the message says it
-            why += f"; {cut.split(':', 1)[0][4:]}: the capture ends there"
+        for limit in limits(result.trace.records):  # a .pcap cannot say it on a packet: the message says it
+            why += (f"; {limit}: the capture ends there" if limit.startswith(CUT_PREFIX)
+                    else f"; {limit.split(': ')[0]}: only its connections are in the capture")
         if pcap.suffix.lower() == ".pcapng":
             from timewait.report.pcapng import encode_pcapng
 

@@ -146,11 +146,12 @@ def encode_pcapng(result: RunResult, f: BinaryIO, host: str | None = None) -> in
             _option(P.PCAPNG_OPT_IF_TSRESOL, b"\x06"),  # microseconds
             _option(P.PCAPNG_OPT_ENDOFOPT, b""),
         ]))
-    shb = P.SectionHeaderBlockLE(opts=[
-        _option(P.PCAPNG_OPT_SHB_USERAPPL, f"timewait {result.scenario} (seed {result.seed}, "
-                f"profile {result.profile})".encode()),
-        _option(P.PCAPNG_OPT_ENDOFOPT, b""),
-    ])
+    shb_opts = [_option(P.PCAPNG_OPT_SHB_USERAPPL, f"timewait {result.scenario} (seed {result.seed}, "
+                        f"profile {result.profile})".encode())]
+    cut = T.cut_notice(result.trace.records)
+    if cut:  # a selected or cut trace: the capture says so in its section's comment
+        shb_opts.append(P.PcapngOptionLE(code=P.PCAPNG_OPT_COMMENT, text=cut))
+    shb = P.SectionHeaderBlockLE(opts=[*shb_opts, _option(P.PCAPNG_OPT_ENDOFOPT, b"")])
     P.Writer(f, snaplen=SNAPLEN, linktype=LINKTYPE_RAW, shb=shb, idb=idbs)  # writes the SHB and the IDBs
     n = 0
     for fr in frames(result, host):

@@ -14,6 +14,7 @@ from timewait.errors import UsageError
 from timewait.report.sockets import Socket, census_at, sockets_at, to_us
 from timewait.result import RunResult
 from timewait.tcp.segment import ip_ntoa
+from timewait.trace import cut_notice
 
 # ss's spelling of the states (iproute2 misc/ss.c sstate_name).
 SS_STATE_NAMES = {
@@ -119,6 +120,9 @@ def ss_table(result: RunResult, at_s: float, host: str | None = None, *, all_row
     at_us = to_us(at_s)
     socks_by_host, source = sockets_for(result, at_us, host)
     note = "" if source == "census" else "   (rebuilt from the trace: exact only while the trace covers it)"
+    limited = cut_notice(result.trace.records) if source == "trace" else None
+    if limited:  # rebuilt from a selected or cut trace: the table is missing what the trace is
+        note += f"\n# {limited}"
     blocks = []
     for name, socks in socks_by_host.items():
         head = f"{name}$ ss -tan -o   # at {at_s:.6f} s{note}"

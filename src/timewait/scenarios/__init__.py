@@ -22,7 +22,7 @@ from timewait.sim.budget import Budget, Scale
 from timewait.sim.simulation import Simulation
 from timewait.sim.sysctl import parse_mem
 from timewait.tcp.config import SEC
-from timewait.trace import CUT_PREFIX
+from timewait.trace import CUT_PREFIX, NOTE, TraceSelect
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +170,18 @@ class Lab:
         return sim
 
     def need_trace(self) -> None:
-        """Record the full trace even when the caller asked for none (small scenarios that
-        measure their facts from it)."""
-        self.sim.trace.on = True
+        """Record the full trace even when the caller asked for none or for a selection
+        (small scenarios whose checks measure their facts from every connection of it).
+
+        A check must not pass or fail on connections a ``--trace-select`` left out, so the
+        selection is lifted, and the run says so."""
+        tr = self.sim.trace
+        tr.on = True
+        if tr.select is not None:
+            if not tr.select.reason:  # the user's choice, not a default: say why it is not applied
+                self.say(f"--trace-select {tr.select.text} was not applied: {self.scenario.name}'s checks read "
+                         "every connection of the trace, so it records them all.")
+            tr.select = None
 
     def default_sysctl(self, host: str, name: str, value: str) -> None:
         """A sysctl this scenario sets on ``host`` unless the user's ``--sysctl`` says otherwise.
@@ -193,28 +202,25 @@ class Lab:
     def sample(self, name: str, t: float, value: float) -> None:
         self.series.setdefault(name, []).append((t, value))
 
-    def run(self, until_s: float) -> None:
-        """Run the simulation, with a progress bar on a terminal for long runs.
+    def run(self, until_s: float, sim: Simulation | None = None, label: str | None = None) -> None:
+        """Run ``sim`` (default: the main simulation) to ``until_s``, with a progress bar on a
+        terminal (simulated time, events/s, ETA; :mod:`timewait.progress`).
 
         A full trace stops growing at :data:`TRACE_LIMIT` records (the run goes on
         with counters only, and the trace says where it stopped), so a view of a
         big run shows its beginning instead of exhausting memory.
         """
-        sim = self.sim
+        sim = self.sim if sim is None else sim
         sim.telemetry.plan(int(until_s * SEC))  # the grid from the whole run, not from its first step
-        if until_s < 30 and not sim.trace.on:
+        if not self.progress and not sim.trace.on:
             sim.run(until_s)
             return
-        bar = task = None
-        if self.progress and until_s >= 30:
-            from rich.console import Console
-            from rich.progress import Progress
+        from timewait.progress import RunProgress
 
-            bar = Progress(transient=True, console=Console(stderr=True))
-            bar.start()
-            task = bar.add_task(f"{self.scenario.name}: simulating", total=until_s)
-        try:
-            step = max(until_s / 100, 0.5)
+        name = self.scenario.name + (f" ({label})" if label else "")
+        sched = sim.sched
+        with RunProgress(name, until_s, show=self.progress, events=lambda: sched.events) as bar:
+            step = max((until_s - sim.now) / 200, 0.05)  # stretches: the same events as one run
             t = sim.now
             while t < until_s:
                 t = min(t + step, until_s)
@@ -223,14 +229,33 @@ class Lab:
                 if tr.on and len(tr.records) > TRACE_LIMIT:
                     sim.note("-", f"{CUT_PREFIX} {TRACE_LIMIT} records, t = {sim.now:.3f} s")
                     tr.on = False
-                if bar is not None:
-                    bar.update(task, completed=t)  # type: ignore[arg-type]
-        finally:
-            if bar is not None:
-                bar.stop()
+                bar.update(t)
 
 
 TRACE_LIMIT = 1_000_000
+# --trace-select's default: a run expected to open more connections than this (its declared
+# scale) records the first TRACE_FIRST of them, and those a fault rule touches.
+TRACE_ALL_UP_TO = 1_000
+TRACE_FIRST = 200
+
+
+def trace_selection(sc: Scenario, p: dict[str, Any], text: str | None) -> TraceSelect | None:
+    """The run's selection (None: every connection): ``text`` is ``--trace-select``'s
+    value (a bad one is a :class:`UsageError`), None the default from the scenario's scale."""
+    if text is not None:
+        try:
+            sel = TraceSelect(text)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        return None if sel.whole else sel
+    try:
+        n = (sc.scale(p) if sc.scale is not None else default_scale(p)).connections
+    except (ArithmeticError, ValueError, TypeError, KeyError):
+        n = 0
+    if n <= TRACE_ALL_UP_TO:
+        return None
+    return TraceSelect(f"first:{TRACE_FIRST}", reason=f"default for about {n:,.0f} connections; "
+                       "--trace-select all for every one")
 
 
 def _load_all() -> None:
@@ -279,7 +304,8 @@ def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: li
                  profile: str | None = None, seed: int = 1, trace: bool = True, progress: bool = False,
                  faults: list[str] | None = None, budget: str | None = None,
                  announce: Callable[[str], None] | None = None, sample_every_s: float | None = None,
-                 census_at: list[float] | None = None, census_end: bool = False) -> RunResult:
+                 census_at: list[float] | None = None, census_end: bool = False,
+                 trace_select: str | None = None) -> RunResult:
     """Run one scenario and return its :class:`~timewait.result.RunResult`.
 
     ``profile`` None means the scenario's own default (``linux`` for most). The run is
@@ -288,13 +314,15 @@ def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: li
     estimate of a big run before it starts. ``sample_every_s`` sets the telemetry's grid
     step (default: about 1,000 points over the run); ``census_at`` lists instants (seconds)
     at which every host's sockets are listed while the run is there, and ``census_end`` adds
-    one at the end (``RunResult.census``).
+    one at the end (``RunResult.census``). ``trace_select`` is ``--trace-select``'s text
+    (:class:`~timewait.trace.TraceSelect`; None: the default from the scenario's scale).
     """
     sc = get_scenario(name)
     profile = sc.profile if profile is None else profile  # '' is a wrong name, not "the default"
     p = parse_params(sc, params)
     if sample_every_s is not None and not 0 < sample_every_s < float("inf"):
         raise UsageError(f"--sample-every {sample_every_s:g}: must be a finite number of seconds > 0")
+    selection = trace_selection(sc, p, trace_select)  # a bad one is refused before the run
     bud = run_budget(sc, p, budget)
     estimate = bud.estimate()
     if announce is not None and estimate is not None:
@@ -302,10 +330,14 @@ def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: li
     with bud.active():
         lab = Lab(sc, p, list(sysctls or []), profile, seed, trace, progress, sample_every_s=sample_every_s,
                   census_at_s=census_at)
+        lab.sim.trace.select = selection
         for f in faults or []:
             lab.sim.user_faults.append(lab.sim.fault(f))
         sc.fn(lab)
     sim = lab.sim
+    tr = sim.trace
+    if tr.select is not None and (tr.on or tr.records):  # said on every view (trace.cut_notice)
+        tr.records.append((sim.sched.now, NOTE, "-", tr.select.describe()))
     nodes = {n: NodeInfo(n, node.kind, list(node.addrs)) for n, node in sim.net.nodes.items()}
     census = dict(sim.census)
     if census_end:

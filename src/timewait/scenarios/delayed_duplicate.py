@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from timewait.measure import fate, first, seconds, state_at
+from timewait.plain import quoted
 from timewait.scenarios import Lab, Param, scenario
 from timewait.scenarios.common import LineServer, Timeline
 from timewait.sim.host import Host, Socket, SocketError
@@ -197,7 +198,7 @@ def _report(lab: Lab, c1: Host, c2: Host, client: TwoConnections, server: LineSe
     saved = _what_saved_it(recs, c2, k2, stale_end, inside)
     if saved is not None:
         lab.check("the stale segment never enters the new connection's data", new_got == want_new,
-                  f"{saved if saved != 'window' else 'it falls outside the window: ' + where}; c2 read {new_got!r}")
+                  f"{saved if saved != 'window' else 'it falls outside the window: ' + where}; c2 read {quoted(new_got)}")
         lab.say(f"Without TIME_WAIT the delayed segment was still travelling when the 4-tuple was reused, "
                 f"but {saved if saved != 'window' else 'its sequence numbers did not fit the new window'}, "
                 "so the data arrived intact this time. TIME_WAIT is the guard that does not depend on such luck.")
@@ -206,10 +207,10 @@ def _report(lab: Lab, c1: Host, c2: Host, client: TwoConnections, server: LineSe
     lab.check("its sequence numbers fall inside the new connection's receive window", inside, where)
     tl.add(stale_end, "c2 takes the stale bytes into the new connection")
     lab.check("the stale segment corrupts the new connection's data", corrupted and OLD[2] in (new_got or b""),
-              f"c2 read {new_got!r}; c1 sent {want_new!r}")
+              f"c2 read {quoted(new_got)}; c1 sent {quoted(want_new)}")
     lab.say(f"Without TIME_WAIT the 4-tuple was reused at {client.connected_at} s while the old connection's "
-            f"{OLD[2]!r} was still in the network; it arrived at {seconds(stale_end)} s, fitted the new window, "
-            f"and the application read {new_got!r} instead of {want_new!r}.")
+            f"{quoted(OLD[2])} was still in the network; it arrived at {seconds(stale_end)} s, fitted the new window, "
+            f"and the application read {quoted(new_got)} instead of {quoted(want_new)}.")
     lab.metrics["timeline"] = tl.as_metric()
 
 
@@ -228,15 +229,15 @@ def judge_common(lab: Any, recs: list[Rec], *, old_got: bytes, new_got: bytes | 
     stale_end = fate(recs, stale_tx.seg.pid) if stale_tx else None
     t_stale = stale_end.t if stale_end else None
     want_old, want_new = b"".join(OLD), b"".join(NEW)
-    tl.add(stale_tx, f"c1 sends {OLD[2]!r}; the network holds it {p['delay']:g} s")
+    tl.add(stale_tx, f"c1 sends {quoted(OLD[2])}; the network holds it {p['delay']:g} s")
     retx = first(recs, lambda r: r.kind == TX and r.node == "c1" and r.seg.payload and stale_tx is not None
                  and r.seg.seq == stale_tx.seg.seq, after=stale_tx.t) if stale_tx else None
     tl.add(retx, "c1's RTO fires: it sends the bytes again, and they arrive")
     lab.check("the old connection's 3rd segment is delayed in the network; its retransmission delivers it",
               stale_tx is not None and stale_end is not None and t_stale - stale_tx.t >= p["delay"] * SEC
               and old_got == want_old,
-              f"{OLD[2]!r} sent at {seconds(stale_tx)} s, the held copy reached {stale_end.node if stale_end else '-'} "
-              f"at {seconds(stale_end)} s; c2 read {old_got!r} on the old connection")
+              f"{quoted(OLD[2])} sent at {seconds(stale_tx)} s, the held copy reached {stale_end.node if stale_end else '-'} "
+              f"at {seconds(stale_end)} s; c2 read {quoted(old_got)} on the old connection")
     new_syn = first(recs, lambda r: r.kind == TX and r.node == "c1" and r.seg.flags & SYN and r.seg.sport == CPORT,
                     after=int(p["reconnect_at"] * SEC) - 1)
     fails = [t for t, res in attempts if res == "EADDRNOTAVAIL"]
@@ -250,7 +251,7 @@ def judge_common(lab: Any, recs: list[Rec], *, old_got: bytes, new_got: bytes | 
     m["corrupted"] = new_got is not None and new_got != want_new
     if fails:
         tl.add(fails[0], f"connect() from port {CPORT}: EADDRNOTAVAIL ({len(fails)} tries, every {retry:g} s)")
-    tl.add(stale_end, f"the delayed {OLD[2]!r} arrives at c2: {m['stale_fate']}")
+    tl.add(stale_end, f"the delayed {quoted(OLD[2])} arrives at c2: {m['stale_fate']}")
     tl.add(new_syn, f"the new connection's SYN, from port {CPORT} again")
     tl.add(connected_at, "the new connection is ESTABLISHED")
     return tl, stale_tx, stale_end, new_syn
@@ -276,15 +277,15 @@ def judge_held(lab: Any, recs: list[Rec], tl: Timeline, stale_end: Rec | None, n
               f"the delayed segment ended at {seconds(stale_end)} s ({m['stale_fate']}); the new SYN "
               f"left at {seconds(new_syn)} s; still in flight then: {len(gone) if gone is not None else '?'}")
     lab.check("the new connection's bytes arrive intact", new_got == want_new,
-              f"c2 read {new_got!r}; c1 sent {want_new!r}")
+              f"c2 read {quoted(new_got)}; c1 sent {quoted(want_new)}")
     if msl_s is not None:
         lab.say(f"TIME_WAIT held the 4-tuple for {tw_len_s:g} s, longer than any segment may live "
-                f"(MSL {msl_s:g} s): the delayed {OLD[2]!r} ended at {seconds(stale_end)} s "
+                f"(MSL {msl_s:g} s): the delayed {quoted(OLD[2])} ended at {seconds(stale_end)} s "
                 f"({m['stale_fate']}),"
                 f" long before the new connection opened at {connected_at} s, whose data arrived intact.")
     else:  # a real path: no enforced lifetime, only the hold the path applied
         lab.say(f"TIME_WAIT held the 4-tuple for {tw_len_s:g} s, longer than the path held the segment: "
-                f"the delayed {OLD[2]!r} ended at {seconds(stale_end)} s ({m['stale_fate']}), long before "
+                f"the delayed {quoted(OLD[2])} ended at {seconds(stale_end)} s ({m['stale_fate']}), long before "
                 f"the new connection opened at {connected_at} s, whose data arrived intact.")
     m["timeline"] = tl.as_metric()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from timewait.apps.basic import NcClient, NcServer
 from timewait.measure import state_intervals
+from timewait.plain import plain, quoted
 from timewait.scenarios import Lab, Param, scenario
 from timewait.tcp.segment import FIN, RST
 from timewait.trace import TX, select
@@ -46,10 +47,10 @@ def run(lab: Lab) -> None:
              abort_on_data=c1.counters.get("TcpExtTCPAbortOnData", 0), received=bytes(server.received).decode())
     if lab.p["linger0"]:
         lab.check("close() with SO_LINGER {1, 0} sends RST, not FIN", rst and not fin, f"RST {rst}, FIN {fin}")
-        lab.check("neither side enters TIME_WAIT", not hosts, f"TIME_WAIT on {hosts or 'none'}")
+        lab.check("neither side enters TIME_WAIT", not hosts, f"TIME_WAIT on {plain(hosts)}")
         lab.check("the peer sees ECONNRESET after reading the data", errors == ["ECONNRESET"]
-                  and m["received"] == "hello\n", f"server read {m['received']!r}, errors {errors}")
+                  and m["received"] == "hello\n", f"server read {quoted(m['received'])}, errors {plain(errors)}")
         lab.check("Linux counts it as TcpExtTCPAbortOnData", m["abort_on_data"] == 1, f"{m['abort_on_data']}")
     else:
         lab.check("an ordinary close sends FIN", fin and not rst, f"RST {rst}, FIN {fin}")
-        lab.check("the client, closing first, enters TIME_WAIT", hosts == ["c1"], f"TIME_WAIT on {hosts}")
+        lab.check("the client, closing first, enters TIME_WAIT", hosts == ["c1"], f"TIME_WAIT on {plain(hosts)}")

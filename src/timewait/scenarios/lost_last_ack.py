@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from timewait.measure import first, flag_names, seconds, seg_of, state_at
+from timewait.plain import quoted
 from timewait.scenarios import Lab, Param, scenario
 from timewait.scenarios.common import LineServer, Timeline
 from timewait.sim.host import Host, Socket, SocketError
@@ -217,7 +218,7 @@ def _report(lab: Lab, c1: Host, c2: Host, client: ReconnectingClient, server: Li
             expected, why = "wait", "TIME_WAIT on, no timestamps: the bound 4-tuple stays held (PS-1)"
         lab.metrics["path"] = path
         lab.check("the reconnect goes the way this configuration predicts", path == expected,
-                  f"expected {expected!r} ({why}); observed {path!r}")
+                  f"expected {quoted(expected)} ({why}); observed {quoted(path)}")
         if met is None:
             _report_wait(lab, recs, c1, client, server, k2, fin2, tl)
         else:
@@ -289,7 +290,7 @@ def _report_wait(lab: Lab, recs: list[Rec], c1: Host, client: ReconnectingClient
     lab.check("after TIME_WAIT the same port connects at the first try",
               ok is not None and t_end is not None and t_end <= ok.at <= t_end + client.retry and got is not None,
               f"connect() at {ok.at if ok else None} s, ESTABLISHED at {ok.done_at if ok else None} s; "
-              f"c2 read {got!r}")
+              f"c2 read {quoted(got)}")
     lab.say(f"TIME_WAIT was on: c1 answered c2's repeated FIN at {seconds(rx)} s and restarted its "
             f"{tw_len / SEC:g} s timer, so c2 closed cleanly. The price: port {client.port} to "
             f"{C2}:{SERVER_PORT} stayed unusable until {t_end} s ({len(fails)} connect() calls got "
@@ -383,7 +384,7 @@ def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: Recon
     lab.check(f"c1 resends the SYN after {name} and the handshake completes",
               resyn is not None and since is not None and resyn.t - since.t == wait and est is not None
               and got is not None,
-              f"SYN again at {seconds(resyn)} s, ESTABLISHED at {seconds(est)} s; c2 read {got!r}")
+              f"SYN again at {seconds(resyn)} s, ESTABLISHED at {seconds(est)} s; c2 read {quoted(got)}")
     if c2.cfg.syn_in_lastack_rst:
         lab.say(f"Without TIME_WAIT c1 reused port {client.port} at once; its SYN, outside c2's window, found c2 "
                 f"still in LAST_ACK and got an ACK, which c1 answered with an RST that closed c2's old connection. "

@@ -6,6 +6,7 @@ from typing import Any
 
 from timewait.apps.basic import PingServer, ShortConnectionLoop
 from timewait.capacity import port_count
+from timewait.plain import plain
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.budget import Scale
 from timewait.sim.sysctl import parse_local_port_range
@@ -80,7 +81,7 @@ def run(lab: Lab) -> None:
         PingServer(srv, 80)
         loop = ShortConnectionLoop(c1, lambda i: (SERVER, 80), count=None, interval_s=1 / rate, until_s=until)
         loop.start()
-        sim.run(until + 1)
+        lab.run(until + 1, sim, label)
         st = loop.stats
         results[label] = dict(rate=round(rate, 2), simulated_seconds=round(until, 1), succeeded=st.succeeded,
                               failed=dict(st.failed), first_failure_at=st.first_failure_at,
@@ -91,12 +92,12 @@ def run(lab: Lab) -> None:
               else "the closed form is ports / (2 x MSL)",
               abs(limit - ports / tw) < 1e-9, m["formula"])
     lab.check(f"{u['rate']}/s (just under) is sustained", not u["failed"],
-              f"{u['succeeded']} connections in {u['simulated_seconds']} s, failures {u['failed']}")
+              f"{u['succeeded']} connections in {u['simulated_seconds']} s, failures {plain(u['failed'])}")
     expect = port_count(lo, hi) / o["rate"]  # every port of the range is used (PS-2)
     lab.check(f"{o['rate']}/s (just over) runs out of ports with EADDRNOTAVAIL",
               "EADDRNOTAVAIL" in o["failed"] and o["first_failure_at"] is not None
               and abs(o["first_failure_at"] - expect) < 2.0,
-              f"first failure at {o['first_failure_at']} s, expected about {expect:.1f} s "
+              f"first failure at {plain(o['first_failure_at'])} s, expected about {expect:.1f} s "
               f"(usable ports / rate), before any TIME_WAIT expires at {tw:g} s")
     lab.say(f"At {u['rate']}/s the ports freed by expiring TIME_WAIT keep up; at {o['rate']}/s all "
             f"ports are waiting after {expect:.0f} s, before the first one frees at {tw:g} s.")

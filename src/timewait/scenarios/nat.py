@@ -7,6 +7,7 @@ from typing import Any
 
 from timewait.apps.basic import NcClient, PingServer
 from timewait.errors import UsageError
+from timewait.plain import plain
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.nat import ConntrackTimeouts, Mapping, Nat, full_checksums_ok, rewrite_packet
 from timewait.tcp.config import SEC
@@ -172,7 +173,7 @@ def _report(lab: Lab, nat: Nat, hosts: list, clients: list, snap: dict, port_ran
     tw_rows = [r for r in rows_closed if r["state"] == "TIME_WAIT"]
     lab.check(f"a closed flow keeps its mapping, and its port, {tw:g} s in conntrack TIME_WAIT",
               bool(closed) and len(tw_rows) == len(closed) and all(h == tw for h in holds) and not nat.by_orig,
-              f"after the close: {len(tw_rows)} TIME_WAIT entries; each expired {sorted(set(holds), key=str)} s "
+              f"after the close: {len(tw_rows)} TIME_WAIT entries; each expired {plain(sorted(set(holds), key=str))} s "
               f"after its last packet (nf_conntrack_tcp_timeout_time_wait={tw:g})")
     m["mapping_hold_after_last_packet_s"] = holds
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from timewait.apps.basic import NcClient, NcServer
 from timewait.measure import state_intervals
+from timewait.plain import plain, quoted
 from timewait.scenarios import Lab, Param, scenario
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
@@ -55,7 +56,7 @@ def run(lab: Lab) -> None:
     lab.metrics["time_wait_left_at"] = first.end if first else None
     lab.metrics["client_port"] = first.key[1] if first and closer == "c1" else None
     lab.check("only the active closer enters TIME_WAIT", hosts == [closer],
-              f"hosts with TIME_WAIT: {hosts or 'none'}; {other} went through LAST_ACK to CLOSED")
+              f"hosts with TIME_WAIT: {plain(hosts)}; {other} went through LAST_ACK to CLOSED")
     lab.check(
         "TIME_WAIT lasts the profile's 2 MSL",
         first is not None and first.seconds == tw_len,
@@ -64,4 +65,4 @@ def run(lab: Lab) -> None:
     lab.check("the entry is gone afterwards", first is not None and first.end is not None
               and not sim.hosts[closer].twhash, "no TIME_WAIT left at the end of the run")
     lab.check("the server received the line", bytes(server.received) == b"hello\n",
-              f"c2 read {bytes(server.received)!r}")
+              f"c2 read {quoted(bytes(server.received))}")

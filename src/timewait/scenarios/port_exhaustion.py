@@ -6,6 +6,7 @@ from typing import Any
 
 from timewait.apps.basic import PingServer, ShortConnectionLoop
 from timewait.capacity import port_count
+from timewait.plain import plain
 from timewait.scenarios import Lab, Param, scenario
 from timewait.scenarios.common import may_reuse
 from timewait.sim.budget import Scale
@@ -107,12 +108,12 @@ def judge(lab: Any, *, per_sec: list[int], failed: dict[str, int], first_failure
         lab.check("tw_reuse keeps connect() going at min(its pace, ports / tcp_tw_reuse_delay)",
                   tw_recycled > 0 and sustained >= 0.9 * bound,
                   f"{why}; {tw_recycled} takeovers; last 10 s: {sustained:.0f}/s, expected about "
-                  f"min({pace:.0f}, {supply} / {delay_s:g} s) = {bound:.0f}/s; failures {failed}")
+                  f"min({pace:.0f}, {supply} / {delay_s:g} s) = {bound:.0f}/s; failures {plain(failed)}")
         lab.say(why)
         return
     ok_before = sum(per_sec[: int(first_failure_at)]) if first_failure_at is not None else None
     lab.check("the client runs out of ports with EADDRNOTAVAIL", "EADDRNOTAVAIL" in failed,
-              f"first failure at {first_failure_at} s; {why}")
+              f"first failure at {plain(first_failure_at)} s; {why}")
     lab.check("it fails after using every usable port toward the destination(s) once",
               first_failure_at is not None and succeeded >= supply and ok_before is not None,
               f"{usable} usable ports x {dests} destination(s) = {supply}; {succeeded} succeeded in all")

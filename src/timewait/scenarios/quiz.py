@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from timewait.plain import quoted
 from timewait.result import RunResult
 from timewait.scenarios import Lab, run_scenario, scenario
 from timewait.tcp.config import SEC
@@ -71,8 +72,9 @@ def run(lab: Lab) -> None:
     lab.metrics["runs"] = {k: {"passed": r.passed, "sim_time": r.sim_time} for k, r in runs.items()}
     lab.check("the answer is A, C, D", answer == ANSWER,
               f"statements shown right: {', '.join(answer) or 'none'}; {len(runs)} scenario runs")
-    lab.say(f"Answer: {', '.join(answer)}. " + " ".join(
-        f"{k}: {'right' if v['right'] else 'wrong'} -- {v['evidence'][0]}" for k, v in verdicts.items()))
+    lab.say(f"Answer: {', '.join(answer)}.")
+    for k, v in verdicts.items():  # one row per statement: letter, verdict, the evidence that decided it
+        lab.say(f"  {k}  {'right' if v['right'] else 'wrong'}  {v['evidence'][0]}")
 
 
 def _failed(r: RunResult) -> list[str]:
@@ -119,8 +121,8 @@ def _statement_c(sub: Callable[..., RunResult], msl: float) -> tuple[bool, list[
     intact = on.passed and on.metrics.get("corrupted") is False
     corrupted = off.passed and off.metrics.get("corrupted") is True
     ev = [f"delayed-duplicate with TIME_WAIT: the new connection on 10.211.55.2:61594 read "
-          f"{on.metrics.get('received_new')!r} (intact)" if intact else f"delayed-duplicate (on) failed: {_failed(on)}",
-          f"without TIME_WAIT it read {off.metrics.get('received_new')!r}: the old connection's delayed segment "
+          f"{quoted(on.metrics.get('received_new'))} (intact)" if intact else f"delayed-duplicate (on) failed: {_failed(on)}",
+          f"without TIME_WAIT it read {quoted(off.metrics.get('received_new'))}: the old connection's delayed segment "
           "got in" if corrupted else f"delayed-duplicate (off) failed: {_failed(off)}"]
     return intact and corrupted, ev
 

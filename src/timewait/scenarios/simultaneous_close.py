@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from timewait.apps.basic import NcClient, NcServer
 from timewait.measure import state_intervals
+from timewait.plain import plain
 from timewait.scenarios import Lab, Param, scenario
 from timewait.trace import STATE, select
 
@@ -39,7 +40,7 @@ def run(lab: Lab) -> None:
     m = lab.metrics
     m.update(time_wait_hosts=hosts, closing_hosts=closing,
              time_wait_seconds={i.host: i.seconds for i in tws})
-    lab.check("both ends pass CLOSING", closing == ["c1", "c2"], f"CLOSING on {closing}")
-    lab.check("both ends enter TIME_WAIT (TW-2)", hosts == ["c1", "c2"], f"TIME_WAIT on {hosts}")
+    lab.check("both ends pass CLOSING", closing == ["c1", "c2"], f"CLOSING on {plain(closing)}")
+    lab.check("both ends enter TIME_WAIT (TW-2)", hosts == ["c1", "c2"], f"TIME_WAIT on {plain(hosts)}")
     lab.check("each for the full 60 s", all(i.seconds == c1.cfg.tw_len / 1e6 for i in tws),
-              f"{m['time_wait_seconds']}")
+              f"{plain(m['time_wait_seconds'])}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from timewait.measure import path_of
+from timewait.plain import plain, quoted
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.host import Host, Socket
 from timewait.tcp.config import SEC
@@ -132,7 +133,7 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
         want = list(range(ttl1, 0, -1))
         lab.check(
             f"TTL {ttl1} -> {ttl1 - 1} after R1 ... -> 1 after R{ttl1 - 1}", per_hop == want,
-            f"TTL of c1's SYN on each link: {per_hop}",
+            f"TTL of c1's SYN on each link: {plain(per_hop)}",
         )
         lab.check(
             f"at TTL 0 R{ttl1} drops it and sends ICMP time-exceeded",
@@ -146,7 +147,7 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
     else:
         want = list(range(ttl1, ttl1 - hops - 1, -1))
         lab.check(f"TTL {ttl1} -> {ttl1 - 1} after R1 ... -> {ttl1 - hops} after R{hops}", per_hop == want,
-                  f"TTL of c1's SYN on each link: {per_hop}")
+                  f"TTL of c1's SYN on each link: {plain(per_hop)}")
         lab.check(f"with {hops} routers and TTL {ttl1} the SYN arrives", arrived is not None
                   and arrived.seg.ttl == ttl1 - hops, f"c2 received it with TTL {lab.metrics['ttl_at_c2']}")
 
@@ -158,7 +159,7 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
     if ttl3 > hops:
         lab.check(f"c3 with TTL {ttl3} crosses the same {hops} routers", ttls3 == [ttl3 - hops]
                   and bytes(server.received.get(c3.addr, b"")) == b"".join(LINES),
-                  f"c3's packets arrive with TTL {ttls3}; c2 read {bytes(server.received.get(c3.addr, b''))!r}")
+                  f"c3's packets arrive with TTL {plain(ttls3)}; c2 read {quoted(bytes(server.received.get(c3.addr, b'')))}")
 
     # 4. MSL: the held segments.
     held = _held_segments(recs, c3)
@@ -172,11 +173,11 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
             continue
         if secs > msl:
             lab.check(f"a segment held {secs:g} s (> MSL {msl:g} s) is discarded by the network",
-                      h["fate"] == "msl", f"{h['data']!r}: {h['fate']} at {h['where']} aged {h['age_s']} s")
+                      h["fate"] == "msl", f"{quoted(h['data'])}: {h['fate']} at {h['where']} aged {h['age_s']} s")
         else:
             lab.check(f"a segment held {secs:g} s (<= MSL {msl:g} s) still arrives, as an old duplicate",
                       h["fate"] == "arrived" and h["where"] == "c2",
-                      f"{h['data']!r}: arrived at {h['where']} aged {h['age_s']} s with TTL {h['ttl']}")
+                      f"{quoted(h['data'])}: arrived at {h['where']} aged {h['age_s']} s with TTL {h['ttl']}")
     if short is not None and short["fate"] == "arrived" and ttl3 > hops:
         lab.check("TTL counts hops, not seconds: the late segment has as much TTL left as a fresh one",
                   short["ttl"] == ttl3 - hops,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from timewait.apps.basic import PingServer
+from timewait.plain import quoted
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.host import Socket, SocketError
 from timewait.tcp.segment import ACK, FIN, RST, SYN
@@ -146,5 +147,5 @@ def judge(lab: Any, records: list, counters: dict[str, int], *, answers: list[by
     lab.check("the delayed duplicate of the old answer is dropped by PAWS", m["paws_dropped"] >= 1,
               f"TcpExtPAWSEstab = {m['paws_dropped']}")
     lab.check("the new connection gets exactly its own answer", len(answers) == 2 and all(a == b"+PONG\r\n" for a in answers),
-              f"answers {answers}")
+              f"answers {', '.join(quoted(a) for a in answers) or 'none'}")
     lab.say(why)

@@ -6,6 +6,7 @@ from typing import Any
 
 from timewait.errors import UsageError
 from timewait.measure import fate, first, flag_names, seconds, state_at, time_wait_keys_at
+from timewait.plain import plain
 from timewait.scenarios import Lab, Param, scenario
 from timewait.scenarios.common import LineServer
 from timewait.sim.host import Host
@@ -156,7 +157,7 @@ def _report(lab: Lab, c1: Host, c2: Host, msl: float, delay: float) -> None:
     lab.check("while the ACK travels, c2 repeats its FIN from LAST_ACK, each delayed nearly MSL",
               len(arrived) >= 1 and all(r["arrived"] - r["sent"] >= delay for r in arrived)
               and all(r["sent"] < (rel(ack_end.t) if ack_end else 0) for r in rows),
-              f"{len(rows)} repeated FINs sent at {[r['sent'] for r in rows]} s after the last ACK")
+              f"{len(rows)} repeated FINs sent at {plain([r['sent'] for r in rows])} s after the last ACK")
     lab.check("the latest repeated FIN arrives within 2 MSL of the last ACK", latest is not None and latest <= 2 * msl,
               f"latest arrival {latest} s after the last ACK; 2 MSL = {2 * msl:g} s")
     inside = latest is not None and latest <= tw

@@ -75,7 +75,7 @@ class DeathRow:
         tr = host.trace
         if substate == TIME_WAIT and not host.timewait_enabled:
             # The lesson knob: a stack without TIME_WAIT goes straight to CLOSED.
-            if tr.on:
+            if tr.on and conn.traced:
                 tr.records.append((now, STATE, host.name, key, "TIME_WAIT", "CLOSED"))
                 host.trace_conn(conn, "after", "CLOSED")
             host.tel.tw_skipped(TIME_WAIT, False)
@@ -86,7 +86,7 @@ class DeathRow:
         if len(host.twhash) >= host.sysctls["net.ipv4.tcp_max_tw_buckets"]:
             # TW-8: no record; the connection is simply destroyed.
             host.bump("TcpExtTCPTimeWaitOverflow")
-            if tr.on:
+            if tr.on and conn.traced:
                 tr.records.append((now, STATE, host.name, key, TW_NAMES[substate], "CLOSED"))
                 host.trace_conn(conn, "after", "CLOSED")
             host.tel.tw_skipped(substate, True)
@@ -105,6 +105,7 @@ class DeathRow:
         tw = TimeWait.from_connection(conn, now, substate, timeout, reuse)
         tw.tw_timeout = short
         tw.bound = not conn.port_auto
+        tw.traced = conn.traced
         del host.ehash[key]
         if conn.orphan:
             host.orphans -= 1
@@ -115,7 +116,7 @@ class DeathRow:
         host.tel.tw_made(substate)
         host.bump("TcpExtTW" if timeout > 4 * SEC else "TcpExtTWKilled")
         self.schedule(tw)
-        if tr.on:
+        if tr.on and tw.traced:
             tr.records.append((now, TIMER, host.name, key, "timewait", tw.deadline))
             host.trace_tw(tw, "after")
 
@@ -158,7 +159,7 @@ class DeathRow:
             self.schedule(tw)  # TW-5: re-armed meanwhile
             return
         tr = host.trace
-        if tr.on:
+        if tr.on and tw.traced:
             tr.records.append((now, FIRE, host.name, tw.key, "timewait"))
         self.kill(tw, _TW_EXPIRY[tw.substate])
 
@@ -173,7 +174,7 @@ class DeathRow:
         if not tw.bound:
             host.ports.dest_release(tw.key)
         tr = host.trace
-        if tr.on:
+        if tr.on and tw.traced:
             tr.records.append((host.net.sched.now, STATE, host.name, tw.key, TW_NAMES[old], "CLOSED"))
             host.trace_tw(tw, "after", "CLOSED")
         host.tel.tw_gone(old, event)
@@ -190,7 +191,7 @@ class DeathRow:
         outcome, out = tw.process(seg, now, host.cfg, host.bump)
         tr = host.trace
         if tw.substate != old_sub:
-            if tr.on:
+            if tr.on and tw.traced:
                 tr.records.append((now, STATE, host.name, tw.key, TW_NAMES[old_sub], TW_NAMES[tw.substate]))
             host.tel.tw_substate(old_sub, tw.substate)
             if tw.tw_timeout and tw.substate == TIME_WAIT and tw.ts_recent_stamp and self.remember_stamp(
@@ -201,6 +202,8 @@ class DeathRow:
                 # The lesson knob also for an orphan whose FIN_WAIT2 record just got the FIN (TW-F6):
                 # ACK it and forget the 4-tuple at once.
                 if out is not None:
+                    if not tw.traced:
+                        out.pid = -1
                     host.transmit(out)
                 self.kill(tw, TW_OFF)
                 return
@@ -218,14 +221,17 @@ class DeathRow:
                 # Moved earlier (FIN_WAIT2 substate -> TIME_WAIT shorter than fin_timeout): a new
                 # wake-up; later moves are caught when the old one fires (TW-5).
                 host.net.sched.at(tw.deadline, self.timer_cb, tw)
-            if tr.on:
+            if tr.on and tw.traced:
                 tr.records.append((now, TIMER, host.name, tw.key, "timewait", tw.deadline))
         if outcome == TW_SUCCESS:
             if tr.on:
-                tr.records.append((now, DROP, host.name, seg, "paws" if _paws_hit(tw, seg) else "discarded"))
+                if seg.pid > 0 or tr.select is None:
+                    tr.records.append((now, DROP, host.name, seg, "paws" if _paws_hit(tw, seg) else "discarded"))
                 host.trace_tw(tw, "after")
             return
         if out is not None:
+            if not tw.traced:
+                out.pid = -1
             host.transmit(out)
         if outcome == TW_KILL:
             self.kill(tw, RCV_RST)  # TW-A assassination, TW-F2

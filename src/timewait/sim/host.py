@@ -134,7 +134,7 @@ class Host(Node):
         c = self.counters
         c[name] = c.get(name, 0) + n
         tr = self.trace
-        if tr.on:
+        if tr.on and tr.select is None:  # trace-select: a counter names no connection, so none then
             tr.records.append((self.net.sched.now, COUNTER, self.name, name, n))
 
     # ------------------------------------------------------------------ views of the host
@@ -238,6 +238,9 @@ class Host(Node):
         out = conn.outbox
         if out:
             transmit = self.transmit
+            if not conn.traced:  # trace-select left it out: pid -1, so no node records its packets
+                for seg in out:
+                    seg.pid = -1
             for seg in out:
                 transmit(seg)
             out.clear()
@@ -247,7 +250,7 @@ class Host(Node):
             conn.seen_state = st
             self.tel.state(old, st, conn)
             tr = self.trace
-            if tr.on:
+            if tr.on and conn.traced:
                 now = self.net.sched.now
                 hist = conn.hist or (st,)
                 for new in hist:
@@ -281,7 +284,7 @@ class Host(Node):
             conn.timer_at = pa
             sched.at(pa, self._conn_timer_cb, conn)
         tr = self.trace
-        if tr.on:
+        if tr.on and conn.traced:
             if pa != conn.traced_at:
                 # The earliest deadline moved: armed, re-armed, or cancelled (None).
                 conn.traced_at = pa
@@ -320,7 +323,7 @@ class Host(Node):
         pa = conn.poll_at()
         if pa and pa <= now:
             tr = self.trace
-            if tr.on:
+            if tr.on and conn.traced:
                 tr.records.append((now, FIRE, self.name, conn.key, conn.timer_name()))
                 self.trace_conn(conn, "fire")
             if conn.state == SYN_RECEIVED and conn.passive and not conn.listener.listening:
@@ -363,6 +366,8 @@ class Host(Node):
     def trace_conn(self, conn: Connection, why: str, state: str = "") -> None:
         """A :class:`timewait.trace.Tcb` of ``conn`` (``state`` overrides its name: a TCB destroyed
         on the way to TIME_WAIT still says TIME_WAIT)."""
+        if not conn.traced:  # trace-select left it out
+            return
         tr = self.trace
         timers: list[tuple[str, int]] = []
         if conn.rto_at:
@@ -376,6 +381,8 @@ class Host(Node):
     def trace_tw(self, tw: TimeWait, why: str, state: str = "") -> None:
         """A :class:`timewait.trace.Tcb` of a TIME_WAIT or FIN_WAIT_2 record (no send window kept;
         ``state`` "CLOSED": the record is gone)."""
+        if not tw.traced:  # trace-select left it out
+            return
         tr = self.trace
         timers = () if state else (("timewait", tw.deadline),)
         tr.tcbs.append((len(tr.records), self.net.sched.now, self.name, tw.key, why,
@@ -385,7 +392,10 @@ class Host(Node):
     # ------------------------------------------------------------------ the wire
 
     def transmit(self, seg: Segment) -> None:
-        """Hand a segment to the network (stamped with its birth time, and a packet id when traced)."""
+        """Hand a segment to the network (stamped with its birth time, and a packet id when traced).
+
+        A segment with pid -1 comes from a connection the trace selection left out: it keeps
+        that pid, and no node records it on its way (each tests ``seg.pid > 0``)."""
         net = self.net
         sched = net.sched
         now = sched.now
@@ -394,7 +404,7 @@ class Host(Node):
         if seg.flags & RST:
             c = self.counters
             c["TcpOutRsts"] = c.get("TcpOutRsts", 0) + 1
-        if net.trace.on:
+        if net.trace.on and seg.pid >= 0:
             seg.pid = pid = net.pid + 1  # the packet's identity, for views: only a trace reads it
             net.pid = pid
             net.trace.records.append((now, TX, self.name, seg))
@@ -417,11 +427,11 @@ class Host(Node):
             return
         tr = self.trace
         if seg.dst not in self.addr_set:
-            if tr.on:
+            if tr.on and (seg.pid > 0 or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "not-for-us"))
             return
         key = (seg.dst, seg.dport, seg.src, seg.sport)
-        if tr.on:
+        if tr.on and (seg.pid > 0 or tr.select is None):  # pid -1: a packet the trace selection left out
             tr.records.append((now, RX, self.name, seg))
             self.trace_tcb(key, "rx")
         self.in_segs += 1
@@ -436,7 +446,7 @@ class Host(Node):
                 if seg.flags & ACK and len(lsock.accept_queue) >= max(lsock.backlog, 1):
                     # Accept queue full: the ACK is dropped; the SYN-ACK will be resent.
                     self.bump("TcpExtListenOverflows")
-                    if tr.on:
+                    if tr.on and (seg.pid > 0 or tr.select is None):
                         tr.records.append((now, DROP, self.name, seg, "backlog"))
                     return
                 conn.process(seg, now)
@@ -463,12 +473,14 @@ class Host(Node):
         lsock = self.listener_for(seg)
         flags = seg.flags
         if lsock is None or flags & (SYN | ACK | RST) != SYN:
-            if lsock is None and tr.on:
+            if lsock is None and tr.on and (seg.pid > 0 or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "no-socket"))
             if flags & RST:
                 return
             rst = reset_for(seg, self.cfg.ttl)
             if rst is not None:
+                if seg.pid < 0:  # the answer to a left-out packet is left out too
+                    rst.pid = -1
                 self.transmit(rst)
             return
         if flags & FIN:
@@ -479,18 +491,22 @@ class Host(Node):
             return
         if self.cfg.tw_recycle and not tw_isn and self.deathrow.recycle_reject(seg, now):
             self.bump("TcpExtPAWSPassive")
-            if tr.on:
+            if tr.on and (seg.pid > 0 or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "recycle"))
             return
         if len(lsock.accept_queue) >= max(lsock.backlog, 1):
             self.bump("TcpExtListenDrops")
-            if tr.on:
+            if tr.on and (seg.pid > 0 or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "backlog"))
             return
         key = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = Connection(self, seg.dst, seg.dport, seg.src, seg.sport)
-        if self.trace.on:
-            conn.hist = []
+        if tr.on:
+            # trace-select: the passive end follows its SYN (seg.pid > 0: the SYN was recorded).
+            if tr.select is None or seg.pid > 0 or tr.select.passive(self.name, key):
+                conn.hist = []
+            else:
+                conn.traced = False
         conn.listener = lsock
         isn, ts_off = self.isn(seg.dst, seg.src, seg.dport, seg.sport, now)
         if tw_isn:

@@ -272,7 +272,7 @@ class Nat(Node):
         tr = net.trace
         now = net.sched.now
         if seg.ttl <= 1:
-            if tr.on:
+            if tr.on and (seg.pid > 0 or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "ttl"))
                 tr.records.append((now, ICMP, self.name, seg, "time-exceeded"))
             return
@@ -307,7 +307,7 @@ class Nat(Node):
             return
         else:
             out = seg.copy(ttl=seg.ttl - 1)  # transit: a plain router
-        if tr.on:
+        if tr.on and (seg.pid > 0 or tr.select is None):
             tr.records.append((now, FWD, self.name, seg, out))
         net.transmit(self, out)
 
@@ -315,7 +315,7 @@ class Nat(Node):
         if reason == "nat-no-mapping":
             self.counters["no_mapping"] += 1
         tr = self.net.trace
-        if tr.on:
+        if tr.on and (seg.pid > 0 or tr.select is None):
             tr.records.append((self.net.sched.now, DROP, self.name, seg, reason))
 
     def _note(self, text: str) -> None:

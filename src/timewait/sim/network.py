@@ -11,7 +11,7 @@ from timewait.bounds import PORT, Bounds
 from timewait.errors import UsageError
 from timewait.sim.scheduler import Scheduler
 from timewait.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
-from timewait.trace import DROP, DUP, FWD, HOLD, ICMP, Trace
+from timewait.trace import DROP, DUP, FWD, HOLD, ICMP, TX, Trace
 
 _FLAG_LETTERS = {"F": FIN, "S": SYN, "R": RST, "P": PSH, ".": ACK, "A": ACK}
 
@@ -267,7 +267,7 @@ class Network:
         hop = hops[seg.dst] if seg.dst in hops else self.route(node, seg.dst)
         sched = self.sched
         if hop is None:
-            if self.trace.on:
+            if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                 self.trace.records.append((sched.now, DROP, node.name, seg, "no-route"))
             return
         link, nxt = hop
@@ -276,21 +276,23 @@ class Network:
             dst_node = self.owner.get(seg.dst)
             for f in self.faults:
                 if f.matches(node, seg, dst_node.name if dst_node else None) and f.fires():
+                    if seg.pid <= 0 and self.trace.on and self.trace.select is not None:
+                        self._promote(node, dst_node, seg)
                     if f.action == "drop":
-                        if self.trace.on:
+                        if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                             self.trace.records.append((sched.now, DROP, node.name, seg, "fault"))
                         return
                     if f.action == "hold":
                         delay += int(f.seconds * 1_000_000)
-                        if self.trace.on:
+                        if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                             self.trace.records.append((sched.now, HOLD, node.name, seg, f.seconds))
                     elif f.action == "dup":
                         sched.at(sched.now + delay + int(f.seconds * 1_000_000), nxt.rx, seg.copy())
-                        if self.trace.on:
+                        if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                             self.trace.records.append((sched.now, DUP, node.name, seg, f.seconds))
         rng = self.rng
         if link.loss and rng.random() < link.loss:
-            if self.trace.on:
+            if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                 self.trace.records.append((sched.now, DROP, node.name, seg, "loss"))
             return
         if link.jitter:
@@ -300,13 +302,31 @@ class Network:
         sched.at(sched.now + delay, nxt.rx, seg)
         if link.dup and rng.random() < link.dup:
             sched.at(sched.now + delay, nxt.rx, seg.copy())
-            if self.trace.on:
+            if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                 self.trace.records.append((sched.now, DUP, node.name, seg, 0.0))
+
+    def _promote(self, node: Node, dst_node: Node | None, seg: Segment) -> None:
+        """trace-select: a fault rule touched a packet of a connection the selection left out.
+        From this packet on, that connection is recorded at both ends (a fault is what a
+        reader looks for; its earlier packets are gone). Rare: only when a rule fires."""
+        tr = self.trace
+        seg.pid = self.pid = self.pid + 1
+        ends = ((node, (seg.src, seg.sport, seg.dst, seg.dport)), (dst_node, (seg.dst, seg.dport, seg.src, seg.sport)))
+        for n, key in ends:
+            tables = [getattr(n, "ehash", None), getattr(n, "twhash", None)]
+            for table in tables:
+                c = table.get(key) if table is not None else None
+                if c is not None and not c.traced:
+                    c.traced = True
+                    if tr.select is not None:
+                        tr.select.promoted += 1
+        if getattr(node, "ehash", None) is not None:  # the sending host: the packet's first record
+            tr.records.append((self.sched.now, TX, node.name, seg))
 
     def too_old(self, node: Node, seg: Segment) -> bool:
         """Drop (and trace) a packet older than the network's MSL."""
         if self.sched.now - seg.born > self.max_age:
-            if self.trace.on:
+            if self.trace.on and (seg.pid > 0 or self.trace.select is None):
                 self.trace.records.append((self.sched.now, DROP, node.name, seg, "msl"))
             return True
         return False
@@ -323,12 +343,12 @@ class Router(Node):
             return
         tr = net.trace
         if seg.ttl <= 1:
-            if tr.on:
+            if tr.on and (seg.pid > 0 or tr.select is None):
                 now = net.sched.now
                 tr.records.append((now, DROP, self.name, seg, "ttl"))
                 tr.records.append((now, ICMP, self.name, seg, "time-exceeded"))
             return
         out = seg.copy(ttl=seg.ttl - 1)
-        if tr.on:
+        if tr.on and (seg.pid > 0 or tr.select is None):
             tr.records.append((net.sched.now, FWD, self.name, seg, out))
         net.transmit(self, out)

@@ -77,7 +77,9 @@ class Socket:
         host = self.host
         tr = host.trace
         if tr.on:
-            tr.records.append((host.net.sched.now, CALL, host.name, self.fd, call, args, result))
+            conn = self.conn  # trace-select: a call on a left-out connection is left out
+            if conn.traced if conn is not None else tr.select is None or tr.select.loose(host.name):
+                tr.records.append((host.net.sched.now, CALL, host.name, self.fd, call, args, result))
 
     def _fail(self, call: str, args: tuple, errno: str) -> None:
         self._traced(call, args, errno)
@@ -161,8 +163,13 @@ class Socket:
             key = (saddr, lport, daddr, port)
             auto = True
         conn = Connection(host, saddr, lport, daddr, port)
-        if host.trace.on:
-            conn.hist = []
+        tr = host.trace
+        if tr.on:
+            # trace-select: decided here, once; the connection and its segments carry it.
+            if tr.select is None or tr.select.choose(host.name, key):
+                conn.hist = []
+            else:
+                conn.traced = False
         conn.sock = self
         conn.linger0 = self.linger0
         conn.port_auto = auto

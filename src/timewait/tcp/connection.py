@@ -103,6 +103,7 @@ class Connection:
         "rto", "srtt", "rttvar", "rtt_seq", "rtt_time", "retrans", "retrans_stamp",
         "rto_at", "fw2_at", "last_oow_ack", "ack_pending", "orphan", "linger0",
         "outbox", "ev", "err", "syn_ts", "passive", "listener", "sock", "timer_at", "seen_state", "port_auto", "reuse", "hist", "busy", "traced_at",
+        "traced",
         "ooo_fin", "probing", "probes", "backoff", "port_held",
     )
 
@@ -163,6 +164,7 @@ class Connection:
         self.hist: list[int] | None = None # when a list, every state entered is appended (for traces)
         self.busy = False                  # the owner is delivering this connection's events
         self.traced_at = 0                 # the deadline the trace last recorded
+        self.traced = True                 # False: the owner's trace selection left it out
         self.port_held = False             # counted in its port's bucket (a request is not, LS-4)
 
     # ------------------------------------------------------------------ helpers

@@ -45,7 +45,8 @@ class Segment:
     ``(tsval, tsecr)`` or ``None`` when the timestamps option is absent.
     ``born`` is the simulated time (µs) the packet first left a host and
     ``pid`` a network-assigned identity kept by router and NAT copies (assigned
-    while a trace records, the only reader); neither is on the wire.
+    while a trace records, the only reader; -1 marks a packet of a connection the trace
+    selection left out); neither is on the wire.
     """
 
     src: int

@@ -78,7 +78,7 @@ class TimeWait:
     __slots__ = (
         "key", "substate", "rcv_nxt", "snd_nxt", "rcv_wnd", "rcv_wscale", "ts_recent",
         "ts_recent_stamp", "ts_off", "entry_stamp", "last_oow_ack", "reuse", "deadline",
-        "syn_isn", "bound", "tw_timeout", "due",
+        "syn_isn", "bound", "tw_timeout", "due", "traced",
     )
 
     def __init__(
@@ -103,6 +103,7 @@ class TimeWait:
         self.bound = bound                # the port came from an explicit bind()
         self.tw_timeout = 0               # legacy recycle: TIME_WAIT length after FIN_WAIT2 (RC-2)
         self.due = -1                     # the owner's timer bookkeeping (sim.scheduler.Lane)
+        self.traced = True                # False: the owner's trace selection left it out
 
     def __repr__(self) -> str:
         return f"<TimeWait {self.key[1]}->{self.key[3]} {NAMES[self.substate]} until {self.deadline}>"

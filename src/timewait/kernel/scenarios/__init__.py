@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -379,7 +378,9 @@ def _aton(a: str) -> int:
     return int.from_bytes(_s.inet_aton(a), "big")
 
 
-def progress_line(text: str) -> None:
-    """A one-line status on stderr when it is a terminal (long kernel waits)."""
-    if sys.stderr.isatty():
-        print(f"\r{text}\033[K", end="", file=sys.stderr, flush=True)
+def progress_line(text: str, done: float | None = None, total: float | None = None) -> None:
+    """A status bar on stderr when it is a terminal (long kernel waits; :func:`timewait.progress.status`):
+    ``done`` of ``total`` seconds give it a bar and an ETA; ``""`` removes it."""
+    from timewait.progress import status
+
+    status(text, done, total)

@@ -9,6 +9,7 @@ from timewait.capacity import port_count
 from timewait.errors import UsageError
 from timewait.kernel.apps import Worker, connect, errno_name, ping
 from timewait.kernel.scenarios import KLab, kscenario, progress_line
+from timewait.plain import plain
 from timewait.scenarios.port_exhaustion import judge
 from timewait.tcp.timewait import tw_reuse_verdict
 
@@ -55,7 +56,8 @@ def run(lab: KLab) -> None:
             tw_peak = max(tw_peak, len(lab.tw("c1")))
             lab.sample("c1.TIME_WAIT", now, tw_peak)
             next_sample += 1.0
-            progress_line(f"port-exhaustion: {now:4.1f} s, {succeeded} connections, failures {failed}")
+            progress_line(f"port-exhaustion: {now:4.1f} s, {succeeded} connections, failures {plain(failed)}",
+                          now, duration)
         try:
             s = connect(k, "c1", SERVER, 6379 + i % dests)
         except OSError as e:

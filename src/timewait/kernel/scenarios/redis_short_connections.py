@@ -45,7 +45,7 @@ def run(lab: KLab) -> None:
         if now >= next_sample:
             sample(now)
             next_sample += p["sample"]
-            progress_line(f"redis-short-connections: {i}/{n} requests")
+            progress_line(f"redis-short-connections: {i}/{n} requests", i, n)
         if due > now:
             time.sleep(due - now)
         try:
