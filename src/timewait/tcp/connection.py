@@ -231,9 +231,10 @@ class Connection:
         return "fin_wait2" if self.state == FIN_WAIT_2 else "keepalive"
 
     def rcv_window(self) -> int:
-        """Bytes we can still accept (the receive window offered)."""
-        w = (self.cfg.rcv_buf >> 1) - len(self.rcvq)
-        return w if w > 0 else 0
+        """``tcp_receive_window``: what is left of the window last offered (bytes); the
+        TIME_WAIT record keeps it for its ACKs (``tcp_time_wait``: tw_rcv_wnd)."""
+        w = (self.rcv_wup + self.rcv_wnd - self.rcv_nxt) & M32
+        return 0 if w >= H32 else w
 
     def _emit(self, flags: int, seq: int, now: int, payload: bytes = b"") -> Segment:
         """Build one segment from the TCB and queue it for transmission (hot path).
@@ -265,6 +266,7 @@ class Connection:
             half = cfg.rcv_buf >> 1  # never offer more than the buffer holds (tcp_select_initial_window)
             seg.win = win if win <= half else half
             self.rcv_ssthresh = self.rcv_wnd = seg.win  # tcp_select_initial_window
+            self.rcv_wup = self.rcv_nxt
             seg.mss = cfg.mss
             seg.wscale = cfg.rcv_wscale if self.wscale_ok else None
             seg.sack_ok = self.sack_ok
@@ -276,14 +278,16 @@ class Connection:
             free = half - len(self.rcvq)
             ws = self.rcv_wscale
             if free < (half >> 1):
+                # Closing toward a zero window (PR-*): the engine's buffer is its window, so the
+                # kernel's "never shrink" (TCPWantZeroWindowAdv) is not applied here.
                 win = free >> ws if free > 0 else 0
             else:
                 th = self.rcv_ssthresh
                 win = ((free if free < th else th) + (1 << ws) - 1) >> ws
-            # tcp_select_window: never shrink the offered window (its right edge stays put).
-            cur = (self.rcv_wup + self.rcv_wnd - self.rcv_nxt) & M32
-            if cur < H32 and win << ws < cur:
-                win = (cur + (1 << ws) - 1) >> ws
+                # tcp_select_window: never shrink the offered window (its right edge stays put).
+                cur = (self.rcv_wup + self.rcv_wnd - self.rcv_nxt) & M32
+                if cur < H32 and win << ws < cur:
+                    win = (cur + (1 << ws) - 1) >> ws
             seg.win = win if win <= 0xFFFF else 0xFFFF
             seg.mss = seg.wscale = None
             seg.sack_ok = False
@@ -1323,7 +1327,7 @@ class Connection:
             self._take_syn_options(seg, now)
             self.ts_ok = self.ts_ok and sent_ts
             self.irs = seg.seq
-            self.rcv_nxt = (seg.seq + 1) & M32
+            self.rcv_nxt = self.rcv_wup = (seg.seq + 1) & M32
             self.snd_una = ack
             self.snd_wnd = seg.win
             if self.rtt_seq >= 0:
