@@ -230,6 +230,16 @@ class Connection:
             return "persist" if self.probing else "rto"
         return "fin_wait2" if self.state == FIN_WAIT_2 else "keepalive"
 
+    def ss_timer(self) -> tuple[str, int] | None:
+        """The timer ``ss -o`` shows, (name, deadline), or None: the earliest armed one but the
+        delayed ACK, which inet_diag never reports (retransmit, probe and keepalive only)."""
+        a, b = self.rto_at, self.fw2_at
+        if not a and not b:
+            return None
+        if a and (not b or a <= b):
+            return ("persist" if self.probing else "rto"), a
+        return ("fin_wait2" if self.state == FIN_WAIT_2 else "keepalive"), b
+
     def rcv_window(self) -> int:
         """``tcp_receive_window``: what is left of the window last offered (bytes); the
         TIME_WAIT record keeps it for its ACKs (``tcp_time_wait``: tw_rcv_wnd)."""
