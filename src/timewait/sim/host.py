@@ -178,8 +178,9 @@ class Socket:
     def send(self, data: bytes) -> int:
         return self.host.send(self, data)
 
-    def recv(self) -> bytes:
-        return self.host.recv(self)
+    def recv(self, n: int = -1) -> bytes:
+        """Every byte received so far, or at most ``n``."""
+        return self.host.recv(self, n)
 
     def shutdown(self, how: str = "SHUT_WR") -> None:
         """shutdown(2): ``SHUT_WR`` sends the FIN, ``SHUT_RD`` ends reads, ``SHUT_RDWR`` both."""
@@ -634,12 +635,13 @@ class Host(Node):
             self._after(conn)  # type: ignore[arg-type]
         return n
 
-    def recv(self, sock: Socket) -> bytes:
-        """recv(): every byte received so far; a window update goes out if one is owed (PR-6)."""
+    def recv(self, sock: Socket, n: int = -1) -> bytes:
+        """recv(): every byte received so far (at most ``n``); a window update (PR-6) or an
+        ACK the read makes due (DA-7) goes out."""
         conn = sock.conn
         if conn is None:
             return b""
-        data = conn.recv()
+        data = conn.recv(n)
         if conn.ack_pending and not conn.busy:
             self._after(conn)
         return data

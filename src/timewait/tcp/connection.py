@@ -240,6 +240,19 @@ class Connection:
             return ("persist" if self.probing else "rto"), a
         return ("fin_wait2" if self.state == FIN_WAIT_2 else "keepalive"), b
 
+    def _select_window(self, used: int = -1) -> int:
+        """``__tcp_select_window`` (WIN-3), bytes: the free space, at most rcv_ssthresh, rounded
+        UP to the scale unit ("so that it won't get scaled away"): 64240 at scale 10 is 63 x
+        1024, not 64. Under half the buffer free it is rounded down (no growth by rounding).
+        ``used``: the bytes charged against the buffer (default: the unread bytes)."""
+        half = self.cfg.rcv_buf >> 1
+        free = half - (len(self.rcvq) if used < 0 else used)
+        ws = self.rcv_wscale
+        if free < (half >> 1):
+            return (free >> ws) << ws if free > 0 else 0
+        th = self.rcv_ssthresh
+        return (((free if free < th else th) + (1 << ws) - 1) >> ws) << ws
+
     def rcv_window(self) -> int:
         """``tcp_receive_window``: what is left of the window last offered (bytes); the
         TIME_WAIT record keeps it for its ACKs (``tcp_time_wait``: tw_rcv_wnd)."""
@@ -281,20 +294,12 @@ class Connection:
             seg.wscale = cfg.rcv_wscale if self.wscale_ok else None
             seg.sack_ok = self.sack_ok
         else:
-            # WIN-3 (__tcp_select_window): the free space, at most rcv_ssthresh, is rounded UP to
-            # the scale unit ("so that it won't get scaled away"): 64240 at scale 10 is 63, not 64.
-            # Under half the buffer the free space is rounded down instead (no growth by rounding).
-            half = cfg.rcv_buf >> 1
-            free = half - len(self.rcvq)
             ws = self.rcv_wscale
-            if free < (half >> 1):
-                # Closing toward a zero window (PR-*): the engine's buffer is its window, so the
-                # kernel's "never shrink" (TCPWantZeroWindowAdv) is not applied here.
-                win = free >> ws if free > 0 else 0
-            else:
-                th = self.rcv_ssthresh
-                win = ((free if free < th else th) + (1 << ws) - 1) >> ws
+            win = self._select_window() >> ws
+            if len(self.rcvq) <= cfg.rcv_buf >> 2:
                 # tcp_select_window: never shrink the offered window (its right edge stays put).
+                # Not while closing toward a zero window (PR-*): the engine's buffer is its
+                # window, so the kernel's TCPWantZeroWindowAdv case is left out.
                 cur = (self.rcv_wup + self.rcv_wnd - self.rcv_nxt) & M32
                 if cur < H32 and win << ws < cur:
                     win = (cur + (1 << ws) - 1) >> ws
@@ -381,18 +386,22 @@ class Connection:
 
     def _ack_snd_check(self, now: int) -> None:
         """``__tcp_ack_snd_check`` (DA-2): the owed ACK goes now if more than one full segment
-        arrived since the last ACK, in quickack mode (and not interactive), when it may not
-        wait (ICSK_ACK_NOW), or with out-of-order data queued; else ``tcp_send_delayed_ack``.
-
-        The kernel's "right edge advances far enough" test is taken as true (the engine's
-        receive buffer does not autotune), and out-of-order data is ACKed at once (the first
+        arrived since the last ACK and the window would not shrink, in quickack mode (and not
+        interactive), when it may not wait (ICSK_ACK_NOW), or with out-of-order data queued;
+        else ``tcp_send_delayed_ack``. Out-of-order data is ACKed at once (the kernel's first
         TCP_FASTRETRANS_THRESH duplicate ACKs go uncompressed).
+
+        "Would not shrink" is ``__tcp_select_window() >= rcv_wnd``, where the kernel's free
+        space (``tcp_space``) is charged each queued skb's truesize; the engine charges twice
+        the unread bytes, which is what 6.18 showed (1000 unread bytes took the window from
+        63 to 62 units; 2000 unread kept two full segments waiting, delack-two-full-segments).
         """
         if not self.cfg.delack:
             self.ack_pending = True  # the profile ACKs at the end of the instant (rfc793)
             return
         if (
-            ((self.rcv_nxt - self.rcv_wup) & M32) > self.rcv_mss
+            (((self.rcv_nxt - self.rcv_wup) & M32) > self.rcv_mss
+             and self._select_window(2 * len(self.rcvq)) >= self.rcv_wnd)
             or (self.quick and not self.pingpong)
             or self.ack_now
             or self.ooo
@@ -583,8 +592,8 @@ class Connection:
             self._push(now)
         return len(data)
 
-    def recv(self) -> bytes:
-        """Read every in-order byte received so far.
+    def recv(self, n: int = -1) -> bytes:
+        """Read the in-order bytes received so far: all of them, or at most ``n``.
 
         PR-6 (``tcp_cleanup_rbuf``): when the read at least doubles a window that had
         shrunk to half the clamp or less (a zero window included), an ACK announcing the
@@ -593,22 +602,22 @@ class Connection:
         peer's FIN (RCV_SHUTDOWN) nothing more can come, so no update is sent.
         """
         q = self.rcvq
-        data = bytes(q)
+        data = bytes(q) if n < 0 or n >= len(q) else bytes(q[:n])
+        left = len(q) - len(data)
         if data and self.state in _RECV_STATES:
             half = self.cfg.rcv_buf >> 1  # the window clamp (rcv_window())
             ws = self.rcv_wscale
             before = ((half - len(q)) >> ws) << ws if half > len(q) else 0  # what is left of the last offer
-            if 2 * before <= half and ((half >> ws) << ws) >= 2 * before:
+            if 2 * before <= half and (((half - left) >> ws) << ws) >= 2 * before:
                 self.ack_pending = True
         if data and self.ack_sched and (
             ((self.rcv_nxt - self.rcv_wup) & M32) > self.rcv_mss
-            or self.pushed == 2
-            or (self.pushed and not self.pingpong)
+            or (not left and (self.pushed == 2 or (self.pushed and not self.pingpong)))
         ):
             # DA-7 (__tcp_cleanup_rbuf, time_to_ack): a read that drains the queue after a
             # small segment (two in interactive mode), or with a full segment unACKed, ACKs now.
             self.ack_pending = True
-        q.clear()
+        del q[:len(data)]
         return data
 
     def shutdown_write(self, now: int) -> None:
