@@ -294,9 +294,15 @@ class Connection:
             seg.wscale = cfg.rcv_wscale if self.wscale_ok else None
             seg.sack_ok = self.sack_ok
         else:
+            # WIN-3: _select_window(), inlined on this hot path
+            half = cfg.rcv_buf >> 1
+            free = half - len(self.rcvq)
             ws = self.rcv_wscale
-            win = self._select_window() >> ws
-            if len(self.rcvq) <= cfg.rcv_buf >> 2:
+            if free < (half >> 1):
+                win = free >> ws if free > 0 else 0
+            else:
+                th = self.rcv_ssthresh
+                win = ((free if free < th else th) + (1 << ws) - 1) >> ws
                 # tcp_select_window: never shrink the offered window (its right edge stays put).
                 # Not while closing toward a zero window (PR-*): the engine's buffer is its
                 # window, so the kernel's TCPWantZeroWindowAdv case is left out.
