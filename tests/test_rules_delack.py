@@ -187,3 +187,17 @@ def test_WIN_3_window_after_the_handshake_is_the_initial_one_rounded_up_to_the_s
     sim.run(1)
     third = tx_segments(sim, "c1")[1][1]
     assert third.flags == ACK and third.win == (64240 + 1023) >> 10 == 63
+
+
+def test_DA_8_tcp_quickack_sends_the_owed_ack_of_a_read_queue_and_ends_pingpong():
+    t = make_tcb("ESTABLISHED", ts=False)
+    _pingpong(t)
+    assert _data(t, 100, 100, 60 * MS) == []
+    t.conn.recv()
+    assert not t.conn.ack_pending  # interactive: the read alone does not ACK (DA-7)
+    t.conn.set_quickack(1)
+    t.conn.flush(65 * MS)
+    assert t.drain() == [t.out(ACK, ls(101), rs(201))] and not t.conn.pingpong
+    assert _data(t, 200, 100, 70 * MS) == [t.out(ACK, ls(101), rs(301))]
+    t.conn.set_quickack(0)
+    assert t.conn.pingpong and _data(t, 300, 100, 80 * MS) == []

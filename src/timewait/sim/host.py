@@ -342,10 +342,17 @@ class Host(Node):
                 sock.conn.linger0 = sock.linger0
         elif name == "IP_BIND_ADDRESS_NO_PORT":
             sock.bind_no_port = bool(value)
+        elif name == "TCP_QUICKACK":  # DA-8: acts on the connection now, nothing is kept
+            if sock.conn is not None:
+                sock.conn.set_quickack(int(value))
         else:
-            raise UsageError(f"unknown socket option {name!r}; known: SO_REUSEADDR, SO_LINGER, IP_BIND_ADDRESS_NO_PORT")
+            raise UsageError(f"unknown socket option {name!r}; known: SO_REUSEADDR, SO_LINGER, "
+                             "IP_BIND_ADDRESS_NO_PORT, TCP_QUICKACK")
         if self.trace.on:
             self._call(sock, "setsockopt", (name, value), None)
+        conn = sock.conn
+        if conn is not None and conn.ack_pending and not conn.busy:
+            self._after(conn)  # the ACK TCP_QUICKACK made due
 
     def _fail(self, sock: Socket, call: str, args: tuple, errno: str) -> None:
         self._call(sock, call, args, errno)

@@ -626,6 +626,24 @@ class Connection:
         del q[:len(data)]
         return data
 
+    def set_quickack(self, val: int) -> None:
+        """setsockopt(TCP_QUICKACK) (``__tcp_sock_set_quickack``, DA-8): 0 makes the socket
+        interactive (delayed ACKs); non-zero leaves interactive mode and, with an ACK owed in
+        ESTABLISHED or CLOSE_WAIT, sends it if the queue is read (``tcp_cleanup_rbuf(sk, 1)``
+        with ICSK_ACK_PUSHED set); an even value then re-enters interactive mode. Not sticky:
+        the kernel's quick-ack mode ends by the rules DA-1..DA-4 as before."""
+        if not val:
+            self.pingpong = True
+            return
+        self.pingpong = False
+        if self.state in (ESTABLISHED, CLOSE_WAIT) and self.ack_sched:
+            if not self.pushed:
+                self.pushed = 1
+            if ((self.rcv_nxt - self.rcv_wup) & M32) > self.rcv_mss or not self.rcvq:
+                self.ack_pending = True  # the owner flushes it
+            if not val & 1:
+                self.pingpong = True
+
     def shutdown_write(self, now: int) -> None:
         """shutdown(SHUT_WR): send a FIN but keep the socket (no orphan timers)."""
         self._queue_fin(now)
