@@ -52,7 +52,7 @@ LOCAL_SEQ = 10_000             # our ISS
 REMOTE_SEQ = (1 << 32) - 300   # the peer's ISS: close to the wrap, so arithmetic must be modular
 REMOTE_TS = 700_000            # the peer's TSval in its SYN (and its clock at t = 0, in ms)
 REMOTE_WIN = 502               # the peer's window field (scaled by 2**7: 64256 bytes)
-LOCAL_WIN = 512                # our window field: 65536 bytes >> rcv_wscale 7
+LOCAL_WIN = 502                # our window field: the initial 64240 rounded up to 2**7 (WIN-3)
 WSCALE = 7
 MSS = 1460
 RTO = 200 * MS                 # the RTO of a fixture connection (RTT well under TCP_RTO_MIN)
@@ -184,7 +184,8 @@ def make_tcb(state: str | int = "ESTABLISHED", *, ts: bool = True, orphan: bool 
     c.iss = LOCAL_SEQ
     c.irs = REMOTE_SEQ
     c.snd_una = c.snd_nxt = ls(1)
-    c.rcv_nxt = rs(1)
+    c.rcv_nxt = c.rcv_wup = rs(1)
+    c.rcv_wnd = c.rcv_ssthresh = min(env.cfg.syn_win, env.cfg.rcv_buf >> 1)  # our SYN's window (WIN-3)
     c.snd_wnd = REMOTE_WIN << WSCALE
     c.snd_wscale = c.rcv_wscale = WSCALE
     c.wscale_ok = c.sack_ok = True
@@ -206,7 +207,7 @@ def make_tcb(state: str | int = "ESTABLISHED", *, ts: bool = True, orphan: bool 
             c.rto_at = RTO
             c.retrans_stamp = 0
     if st in (CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT):
-        c.rcv_nxt = rs(2)
+        c.rcv_nxt = c.rcv_wup = rs(2)
     if orphan:
         c.orphan = c.rcv_shut = True
     assert st in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT), state
@@ -267,7 +268,7 @@ def make_record(substate: str = "TIME_WAIT", *, ts: bool = True, entered: int = 
     sub = TIME_WAIT if substate == "TIME_WAIT" else FIN_WAIT_2
     key = (LOCAL_ADDR, LOCAL_PORT, REMOTE_ADDR, REMOTE_PORT)
     rcv_nxt = TW_RCV_NXT if sub == TIME_WAIT else rs(1)
-    tw = TimeWait(key, sub, rcv_nxt, TW_SND_NXT, 65536, WSCALE, REMOTE_TS if ts else 0,
+    tw = TimeWait(key, sub, rcv_nxt, TW_SND_NXT, LOCAL_WIN << WSCALE, WSCALE, REMOTE_TS if ts else 0,
                   (entered or 1) if ts else 0, 0, entered, entered + timeout)
     return Record(tw, env)
 

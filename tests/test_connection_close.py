@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import REMOTE_TS, RTO, ls, make_tcb, rs
+from conftest import LOCAL_WIN, REMOTE_TS, RTO, ls, make_tcb, rs
 from timewait.tcp.config import MS, SEC
 from timewait.tcp.segment import ACK, FIN, PSH, RST, SYN
 
@@ -60,7 +60,7 @@ def test_CL_1_unread_data_close_sends_rst():
     t = make_tcb("ESTABLISHED")
     t.send(t.seg(ACK | PSH, rs(1), ls(1), b"unread", ts=(REMOTE_TS + 1, 0)), at=1 * MS)
     t.conn.close(2 * MS)
-    assert t.drain() == [t.out(RST | ACK, ls(1), rs(7), win=(65536 - 6) >> 7, ts=(2, REMOTE_TS + 1))]
+    assert t.drain() == [t.out(RST | ACK, ls(1), rs(7), win=LOCAL_WIN, ts=(2, REMOTE_TS + 1))]
     assert t.state == "CLOSED"
     assert t.counters["TcpExtTCPAbortOnClose"] == 1
 
@@ -88,7 +88,8 @@ def test_CL_2_linger0_rst_no_timewait(state):
 def test_CL_2_linger0_in_syn_received_sends_rst():
     t = make_tcb("SYN_RECEIVED")
     t.conn.abort(5 * MS)
-    assert t.drain() == [t.out(RST | ACK, ls(1), rs(1), ts=(5, REMOTE_TS))]
+    # WIN-3: the SYN-ACK's 65160 (with timestamps) rounded up to the 2**7 unit
+    assert t.drain() == [t.out(RST | ACK, ls(1), rs(1), win=(65160 + 127) >> 7, ts=(5, REMOTE_TS))]
     assert t.state == "CLOSED"
 
 
@@ -188,7 +189,7 @@ def test_half_closed_fin_wait_2_still_receives_data():
     """shutdown(SHUT_WR): no orphan, data keeps flowing until the peer's FIN."""
     t = make_tcb("FIN_WAIT_2")
     out = t.send(t.seg(ACK | PSH, rs(1), ls(2), b"more", ts=(REMOTE_TS + 1, 0)), at=1 * MS)
-    assert out == [t.out(ACK, ls(2), rs(5), win=(65536 - 4) >> 7, ts=(1, REMOTE_TS + 1))]
+    assert out == [t.out(ACK, ls(2), rs(5), win=LOCAL_WIN, ts=(1, REMOTE_TS + 1))]
     assert t.conn.recv() == b"more"
     assert t.conn.poll_at() == 0  # TW-6: a non-orphaned FIN_WAIT2 has no timer
 

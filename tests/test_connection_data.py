@@ -11,7 +11,7 @@ from timewait.tcp.segment import ACK, FIN, PSH, RST, SYN
 def test_in_order_data_is_delivered_and_acked():
     t = make_tcb("ESTABLISHED")
     out = t.send(t.seg(ACK | PSH, rs(1), ls(1), b"hello", ts=(REMOTE_TS + 1, 0)), at=1 * MS)
-    assert out == [t.out(ACK, ls(1), rs(6), win=(65536 - 5) >> 7, ts=(1, REMOTE_TS + 1))]
+    assert out == [t.out(ACK, ls(1), rs(6), win=LOCAL_WIN, ts=(1, REMOTE_TS + 1))]
     assert t.conn.recv() == b"hello"
 
 
@@ -35,7 +35,7 @@ def test_out_of_order_segments_are_reassembled():
     assert out == [t.out(ACK, ls(1), rs(1), ts=(2, REMOTE_TS))]
     # The hole fills: everything is delivered in order and acknowledged at once.
     out = t.send(t.seg(ACK | PSH, rs(1), ls(1), b"hello", ts=ts), at=3 * MS)
-    assert out == [t.out(ACK, ls(1), rs(13), win=(65536 - 12) >> 7, ts=(3, REMOTE_TS))]
+    assert out == [t.out(ACK, ls(1), rs(13), win=LOCAL_WIN, ts=(3, REMOTE_TS))]
     assert t.conn.recv() == b"helloworld!!"
 
 
@@ -44,7 +44,7 @@ def test_overlapping_retransmission_is_trimmed():
     ts = (REMOTE_TS, 0)
     t.send(t.seg(ACK | PSH, rs(1), ls(1), b"abcd", ts=ts), at=1 * MS)
     out = t.send(t.seg(ACK | PSH, rs(3), ls(1), b"cdef", ts=ts), at=2 * MS)
-    assert out == [t.out(ACK, ls(1), rs(7), win=(65536 - 6) >> 7, ts=(2, REMOTE_TS))]
+    assert out == [t.out(ACK, ls(1), rs(7), win=LOCAL_WIN, ts=(2, REMOTE_TS))]
     assert t.conn.recv() == b"abcdef"
 
 
@@ -75,7 +75,7 @@ def test_segment_beyond_the_window_gets_dupack():
     """tcp_sequence(): seq after rcv_nxt + window -> tcp_send_dupack (data, not rate limited)."""
     t = make_tcb("ESTABLISHED", rcv_buf=2 * 1000)
     out = t.send(t.seg(ACK | PSH, rs(1 + 5000), ls(1), b"zz", ts=(REMOTE_TS, 0)), at=1 * MS)
-    assert out == [t.out(ACK, ls(1), rs(1), win=1000 >> 7, ts=(1, REMOTE_TS))]
+    assert out == [t.out(ACK, ls(1), rs(1), win=(1000 + 127) >> 7, ts=(1, REMOTE_TS))]  # WIN-3: rounded up
     assert t.conn.ooo == {}
 
 
@@ -256,18 +256,18 @@ def test_TS_4_tsecr_echoes_ts_recent_which_only_in_order_segments_move():
     starting at or before rcv_nxt (Last.ACK.sent) whose TSval is not older."""
     t = make_tcb("ESTABLISHED")
     out = t.send(t.seg(ACK | PSH, rs(1), ls(1), b"a", ts=(REMOTE_TS + 7, 0)), at=1 * MS)
-    assert out == [t.out(ACK, ls(1), rs(2), win=(65536 - 1) >> 7, ts=(1, REMOTE_TS + 7))]
+    assert out == [t.out(ACK, ls(1), rs(2), win=LOCAL_WIN, ts=(1, REMOTE_TS + 7))]
     assert (t.conn.ts_recent, t.conn.ts_recent_stamp) == (REMOTE_TS + 7, 1 * MS)
     # Out of order (seq after rcv_nxt): ACKed, TSecr unchanged.
     out = t.send(t.seg(ACK | PSH, rs(10), ls(1), b"b", ts=(REMOTE_TS + 9, 0)), at=2 * MS)
-    assert out == [t.out(ACK, ls(1), rs(2), win=(65536 - 1) >> 7, ts=(2, REMOTE_TS + 7))]
+    assert out == [t.out(ACK, ls(1), rs(2), win=LOCAL_WIN, ts=(2, REMOTE_TS + 7))]
     # In order and within the PAWS window (1 behind): accepted, but ts_recent does not go back.
     out = t.send(t.seg(ACK | PSH, rs(2), ls(1), b"c", ts=(REMOTE_TS + 6, 0)), at=3 * MS)
-    assert out == [t.out(ACK, ls(1), rs(3), win=(65536 - 2) >> 7, ts=(3, REMOTE_TS + 7))]
+    assert out == [t.out(ACK, ls(1), rs(3), win=LOCAL_WIN, ts=(3, REMOTE_TS + 7))]
     assert t.conn.ts_recent_stamp == 1 * MS
     # Our own data echoes it too.
     t.conn.send(b"x", 4 * MS)
-    assert t.drain() == [t.out(ACK | PSH, ls(1), rs(3), b"x", win=(65536 - 2) >> 7, ts=(4, REMOTE_TS + 7))]
+    assert t.drain() == [t.out(ACK | PSH, ls(1), rs(3), b"x", win=LOCAL_WIN, ts=(4, REMOTE_TS + 7))]
 
 
 def test_TS_4_segment_acking_unsent_data_does_not_move_ts_recent():
@@ -278,7 +278,7 @@ def test_TS_4_segment_acking_unsent_data_does_not_move_ts_recent():
     assert len(challenge) == 1 and challenge[0].ts == (1, REMOTE_TS)  # ACK-1, echoing the old ts_recent
     assert t.conn.ts_recent == REMOTE_TS
     out = t.send(t.seg(ACK | PSH, rs(1), ls(1), b"ok", ts=(REMOTE_TS + 5, 0)), at=2 * MS)
-    assert out == [t.out(ACK, ls(1), rs(3), win=(65536 - 2) >> 7, ts=(2, REMOTE_TS + 5))]
+    assert out == [t.out(ACK, ls(1), rs(3), win=LOCAL_WIN, ts=(2, REMOTE_TS + 5))]
     assert t.conn.recv() == b"ok"
 
 
@@ -286,7 +286,7 @@ def test_TS_4_segment_without_ack_flag_does_not_move_ts_recent():
     t = make_tcb("ESTABLISHED")
     assert t.send(t.seg(PSH, rs(1), 0, b"noack", ts=(REMOTE_TS + 100_000, 0)), at=1 * MS) == []
     out = t.send(t.seg(ACK | PSH, rs(1), ls(1), b"ok", ts=(REMOTE_TS + 5, 0)), at=2 * MS)
-    assert out == [t.out(ACK, ls(1), rs(3), win=(65536 - 2) >> 7, ts=(2, REMOTE_TS + 5))]
+    assert out == [t.out(ACK, ls(1), rs(3), win=LOCAL_WIN, ts=(2, REMOTE_TS + 5))]
 
 
 def test_segment_without_ack_flag_is_dropped():
@@ -296,10 +296,14 @@ def test_segment_without_ack_flag_is_dropped():
 
 
 def test_peer_fin_moves_established_to_close_wait():
+    """The ACK of the FIN is delayed (DA-4: tcp_fin enters pingpong mode); with no data ever
+    received ato is 0, so the delack timer fires on the next tick (4 ms at HZ=250)."""
     t = make_tcb("ESTABLISHED")
     out = t.send(t.seg(FIN | ACK, rs(1), ls(1), ts=(REMOTE_TS + 1, 0)), at=1 * MS)
-    assert out == [t.out(ACK, ls(1), rs(2), ts=(1, REMOTE_TS + 1))]
-    assert t.state == "CLOSE_WAIT"
+    assert out == [] and t.state == "CLOSE_WAIT"
+    assert t.conn.poll_at() == 4 * MS and t.conn.timer_name() == "delack"
+    assert t.tick(4 * MS) == [t.out(ACK, ls(1), rs(2), ts=(4, REMOTE_TS + 1))]
+    assert t.counters["TcpExtDelayedACKs"] == 1
 
 
 def test_fin_out_of_order_is_taken_when_the_hole_fills():
@@ -310,10 +314,11 @@ def test_fin_out_of_order_is_taken_when_the_hole_fills():
     out = t.send(t.seg(ACK | PSH, rs(1), ls(1), b"abc", ts=ts), at=2 * MS)
     assert t.state == "CLOSE_WAIT"
     assert t.conn.rcv_nxt == rs(8)
-    assert out == [t.out(ACK, ls(1), rs(8), win=(65536 - 6) >> 7, ts=(2, REMOTE_TS))]
+    assert out == [t.out(ACK, ls(1), rs(8), win=LOCAL_WIN, ts=(2, REMOTE_TS))]
 
 
 def test_window_field_uses_our_scale():
     t = make_tcb("ESTABLISHED")
-    out = t.send(t.seg(ACK | PSH, rs(1), ls(1), b"x" * 1000, ts=(REMOTE_TS, 0)), at=1 * MS)
-    assert out[0].win == (65536 - 1000) >> 7 == LOCAL_WIN - 8
+    out = t.send(t.seg(ACK | PSH, rs(1), ls(1), b"x" * 2000, ts=(REMOTE_TS, 0)), at=1 * MS)
+    # WIN-3: the free space (under the initial 64240 now) rounded up to the 2**7 unit
+    assert out[0].win == (65536 - 2000 + 127) >> 7 == LOCAL_WIN - 5

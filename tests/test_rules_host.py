@@ -15,6 +15,9 @@ from timewait.tcp.segment import ACK, SYN, Segment
 
 M32 = 0xFFFFFFFF
 D = 500  # one-way delay, µs
+# c1 closes at 1 s; c2, not closing, delays the ACK of that bare FIN to the next 4 ms tick
+# (DA-3, DA-4: pingpong mode, ato 0), so c1 enters FIN_WAIT_2 when that ACK arrives.
+FW2 = SEC + 4 * MS + D
 
 
 # ---------------------------------------------------------------- small applications
@@ -223,11 +226,11 @@ def test_TW_6_orphan_fin_wait2_timeout():
     sim.run(20)
     i = syn_of(sim, "c1").seq
     timers = [(r[0], r[4], r[5]) for r in sim.trace.records if r[1] == "timer" and r[2] == "c1"]
-    assert (SEC + 2 * D, "timewait", 4 * SEC + 2 * D) in timers
+    assert (FW2, "timewait", FW2 + 3 * SEC) in timers
     assert [(t, old, new) for t, _, old, new in states(sim, "c1") if t >= SEC] == [
         (SEC, "ESTABLISHED", "FIN_WAIT_1"),
-        (SEC + 2 * D, "FIN_WAIT_1", "FIN_WAIT_2"),
-        (4 * SEC + 2 * D, "FIN_WAIT_2", "CLOSED"),
+        (FW2, "FIN_WAIT_1", "FIN_WAIT_2"),
+        (FW2 + 3 * SEC, "FIN_WAIT_2", "CLOSED"),
     ]
     assert tx(sim, "c1", since=2 * SEC) == [(10 * SEC + D, "c1", "R", i + 2, 0, 0)]
     assert [(t, old, new) for t, _, old, new in states(sim, "c2") if t >= 10 * SEC] == [
@@ -242,24 +245,26 @@ def test_TW_6_fin_timeout_above_60_lives_twice_the_excess():
     dial(c1, close_at=SEC)
     sim.run(20)
     fw2 = state_intervals(sim.trace, "FIN_WAIT_2")
-    assert [(x.host, x.start, x.seconds) for x in fw2] == [("c1", 1.001, 4.0)]
-    assert (3 * SEC + 2 * D, "timewait", 5 * SEC + 2 * D) in [
+    assert [(x.host, x.start, x.seconds) for x in fw2] == [("c1", FW2 / SEC, 4.0)]
+    assert (FW2 + 2 * SEC, "timewait", FW2 + 4 * SEC) in [
         (r[0], r[4], r[5]) for r in sim.trace.records if r[1] == "timer" and r[2] == "c1"]
 
 
 def test_TW_7_fin_wait2_record_at_least_3_5_rto():
     """tcp_fin_timeout = 0: the FIN_WAIT_2 record lives 3.5 x RTO = (rto << 2) - (rto >> 1) =
-    703.5 ms for an RTO of 201 ms (RTT 1 ms, floor TCP_RTO_MIN)."""
+    705.03 ms for an RTO of 201.437 ms (TCP_RTO_MIN + srtt: the FIN's 4.5 ms RTT, which holds
+    c2's delayed ACK, moved srtt from 1 ms to 1.437 ms)."""
     sim, c1, c2 = make_lan(sysctls=["c1:net.ipv4.tcp_fin_timeout=0"])
     serve(c2, close_on_eof=False)
     s = dial(c1, close_at=SEC)
     sim.run(20)
-    assert s.conn.rto == 201 * MS
-    entry = SEC + 2 * D
-    assert timers(sim, "c1", since=SEC) == [(SEC, "rto", SEC + 201 * MS), (entry, "timewait", entry + 703_500)]
+    assert s.conn.rto == 201_437
+    entry = FW2
+    life = (201_437 << 2) - (201_437 >> 1)
+    assert timers(sim, "c1", since=SEC) == [(SEC, "rto", SEC + 201 * MS), (entry, "timewait", entry + life)]
     assert [(t, old, new) for t, _, old, new in states(sim, "c1") if t >= SEC] == [
         (SEC, "ESTABLISHED", "FIN_WAIT_1"), (entry, "FIN_WAIT_1", "FIN_WAIT_2"),
-        (entry + 703_500, "FIN_WAIT_2", "CLOSED")]
+        (entry + life, "FIN_WAIT_2", "CLOSED")]
     assert c1.counters["TcpExtTWKilled"] == 1
 
 
@@ -341,8 +346,8 @@ def test_TW_8_orphan_fin_wait2_overflow_destroys_the_socket():
     i, j = isns(sim)
     assert c1.counters["TcpExtTCPTimeWaitOverflow"] == 1
     assert [(t, old, new) for t, _, old, new in states(sim, "c1") if t >= SEC] == [
-        (SEC, "ESTABLISHED", "FIN_WAIT_1"), (SEC + 2 * D, "FIN_WAIT_1", "FIN_WAIT_2"),
-        (SEC + 2 * D, "FIN_WAIT_2", "CLOSED")]
+        (SEC, "ESTABLISHED", "FIN_WAIT_1"), (FW2, "FIN_WAIT_1", "FIN_WAIT_2"),
+        (FW2, "FIN_WAIT_2", "CLOSED")]
     assert tx(sim, "c1", since=SEC) == [(SEC, "c1", "F.", i + 1, j + 1, 0), (3 * SEC + D, "c1", "R", i + 2, 0, 0)]
     assert not c1.twhash and not c1.ehash
 
@@ -921,7 +926,7 @@ def test_trace_records_a_cancelled_timer():
 
 
 def test_TW_6_close_after_shutdown_in_fin_wait2_starts_the_orphan_timer():
-    """shutdown(SHUT_WR) at 1 s (FIN_WAIT_2 at 1.001 s, no timer), close() at 2 s: now an orphan,
+    """shutdown(SHUT_WR) at 1 s (FIN_WAIT_2 at 1.0045 s, no timer), close() at 2 s: now an orphan,
     __tcp_close makes it a FIN_WAIT_2 record for tcp_fin_timeout (3 s): gone at 5 s."""
     sim, c1, c2 = make_lan(sysctls=["c1:net.ipv4.tcp_fin_timeout=3"])
     serve(c2, close_on_eof=False)
@@ -930,7 +935,7 @@ def test_TW_6_close_after_shutdown_in_fin_wait2_starts_the_orphan_timer():
     c1.call_at(2 * SEC, s.close)
     sim.run(10)
     fw2 = state_intervals(sim.trace, "FIN_WAIT_2")
-    assert [(x.host, x.start, x.end) for x in fw2] == [("c1", 1.001, 5.0)]
+    assert [(x.host, x.start, x.end) for x in fw2] == [("c1", FW2 / SEC, 5.0)]
 
 
 def test_WIN_1_initial_window_is_half_tcp_rmem_1_rounded_to_the_mss():

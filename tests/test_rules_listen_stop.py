@@ -78,7 +78,8 @@ def test_LS_1_unaccepted_close_wait_child_is_reset():
     i, j = isn(sim, "c1"), isn(sim, "c2")
     assert [p for p in tx(sim) if p[0] >= 10 * MS] == [
         (10 * MS, "c1", "F.", i + 1, j + 1, 0),
-        (10 * MS + D, "c2", ".", j + 1, i + 2, 0),
+        # DA-3/DA-4: the child delays the ACK of the bare FIN (at 10.5 ms) to the next tick
+        (12 * MS, "c2", ".", j + 1, i + 2, 0),
         (SEC, "c2", "R.", j + 1, i + 2, 0),
     ]
     assert c2.counters["TcpEstabResets"] == 1

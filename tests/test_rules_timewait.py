@@ -227,7 +227,8 @@ def test_TW_R1_ack_format_includes_ts():
     outcome, seg = r.send(r.seg(ACK, rs(1), TW_SND_NXT), at=T)
     assert outcome == TW_ACK
     assert seg == r.ack(5000 + T // MS + 1_000_000, REMOTE_TS, win=LOCAL_WIN)
-    assert (seg.flags, seg.seq, seg.ack, seg.win) == (ACK, ls(2), rs(2), 65536 >> 7)
+    # WIN-3: the record keeps the last window offered, 64240 rounded up to the scale (2**7)
+    assert (seg.flags, seg.seq, seg.ack, seg.win) == (ACK, ls(2), rs(2), -(-64240 >> 7))
 
 
 def test_TW_R1_no_timestamp_when_ts_recent_is_zero():
@@ -377,7 +378,7 @@ def test_TW_4_record_keeps_what_time_wait_needs():
     tw = TimeWait.from_connection(t.conn, T, TIME_WAIT, 60 * SEC, reuse=True)
     assert tw.key == t.conn.key
     assert (tw.substate, tw.rcv_nxt, tw.snd_nxt) == (TIME_WAIT, rs(2), ls(2))
-    assert (tw.rcv_wnd, tw.rcv_wscale) == (65536, 7)
+    assert (tw.rcv_wnd, tw.rcv_wscale) == (LOCAL_WIN << 7, 7)  # the last window offered (WIN-3)
     assert (tw.ts_recent, tw.ts_recent_stamp, tw.ts_off) == (REMOTE_TS + 3, T, 12345)
     assert (tw.entry_stamp, tw.deadline, tw.reuse) == (T, T + 60 * SEC, True)
     assert tw.ack(T, t.cfg) == r_ack_like(tw, (T // MS + 12345, REMOTE_TS + 3))

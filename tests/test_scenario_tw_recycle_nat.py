@@ -156,13 +156,15 @@ def test_RC_1_RC_2_full_socket_time_wait_caches_the_stamp_and_is_short() -> None
 
 
 def test_RC_1_orphan_fin_wait2_record_caches_the_stamp() -> None:
-    """close(): the orphan becomes a FIN_WAIT2 record at 35 ms (the ACK of its FIN); that entry
-    stores the client's latest TSval (its ACK at 30 ms); the record's timeout stays tcp_fin_timeout."""
+    """close(): the orphan becomes a FIN_WAIT2 record at 77 ms, when the ACK of its FIN arrives:
+    the client delays it (DA-3, DA-4: pingpong after the FIN at 30 ms, ato 40 ms, one tick) to
+    72 ms. That entry stores the client's latest TSval (that ACK's); the record's timeout stays
+    tcp_fin_timeout."""
     sim, c, s = pair(client_close_delay=0.05)
     sim.run(0.08)
     assert [tw.substate for tw in s.twhash.values()] == [FIN_WAIT_2]
-    assert s.deathrow.peer_ts == {C: (5_000_030, 35_000)}
-    assert srv_timers(sim)[-1] == (35_000, "timewait", 35_000 + 60 * SEC)
+    assert s.deathrow.peer_ts == {C: (5_000_072, 77_000)}
+    assert srv_timers(sim)[-1] == (77_000, "timewait", 77_000 + 60 * SEC)
 
 
 def test_RC_2_time_wait_reached_from_fin_wait2_record_is_short_and_cached() -> None:
@@ -171,7 +173,7 @@ def test_RC_2_time_wait_reached_from_fin_wait2_record_is_short_and_cached() -> N
     sim, c, s = pair(client_close_delay=0.05)
     sim.run(1)
     assert s.deathrow.peer_ts == {C: (5_000_080, 85_000)}
-    assert srv_timers(sim)[-2:] == [(35_000, "timewait", 60_035_000), (85_000, "timewait", 85_000 + SHORT)]
+    assert srv_timers(sim)[-2:] == [(77_000, "timewait", 60_077_000), (85_000, "timewait", 85_000 + SHORT)]
     assert srv_states(sim)[-2:] == [(85_000, "FIN_WAIT_2", "TIME_WAIT"), (85_000 + SHORT, "TIME_WAIT", "CLOSED")]
 
 

@@ -218,6 +218,7 @@ DRIVERS: dict[Row, Callable[[], None]] = {
     (FIN_WAIT_1, "retransmission give-up"): lambda: _give_up("FIN_WAIT_1"),
     (FIN_WAIT_2, "abort"): _existing("test_connection_close::test_new_data_after_close_in_fin_wait_2_resets"),
     (FIN_WAIT_2, "rcv RST"): lambda: _rst("FIN_WAIT_2"),
+    (FIN_WAIT_2, "replaced by a TIME_WAIT record"): _existing("test_rules_host::test_TW_6_orphan_fin_wait2_timeout"),
     (FIN_WAIT_2, "fin_wait2 timeout"): _existing("test_rules_host::test_TW_6_orphan_fin_wait2_timeout"),
     (FIN_WAIT_2, "tw buckets full"):
         _existing("test_rules_host::test_TW_8_orphan_fin_wait2_overflow_destroys_the_socket"),

@@ -249,6 +249,8 @@ class KernelStack(Stack):
                 s.setsockopt(socket.IPPROTO_IP, _IP_OPTS[opt], struct.pack("I", v & 0xFFFFFFFF))
             elif opt == "TCP_NODELAY":
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, v)
+            elif opt == "TCP_QUICKACK":
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, v)
             else:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, v)
             return Result(0)

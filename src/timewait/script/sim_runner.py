@@ -183,11 +183,9 @@ class SimStack(Stack):
         conn = f.sock.conn
         q = conn.rcvq if conn is not None else bytearray()
         if q:
-            # The engine's recv() takes everything; read(n) takes n and leaves the rest queued,
-            # where close() still sees it (CL-1) and the window still counts it.
-            k = min(n, len(q))
-            del q[:k]
-            return Result(k)
+            # read(n) takes n and leaves the rest queued, where close() still sees it (CL-1) and
+            # the window still counts it; the host sends what the read makes due (PR-6, DA-7).
+            return Result(len(f.sock.recv(n)))
         if f.err is not None:
             err, f.err = f.err, None
             return Result(-1, err)

@@ -275,6 +275,9 @@ class Host(Node):
         b = conn.fw2_at
         if b and (not pa or b < pa):
             pa = b
+        b = conn.dack_at  # the delayed-ACK timer (DA-3)
+        if b and (not pa or b < pa):
+            pa = b
         if pa and (not conn.timer_at or pa < conn.timer_at):
             # One wake-up per connection at its earliest deadline (sk_reset_timer): an earlier
             # deadline moves it; a later one waits for it to fire and re-arm from here.

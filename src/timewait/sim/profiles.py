@@ -29,6 +29,7 @@ class Profile:
     quick_syn_resend: bool = True
     syn_in_lastack_rst: bool = False
     isn_tick_ns: int = 64               # ISN clock: Linux 64 ns (ISN-1), RFC 793 4 µs
+    # TcpConfig fields; the textbook profiles set delack False: every ACK at once (4-segment close)
     cfg: dict[str, Any] = field(default_factory=dict)
 
 
@@ -76,14 +77,14 @@ PROFILES: dict[str, Profile] = {
             {**_LINUX, "net.ipv4.tcp_timestamps": 0, "net.ipv4.tcp_tw_reuse": 0,
              "net.ipv4.ip_local_port_range": (1025, 65535), "net.ipv4.tcp_syn_linear_timeouts": 0},
             msl=120 * SEC, tw_from_msl=True, challenge_ack=False, quick_syn_resend=False,
-            syn_in_lastack_rst=True, isn_tick_ns=4000,
+            syn_in_lastack_rst=True, isn_tick_ns=4000, cfg={"delack": False},
         ),
         Profile(
             "chapter",
             "The chapter's model: MSL 30 s so TIME_WAIT = 2 x MSL = 60 s, and a SYN meeting LAST_ACK is reset",
             {**_LINUX, "net.ipv4.tcp_syn_linear_timeouts": 0},
             msl=30 * SEC, tw_from_msl=True, challenge_ack=False, quick_syn_resend=False,
-            syn_in_lastack_rst=True, isn_tick_ns=4000,
+            syn_in_lastack_rst=True, isn_tick_ns=4000, cfg={"delack": False},
         ),
     )
 }

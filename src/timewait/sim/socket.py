@@ -89,7 +89,7 @@ class Socket:
     # ------------------------------------------------------------------ the calls
 
     def setsockopt(self, name: str, value: Any) -> None:
-        """SO_REUSEADDR, SO_LINGER ``(on, secs)``, IP_BIND_ADDRESS_NO_PORT."""
+        """SO_REUSEADDR, SO_LINGER ``(on, secs)``, IP_BIND_ADDRESS_NO_PORT, TCP_QUICKACK."""
         if name == "SO_REUSEADDR":
             self.reuseaddr = bool(value)
         elif name == "SO_LINGER":
@@ -99,9 +99,16 @@ class Socket:
                 self.conn.linger0 = self.linger0
         elif name == "IP_BIND_ADDRESS_NO_PORT":
             self.bind_no_port = bool(value)
+        elif name == "TCP_QUICKACK":  # DA-8: acts on the connection now, nothing is kept
+            if self.conn is not None:
+                self.conn.set_quickack(int(value))
         else:
-            raise UsageError(f"unknown socket option {name!r}; known: SO_REUSEADDR, SO_LINGER, IP_BIND_ADDRESS_NO_PORT")
+            raise UsageError(f"unknown socket option {name!r}; known: SO_REUSEADDR, SO_LINGER, "
+                             "IP_BIND_ADDRESS_NO_PORT, TCP_QUICKACK")
         self._traced("setsockopt", (name, value), None)
+        conn = self.conn
+        if conn is not None and conn.ack_pending and not conn.busy:
+            self.host.after(conn)  # the ACK TCP_QUICKACK made due
 
     def bind(self, addr: str | int, port: int) -> None:
         """``__inet_bind``: PS-7 (IP_BIND_ADDRESS_NO_PORT), bind(0) odd-first search, PS-8 conflicts."""
@@ -217,12 +224,13 @@ class Socket:
             host.after(conn)  # type: ignore[arg-type]
         return n
 
-    def recv(self) -> bytes:
-        """recv(): every byte received so far; a window update goes out if one is owed (PR-6)."""
+    def recv(self, n: int = -1) -> bytes:
+        """``tcp_recvmsg``: every byte received so far (at most ``n``); a window update (PR-6)
+        or an ACK the read makes due (DA-7) goes out."""
         conn = self.conn
         if conn is None:
             return b""
-        data = conn.recv()
+        data = conn.recv(n)
         if conn.ack_pending and not conn.busy:
             self.host.after(conn)
         return data

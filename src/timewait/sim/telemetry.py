@@ -290,7 +290,7 @@ def census(host: Host) -> list[CensusRow]:
     """Every socket of ``host`` now, as ``ss -tan -o`` would list them, sorted by local then peer.
 
     Connections carry their send and receive queues from the TCB (``len(sndq)``,
-    ``len(rcvq)``: what ``ss`` prints) and their earliest armed timer;
+    ``len(rcvq)``: what ``ss`` prints) and the timer ``ss`` shows (not the delayed ACK);
     TIME_WAIT and FIN_WAIT_2 records the ``timewait`` timer; listeners their
     backlog as Send-Q and their accept queue as Recv-Q.
     """
@@ -299,9 +299,9 @@ def census(host: Host) -> list[CensusRow]:
     for key, conn in host.ehash.items():
         if conn.state == CLOSED:
             continue
-        pa = conn.poll_at()
-        timer = conn.timer_name() if pa else None
-        rows.append((name, key, NAMES[conn.state], None, len(conn.sndq), len(conn.rcvq), timer, pa or None,
+        shown = conn.ss_timer()  # ss never lists the delayed-ACK timer
+        timer, at = shown if shown is not None else (None, None)
+        rows.append((name, key, NAMES[conn.state], None, len(conn.sndq), len(conn.rcvq), timer, at,
                      conn.retrans if timer == "rto" else 0))
     for key, tw in host.twhash.items():
         st = "TIME_WAIT" if tw.substate == TIME_WAIT else "FIN_WAIT_2"

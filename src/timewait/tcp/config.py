@@ -47,6 +47,10 @@ class TcpConfig:
     tw_recycle: int = 0            # legacy net.ipv4.tcp_tw_recycle (linux-4.9 profile)
     ttl: int = 64                  # net.ipv4.ip_default_ttl
     synack_win: int = 65160        # window in our SYN-ACK
+    delack: bool = True            # Linux's delayed ACK and quick-ack mode (DA-1..DA-6); False: ACK at once
+    jiffy: int = 4 * MS            # one tick at HZ=250: the delayed-ACK timer's granularity
+    ato_min: int = 40 * MS         # TCP_ATO_MIN = TCP_DELACK_MIN = HZ/25
+    delack_max: int = 200 * MS     # TCP_DELACK_MAX = HZ/5 (icsk_delack_max)
 
     def ts_clock(self, now: int) -> int:
         """``tcp_clock_ms()``: the host's 1 kHz monotonic clock (TS-2), as u32."""

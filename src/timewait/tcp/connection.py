@@ -105,6 +105,8 @@ class Connection:
         "outbox", "ev", "err", "syn_ts", "passive", "listener", "sock", "timer_at", "seen_state", "port_auto", "reuse", "hist", "busy", "traced_at",
         "traced",
         "ooo_fin", "probing", "probes", "backoff", "port_held",
+        "dack_at", "dack_to", "ack_sched", "ack_now", "quick", "pingpong", "ato", "lrcvtime", "rcv_mss",
+        "pushed", "rcv_wup", "rcv_wnd", "rcv_ssthresh",
     )
 
     def __init__(self, env: Env, laddr: int, lport: int, raddr: int, rport: int) -> None:
@@ -146,7 +148,22 @@ class Connection:
         self.backoff = 0          # icsk_backoff of the persist timer
         self.fw2_at = 0
         self.last_oow_ack = -(1 << 62)
-        self.ack_pending = False
+        self.ack_pending = False  # an ACK the owner must send at the end of this instant (flush)
+        # Delayed ACK (DA-1..DA-6), Linux's icsk_ack: an ACK owed (ICSK_ACK_SCHED) goes now or at
+        # the delack timer; dack_at is that timer's wake-up, dack_to its deadline (icsk_ack.timeout).
+        self.ack_sched = False
+        self.ack_now = False      # ICSK_ACK_NOW: this ACK may not wait (a gap filled, a duplicate)
+        self.dack_at = 0
+        self.dack_to = 0
+        self.quick = 0            # icsk_ack.quick: quick ACKs left (tcp_incr_quickack)
+        self.pingpong = False     # interactive mode (inet_csk_in_pingpong_mode, threshold 1)
+        self.ato = 0              # icsk_ack.ato, µs; 0 until the first data segment
+        self.lrcvtime = 0         # icsk_ack.lrcvtime: the tick (µs) data last arrived
+        self.rcv_mss = 536        # icsk_ack.rcv_mss (tcp_initialize_rcv_mss: at most TCP_MSS_DEFAULT)
+        self.pushed = 0           # ICSK_ACK_PUSHED (1) / PUSHED2 (2): small segments since the last ACK
+        self.rcv_wup = 0          # rcv_nxt when the last window was sent (tcp_select_window)
+        self.rcv_wnd = 0          # that window, bytes: its right edge never moves left (WIN-3)
+        self.rcv_ssthresh = 65535 # the window's clamp: the initial window, never grown here (WIN-3)
         self.orphan = False
         self.linger0 = False
         self.outbox: list[Segment] = []
@@ -199,19 +216,51 @@ class Connection:
         """The earliest armed deadline (µs), or 0 when no timer is armed."""
         a, b = self.rto_at, self.fw2_at
         if a and b:
-            return a if a < b else b
-        return a or b
+            a = a if a < b else b
+        else:
+            a = a or b
+        d = self.dack_at
+        if d and (not a or d < a):
+            return d
+        return a
 
     def timer_name(self) -> str:
         """Name of the earliest armed timer, for the trace."""
+        d = self.dack_at
+        if d and (not self.rto_at or d < self.rto_at) and (not self.fw2_at or d < self.fw2_at):
+            return "delack"
         if self.rto_at and (not self.fw2_at or self.rto_at <= self.fw2_at):
             return "persist" if self.probing else "rto"
         return "fin_wait2" if self.state == FIN_WAIT_2 else "keepalive"
 
+    def ss_timer(self) -> tuple[str, int] | None:
+        """The timer ``ss -o`` shows, (name, deadline), or None: the earliest armed one but the
+        delayed ACK, which inet_diag never reports (retransmit, probe and keepalive only)."""
+        a, b = self.rto_at, self.fw2_at
+        if not a and not b:
+            return None
+        if a and (not b or a <= b):
+            return ("persist" if self.probing else "rto"), a
+        return ("fin_wait2" if self.state == FIN_WAIT_2 else "keepalive"), b
+
+    def _select_window(self, used: int = -1) -> int:
+        """``__tcp_select_window`` (WIN-3), bytes: the free space, at most rcv_ssthresh, rounded
+        UP to the scale unit ("so that it won't get scaled away"): 64240 at scale 10 is 63 x
+        1024, not 64. Under half the buffer free it is rounded down (no growth by rounding).
+        ``used``: the bytes charged against the buffer (default: the unread bytes)."""
+        half = self.cfg.rcv_buf >> 1
+        free = half - (len(self.rcvq) if used < 0 else used)
+        ws = self.rcv_wscale
+        if free < (half >> 1):
+            return (free >> ws) << ws if free > 0 else 0
+        th = self.rcv_ssthresh
+        return (((free if free < th else th) + (1 << ws) - 1) >> ws) << ws
+
     def rcv_window(self) -> int:
-        """Bytes we can still accept (the receive window offered)."""
-        w = (self.cfg.rcv_buf >> 1) - len(self.rcvq)
-        return w if w > 0 else 0
+        """``tcp_receive_window``: what is left of the window last offered (bytes); the
+        TIME_WAIT record keeps it for its ACKs (``tcp_time_wait``: tw_rcv_wnd)."""
+        w = (self.rcv_wup + self.rcv_wnd - self.rcv_nxt) & M32
+        return 0 if w >= H32 else w
 
     def _emit(self, flags: int, seq: int, now: int, payload: bytes = b"") -> Segment:
         """Build one segment from the TCB and queue it for transmission (hot path).
@@ -242,18 +291,184 @@ class Connection:
             win = cfg.synack_win if flags & ACK and self.ts_ok else cfg.syn_win
             half = cfg.rcv_buf >> 1  # never offer more than the buffer holds (tcp_select_initial_window)
             seg.win = win if win <= half else half
+            self.rcv_ssthresh = self.rcv_wnd = seg.win  # tcp_select_initial_window
+            self.rcv_wup = self.rcv_nxt
             seg.mss = cfg.mss
             seg.wscale = cfg.rcv_wscale if self.wscale_ok else None
             seg.sack_ok = self.sack_ok
         else:
-            win = ((cfg.rcv_buf >> 1) - len(self.rcvq)) >> self.rcv_wscale
-            seg.win = win if 0 <= win <= 0xFFFF else (0 if win < 0 else 0xFFFF)
+            # WIN-3: _select_window(), inlined on this hot path
+            half = cfg.rcv_buf >> 1
+            free = half - len(self.rcvq)
+            ws = self.rcv_wscale
+            if free < (half >> 1):
+                win = free >> ws if free > 0 else 0
+            else:
+                th = self.rcv_ssthresh
+                win = ((free if free < th else th) + (1 << ws) - 1) >> ws
+                # tcp_select_window: never shrink the offered window (its right edge stays put).
+                # Not while closing toward a zero window (PR-*): the engine's buffer is its
+                # window, so the kernel's TCPWantZeroWindowAdv case is left out.
+                cur = (self.rcv_wup + self.rcv_wnd - self.rcv_nxt) & M32
+                if cur < H32 and win << ws < cur:
+                    win = (cur + (1 << ws) - 1) >> ws
+            seg.win = win if win <= 0xFFFF else 0xFFFF
             seg.mss = seg.wscale = None
             seg.sack_ok = False
+            self.rcv_wup = self.rcv_nxt
+            self.rcv_wnd = win << ws
         if flags & ACK:
             self.ack_pending = False
+            if self.ack_sched:
+                self._ack_sent()
+            if payload and now - now % cfg.jiffy - self.lrcvtime < self.ato:
+                # DA-4 (tcp_event_data_sent): data sent within ato of the last data received.
+                self.pingpong = True
         self.outbox.append(seg)
         return seg
+
+    # ------------------------------------------------------------------ delayed ACK
+
+    def _ack_sent(self) -> None:
+        """``tcp_event_ack_sent`` (DA-5): any segment with ACK takes the owed ACK along:
+        ``tcp_dec_quickack_mode`` spends a quick ACK and ``inet_csk_clear_xmit_timer(DACK)``
+        drops the delack timer."""
+        self.ack_sched = self.ack_now = False
+        self.pushed = 0
+        self.dack_at = 0
+        q = self.quick
+        if q:
+            if q <= 1:
+                self.quick = 0
+                self.ato = self.cfg.ato_min  # leaving quickack mode deflates ATO
+            else:
+                self.quick = q - 1
+
+    def _incr_quickack(self) -> None:
+        """``tcp_incr_quickack``: rcv_wnd / (2 x rcv_mss) quick ACKs, 2 to TCP_MAX_QUICKACKS (16)."""
+        half = self.cfg.rcv_buf >> 1
+        wnd = self.rcv_ssthresh if self.rcv_ssthresh < half else half
+        q = wnd // (2 * self.rcv_mss) or 2
+        if q > 16:
+            q = 16
+        if q > self.quick:
+            self.quick = q
+
+    def _enter_quickack(self) -> None:
+        """``tcp_enter_quickack_mode`` (DA-6): after a duplicate or out-of-window segment."""
+        self._incr_quickack()
+        self.pingpong = False
+        self.ato = self.cfg.ato_min
+
+    def _ack_out_of_window(self) -> None:
+        """``tcp_data_queue`` out_of_window: quickack mode and an ACK that may not wait."""
+        self._enter_quickack()
+        self.ack_sched = self.ack_now = True
+
+    def _data_recv(self, n: int, now: int) -> None:
+        """``tcp_event_data_recv`` (DA-1): in-order data schedules an ACK; the first data
+        starts quickack mode, later arrivals adapt ``ato`` to the gap between them."""
+        cfg = self.cfg
+        self.ack_sched = True
+        # tcp_measure_rcv_mss: a segment at least rcv_mss long sets it; a shorter one is PUSHED
+        if n >= self.rcv_mss:
+            self.rcv_mss = n if n < cfg.mss else cfg.mss
+        else:
+            self.pushed = 2 if self.pushed else 1
+        tick = now - now % cfg.jiffy
+        ato = self.ato
+        lo = cfg.ato_min
+        if not ato:
+            self._incr_quickack()
+            self.ato = lo
+        else:
+            m = tick - self.lrcvtime
+            j = cfg.jiffy
+            if m <= lo >> 1:
+                self.ato = ((ato // j) >> 1) * j + (lo >> 1)
+            elif m < ato:
+                ato = ((ato // j) >> 1) * j + m
+                self.ato = ato if ato < self.rto else self.rto
+            elif m > self.rto:
+                self._incr_quickack()  # a long gap: the sender restarts, ACK it quickly
+        self.lrcvtime = tick
+
+    def _ack_snd_check(self, now: int) -> None:
+        """``__tcp_ack_snd_check`` (DA-2): the owed ACK goes now if more than one full segment
+        arrived since the last ACK and the window would not shrink, in quickack mode (and not
+        interactive), when it may not wait (ICSK_ACK_NOW), or with out-of-order data queued;
+        else ``tcp_send_delayed_ack``. Out-of-order data is ACKed at once (the kernel's first
+        TCP_FASTRETRANS_THRESH duplicate ACKs go uncompressed).
+
+        "Would not shrink" is ``__tcp_select_window() >= rcv_wnd``, where the kernel's free
+        space (``tcp_space``) is charged each queued skb's truesize; the engine charges twice
+        the unread bytes, which is what 6.18 showed (1000 unread bytes took the window from
+        63 to 62 units; 2000 unread kept two full segments waiting, delack-two-full-segments).
+        """
+        if not self.cfg.delack:
+            self.ack_pending = True  # the profile ACKs at the end of the instant (rfc793)
+            return
+        if (
+            (((self.rcv_nxt - self.rcv_wup) & M32) > self.rcv_mss
+             and self._select_window(2 * len(self.rcvq)) >= self.rcv_wnd)
+            or (self.quick and not self.pingpong)
+            or self.ack_now
+            or self.ooo
+        ):
+            self._send_ack(now)
+            return
+        self._send_delayed_ack(now)
+
+    def _send_delayed_ack(self, now: int) -> None:
+        """``tcp_send_delayed_ack`` (DA-3): arm the delack timer ``ato`` ahead.
+
+        Above TCP_DELACK_MIN the ato is bounded by 200 ms (interactive or PUSHED), else
+        HZ/2, and by the smoothed RTT; always by ``icsk_delack_max`` (TCP_DELACK_MAX). An
+        earlier deadline already set is kept; one due within ato/4 sends the ACK now. The
+        timer wheel fires one tick after the deadline's tick (``calc_index`` rounds up).
+        """
+        cfg = self.cfg
+        ato = self.ato
+        lo = cfg.ato_min
+        if ato > lo:
+            hi = cfg.delack_max if self.pingpong or self.pushed else 500 * 1000
+            if self.srtt:
+                r = self.srtt if self.srtt > lo else lo
+                if r < hi:
+                    hi = r
+            if ato > hi:
+                ato = hi
+        if ato > cfg.delack_max:
+            ato = cfg.delack_max
+        j = cfg.jiffy
+        ato -= ato % j
+        tick = now - now % j
+        timeout = tick + ato
+        if self.dack_at:
+            if self.dack_to <= tick + ((ato // j) >> 2) * j:
+                self._send_ack(now)
+                return
+            if timeout >= self.dack_to:
+                timeout = self.dack_to
+        self.ack_sched = True
+        self.dack_to = timeout
+        self.dack_at = timeout + j
+
+    def _delack_timer(self, now: int) -> None:
+        """``tcp_delack_timer_handler`` (DA-3): the owed ACK goes (TcpExtDelayedACKs). A
+        missed delayed ACK inflates ato (to at most the RTO); in interactive mode it ends
+        that mode and deflates ato to TCP_ATO_MIN."""
+        self.dack_at = 0
+        if not self.ack_sched or self.state == CLOSED:
+            return
+        if not self.pingpong:
+            ato = self.ato << 1
+            self.ato = ato if ato < self.rto else self.rto
+        else:
+            self.pingpong = False
+            self.ato = self.cfg.ato_min
+        self.env.bump("TcpExtDelayedACKs")
+        self._send_ack(now)
 
     def _send_ack(self, now: int) -> None:
         self._emit(ACK, self.snd_nxt, now)
@@ -278,9 +493,14 @@ class Connection:
         env.bump("TcpExtTCPChallengeACK")
         self._send_ack(now)
 
-    def _dupack(self, now: int, ratelimit: bool, skipped: str = "TcpExtTCPACKSkippedSeq") -> None:
+    def _dupack(self, now: int, ratelimit: bool, skipped: str = "TcpExtTCPACKSkippedSeq",
+                seg: Segment | None = None) -> None:
         """ACK for an unacceptable segment (``tcp_send_dupack``), rate limited if zero-length;
-        ``skipped`` names the counter of ACKs the limit suppressed."""
+        ``skipped`` names the counter of ACKs the limit suppressed. A ``seg`` with data or FIN
+        starting before rcv_nxt is a retransmission: TcpExtDelayedACKLost and quickack mode (DA-6)."""
+        if seg is not None and seg.end_seq != seg.seq and _lt(seg.seq, self.rcv_nxt):
+            self.env.bump("TcpExtDelayedACKLost")
+            self._enter_quickack()
         if ratelimit:
             if now - self.last_oow_ack < self.cfg.invalid_ratelimit:
                 self.env.bump(skipped)
@@ -304,6 +524,7 @@ class Connection:
     def _reset_timers(self) -> None:
         self.rto_at = 0
         self.fw2_at = 0
+        self.dack_at = 0
         self.probing = False
 
     # ------------------------------------------------------------------ opening
@@ -344,6 +565,7 @@ class Connection:
         self.ts_base = cfg.ts_base_ms + ts_off
         self.passive = True
         self._go(LISTENER_SYN)
+        self.lrcvtime = now - now % cfg.jiffy  # tcp_create_openreq_child
         self._emit(SYN | ACK, iss, now)
         self.retrans_stamp = now
         self.rtt_seq, self.rtt_time = self.snd_nxt, now
@@ -380,8 +602,8 @@ class Connection:
             self._push(now)
         return len(data)
 
-    def recv(self) -> bytes:
-        """Read every in-order byte received so far.
+    def recv(self, n: int = -1) -> bytes:
+        """Read the in-order bytes received so far: all of them, or at most ``n``.
 
         PR-6 (``tcp_cleanup_rbuf``): when the read at least doubles a window that had
         shrunk to half the clamp or less (a zero window included), an ACK announcing the
@@ -390,15 +612,41 @@ class Connection:
         peer's FIN (RCV_SHUTDOWN) nothing more can come, so no update is sent.
         """
         q = self.rcvq
-        data = bytes(q)
+        data = bytes(q) if n < 0 or n >= len(q) else bytes(q[:n])
+        left = len(q) - len(data)
         if data and self.state in _RECV_STATES:
             half = self.cfg.rcv_buf >> 1  # the window clamp (rcv_window())
             ws = self.rcv_wscale
             before = ((half - len(q)) >> ws) << ws if half > len(q) else 0  # what is left of the last offer
-            if 2 * before <= half and ((half >> ws) << ws) >= 2 * before:
+            if 2 * before <= half and (((half - left) >> ws) << ws) >= 2 * before:
                 self.ack_pending = True
-        q.clear()
+        if data and self.ack_sched and (
+            ((self.rcv_nxt - self.rcv_wup) & M32) > self.rcv_mss
+            or (not left and (self.pushed == 2 or (self.pushed and not self.pingpong)))
+        ):
+            # DA-7 (__tcp_cleanup_rbuf, time_to_ack): a read that drains the queue after a
+            # small segment (two in interactive mode), or with a full segment unACKed, ACKs now.
+            self.ack_pending = True
+        del q[:len(data)]
         return data
+
+    def set_quickack(self, val: int) -> None:
+        """setsockopt(TCP_QUICKACK) (``__tcp_sock_set_quickack``, DA-8): 0 makes the socket
+        interactive (delayed ACKs); non-zero leaves interactive mode and, with an ACK owed in
+        ESTABLISHED or CLOSE_WAIT, sends it if the queue is read (``tcp_cleanup_rbuf(sk, 1)``
+        with ICSK_ACK_PUSHED set); an even value then re-enters interactive mode. Not sticky:
+        the kernel's quick-ack mode ends by the rules DA-1..DA-4 as before."""
+        if not val:
+            self.pingpong = True
+            return
+        self.pingpong = False
+        if self.state in (ESTABLISHED, CLOSE_WAIT) and self.ack_sched:
+            if not self.pushed:
+                self.pushed = 1
+            if ((self.rcv_nxt - self.rcv_wup) & M32) > self.rcv_mss or not self.rcvq:
+                self.ack_pending = True  # the owner flushes it
+            if not val & 1:
+                self.pingpong = True
 
     def shutdown_write(self, now: int) -> None:
         """shutdown(SHUT_WR): send a FIN but keep the socket (no orphan timers)."""
@@ -560,11 +808,9 @@ class Connection:
                 return
 
     def flush(self, now: int) -> None:
-        """Send the ACK still owed after the application had its turn.
-
-        The engine acknowledges at the end of each instant instead of running a
-        40 ms delayed-ACK timer: an answer the application writes at once
-        carries the ACK, as Linux's quick-ACK/pingpong logic usually achieves.
+        """Send the ACK owed for the end of this instant (``ack_pending``): a window update
+        or time_to_ack after a read (PR-6, DA-7), or every ACK when the profile has no
+        delayed ACK (``TcpConfig.delack`` off: an answer written at once carries the ACK).
         """
         if self.ack_pending and self.state != CLOSED:
             self._emit(ACK, self.snd_nxt, now)
@@ -655,6 +901,8 @@ class Connection:
 
     def on_timer(self, now: int) -> None:
         """Fire every deadline that is due."""
+        if self.dack_at and self.dack_at <= now:
+            self._delack_timer(now)
         if self.rto_at and self.rto_at <= now:
             self.rto_at = 0
             if self.probing:
@@ -780,7 +1028,7 @@ class Connection:
                         return  # old pure ACK: dropped silently (6.15+)
                     self.env.bump("TcpExtPAWSEstab")
                     self._dupack(now, ratelimit=not seg.payload and not flags & FIN,
-                                 skipped="TcpExtTCPACKSkippedPAWS")
+                                 skipped="TcpExtTCPACKSkippedPAWS", seg=seg)
                     return
         seq = seg.seq
         payload = seg.payload
@@ -799,7 +1047,7 @@ class Connection:
             if flags & SYN:
                 self._syn_in_synchronized(now)
                 return
-            self._dupack(now, ratelimit=not payload and not flags & FIN)
+            self._dupack(now, ratelimit=not payload and not flags & FIN, seg=seg)
             return
         if flags & _RST_SYN:
             if flags & RST:
@@ -853,6 +1101,8 @@ class Connection:
             self._fin(seg, end, now)
         elif self.ooo_fin >= 0 and ((self.ooo_fin - 1) & M32) == self.rcv_nxt:
             self._fin(seg, self.ooo_fin, now)  # tcp_ofo_queue: the queued FIN is now in order
+        if self.ack_sched and self.state != CLOSED:
+            self._ack_snd_check(now)  # tcp_ack_snd_check, after tcp_data_snd_check had its turn
 
     def _disordered_ack(self, seg: Segment) -> bool:
         """``tcp_disordered_ack_check``: a harmless reordered duplicate ACK passes PAWS.
@@ -1017,24 +1267,29 @@ class Connection:
         if d < H32 and d:
             # Starts before rcv_nxt: trim what we already have.
             if d >= len(payload):
-                self.ack_pending = True  # duplicate: re-ACK (D-SACK-less)
+                # A retransmission (tcp_data_queue): TcpExtDelayedACKLost, quickack, ACK now
+                # (D-SACK-less).
+                self.env.bump("TcpExtDelayedACKLost")
+                self._ack_out_of_window()
                 return
             payload = payload[d:]
             seq = rcv_nxt
         w = (self.cfg.rcv_buf >> 1) - len(self.rcvq)  # rcv_window(), inlined on this hot path
         room = (w if w > 0 else 0) - ((seq - rcv_nxt) & M32)
         if room <= 0:
-            self.ack_pending = True
+            self._ack_out_of_window()
             return
         if len(payload) > room:
             payload = payload[:room]
         if seq != rcv_nxt:
-            self.ooo[seq] = payload
-            self.ack_pending = True
+            self.ooo[seq] = payload  # tcp_data_queue_ofo: the ACK goes at once (ooo non-empty)
+            self.ack_sched = True
             return
         self.rcvq += payload
         rcv_nxt = (rcv_nxt + len(payload)) & M32
         ooo = self.ooo
+        if ooo:
+            self.ack_now = True  # RFC 5681 4.2: a gap (being) filled is ACKed at once
         while ooo:
             nxt = None
             for s in ooo:
@@ -1051,29 +1306,36 @@ class Connection:
                 rcv_nxt = (rcv_nxt + len(chunk) - skip) & M32
         self.rcv_nxt = rcv_nxt
         self.ev |= EV_DATA
-        self.ack_pending = True
+        self._data_recv(len(payload), now)
 
     def _fin(self, seg: Segment, end: int, now: int) -> None:
         """The peer's FIN (``tcp_fin``), taken only once everything before it arrived."""
         if ((end - 1) & M32) != self.rcv_nxt:
             if end == self.rcv_nxt:
-                self.ack_pending = True  # a retransmitted FIN: ACK it again
+                # A retransmitted FIN (tcp_data_queue, DA-6): TcpExtDelayedACKLost (once: _data
+                # counted a retransmission with data), quickack, ACK now.
+                if not self.ack_now:
+                    self.env.bump("TcpExtDelayedACKLost")
+                self._ack_out_of_window()
             elif 0 < ((end - 1 - self.rcv_nxt) & M32) < self.rcv_window():
                 self.ooo_fin = end  # tcp_data_queue_ofo keeps the FIN with its segment
             return
         self.ooo_fin = -1
         self.rcv_nxt = end
-        self.ack_pending = True
+        self.ack_sched = True
         self.ev |= EV_EOF
         st = self.state
         if st in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2):
             self._go(RCV_FIN)
             if self.state != CLOSE_WAIT:
-                # CLOSING or TIME_WAIT: ACK now (the owner replaces a TIME_WAIT socket by a
-                # record at once). In CLOSE_WAIT the ACK waits for the end of the instant,
-                # so an application that closes at once sends FIN+ACK in one segment.
+                # CLOSING or TIME_WAIT: ACK now (tcp_fin: tcp_send_ack; the owner replaces a
+                # TIME_WAIT socket by a record at once).
                 self.fw2_at = 0
                 self._send_ack(now)
+            else:
+                # DA-4: tcp_fin enters pingpong mode, so the ACK of the FIN is delayed and an
+                # application that closes within the delay sends one FIN+ACK (3-segment close).
+                self.pingpong = True
 
     # ------------------------------------------------------------------ SYN_SENT
 
@@ -1112,7 +1374,7 @@ class Connection:
             self._take_syn_options(seg, now)
             self.ts_ok = self.ts_ok and sent_ts
             self.irs = seg.seq
-            self.rcv_nxt = (seg.seq + 1) & M32
+            self.rcv_nxt = self.rcv_wup = (seg.seq + 1) & M32
             self.snd_una = ack
             self.snd_wnd = seg.win
             if self.rtt_seq >= 0:
@@ -1120,6 +1382,7 @@ class Connection:
             self.retrans = 0
             self.rto_at = 0
             self._go(RCV_SYN_ACK)
+            self.lrcvtime = now - now % self.cfg.jiffy  # tcp_rcv_synsent_state_process
             self.ev |= EV_CONNECTED
             self._send_ack(now)  # the handshake's third segment (tcp_send_ack)
             if self.sndq or self.fin_queued:

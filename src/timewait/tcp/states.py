@@ -160,6 +160,9 @@ RARE: dict[tuple[int, str], str] = {
     (FIN_WAIT_1, TIMEOUT): _GIVE_UP,
     (FIN_WAIT_2, APP_ABORT): _ABORT,
     (FIN_WAIT_2, RCV_RST): _RESET,
+    (FIN_WAIT_2, TW_HANDOFF): "an orphan waits in FIN_WAIT_2 for a peer that keeps its side open (TW-6); "
+                              "the scenarios' peers close within the delayed ACK of the FIN (DA-4), "
+                              "so their FIN carries that ACK",
     (FIN_WAIT_2, TIMEOUT_FW2): "an orphan's FIN_WAIT_2 record expires before the peer's FIN (TW-6)",
     (FIN_WAIT_2, TW_OVERFLOW): "tcp_max_tw_buckets full when an orphan reaches FIN_WAIT2 (TW-8)",
     (FIN_WAIT_2, RCV_SYN_OR_DATA): "a SYN or new data for an orphan's FIN_WAIT_2 record (TW-F3, TW-F5)",
