@@ -73,7 +73,9 @@ def run(lab: Lab) -> None:
     end = 1.2 + max(p["hold"], p["short_hold"]) + 2
     c3.call_at(int(end * SEC), s3.close)
     lab.run(end + 2)
-    _report(lab, c1, c3, routers, server, s1)
+    received = {a: bytes(b) for a, b in server.received.items()}
+    judge(lab, views(sim.trace.records), ttl1=c1.cfg.ttl, ttl3=c3.cfg.ttl, hops=hops,
+          msl_s=sim.net.max_age / SEC, received=received, c1_addr=c1.addr, c3_addr=c3.addr)
 
 
 class _Sink:
@@ -102,12 +104,14 @@ class _Sink:
         self.host.call_later(0.001, s.close)
 
 
-def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1: Socket) -> None:
-    sim = lab.sim
-    recs = views(sim.trace.records)
-    hops = len(routers)
-    ttl1, ttl3 = c1.cfg.ttl, c3.cfg.ttl
-    msl = sim.net.max_age / SEC
+def judge(lab: Any, recs: list[Any], *, ttl1: int, ttl3: int, hops: int, msl_s: float,
+          received: dict[int, bytes], c1_addr: int, c3_addr: int) -> None:
+    """The scenario's metrics and checks, read from trace records ``recs`` (views) on either side.
+
+    The simulator's run and its kernel twin (kernel/scenarios/ttl.py, real routers in namespaces)
+    both call this: ``received`` is what c2 read, per peer address.
+    """
+    msl = msl_s
 
     # 1. Every router forwards with TTL - 1.
     fwds = [r for r in recs if r.kind == FWD]
@@ -140,8 +144,8 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
             f"dropped at {drop.node if drop else None} ({drop.reason if drop else '-'}), "
             f"ICMP {icmp.what if icmp else 'none'}; c1 gave up: {lab.metrics['icmp_time_exceeded']} SYNs died",
         )
-        lab.check("c1 never reaches c2, however long it tries", not server.received.get(c1.addr)
-                  and not any(r.kind == RX and r.node == "c2" and r.seg.src == c1.addr for r in recs),
+        lab.check("c1 never reaches c2, however long it tries", not received.get(c1_addr)
+                  and not any(r.kind == RX and r.node == "c2" and r.seg.src == c1_addr for r in recs),
                   f"{hops} routers is more than TTL {ttl1} allows")
     else:
         want = list(range(ttl1, ttl1 - hops - 1, -1))
@@ -151,17 +155,17 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
                   and arrived.seg.ttl == ttl1 - hops, f"c2 received it with TTL {lab.metrics['ttl_at_c2']}")
 
     # 3. The same path with TTL 64.
-    c3_rx = [r.seg for r in recs if r.kind == RX and r.node == "c2" and r.seg.src == c3.addr]
+    c3_rx = [r.seg for r in recs if r.kind == RX and r.node == "c2" and r.seg.src == c3_addr]
     ttls3 = sorted({s.ttl for s in c3_rx})
     lab.metrics["ttl_initial_c3"] = ttl3
     lab.metrics["ttl_at_c2_from_c3"] = ttls3[0] if len(ttls3) == 1 else ttls3
     if ttl3 > hops:
         lab.check(f"c3 with TTL {ttl3} crosses the same {hops} routers", ttls3 == [ttl3 - hops]
-                  and bytes(server.received.get(c3.addr, b"")) == b"".join(LINES),
-                  f"c3's packets arrive with TTL {ttls3}; c2 read {bytes(server.received.get(c3.addr, b''))!r}")
+                  and received.get(c3_addr, b"") == b"".join(LINES),
+                  f"c3's packets arrive with TTL {ttls3}; c2 read {received.get(c3_addr, b'')!r}")
 
     # 4. MSL: the held segments.
-    held = _held_segments(recs, c3)
+    held = _held_segments(recs, c3_addr)
     lab.metrics["msl_s"] = msl
     lab.metrics["held"] = held
     long_ = next((h for h in held if h["data"] == LINES[1].decode()), None)
@@ -188,10 +192,10 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
               f"oldest packet that got anywhere: {oldest:.6f} s; MSL {msl:g} s")
 
 
-def _held_segments(recs: list[tuple[Any, ...]], c3: Host) -> list[dict[str, Any]]:
+def _held_segments(recs: list[tuple[Any, ...]], c3_addr: int) -> list[dict[str, Any]]:
     """c3's data segments that the network held: where and how old they ended."""
     out = []
-    sent = [r for r in recs if r.kind == TX and r.node == "c3" and r.seg.payload]
+    sent = [r for r in recs if r.kind == TX and r.node == "c3" and r.seg.src == c3_addr and r.seg.payload]
     for tx in sent:
         seg: Segment = tx.seg
         path = path_of(recs, seg.pid)
