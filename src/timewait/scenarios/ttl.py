@@ -30,7 +30,8 @@ LINES = (b"one\n", b"two\n", b"three\n")
     story="""
 IP's 8-bit TTL is a hop budget, not a clock. c1 (10.211.55.5) sends with TTL 12, as in the
 chapter's figure: R1 forwards it with 11, R2 with 10, ... R11 with 1, and R12 drops it at 0 and
-reports ICMP time-exceeded; c2 (10.211.55.10) sits 14 routers away, so c1 never reaches it.
+reports ICMP time-exceeded; c2 (10.211.55.10) sits 14 routers away, so c1 never reaches it. The
+ICMP ends c1's connect() at once with EHOSTUNREACH: in SYN_SENT Linux takes it as a hard error.
 c3 (10.211.55.6), beside c1, keeps Linux's default TTL 64 and arrives with 50 left.
 TCP cannot rely on TTL to bound a packet's life, so it assumes a Maximum Segment Lifetime:
 the network here discards any packet older than MSL (30 s under the linux profile). One of
@@ -61,6 +62,9 @@ def run(lab: Lab) -> None:
     server = _Sink(c2, PORT)
     # c1: the chapter's TTL-12 packet; gives up like `nc -w` if nothing answers.
     s1 = c1.socket()
+    c1_connect: list[tuple[float, str]] = []
+    s1.on_error = lambda _s, err: c1_connect.append((sim.now, err))
+    s1.on_connected = lambda _s: c1_connect.append((sim.now, "connected"))
     s1.connect(C2, PORT)
     sim.at(p["give_up"], lambda: s1.close() if s1.state != "ESTABLISHED" else None)
     # c3: TTL 64, three lines; the 2nd is held past MSL, the 3rd within it.
@@ -74,6 +78,8 @@ def run(lab: Lab) -> None:
     c3.call_at(int(end * SEC), s3.close)
     lab.run(end + 2)
     received = {a: bytes(b) for a, b in server.received.items()}
+    if c1_connect:
+        lab.metrics["c1_connect"] = {"at": round(c1_connect[0][0], 4), "result": c1_connect[0][1]}
     judge(lab, views(sim.trace.records), ttl1=c1.cfg.ttl, ttl3=c3.cfg.ttl, hops=hops,
           msl_s=sim.net.max_age / SEC, received=received, c1_addr=c1.addr, c3_addr=c3.addr)
 
@@ -142,7 +148,8 @@ def judge(lab: Any, recs: list[Any], *, ttl1: int, ttl3: int, hops: int, msl_s: 
             f"at TTL 0 R{ttl1} drops it and sends ICMP time-exceeded",
             drop is not None and drop.node == f"R{ttl1}" and drop.reason == "ttl" and icmp is not None and icmp.node == drop.node,
             f"dropped at {drop.node if drop else None} ({drop.reason if drop else '-'}), "
-            f"ICMP {icmp.what if icmp else 'none'}; c1 gave up: {lab.metrics['icmp_time_exceeded']} SYNs died",
+            f"ICMP {icmp.what if icmp else 'none'}; {lab.metrics['icmp_time_exceeded']} SYN(s) died "
+            "(the ICMP ends c1's connect(): IC-1)",
         )
         lab.check("c1 never reaches c2, however long it tries", not received.get(c1_addr)
                   and not any(r.kind == RX and r.node == "c2" and r.seg.src == c1_addr for r in recs),

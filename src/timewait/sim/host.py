@@ -1113,6 +1113,15 @@ class Host(Node):
             return
         self._listen_input(seg, 0)
 
+    def icmp_error(self, seg: Segment, what: str) -> None:
+        """IC-1 (``icmp_unreach`` -> ``tcp_v4_err``): an ICMP error about ``seg``, which this host sent.
+
+        Only time-exceeded is generated (by routers); its errno is EHOSTUNREACH.
+        """
+        conn = self.ehash.get((seg.src, seg.sport, seg.dst, seg.dport))
+        if conn is not None and conn.icmp_error(seg.seq, "EHOSTUNREACH"):
+            self._after(conn)
+
     def _listen_input(self, seg: Segment, tw_isn: int) -> None:
         """A segment for no connection: a listener's SYN, or an RST (TW-R3)."""
         now = self.net.sched.now

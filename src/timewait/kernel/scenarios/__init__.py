@@ -32,8 +32,6 @@ UNSUPPORTED: dict[str, str] = {
     "tw-recycle-nat": "tcp_tw_recycle was removed in Linux 4.12; this kernel cannot show it "
                       "(run it in the simulator: timewait run tw-recycle-nat)",
     "two-msl": "a computed timeline, not something a kernel does (timewait run two-msl)",
-    "max-rate": "no twin yet: an exercise answered by timewait capacity; the same ports / TIME_WAIT limit "
-                "shows on the kernel in `kernel run port-exhaustion` (a narrowed range)",
     "quiz": "a quiz, answered by the simulator's scenarios",
 }
 
