@@ -164,7 +164,9 @@ def _ok(doc: dict) -> dict[str, dict]:
     bad = [(r["name"], r["sim"], r["kernel"]) for r in doc["rows"] if r["verdict"] in ("differs", "fails on both")]
     assert not bad and doc["agree"], bad
     checks = [r for r in doc["rows"] if r["kind"] == "check"]
-    assert checks and all(r["sim"] is True and r["kernel"] is True for r in checks)
+    # Every check made on both sides holds on both; one a side cannot make (--set wait) holds where made.
+    assert checks and all(r["sim"] is True and r["kernel"] in (True, None) for r in checks)
+    assert sum(r["kernel"] is True for r in checks) >= len(checks) - 1
     return {r["name"]: r for r in doc["rows"]}
 
 
@@ -251,3 +253,19 @@ def test_kernel_scenarios_has_a_twin_for_12_of_15_and_says_why_not_for_the_rest(
     text = subprocess.run([sys.executable, "-m", "timewait", "kernel", "scenarios"], capture_output=True,
                           text=True, timeout=60).stdout
     assert sum("not on a kernel" in line for line in text.splitlines()) == 3
+
+
+def test_nc_timewait_netstat_view_through_the_path_agrees_with_the_simulators():
+    """The chapter's nc + netstat: c1 and c2 on the emulated path; netstat rows read from inet_diag
+    connected and just after Ctrl+C equal the simulator's netstat view (rebuilt from its trace) at the
+    same instants, but for the ephemeral port. `nc -l` is gone once its client is in: no LISTEN row."""
+    r = _ok(compare("nc-timewait", "--set", "wait=3"))
+    row = r["netstat"]
+    assert row["verdict"] == "agree" and row["tolerance"].startswith("ports masked")
+    k, s = row["kernel"], row["sim"]
+    local = f"10.211.55.5:{r['client_port']['kernel']}"
+    assert k["connected"]["c1"] == [f"tcp        0      0 {local:<23} 10.211.55.10:8888       ESTABLISHED"]
+    assert k["after_close"]["c1"] == [f"tcp        0      0 {local:<23} 10.211.55.10:8888       TIME_WAIT"]
+    assert k["after_close"]["c2"] == [] == s["after_close"]["c2"]
+    assert set(k) == {"connected", "after_close"}  # wait=3: the end of the TIME_WAIT is not watched
+    assert 2.0 < k["after_close"]["at"] < 2.2

@@ -53,6 +53,9 @@ class KernelScenario:
     kernel_defaults: dict[str, Any] = field(default_factory=dict)
     default_sysctls: list[str] = field(default_factory=list)
     note: str = ""
+    #: ``(metric, fn)``: a metric the kernel run reads from the kernel and the simulator's run
+    #: shows only in a view; ``fn(sim_result, kernel_value)`` derives the simulator's from its trace.
+    sim_view: tuple[str, Callable[[Any, Any], Any]] | None = None
 
 
 KREGISTRY: dict[str, KernelScenario] = {}
@@ -60,7 +63,8 @@ KREGISTRY: dict[str, KernelScenario] = {}
 
 def kscenario(name: str, *, kernel_params: dict[str, Param] | None = None,
               kernel_defaults: dict[str, Any] | None = None, default_sysctls: list[str] | None = None,
-              note: str = "") -> Callable[[Callable[[KLab], None]], Callable[[KLab], None]]:
+              note: str = "", sim_view: tuple[str, Callable[[Any, Any], Any]] | None = None,
+              ) -> Callable[[Callable[[KLab], None]], Callable[[KLab], None]]:
     """Register the kernel version of simulator scenario ``name``.
 
     It takes the simulator scenario's parameters (one table, so the two cannot
@@ -73,7 +77,7 @@ def kscenario(name: str, *, kernel_params: dict[str, Param] | None = None,
 
     def deco(fn: Callable[[KLab], None]) -> Callable[[KLab], None]:
         KREGISTRY[name] = KernelScenario(name, fn, params, frozenset(extra), dict(kernel_defaults or {}),
-                                         list(default_sysctls or []), note)
+                                         list(default_sysctls or []), note, sim_view)
         return fn
 
     return deco
