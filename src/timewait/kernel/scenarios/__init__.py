@@ -56,6 +56,8 @@ class KernelScenario:
     #: ``(metric, fn)``: a metric the kernel run reads from the kernel and the simulator's run
     #: shows only in a view; ``fn(sim_result, kernel_value)`` derives the simulator's from its trace.
     sim_view: tuple[str, Callable[[Any, Any], Any]] | None = None
+    #: Refuses parameters the kernel twin cannot run (a UsageError), before root or a namespace is needed.
+    validate: Callable[[dict[str, Any]], None] | None = None
 
 
 KREGISTRY: dict[str, KernelScenario] = {}
@@ -64,7 +66,7 @@ KREGISTRY: dict[str, KernelScenario] = {}
 def kscenario(name: str, *, kernel_params: dict[str, Param] | None = None,
               kernel_defaults: dict[str, Any] | None = None, default_sysctls: list[str] | None = None,
               note: str = "", sim_view: tuple[str, Callable[[Any, Any], Any]] | None = None,
-              ) -> Callable[[Callable[[KLab], None]], Callable[[KLab], None]]:
+              validate: Callable[[dict[str, Any]], None] | None = None) -> Callable[[Callable[[KLab], None]], Callable[[KLab], None]]:
     """Register the kernel version of simulator scenario ``name``.
 
     It takes the simulator scenario's parameters (one table, so the two cannot
@@ -77,7 +79,7 @@ def kscenario(name: str, *, kernel_params: dict[str, Param] | None = None,
 
     def deco(fn: Callable[[KLab], None]) -> Callable[[KLab], None]:
         KREGISTRY[name] = KernelScenario(name, fn, params, frozenset(extra), dict(kernel_defaults or {}),
-                                         list(default_sysctls or []), note, sim_view)
+                                         list(default_sysctls or []), note, sim_view, validate)
         return fn
 
     return deco
@@ -112,6 +114,8 @@ def parse_kernel_params(sc: KernelScenario, params: dict[str, Any] | None) -> di
         if k not in sc.params:
             raise UsageError(f"unknown parameter {k!r} for kernel {sc.name}; allowed: {', '.join(sorted(sc.params))}")
         out[k] = sc.params[k].parse(k, v)
+    if sc.validate is not None:
+        sc.validate(out)
     return out
 
 

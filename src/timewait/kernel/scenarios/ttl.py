@@ -35,8 +35,20 @@ def router_addr(i: int) -> str:
     return f"192.0.2.{i}"
 
 
+def validate(p: dict[str, object]) -> None:
+    """What this twin cannot build or would not show, refused before any namespace is made."""
+    hops, hold, short_hold = p["hops"], p["hold"], p["short_hold"]
+    assert isinstance(hops, int) and isinstance(hold, float) and isinstance(short_hold, float)
+    if hops > MAX_HOPS:
+        raise UsageError(f"--set hops={hops}: the kernel lab builds at most {MAX_HOPS} routers (a namespace each)")
+    if short_hold > MSL_S or hold <= MSL_S:
+        raise UsageError(f"--set hold={hold:g} short_hold={short_hold:g}: on the kernel hold must be more than MSL "
+                         f"({MSL_S:g} s) and short_hold at most it, as the scenario's story has them")
+
+
 @kscenario(
     "ttl",
+    validate=validate,
     kernel_defaults={"hold": 35.0},
     note="ttl on the kernel: each router is a namespace with ip_forward=1; c3's link to R1 is the lab's "
          "emulated path, which holds two of c3's segments and (as the simulator's network) discards a packet "
@@ -45,11 +57,6 @@ def router_addr(i: int) -> str:
 def run(lab: KLab) -> None:
     p = lab.p
     hops = p["hops"]
-    if hops > MAX_HOPS:
-        raise UsageError(f"--set hops={hops}: the kernel lab builds at most {MAX_HOPS} routers (a namespace each)")
-    if p["short_hold"] > MSL_S or p["hold"] <= MSL_S:
-        raise UsageError(f"--set hold must be more than MSL ({MSL_S:g} s) and short_hold at most it, as the "
-                         "scenario's story has them")
     k = lab.k
     routers = [f"R{i}" for i in range(1, hops + 1)]
     for name, addr in (("c1", C1), ("c3", C3), ("c2", C2)):
