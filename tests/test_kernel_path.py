@@ -269,3 +269,33 @@ def test_nc_timewait_netstat_view_through_the_path_agrees_with_the_simulators():
     assert k["after_close"]["c2"] == [] == s["after_close"]["c2"]
     assert set(k) == {"connected", "after_close"}  # wait=3: the end of the TIME_WAIT is not watched
     assert 2.0 < k["after_close"]["at"] < 2.2
+
+
+@pytest.mark.slow
+def test_ttl_twin_pcap_at_c2_shows_the_held_segment_arrive_late_and_c2s_answer(tmp_path):
+    """tshark reads c2's capture: c3's "three" arrives twice, the kernel's retransmission soon and
+    the copy the path held about 20 s later, aged 20 s with TTL 50 like the rest; c2 answers it at once
+    with a duplicate ACK (rcv_nxt already past it). About 40 s."""
+    import shutil
+
+    reason = lab_missing()
+    if reason:
+        pytest.skip(reason)
+    if shutil.which("tshark") is None or shutil.which("tcpdump") is None:
+        pytest.skip("needs tcpdump and tshark")
+    pcap = tmp_path / "c2.pcap"
+    out = subprocess.run([sys.executable, "-m", "timewait", "kernel", "run", "ttl", "--pcap", str(pcap),
+                          "--pcap-host", "c2", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    fields = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "frame.time_epoch", "-e", "ip.src",
+                             "-e", "ip.ttl", "-e", "tcp.seq_raw", "-e", "tcp.ack_raw", "-e", "tcp.len"],
+                            capture_output=True, text=True, timeout=60).stdout
+    rows = [line.split("\t") for line in fields.splitlines() if line.strip()]
+    pkts = [(float(t), src, int(ttl), int(seq), int(ack or 0), int(n)) for t, src, ttl, seq, ack, n in rows]
+    three = [p for p in pkts if p[1] == "10.211.55.6" and p[5] == len(b"three\n")]
+    assert len(three) == 2 and three[0][3] == three[1][3]  # the same bytes, twice
+    # The first is the kernel's resend (a tail loss probe or the RTO, within ms of 1.2 s), the second
+    # the original the path held 20 s.
+    assert 19.5 <= three[1][0] - three[0][0] <= 20.1 and {p[2] for p in three} == {50}
+    answer = [p for p in pkts if p[1] == "10.211.55.10" and three[1][0] <= p[0] <= three[1][0] + 0.05]
+    assert answer and answer[0][5] == 0 and answer[0][4] > three[1][3]  # an ACK past the duplicate
