@@ -132,7 +132,7 @@ def record_footprint(sim: Simulation, host: Host) -> dict[str, int]:
         "ints (upper bound: some are shared)": sum(sys.getsizeof(v) for v in ints.values()),
         "dict slot (table size / entries)": (sys.getsizeof(host.twhash) // max(len(host.twhash), 1)),
     }
-    lane = host._tw_lane
+    lane = host.deathrow.lane
     if lane is not None and tw.due >= 0:
         # Its expiry sits on the host's TIME_WAIT lane (a deque of records, the due time kept in
         # the record's own slot, counted above): one deque slot, no scheduler event.

@@ -139,11 +139,11 @@ def test_version_output_pure() -> None:
 
 def test_describe_wording() -> None:
     base = {"version": "9.9", "hot_path": list(HOT_PATH), "pure_requested": False}
-    six = list(HOT_PATH)
-    assert describe({**base, "compiled": six, "installed_compiled": six}) == "9.9 (compiled: 6 modules)"
+    every = list(HOT_PATH)
+    assert describe({**base, "compiled": every, "installed_compiled": every}) == f"9.9 (compiled: {len(HOT_PATH)} modules)"
     assert describe({**base, "compiled": [], "installed_compiled": []}) == "9.9 (pure Python)"
-    forced = describe({**base, "pure_requested": True, "compiled": [], "installed_compiled": six})
-    assert forced == "9.9 (pure Python, TIMEWAIT_PURE_PYTHON set; 6 compiled modules installed)"
+    forced = describe({**base, "pure_requested": True, "compiled": [], "installed_compiled": every})
+    assert forced == f"9.9 (pure Python, TIMEWAIT_PURE_PYTHON set; {len(HOT_PATH)} compiled modules installed)"
 
 
 def test_stale_sources_names_modules_edited_since_the_build(tmp_path: Path) -> None:

@@ -372,4 +372,4 @@ def test_PR_LS_every_connection_ends_when_both_applications_read_and_close(
     for h in (c1, c2):
         left = {NAMES[c.state] for c in h.ehash.values()}
         assert not h.ehash and not h.twhash, f"{h.name} still holds {left or 'TIME_WAIT'}"
-        assert not h.buckets and h.orphans == 0
+        assert not h.ports.buckets and h.orphans == 0

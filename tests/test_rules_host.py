@@ -598,7 +598,7 @@ def test_PS_3_start_offset_climbs_by_the_perturbation_table():
     for _ in range(6):
         port = dial(c1).lport
         assert port == lo + ((table + (h >> 32)) % n & ~1)
-        step = c1.perturb[idx] - table
+        step = c1.ports.perturb[idx] - table
         assert step in range(2, 17, 2)
         table += step
     # Another destination port hashes elsewhere: its own slot, untouched so far.

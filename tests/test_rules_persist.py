@@ -154,7 +154,7 @@ def test_PR_4_orphan_gives_up_once_rto_backoff_reaches_rto_max():
     end = 205643 * MS + 120 * SEC
     assert [(t, old, new) for t, h, old, new in states(sim, "c1") if t > SEC] == [(end, "FIN_WAIT_1", "CLOSED")]
     assert c1.counters["TcpExtTCPAbortOnTimeout"] == 1 and "TcpOutRsts" not in c1.counters
-    assert c1.states() == {} and not c1.buckets and c1.orphans == 0
+    assert c1.states() == {} and not c1.ports.buckets and c1.orphans == 0
 
 
 def test_PR_4_owner_gives_up_after_tcp_retries2_unanswered_probes():

@@ -149,7 +149,7 @@ def test_RC_1_RC_2_full_socket_time_wait_caches_the_stamp_and_is_short() -> None
     sim.run(1)
     fin = client_fin(sim)
     assert fin.ts[0] == 5_000_080
-    assert s.peer_ts == {C: (5_000_080, 85_000)}                       # RC-1
+    assert s.deathrow.peer_ts == {C: (5_000_080, 85_000)}                       # RC-1
     assert srv_timers(sim)[-1] == (85_000, "timewait", 85_000 + SHORT)  # RC-2
     assert srv_states(sim)[-2:] == [(85_000, "FIN_WAIT_2", "TIME_WAIT"), (85_000 + SHORT, "TIME_WAIT", "CLOSED")]
     assert s.counters.get("TcpExtTWKilled") == 1 and "TcpExtTW" not in s.counters
@@ -161,7 +161,7 @@ def test_RC_1_orphan_fin_wait2_record_caches_the_stamp() -> None:
     sim, c, s = pair(client_close_delay=0.05)
     sim.run(0.08)
     assert [tw.substate for tw in s.twhash.values()] == [FIN_WAIT_2]
-    assert s.peer_ts == {C: (5_000_030, 35_000)}
+    assert s.deathrow.peer_ts == {C: (5_000_030, 35_000)}
     assert srv_timers(sim)[-1] == (35_000, "timewait", 35_000 + 60 * SEC)
 
 
@@ -170,7 +170,7 @@ def test_RC_2_time_wait_reached_from_fin_wait2_record_is_short_and_cached() -> N
     TSval (tcp_tw_remember_stamp) and the record rescheduled for tw_timeout = 735 ms."""
     sim, c, s = pair(client_close_delay=0.05)
     sim.run(1)
-    assert s.peer_ts == {C: (5_000_080, 85_000)}
+    assert s.deathrow.peer_ts == {C: (5_000_080, 85_000)}
     assert srv_timers(sim)[-2:] == [(35_000, "timewait", 60_035_000), (85_000, "timewait", 85_000 + SHORT)]
     assert srv_states(sim)[-2:] == [(85_000, "FIN_WAIT_2", "TIME_WAIT"), (85_000 + SHORT, "TIME_WAIT", "CLOSED")]
 
@@ -199,7 +199,7 @@ def _listener_with_cache(cached: tuple[int, int]):
     ls = s.socket()
     ls.bind(0, 80)
     ls.listen(10)
-    s.peer_ts[C] = cached
+    s.deathrow.peer_ts[C] = cached
     return sim, c, s
 
 
@@ -287,7 +287,7 @@ def test_RC_4_clients_behind_one_nat_a_lower_clock_is_blackholed_for_60_s() -> N
             cs.connect("198.51.100.10", 80)
         host.call_at(at, go)
     sim.run(70)
-    assert s.peer_ts == {ip_aton("203.0.113.1"): (3_666_020, 66_025_000)}  # finally B's
+    assert s.deathrow.peer_ts == {ip_aton("203.0.113.1"): (3_666_020, 66_025_000)}  # finally B's
     b_syns = [(r[0], r[3].ts[0]) for r in sim.trace.records if r[1] == TX and r[2] == "B" and r[3].flags == SYN]
     assert b_syns == [(t * SEC, 3_600_000 + t * 1000) for t in (3, 4, 6, 10, 18, 34, 66)]
     drops = [(r[0], r[4]) for r in sim.trace.records if r[1] == DROP]
@@ -329,7 +329,7 @@ def test_RC_5_per_connection_random_offsets_make_one_host_look_like_many(seed: i
     c.call_at(SEC, connect)
     sim.run(2.5)
     syns = [(r[0], r[3].ts[0]) for r in sim.trace.records if r[1] == TX and r[2] == "c" and r[3].flags == SYN]
-    cached = s.peer_ts[C][0] if dropped else None
+    cached = s.deathrow.peer_ts[C][0] if dropped else None
     first_off = (syns[0][1] - 5_000_000) & 0xFFFFFFFF
     second_off = (syns[1][1] - 5_001_000) & 0xFFFFFFFF
     assert first_off != second_off  # unrelated offsets, not a clock that moved 1 s

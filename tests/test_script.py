@@ -217,3 +217,77 @@ def test_diff_names_where_the_stacks_part_ways() -> None:
     # part ways: a linger-0 close moves the kernel's TcpEstabResets, not the engine's.
     assert r.stdout.startswith("agree") and "first divergence" not in r.stdout
     assert "counters (simulator, kernel)" in r.stdout and "TcpEstabResets 0 1" in r.stdout
+
+
+# --------------------------------------------------------------------------- rules and public suites
+
+
+def test_LS_5_listener_drops_syn_fin_on_the_simulator() -> None:
+    """The SYN+FIN at 0 gets nothing; the plain SYN at 0.1 s gets the first SYN-ACK; the SYN+FIN
+    that TIME_WAIT hands over kills the record, so the FIN after it is reset."""
+    v = on_sim((SCRIPTS / "ls-5-listener-drops-syn-fin.pkt").read_text())
+    assert v.passed, v.summary()
+    sent = [(round(o.t, 3), o.text.split(" win")[0]) for o in v.seen if o.text.startswith(">")]
+    assert sent == [(0.1, "> S. 0:0(0) ack 1"), (0.3, "> F. 1:1(0) ack 1"), (0.4, "> . 2:2(0) ack 2"),
+                    (0.6, "> R 2:2(0)")]
+
+
+def _rule_ids(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"^\| ([A-Z]+-[A-Z0-9]+) \|", text, re.M)
+
+
+def test_every_rule_of_the_book_has_a_script_or_a_reason() -> None:
+    """Each rule id of docs/linux-rules.md has a row in docs/scripts.md's rule table naming a
+    corpus script that exists, or saying why a one-host script cannot show it."""
+    docs = Path(__file__).parents[1] / "docs"
+    rules = _rule_ids((docs / "linux-rules.md").read_text())
+    assert len(rules) > 60
+    rows = {}
+    for line in (docs / "scripts.md").read_text().splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) == 3 and cells[0] in rules:
+            rows[cells[0]] = cells
+    missing = [r for r in rules if r not in rows]
+    assert not missing, missing
+    for rule, (_, scripts, why) in rows.items():
+        names = [n.strip("` ") for n in scripts.split(",") if n.strip("` -")]
+        if not names:
+            assert len(why) > 20, f"{rule}: no script and no reason"
+        for n in names:
+            assert (SCRIPTS / f"{n}.pkt").exists(), f"{rule}: no tests/scripts/{n}.pkt"
+
+
+def test_keep_going_plays_the_rest_after_a_fail() -> None:
+    text = WRONG + "+.1  < F. 1:1(0) ack 2 win 257\n+0   > . 2:2(0) ack 2\n"
+    v = play(parse_text(text, "inline.pkt"), SimStack(), keep_going=True)
+    assert v.verdict == "FAIL" and v.line == 13 and "ack number" in v.message
+    acks = [o for o in v.seen if o.text.startswith("> . 2:2(0) ack 2")]
+    assert [o.line for o in acks] == [13, 15]
+    assert play(parse_text(text, "inline.pkt"), SimStack()).seen[-1].line == 13  # stops at the FAIL
+
+
+def test_foreign_commands_are_unsupported_unless_skipped() -> None:
+    text = "0 `sysctl -w net.inet.tcp.insecure_rst=0`\n+0 `sockstat -4 | grep -c TIME_WAIT`\n" \
+           "+0 `sysctl -w net.ipv4.tcp_rfc1337=1`\n"
+    with pytest.raises(Unsupported) as e:
+        parse_text(text, "x.pkt")
+    assert e.value.line == 2  # the sysctl of line 1 is refused when it runs, the command when read
+    s = parse_text(text, "x.pkt", skip_foreign=True)
+    cmds = [e.what for e in s.events]
+    assert [c.skipped for c in cmds] == [["sysctl net.inet.tcp.insecure_rst=0"], ["sockstat -4 | grep -c TIME_WAIT"], []]
+    assert cmds[2].sysctls == [("net.ipv4.tcp_rfc1337", "1")]
+
+
+def test_a_multi_line_command_with_set_sysctls_py() -> None:
+    """packetdrill's tw_reuse scripts: one backquoted block over several lines, # comments."""
+    s = parse_text("--tcp_ts_tick_usecs=1000\n--tolerance_percent=1\n--bind_port=57005\n`\n../../common/defaults.sh\n"
+                   "../../../tcp/common/set_sysctls.py  /proc/sys/net/ipv4/tcp_tw_reuse=1 # global enable\n`\n"
+                   "0 socket(..., SOCK_STREAM | SOCK_NONBLOCK, IPPROTO_TCP) = 3\n+0 bind(3, ..., ...) = 0\n", "x.pkt")
+    cmd = s.events[0].what
+    assert ("net.ipv4.tcp_tw_reuse", "1") in cmd.sysctls and ("net.ipv4.tcp_sack", "1") in cmd.sysctls
+    from timewait.script.engine import check
+
+    sock, bind = (r for r in check(s) if r is not None)
+    assert sock.arg is True and bind.arg == 57005 and s.bind_port == 57005

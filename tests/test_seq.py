@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from timewait.tcp import seq
 
-u32 = st.integers(0, seq.MASK)
+u32 = st.integers(0, seq.M32)
 
 
 @pytest.mark.parametrize(

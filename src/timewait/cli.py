@@ -175,7 +175,7 @@ def _register_plugins() -> None:
     """Commands that live beside their subsystem (capacity, sweep, kernel, views)."""
     import importlib
 
-    for mod in ("timewait.capacity.cli", "timewait.sweep_cli", "timewait.kernel.cli", "timewait.report.cli",
+    for mod in ("timewait.capacity.cli", "timewait.sweep.cli", "timewait.kernel.cli", "timewait.report.cli",
                 "timewait.explain.cli", "timewait.script.cli"):
         try:
             m = importlib.import_module(mod)

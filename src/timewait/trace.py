@@ -34,6 +34,14 @@ NOTE      ``text`` -- a scenario's or application's remark
 ``key`` tuples use integer addresses; :func:`timewait.tcp.segment.ip_ntoa`
 formats them.
 
+Beside the records, a traced run keeps **TCB snapshots** (:attr:`Trace.tcbs`) for
+the HTML report's "this segment, both ends before and after": one tuple
+:class:`Tcb` per snapshot, with the index of the record it comes before, taken
+when a received segment reaches its socket (``"rx"``, before the socket acts),
+before a timer fires (``"fire"``), before a socket call (``"call"``) and at the
+end of each step that touched the socket (``"after"``). They are a list of their
+own so no view of the records changes, and they are made only while tracing.
+
 The hot path appends plain tuples. Readers that want names instead of
 positions take typed views (:func:`view`, :func:`views`, :func:`select`): one
 small named tuple per kind (``r.seg.flags`` rather than ``r[3].flags``), made
@@ -260,17 +268,44 @@ def cut_notice(records: list[Record]) -> str | None:
     return None
 
 
+class Tcb(NamedTuple):
+    """A TCB snapshot: what holds ``key`` on ``node`` just before record number ``pos``.
+
+    ``why``: ``"rx"`` (a segment reached it, before it acted), ``"fire"`` (a timer
+    is about to run), ``"call"`` (a socket call is about to run) or ``"after"``
+    (the end of a step that touched it). ``snd_wnd`` is None for a TIME_WAIT or
+    FIN_WAIT_2 record (it keeps none); windows are in bytes; ``timers`` are the
+    armed ``(name, deadline_us)`` pairs.
+    """
+
+    pos: int
+    t: int
+    node: str
+    key: Key
+    why: str
+    state: str
+    snd_una: int
+    snd_nxt: int
+    rcv_nxt: int
+    snd_wnd: int | None
+    rcv_wnd: int
+    ts_recent: int
+    timers: tuple[tuple[str, int], ...]
+
+
 class Trace:
     """An append-only list of records, or a disabled trace that records nothing.
 
     Hot paths test ``trace.on`` (a plain bool) before building a record.
+    ``tcbs`` holds the TCB snapshots (plain tuples in :class:`Tcb`'s order).
     """
 
-    __slots__ = ("records", "on")
+    __slots__ = ("records", "on", "tcbs")
 
     def __init__(self, enabled: bool = True) -> None:
         self.records: list[Record] = []
         self.on = enabled
+        self.tcbs: list[Record] = []
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -61,7 +63,7 @@ class NcClient:
         self.sock.on_error = self._error
         self.sock.connect(daddr, dport)
         for t, data in lines or []:
-            host.call_at(int(t * SEC), lambda d=data: self._send(d))
+            host.call_at(int(t * SEC), functools.partial(self._send, data))
         if close_at_s is not None:
             host.call_at(int(close_at_s * SEC), self.sock.close)
 

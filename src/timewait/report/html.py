@@ -1,8 +1,10 @@
 """One self-contained HTML page per run: story, checks, ladder, plots, socket tables, how to reproduce.
 
-Nothing is fetched from the network when the page opens: the ladder is inline
-SVG, the plot a ``data:`` PNG, the style an inline ``<style>``, and there is no
-script at all.
+Nothing is fetched from the network when the page opens: the ladder and the
+series are inline SVG, the plot a ``data:`` PNG, the style an inline ``<style>``,
+and the one script (:mod:`timewait.report.explorer`: the time scrubber, the
+sockets and counts at the scrubbed instant, both ends' TCB of a clicked segment)
+is inline and ours.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from html import escape
 from typing import Any
 
 from timewait.errors import UsageError, missing_extra
-from timewait.report.ladder import build_ladder
-from timewait.report.ladder_svg import render_svg
+from timewait.report.explorer import EXPLORER_CSS, explorer_html
+from timewait.report.ladder import Ladder, build_ladder
 from timewait.report.sockets import key_moments, netstat_lines, sockets_at
 from timewait.report.ss import ss_rows
 from timewait.report.tcpdump import format_trace
@@ -79,7 +81,7 @@ def render_html(result: RunResult, *, conn: str | None = None, window: str | Non
     e = escape
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(result.scenario)} - timewait run</title>", f"<style>{_CSS}</style></head><body>",
+        f"<title>{e(result.scenario)} - timewait run</title>", f"<style>{_CSS}{EXPLORER_CSS}</style></head><body>",
         f"<h1>{e(result.scenario)}</h1>",
         f'<p class="meta">profile {e(result.profile)}, seed {result.seed}, {result.sim_time:g} s of simulated time; '
         f'{"all checks passed" if result.passed else "some checks FAILED"}</p>',
@@ -97,6 +99,14 @@ def render_html(result: RunResult, *, conn: str | None = None, window: str | Non
         parts.append("<tr><td>(this run has no checks)</td></tr>")
     parts.append("</table>")
 
+    parts.append("<h2>Explorer: ladder, sockets and counts at an instant</h2>")
+    lad: Ladder | None = None
+    try:
+        lad = build_ladder(result, conn=conn, window=window)
+    except UsageError as err:
+        parts.append(f"<p>{e(str(err))}</p>")
+    parts.append(explorer_html(result, lad, cut=cut_notice(result.trace.records)))
+
     parts.append("<h2>Reproduce</h2>")
     parts.append(f"<pre>{e(reproduce_command(result))}</pre>")
 
@@ -105,17 +115,6 @@ def render_html(result: RunResult, *, conn: str | None = None, window: str | Non
         for k, v in result.metrics.items():
             parts.append(f"<tr><td>{e(str(k))}</td><td><code>{e(_value(v))}</code></td></tr>")
         parts.append("</table>")
-
-    parts.append("<h2>Ladder diagram</h2>")
-    try:
-        ladder = build_ladder(result, conn=conn, window=window)
-    except UsageError as err:
-        parts.append(f"<p>{e(str(err))}</p>")
-    else:
-        if ladder.empty:
-            parts += [f"<p>{e(note)}</p>" for note in ladder.notes]
-        else:
-            parts.append(f'<div class="figure">{render_svg(ladder)}</div>')
 
     parts.append("<h2>Plots</h2>")
     png = plot_png if plot_png is not None else _plot_or_none(result)

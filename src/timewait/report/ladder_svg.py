@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from typing import Any
 from xml.sax.saxutils import escape
 
 from timewait.report.ladder import (
@@ -413,7 +414,7 @@ def _arrow(h: Hop, lay: Layout, xs: dict[str, float]) -> _Arrow | None:
     return _Arrow(h, x1, y1, x2, y2, False)
 
 
-def _svg_arrow(a: _Arrow) -> list[str]:
+def _svg_arrow(a: _Arrow, interactive: bool = False) -> list[str]:
     h, color = a.hop, a.color
     parts = []
     if a.stub is not None:
@@ -425,8 +426,9 @@ def _svg_arrow(a: _Arrow) -> list[str]:
         text, (hx, hy, anchor) = a.held_note()
         parts.append(_text(hx, hy, text, size=9.5, anchor=anchor, fill=GREY, extra=' font-style="italic"'))
     cls = "hop dropped" if h.drop is not None else "hop"
-    line = (f'<line class="{cls}" x1="{a.x1:.1f}" y1="{a.y1:.1f}" x2="{a.x2:.1f}" y2="{a.y2:.1f}" stroke="{color}" '
-            'stroke-width="1.4"')
+    pid = f' data-pid="{h.pid}"' if interactive else ""
+    line = (f'<line class="{cls}"{pid} x1="{a.x1:.1f}" y1="{a.y1:.1f}" x2="{a.x2:.1f}" y2="{a.y2:.1f}" '
+            f'stroke="{color}" stroke-width="1.4"')
     if h.drop is not None:
         parts.append(line + ' stroke-dasharray="6 3"/>')
         d, x2, y2 = 5, a.x2, a.y2
@@ -434,6 +436,9 @@ def _svg_arrow(a: _Arrow) -> list[str]:
                      f'L{x2 + d:.1f},{y2 - d:.1f}" stroke="{color}" stroke-width="2.4"/>')
     else:
         parts.append(line + ' marker-end="url(#arrow)"/>')
+    if interactive:  # a thin line is hard to hit: a wide invisible twin takes the click
+        parts.append(f'<line class="hit"{pid} x1="{a.x1:.1f}" y1="{a.y1:.1f}" x2="{a.x2:.1f}" y2="{a.y2:.1f}" '
+                     'stroke="transparent" stroke-width="12" pointer-events="stroke"/>')
     return parts
 
 
@@ -530,8 +535,15 @@ def _empty_svg(lad: Ladder) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_svg(lad: Ladder) -> str:
-    """The ladder as a standalone SVG document (parses as XML)."""
+def render_svg(lad: Ladder, *, interactive: bool = False, geometry: dict[str, Any] | None = None) -> str:
+    """The ladder as a standalone SVG document (parses as XML).
+
+    ``interactive`` (the HTML report): every arrow carries ``data-pid`` (its packet)
+    and a wide transparent twin to click, every lifeline box ``class="lane"
+    data-node=NAME``. ``geometry``, when given, is filled with what a script needs to
+    put a time on the figure: ``anchors`` (``[t_us, y]`` pairs, y in the SVG's own
+    units, increasing), ``width`` and ``height``.
+    """
     if lad.empty:
         return _empty_svg(lad)
     lay = layout(lad)
@@ -561,6 +573,8 @@ def render_svg(lad: Ladder) -> str:
     width = max(width, int(40 + max(text_width(t, 11) for t in notes)), int(40 + text_width(lad.title, 15, True)))
     shift = 16 * (len(notes) - 1)  # extra note lines push the figure down
     height = int(lay.height + 50 + shift)
+    if geometry is not None:
+        geometry.update(anchors=[[t, round(y + shift, 1)] for t, y in lay.anchors], width=width, height=height)
     out: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="{FONT}">',
@@ -573,7 +587,7 @@ def render_svg(lad: Ladder) -> str:
     for k, note in enumerate(notes):
         out.append(_text(16, 42 + 16 * k, note, size=11, fill="#555"))
     out.append(f'<g transform="translate(0 {shift})">')
-    out += _lifelines(lad, lay, xs)
+    out += _lifelines(lad, lay, xs, interactive)
     out += _breaks_and_axis(lay, width)
     out += _timer_brackets(lad, lay, xs, sides, {c: max(STATE_W, state_w.get(c, 0.0)) for c in lad.columns})
 
@@ -595,7 +609,7 @@ def render_svg(lad: Ladder) -> str:
             placer.add(band)
     _place_labels(arrows, placer)
     for a in arrows:
-        out += _svg_arrow(a)
+        out += _svg_arrow(a, interactive)
     for a in arrows:
         out += _svg_label(a)
     for (rx, y, w, label, new), s in zip(boxes, (s for s in lad.states if s.node in xs), strict=True):
@@ -610,12 +624,13 @@ def render_svg(lad: Ladder) -> str:
     return "\n".join(out) + "\n"
 
 
-def _lifelines(lad: Ladder, lay: Layout, xs: dict[str, float]) -> list[str]:
+def _lifelines(lad: Ladder, lay: Layout, xs: dict[str, float], interactive: bool = False) -> list[str]:
     """A box with the node's name and address on top of a vertical line, dotted through the breaks."""
     out = []
     for c in lad.columns:
         x = xs[c]
-        out.append(f'<rect x="{x - 62:.1f}" y="{TOP - 66}" width="124" height="40" rx="6" fill="#eef2fb" '
+        lane = f' class="lane" data-node="{escape(c)}"' if interactive else ""
+        out.append(f'<rect{lane} x="{x - 62:.1f}" y="{TOP - 66}" width="124" height="40" rx="6" fill="#eef2fb" '
                    f'stroke="{BLUE}"/>')
         out.append(_text(x, TOP - 49, c, size=13, anchor="middle", weight="bold", halo=False))
         out.append(_text(x, TOP - 34, lad.addrs.get(c, "") or lad.kinds.get(c, ""), size=10, anchor="middle",

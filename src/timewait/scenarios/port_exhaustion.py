@@ -61,7 +61,7 @@ def run(lab: Lab) -> None:
         st = loop.stats
         lab.sample("c1.TIME_WAIT", t, len(c1.twhash))
         lab.sample("c1.ESTABLISHED", t, len(c1.ehash))
-        lab.sample("c1.ports_in_use", t, len(c1.buckets))
+        lab.sample("c1.ports_in_use", t, len(c1.ports.buckets))
         lab.sample("c1.connect_ok", t, st.succeeded)
         lab.sample("c1.connect_fail", t, sum(st.failed.values()))
 

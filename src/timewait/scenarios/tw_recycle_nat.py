@@ -179,7 +179,7 @@ def run(lab: Lab) -> None:
     ra = Requester(a, 1.0, p["a_every"], p["duration"])
     rb = Requester(b, 3.0, p["b_every"], p["duration"])
     first_cache: dict[str, Any] = {}
-    sim.at(2.5, lambda: first_cache.update(srv.peer_ts))
+    sim.at(2.5, lambda: first_cache.update(srv.deathrow.peer_ts))
     # Long enough for a pending connect() to time out (4.9: 1+2+...+64 = 127 s of SYNs).
     lab.run(p["duration"] + 130)
     _report(lab, nat, srv, ra, rb, first_cache)
@@ -203,7 +203,7 @@ def _report(lab: Lab, nat: Nat, srv: Host, ra: Requester, rb: Requester, first_c
     m["B_attempts"] = _attempts_json(rb)
     m["paws_passive"] = srv.counters.get("TcpExtPAWSPassive", 0)
     m["server_time_wait_killed_fast"] = srv.counters.get("TcpExtTWKilled", 0)
-    m["server_ts_cache"] = {f"{k >> 24}.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}": v[0] for k, v in srv.peer_ts.items()}
+    m["server_ts_cache"] = {f"{k >> 24}.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}": v[0] for k, v in srv.deathrow.peer_ts.items()}
 
     # Which client sent each SYN the server dropped for recycle (packet ids survive the NAT).
     drops: dict[str, list[tuple]] = {"A": [], "B": []}
@@ -247,7 +247,7 @@ def _report(lab: Lab, nat: Nat, srv: Host, ra: Requester, rb: Requester, first_c
 
     # Recycle on: the cache is per peer IP, and the NAT makes A and B one peer.
     lab.check("the server's timestamp cache has one entry for both clients: the NAT's address",
-              list(first_cache) == [pub] or (not first_cache and list(srv.peer_ts) == [pub]),
+              list(first_cache) == [pub] or (not first_cache and list(srv.deathrow.peer_ts) == [pub]),
               f"cache after A's first request: {_fmt_cache(first_cache) or 'empty'}; RC-1 stores it when the "
               f"server's socket enters TIME_WAIT")
     if p["client_ts"] in ("none", "host"):

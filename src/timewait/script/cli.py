@@ -29,26 +29,27 @@ def expand(paths: list[Path]) -> list[Path]:
     return out
 
 
-def load(path: Path) -> Script | Unsupported:
+def load(path: Path, skip_foreign: bool = False) -> Script | Unsupported:
     """The parsed and checked script, or why it cannot run (ScriptError propagates: exit 2)."""
     try:
-        s = parse_file(path)
+        s = parse_file(path, skip_foreign)
         check(s)
         return s
     except Unsupported as u:
         return u
 
 
-def run_one(loaded: Script | Unsupported, path: Path, stack: str, tolerance_us: int | None) -> Verdict:
+def run_one(loaded: Script | Unsupported, path: Path, stack: str, tolerance_us: int | None,
+            keep_going: bool = False) -> Verdict:
     if isinstance(loaded, Unsupported):
         return Verdict(str(path), stack, "UNSUPPORTED", loaded.line, loaded.what)
     if stack == "sim":
         from timewait.script.sim_runner import SimStack
 
-        return play(loaded, SimStack(), tolerance_us)
+        return play(loaded, SimStack(), tolerance_us, keep_going)
     from timewait.script.kernel_runner import KernelStack
 
-    return play(loaded, KernelStack(), tolerance_us)
+    return play(loaded, KernelStack(), tolerance_us, keep_going)
 
 
 def divergence(a: Verdict, b: Verdict, tol_s: float) -> dict[str, Any] | None:
@@ -95,6 +96,8 @@ def script_cmd(
     diff: bool = typer.Option(False, "--diff", help="Run on both stacks and show where they part ways."),
     json_out: bool = typer.Option(False, "--json", help="Print the verdicts as one JSON document."),
     tolerance: float | None = typer.Option(None, "--tolerance", help="Timing tolerance in ms (default: the script's, else 4)."),
+    keep_going: bool = typer.Option(False, "--keep-going", help="After a FAIL play the rest of the script (the verdict is the first FAIL; --diff then compares everything both stacks did)."),
+    skip_foreign: bool = typer.Option(False, "--skip-foreign", help="Leave out shell commands other than sysctl and sysctls outside net.ipv4/net.core (a FreeBSD suite's net.inet.*, sockstat, tcpdrop) instead of UNSUPPORTED."),
 ) -> None:
     """Run packetdrill-syntax scripts: PASS, FAIL (first mismatching line) or UNSUPPORTED."""
     if kernel and diff:
@@ -103,7 +106,7 @@ def script_cmd(
         raise UsageError(f"--tolerance {tolerance}: expected milliseconds, 0..10000")
     tol_us = None if tolerance is None else int(tolerance * 1000)
     files = expand(paths)
-    loaded = [(p, load(p)) for p in files]  # every script checked before anything runs
+    loaded = [(p, load(p, skip_foreign)) for p in files]  # every script checked before anything runs
     stacks = ["sim", "kernel"] if diff else ["kernel" if kernel else "sim"]
     if "kernel" in stacks:
         from timewait.kernel.topology import require_lab
@@ -112,7 +115,7 @@ def script_cmd(
     rows: list[dict[str, Any]] = []
     all_pass = True
     for path, sc in loaded:
-        verdicts = {st: run_one(sc, path, st, tol_us) for st in stacks}
+        verdicts = {st: run_one(sc, path, st, tol_us, keep_going) for st in stacks}
         row: dict[str, Any] = {"script": str(path), **{st: v.to_json() for st, v in verdicts.items()}}
         all_pass &= all(v.passed for v in verdicts.values())
         if diff:

@@ -82,7 +82,7 @@ class Pending:
     t: float = 0.0
 
 
-SOCKOPTS = ("SO_REUSEADDR", "SO_LINGER", "TCP_NODELAY")
+SOCKOPTS = ("SO_REUSEADDR", "SO_LINGER", "TCP_NODELAY", "IP_BIND_ADDRESS_NO_PORT", "IP_LOCAL_PORT_RANGE")
 SHUT = {"SHUT_RD": 0, "SHUT_WR": 1, "SHUT_RDWR": 2}
 O_NONBLOCK = 0o4000
 O_RDWR = 2
@@ -107,8 +107,9 @@ def _flags(v: Any) -> set[str]:
     return {t.name for t in terms if isinstance(t, Ident)} | {str(t) for t in terms if isinstance(t, int)}
 
 
-def request(ev: Event, path: str) -> Req:
-    """The request for a syscall line (ScriptError when malformed, Unsupported when not modelled)."""
+def request(ev: Event, path: str, bind_port: int = LOCAL_PORT) -> Req:
+    """The request for a syscall line (ScriptError when malformed, Unsupported when not modelled);
+    ``bind(fd, ..., ...)`` binds ``bind_port`` (packetdrill's ``--bind_port``)."""
     sc = ev.what
     assert isinstance(sc, Syscall)
     a = sc.args
@@ -124,10 +125,11 @@ def request(ev: Event, path: str) -> Req:
             raise Unsupported(ev.line, "a socket that is not IPv4 TCP")
         if sc.result is None or sc.result < 0:
             raise Unsupported(ev.line, "socket() expected to fail")
-        return Req("socket", sc.result, newfd=sc.result)
+        # SOCK_NONBLOCK in the type: the descriptor starts non-blocking (fcntl's flag).
+        return Req("socket", sc.result, "SOCK_NONBLOCK" in _flags(a[1]), newfd=sc.result)
     fd = _int(a[0], f"{name}() fd", ev, path)
     if name == "bind":
-        return Req("bind", fd, _port(a[1], ev, path))
+        return Req("bind", fd, bind_port if a[1] is Ellipsis else _port(a[1], ev, path))
     if name == "listen":
         return Req("listen", fd, _int(a[1], "listen() backlog", ev, path))
     if name == "accept":
@@ -146,11 +148,11 @@ def request(ev: Event, path: str) -> Req:
     if name in ("setsockopt", "getsockopt"):
         opt = a[2].name if isinstance(a[2], Ident) else _show(a[2])
         if name == "getsockopt":
-            if opt != "SO_ERROR":
+            if opt not in ("SO_ERROR", "SO_RCVBUF"):
                 raise Unsupported(ev.line, f"getsockopt {opt}")
             v = a[3][0] if isinstance(a[3], list) and a[3] else a[3]
             want = v.name if isinstance(v, Ident) else v
-            return Req("getsockopt", fd, ("SO_ERROR", want))
+            return Req("getsockopt", fd, (opt, want))
         if opt not in SOCKOPTS:
             raise Unsupported(ev.line, f"setsockopt {opt}")
         v = a[3]
@@ -292,19 +294,23 @@ class Fail(Exception):  # noqa: N818 - a verdict
 
 def check(script: Script) -> list[Req | None]:
     """Validate every line before anything runs: a request per syscall line (None for others)."""
-    return [request(ev, script.path) if isinstance(ev.what, Syscall) else None for ev in script.events]
+    port = script.bind_port or LOCAL_PORT
+    return [request(ev, script.path, port) if isinstance(ev.what, Syscall) else None for ev in script.events]
 
 
 class Player:
     """One run of one script on one stack."""
 
-    def __init__(self, script: Script, stack: Stack, tolerance_us: int | None = None) -> None:
+    def __init__(self, script: Script, stack: Stack, tolerance_us: int | None = None,
+                 keep_going: bool = False) -> None:
         self.script = script
+        self.keep_going = keep_going           # on a FAIL, note it and play the rest
+        self.failed: Fail | None = None
         self.stack = stack
         tol = tolerance_us if tolerance_us is not None else script.tolerance_usecs
         self.tol = (tol if tol is not None else TOLERANCE_US) / 1e6
         self.isn: dict[int, int] = {}          # local port -> the host's ISN there
-        self.cur = (LOCAL_PORT, REMOTE_PORT)   # (local port, remote port) of injected packets
+        self.cur = (script.bind_port or LOCAL_PORT, REMOTE_PORT)   # (local, remote) port of injected packets
         self.ts_shift: int | None = None       # host TSval - script TSval, from the first > TS
         self.seen: list[Observation] = []
         self.waiting: list[tuple[Event, Pending, float | None, float | None]] = []
@@ -316,6 +322,8 @@ class Player:
         before = self.stack.counters()
         try:
             self._play(reqs)
+            if self.failed is not None:
+                raise self.failed
         except Fail as f:
             v.verdict, v.line, v.message, v.expected, v.actual = "FAIL", f.line, f.message, f.expected, f.actual
         except Unsupported as u:
@@ -334,32 +342,49 @@ class Player:
         for ev, req in zip(self.script.events, reqs, strict=True):
             last = ev.line
             t, t_end = self._when(ev, base)
-            what = ev.what
-            if isinstance(what, Packet) and what.direction == ">":
-                base = self._expect(ev, what, t, t_end)
-            else:
-                if t is not None:
-                    st.advance_to(t)
-                    # How late a real clock got here: the host's answer may be that late too.
-                    self.late = max(0.0, st.now() - t)
-                self._finished()
-                self._unexpected(ev.line, "before this line")
-                if isinstance(what, Packet):
-                    self._inject(ev, what)
-                elif isinstance(what, Command):
-                    for name, value in what.sysctls:
-                        st.set_sysctl(name, value, ev.line)
-                else:
-                    assert req is not None
-                    self._syscall(ev, req, t, t_end)
+            try:
+                base = self._event(ev, req, t, t_end, base)
+            except Fail as f:
+                self._failed(f)
                 base = t if t is not None else st.now()
-            self._finished()
         st.drain()
         self._finished()
         self._unexpected(last, "after the last line")
         for ev, _p, _s, _e in self.waiting:
-            raise Fail(ev.line, "the call did not return by the end of the script", ev.text.split(None, 1)[-1],
-                       "still blocked")
+            self._failed(Fail(ev.line, "the call did not return by the end of the script",
+                              ev.text.split(None, 1)[-1], "still blocked"))
+
+    def _failed(self, f: Fail) -> None:
+        """A FAIL ends the run, or with keep_going is noted (the first one is the verdict)."""
+        if not self.keep_going:
+            raise f
+        if self.failed is None:
+            self.failed = f
+
+    def _event(self, ev: Event, req: Req | None, t: float | None, t_end: float | None, base: float) -> float:
+        """Play one line; the time the next relative line counts from."""
+        st = self.stack
+        what = ev.what
+        if isinstance(what, Packet) and what.direction == ">":
+            base = self._expect(ev, what, t, t_end)
+        else:
+            if t is not None:
+                st.advance_to(t)
+                # How late a real clock got here: the host's answer may be that late too.
+                self.late = max(0.0, st.now() - t)
+            self._finished()
+            self._unexpected(ev.line, "before this line")
+            if isinstance(what, Packet):
+                self._inject(ev, what)
+            elif isinstance(what, Command):
+                for name, value in what.sysctls:
+                    st.set_sysctl(name, value, ev.line)
+            else:
+                assert req is not None
+                self._syscall(ev, req, t, t_end)
+            base = t if t is not None else st.now()
+        self._finished()
+        return base
 
     def _when(self, ev: Event, base: float) -> tuple[float | None, float | None]:
         tm = ev.time
@@ -403,7 +428,9 @@ class Player:
         if seg.flags & SYN:
             self.isn[seg.sport] = (seg.seq - (pkt.seq if pkt is not None else 0)) & M32
             self.cur = (seg.sport, seg.dport)
-        if pkt is not None and self.ts_shift is None and pkt.options:
+        # The TS shift is learned from the first > TS, and again from each SYN: packetdrill keeps
+        # it per socket, and a new incarnation's clock has moved on by the time it starts.
+        if pkt is not None and (self.ts_shift is None or seg.flags & SYN) and pkt.options:
             live = next((o for o in w.options if o.kind == "TS"), None)
             mine = next((o for o in pkt.options if o.kind == "TS"), None)
             if live is not None and mine is not None:
@@ -457,13 +484,13 @@ class Player:
     def _unexpected(self, line: int, where: str) -> None:
         st = self.stack
         st.drain()
-        if st.out:
+        while st.out:
             t, data = st.out.popleft()
             w = read(data)
             assert w is not None
             text = self._observe(t, line, w, None)
-            raise Fail(line, f"the host sent a packet the script does not expect ({where})",
-                       "no packet", f"{text} at {t:.6f} s")
+            self._failed(Fail(line, f"the host sent a packet the script does not expect ({where})",
+                              "no packet", f"{text} at {t:.6f} s"))
 
     # ------------------------------------------------------------------ system calls
 
@@ -513,9 +540,11 @@ def ev_value(ev: Event) -> Any:
     return v.name if isinstance(v, Ident) else v
 
 
-def play(script: Script, stack: Stack, tolerance_us: int | None = None) -> Verdict:
-    """Run ``script`` on ``stack`` (closed afterwards) and return the verdict."""
+def play(script: Script, stack: Stack, tolerance_us: int | None = None, keep_going: bool = False) -> Verdict:
+    """Run ``script`` on ``stack`` (closed afterwards) and return the verdict. ``keep_going``: a FAIL
+    is noted and the rest is played, so that everything the stack does is seen (the verdict is the
+    first FAIL)."""
     try:
-        return Player(script, stack, tolerance_us).run()
+        return Player(script, stack, tolerance_us, keep_going).run()
     finally:
         stack.close()

@@ -39,6 +39,10 @@ def _errname(e: OSError) -> str:
     return errno_mod.errorcode.get(e.errno or 0, str(e.errno))
 
 
+# linux/in.h; Python's socket module names neither.
+_IP_OPTS = {"IP_BIND_ADDRESS_NO_PORT": 24, "IP_LOCAL_PORT_RANGE": 51}
+
+
 @dataclass(slots=True)
 class _KFd:
     sock: socket.socket
@@ -205,7 +209,9 @@ class KernelStack(Stack):
     def _call(self, req: Req) -> Result | Pending:
         name = req.name
         if name == "socket":
-            return Result(self._add(self.lab.socket("pkt")))
+            fd = self._add(self.lab.socket("pkt"))
+            self.fds[fd].nonblock = bool(req.arg)
+            return Result(fd)
         f = self.fds.get(req.fd)
         if f is None:
             return Result(-1, "EBADF")
@@ -239,12 +245,16 @@ class KernelStack(Stack):
             opt, v = req.arg
             if opt == "SO_LINGER":
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", *v))
+            elif opt in _IP_OPTS:
+                s.setsockopt(socket.IPPROTO_IP, _IP_OPTS[opt], struct.pack("I", v & 0xFFFFFFFF))
             elif opt == "TCP_NODELAY":
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, v)
             else:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, v)
             return Result(0)
         if name == "getsockopt":
+            if req.arg[0] == "SO_RCVBUF":
+                return Result(0, value=s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
             e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             return Result(0, value=errno_mod.errorcode.get(e, str(e)) if e else 0)
         if name == "fcntl":

@@ -115,6 +115,7 @@ class Command:
 
     text: str
     sysctls: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)   # foreign commands left out (skip_foreign)
 
 
 @dataclass(slots=True)
@@ -130,6 +131,7 @@ class Script:
     path: str
     events: list[Event]
     tolerance_usecs: int | None = None   # from ``--tolerance_usecs=N`` in the script
+    bind_port: int | None = None         # from ``--bind_port=N``: what ``bind(fd, ..., ...)`` binds
 
 
 # packetdrill's gtests/net/common/defaults.sh, the settings the engine has a knob for.
@@ -144,24 +146,30 @@ DEFAULTS_SH = [
 
 # tcp_ts_tick_usecs fixes the peer's TS clock for packetdrill's TSval checks; TS val is not
 # compared here (the kernel adds a random per-4-tuple offset), so the option changes nothing.
-_OPTIONS_OK = {"tolerance_usecs", "ip_version", "tcp_ts_tick_usecs"}
+# tolerance_percent widens packetdrill's tolerance for long waits; the fixed tolerance (or
+# --tolerance) is kept here. bind_port sets the port ``bind(fd, ..., ...)`` binds.
+_OPTIONS_OK = {"tolerance_usecs", "ip_version", "tcp_ts_tick_usecs", "tolerance_percent", "bind_port"}
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def parse_file(path: str | Path) -> Script:
+def parse_file(path: str | Path, skip_foreign: bool = False) -> Script:
     """Parse the script at ``path`` (ScriptError if it cannot be read or is malformed)."""
     p = Path(path)
     try:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise ScriptError(f"{p}: cannot read the script ({getattr(e, 'strerror', None) or e})") from None
-    return parse_text(text, str(p))
+    return parse_text(text, str(p), skip_foreign)
 
 
-def parse_text(text: str, path: str = "<script>") -> Script:
-    """Parse script text; errors name ``path`` and the line."""
+def parse_text(text: str, path: str = "<script>", skip_foreign: bool = False) -> Script:
+    """Parse script text; errors name ``path`` and the line.
+
+    ``skip_foreign``: shell commands other than sysctl, and sysctls outside Linux's ``net.ipv4``
+    and ``net.core`` (a FreeBSD suite's ``sysctl -w net.inet.*``, ``sockstat``, ``tcpdrop``), are
+    left out instead of making the script UNSUPPORTED."""
     script = Script(path, [])
     for line, stmt in _statements(text, path):
         err = _Ctx(path, line)
@@ -183,7 +191,7 @@ def parse_text(text: str, path: str = "<script>") -> Script:
         if rest[0] in "<>":
             what = _packet(rest, err)
         elif rest[0] == "`":
-            what = _command(rest, err)
+            what = _command(rest, err, skip_foreign)
         elif re.match(r"[A-Za-z_]\w*\s*\(", rest):
             what = _syscall(rest, err)
         else:
@@ -217,7 +225,8 @@ def _join_commands(lines: list[str]) -> list[str]:
             while j < len(out) and out[j].count("`") % 2 == 0:
                 j += 1
             if j < len(out):
-                out[i] = " ".join([out[i], *out[i + 1:j + 1]])
+                # A newline ends a shell command, as ``;`` does.
+                out[i] = " ; ".join([out[i], *out[i + 1:j + 1]])
                 for k in range(i + 1, j + 1):
                     out[k] = ""
                 i = j
@@ -298,6 +307,13 @@ def _option(script: Script, stmt: str, err: _Ctx) -> None:
         if value is None or not value.isdigit():
             raise err.bad(f"--tolerance_usecs={value}", "a whole number of microseconds")
         script.tolerance_usecs = int(value)
+    elif name in ("tcp_ts_tick_usecs", "tolerance_percent", "bind_port"):
+        if value is None or not value.isdigit():
+            raise err.bad(f"--{name}={value}", "a whole number")
+        if name == "bind_port":
+            if not 0 < int(value) < 65536:
+                raise err.bad(f"--bind_port={value}", "a port 1..65535")
+            script.bind_port = int(value)
     elif value != "ipv4":
         raise err.unsupported(f"--ip_version={value} (only ipv4)")
 
@@ -417,26 +433,41 @@ def _tcp_option(text: str, err: _Ctx) -> TcpOption:
 # --------------------------------------------------------------------------- commands
 
 _SYSCTL_RE = re.compile(r"sysctl\s+(?:-[qw]\s+)*(.+)")
+_SET_SYSCTLS_RE = re.compile(r"\S*set_sysctls\.py\s+(.+)")
 
 
-def _command(text: str, err: _Ctx) -> Command:
+def _command(text: str, err: _Ctx, skip_foreign: bool = False) -> Command:
     if not (text.endswith("`") and len(text) > 1):
         raise err.bad("a command not closed", "`command` on one line")
     body = text[1:-1].strip()
     cmd = Command(body)
-    for part in (p.strip() for p in body.split(";")):
+    for part in (p.split("#", 1)[0].strip() for p in body.split(";")):
         if not part:
             continue
         if part.endswith("defaults.sh"):
             cmd.sysctls += DEFAULTS_SH
             continue
+        m = _SET_SYSCTLS_RE.fullmatch(part)
+        if m is not None:  # packetdrill's set_sysctls.py /proc/sys/net/ipv4/NAME=VALUE ...
+            for a in _shell_words(m.group(1)):
+                path_, eq, value = a.partition("=")
+                if not eq or not path_.startswith("/proc/sys/"):
+                    raise err.bad(f"set_sysctls.py argument {a!r}", "/proc/sys/NAME=VALUE")
+                cmd.sysctls.append((path_[len("/proc/sys/"):].replace("/", "."), value))
+            continue
         m = _SYSCTL_RE.fullmatch(part)
+        if m is None and skip_foreign:
+            cmd.skipped.append(part)
+            continue
         if m is None:
             raise err.unsupported(f"shell command `{part}` (only sysctl and defaults.sh are run)")
         for a in _shell_words(m.group(1)):
             name, eq, value = a.partition("=")
             if not eq or not re.fullmatch(r"[a-z0-9_.]+", name):
                 raise err.bad(f"sysctl argument {a!r}", "NAME=VALUE, e.g. net.ipv4.tcp_rfc1337=1")
+            if skip_foreign and not name.startswith(("net.ipv4.", "net.core.")):
+                cmd.skipped.append(f"sysctl {a}")
+                continue
             cmd.sysctls.append((name, value))
     return cmd
 

@@ -50,6 +50,7 @@ class _Fd:
     eof: bool = False
     connected: bool = False
     connecting: Pending | None = None
+    port_range: tuple[int, int] | None = None   # IP_LOCAL_PORT_RANGE (lo, hi; 0: the host's)
     accepting: list[Pending] = field(default_factory=list)
     reading: list[Pending] = field(default_factory=list)
 
@@ -202,10 +203,30 @@ class SimStack(Stack):
         finally:
             self.drain()
 
+    def _connect(self, f: _Fd, port: int) -> None:
+        """connect(); a socket's IP_LOCAL_PORT_RANGE narrows the host's range for its port choice,
+        as ``inet_sk_get_local_port_range`` does (a bound of 0, or an empty result, is ignored)."""
+        if f.port_range is None:
+            f.sock.connect(REMOTE_ADDR, port)
+            return
+        key = "net.ipv4.ip_local_port_range"
+        saved = self.host.sysctls[key]
+        lo, hi = saved
+        slo, shi = f.port_range
+        nlo, nhi = max(lo, slo) if slo else lo, min(hi, shi) if shi else hi
+        if nlo <= nhi:
+            self.host.sysctls[key] = (nlo, nhi)
+        try:
+            f.sock.connect(REMOTE_ADDR, port)
+        finally:
+            self.host.sysctls[key] = saved
+
     def _call(self, req: Req) -> Result | Pending:
         name = req.name
         if name == "socket":
-            return Result(self._new_fd(self.host.socket()))
+            fd = self._new_fd(self.host.socket())
+            self.fds[fd].nonblock = bool(req.arg)
+            return Result(fd)
         f = self.fds.get(req.fd)
         if f is None:
             return Result(-1, "EBADF")
@@ -232,10 +253,14 @@ class SimStack(Stack):
             if s.conn is not None:
                 return Result(-1, "EALREADY")
             if f.nonblock:
-                s.connect(REMOTE_ADDR, req.arg)
+                self._connect(f, req.arg)
                 return Result(-1, "EINPROGRESS")
             p = f.connecting = Pending(req)
-            s.connect(REMOTE_ADDR, req.arg)
+            try:
+                self._connect(f, req.arg)
+            except SocketError:
+                f.connecting = None
+                raise
             return p
         if name == "write":
             if f.err is not None:  # sk_stream_error: a pending error first, then EPIPE
@@ -271,10 +296,14 @@ class SimStack(Stack):
             return Result(0)
         if name == "setsockopt":
             opt, v = req.arg
-            if opt != "TCP_NODELAY":  # the engine sends at once anyway
+            if opt == "IP_LOCAL_PORT_RANGE":  # u32: lo in the low 16 bits, hi in the high
+                f.port_range = (v & 0xFFFF, v >> 16 & 0xFFFF)
+            elif opt != "TCP_NODELAY":  # the engine sends at once anyway
                 s.setsockopt(opt, v)
             return Result(0)
         if name == "getsockopt":
+            if req.arg[0] == "SO_RCVBUF":  # sk_rcvbuf: tcp_rmem[1] (the engine never grows it)
+                return Result(0, value=self.host.sysctls["net.ipv4.tcp_rmem"][1])
             err, f.err = f.err, None
             return Result(0, value=err or 0)
         if name == "fcntl":

@@ -9,7 +9,7 @@ compares were an eighth of a short-connection run) and, per instant, a list of
 ``(fn, arg)`` in scheduling order. Scheduling is a dict lookup, an append, and
 for a new instant an int pushed on the heap. Timers that are due in the order
 they are set, like every TIME_WAIT's 60 s, go on a :class:`Lane` and cost the
-heap nothing. ``Host.transmit`` inlines :meth:`Scheduler.at` (the commonest call).
+heap nothing. Everything schedules through :meth:`at` and :meth:`after`; nothing else touches the layout.
 
 A scheduler made while a :class:`~timewait.sim.budget.Budget` is active counts
 against it: its loop compares the event count with a threshold (the one cost per

@@ -8,7 +8,7 @@ operations per state change and never a scan over sockets:
 
 - sockets per state (TIME_WAIT and FIN_WAIT_2 records included, as ``ss`` lists
   them), with the first instant each count reached its maximum;
-- local ports in use (``len(host.buckets)``, one bucket per port), with its maximum;
+- local ports in use (``len(host.ports.buckets)``, one bucket per port), with its maximum;
 - ``connect()`` outcomes: ``ok`` (the SYN was answered) and one count per errno,
   both the immediate ones (``EADDRNOTAVAIL``) and those reported later
   (``ECONNREFUSED``, ``ETIMEDOUT``);
@@ -61,8 +61,8 @@ MAX_POINTS = 1_000_000
 # TIME_WAIT record fates, indices into HostTelemetry.tw.
 TW_CREATED, TW_EXPIRED, TW_KILLED, TW_REUSED, TW_OVERFLOWED = range(5)
 TW_SERIES = ("tw.created", "tw.expired", "tw.killed", "tw.reused", "tw.overflowed")
-# Why Host._kill_tw removed a record -> its fate.
-# The state table's event a record leaves through (Host._kill_tw) -> what happened to it.
+# Why DeathRow.kill removed a record -> its fate.
+# The state table's event a record leaves through (DeathRow.kill) -> what happened to it.
 _GONE = {TIMEOUT_2MSL: TW_EXPIRED, TIMEOUT_FW2: TW_EXPIRED, TW_REUSE: TW_REUSED, RCV_SYN: TW_REUSED,
          RCV_RST: TW_KILLED, RCV_SYN_OR_DATA: TW_KILLED, TW_OFF: TW_KILLED}
 # The states counted per host (CLOSED is no socket; LISTEN is sampled from the listeners).
@@ -101,7 +101,7 @@ class HostTelemetry:
             self.peak_at[st] = self.host.net.sched.now
 
     def state(self, old: int, new: int, conn: Connection) -> None:
-        """A connection went from ``old`` to ``new`` (Host._after, where STATE records are made).
+        """A connection went from ``old`` to ``new`` (Host.after, where STATE records are made).
 
         A connection entering TIME_WAIT is counted at once (the trace says so too),
         but TIME_WAIT's maximum is taken in :meth:`tw_made`: past
@@ -118,7 +118,7 @@ class HostTelemetry:
                 c[why] = c.get(why, 0) + 1
         elif new:
             # A new socket: the only moment a port can have been added (bind, connect, SYN).
-            n = len(self.host.buckets)
+            n = len(self.host.ports.buckets)
             if n > self.peak[PORTS]:
                 self.peak[PORTS] = n
                 self.peak_at[PORTS] = self.host.net.sched.now
@@ -156,7 +156,7 @@ class HostTelemetry:
         self._up(new)
 
     def tw_gone(self, substate: int, why: str) -> None:
-        """A record was removed (Host._kill_tw) through the table's event ``why``: expired,
+        """A record was removed (DeathRow.kill) through the table's event ``why``: expired,
         killed (RST, a SYN or data on a FIN_WAIT_2 record, the lesson knob) or reused."""
         self.states[substate] -= 1
         self.tw[_GONE.get(why, TW_KILLED)] += 1
@@ -208,7 +208,7 @@ class Telemetry:
         self.times.append(t)
         for name, host in self.hosts.items():
             tel = host.tel
-            n = len(host.buckets)
+            n = len(host.ports.buckets)
             if n > tel.peak[PORTS]:
                 # A port only bound (a listener) is not seen at socket creation: caught here,
                 # at the grid instant.
@@ -235,7 +235,7 @@ class Telemetry:
             # Ports in use per destination (saddr, daddr, dport): the port search's supply is
             # per destination. Destinations come and go: absent ones get 0.
             dests: dict[str, int] = {}
-            for i, (dk, use) in enumerate(host.dest_use.items()):
+            for i, (dk, use) in enumerate(host.ports.dest_use.items()):
                 if i >= 64:  # a host talking to many destinations: ports_in_use still counts all
                     break
                 sname = names.get(dk)

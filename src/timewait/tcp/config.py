@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 SEC = 1_000_000
 MS = 1_000
+PAWS_WRAP = 2147 * SEC  # TCP_PAWS_WRAP (6.7+): ts_recent older than this is not trusted
+PAWS_MSL = 60 * SEC     # TCP_PAWS_MSL
 
 
 @dataclass(slots=True)

@@ -103,7 +103,7 @@ class Connection:
         "ts_ok", "ts_off", "ts_base", "ts_recent", "ts_recent_stamp", "sack_ok", "wscale_ok",
         "rto", "srtt", "rttvar", "rtt_seq", "rtt_time", "retrans", "retrans_stamp",
         "rto_at", "fw2_at", "last_oow_ack", "ack_pending", "orphan", "linger0",
-        "outbox", "ev", "err", "syn_ts", "parent", "sock", "timer_at", "seen_state", "port_auto", "reuse", "hist", "busy", "traced_at",
+        "outbox", "ev", "err", "syn_ts", "passive", "listener", "sock", "timer_at", "seen_state", "port_auto", "reuse", "hist", "busy", "traced_at",
         "ooo_fin", "probing", "probes", "backoff", "port_held",
     )
 
@@ -153,8 +153,9 @@ class Connection:
         self.ev = 0
         self.err: str | None = None
         self.syn_ts = 0
+        self.passive = False      # opened by a listener's SYN (open_passive), not by connect()
         # Owner's bookkeeping (the core never reads these).
-        self.parent: Any = None            # the listener (a Socket) a passive connection came from
+        self.listener: Any = None          # the listening Socket a passive connection came from
         self.sock: Any = None              # the application's Socket, None once orphaned
         self.timer_at = 0                  # deadline the owner has scheduled a wake-up for
         self.seen_state = CLOSED           # last state the owner has acted on
@@ -360,6 +361,7 @@ class Connection:
         self._take_syn_options(syn, now)
         self.ts_off = ts_off
         self.ts_base = cfg.ts_base_ms + ts_off
+        self.passive = True
         self._go(LISTENER_SYN)
         self._emit(SYN | ACK, iss, now)
         self.retrans_stamp = now
@@ -829,7 +831,7 @@ class Connection:
                     # A retransmitted SYN: answer with the SYN-ACK again (tcp_check_req).
                     self._emit(SYN | ACK, self.iss, now)
                     return
-                if self.parent is None and seg.ack == self.snd_nxt:
+                if not self.passive and seg.ack == self.snd_nxt:
                     pass  # simultaneous open: the peer's SYN-ACK completes it (validate_incoming "pass")
                 else:
                     self._syn_in_synchronized(now, seg)
@@ -924,7 +926,7 @@ class Connection:
         if st in (ESTABLISHED, CLOSE_WAIT):  # tcp_done -> tcp_set_state(TCP_CLOSE); no other counter
             self.env.bump("TcpEstabResets")
         self._reset_timers()
-        if st == SYN_RECEIVED and self.parent is not None:
+        if st == SYN_RECEIVED and self.passive:
             self._go(RCV_RST)
             self.ev |= EV_CLOSED
             return

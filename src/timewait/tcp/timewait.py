@@ -9,14 +9,10 @@ do; the owner does it (send, destroy, hand a SYN to a listener).
 
 from __future__ import annotations
 
-from timewait.tcp.config import SEC, TcpConfig
+from timewait.tcp.config import PAWS_MSL, PAWS_WRAP, TcpConfig
 from timewait.tcp.segment import ACK, FIN, RST, SYN, Segment
+from timewait.tcp.seq import M32, after, before, newer, tcp_in_window
 from timewait.tcp.states import FIN_WAIT_2, NAMES, RCV_FIN, TIME_WAIT, step
-
-M32 = 0xFFFFFFFF
-H32 = 0x80000000
-PAWS_WRAP = 2147 * SEC  # TCP_PAWS_WRAP
-PAWS_MSL = 60 * SEC     # TCP_PAWS_MSL
 
 # Outcomes of TimeWait.process (Linux's enum tcp_tw_status, plus KILL).
 TW_SUCCESS = 0  # drop the segment silently
@@ -166,7 +162,7 @@ class TimeWait:
         if ts is not None and self.ts_recent_stamp:
             rec = self.ts_recent
             if (
-                0 < ((rec - ts[0]) & M32) < H32
+                newer(rec, ts[0])  # tcp_paws_reject: (s32)(ts_recent - tsval) > 0
                 and now - self.ts_recent_stamp < PAWS_WRAP
                 and rec != 0
                 and (not flags & RST or now - self.ts_recent_stamp < PAWS_MSL)
@@ -196,8 +192,8 @@ class TimeWait:
             flags & (SYN | RST | ACK) == SYN
             and not paws_reject
             and (
-                0 < ((seq - rcv_nxt) & M32) < H32
-                or (ts is not None and self.ts_recent_stamp and 0 < ((ts[0] - self.ts_recent) & M32) < H32)
+                after(seq, rcv_nxt)
+                or (ts is not None and self.ts_recent_stamp and before(self.ts_recent, ts[0]))
             )
         ):
             isn = (self.snd_nxt + 65535 + 2) & M32
@@ -220,19 +216,13 @@ class TimeWait:
         flags = seg.flags
         rcv_nxt = self.rcv_nxt
         e_win = (rcv_nxt + self.rcv_wnd) & M32
-        # tcp_in_window()
-        in_window = (
-            seq == rcv_nxt
-            or (0 < ((end - rcv_nxt) & M32) < H32 and 0 < ((e_win - seq) & M32) < H32)
-            or (seq == e_win and seq == end)
-        )
-        if paws_reject or not in_window:  # TW-F1
+        if paws_reject or not tcp_in_window(seq, end, rcv_nxt, e_win):  # TW-F1
             return self._oow_ack(seg, now, cfg, bump)
         if flags & RST:  # TW-F2
             return TW_KILL, None
-        if flags & SYN and not 0 < ((rcv_nxt - seq) & M32) < H32:  # TW-F3
+        if flags & SYN and not before(seq, rcv_nxt):  # TW-F3
             return TW_RST, reset_for(seg, cfg.ttl)
-        if not flags & ACK or not 0 < ((end - rcv_nxt) & M32) < H32 or end == seq:  # TW-F4
+        if not flags & ACK or not after(end, rcv_nxt) or end == seq:  # TW-F4
             return TW_SUCCESS, None
         if not (flags & FIN and end == ((rcv_nxt + 1) & M32)):  # TW-F5: new data
             return TW_RST, reset_for(seg, cfg.ttl)

@@ -112,7 +112,7 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
-EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def shipped_examples() -> dict[str, str]:

@@ -642,7 +642,7 @@ def expand(spec: SweepSpec) -> list[Point]:
 
 
 # Parts of the package that cannot change a run's result: views and front ends.
-_NOT_ENGINE = ("report", "kernel", "capacity", "explain", "script", "sweep.py", "sweep_cli.py",
+_NOT_ENGINE = ("report", "kernel", "capacity", "explain", "script", "sweep",
                "cli.py", "__main__.py")
 
 
