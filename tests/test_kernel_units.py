@@ -39,7 +39,7 @@ def test_counters_parse_under_nstat_names():
 def test_every_tolerance_says_why():
     for key, tol in TOLERANCES.items():
         assert tol.why, key
-        assert tol.kind in ("exact", "range", "rel", "sum-rel", "ignore"), key
+        assert tol.kind in ("exact", "range", "rel", "sum-rel", "ignore", "masked-port"), key
 
 
 @pytest.mark.parametrize(("tol", "sim", "kern", "ok"), [
@@ -51,9 +51,24 @@ def test_every_tolerance_says_why():
     (Tolerance("exact"), [1, 2], [1, 2], True),
     (Tolerance("exact"), ["c1"], ["c1", "c2"], False),
     (Tolerance("rel", 5, 0.02), [1000, 0, 0], [1000, 3, 0], True),
+    # nc-timewait's netstat rows: the ephemeral port masked, nothing else
+    (Tolerance("masked-port", -0.1, 4.2), {"at": 2.05, "c1": ["tcp 10.211.55.5:46290 10.211.55.10:8888 TIME_WAIT"]},
+     {"at": 2.06, "c1": ["tcp 10.211.55.5:51850 10.211.55.10:8888 TIME_WAIT"]}, True),
+    (Tolerance("masked-port", -0.1, 4.2), {"c2": []}, {"c2": ["tcp 10.211.55.10:8888 0.0.0.0:* LISTEN"]}, False),
+    (Tolerance("masked-port", -0.1, 4.2), ["10.0.0.1:8888 x"], ["10.0.0.1:8889 x"], False),
 ])
 def test_within(tol, sim, kern, ok):
     assert within(tol, sim, kern) is ok
+
+
+def test_dict_metric_keys_take_their_own_tolerances():
+    from timewait.kernel.compare import within_metric
+
+    sim = {"rate": 18.0, "succeeded": 1080, "failed": {"EADDRNOTAVAIL": 90}, "time_wait_peak": 999}
+    late = {"rate": 18.0, "succeeded": 1040, "failed": {"EADDRNOTAVAIL": 130}, "time_wait_peak": 1000}
+    assert within_metric("max-rate", "over", sim, late)  # a wheel bucket late: 40 fewer, 40 more failures
+    assert not within_metric("max-rate", "over", sim, {**late, "succeeded": 1000})  # 80 fewer: more than a bucket
+    assert not within_metric("max-rate", "over", sim, {**late, "rate": 18.5})  # a key without one: exact
 
 
 def _result(metrics, checks, scenario="nc-timewait"):

@@ -39,11 +39,18 @@ def test_ttl_12_loses_one_per_router_and_dies_at_r12(ttl) -> None:
     assert drop[0] == 12_000
 
 
-def test_every_syn_c1_sends_dies_and_c1_never_connects(ttl) -> None:
+def test_IC_1_the_icmp_ends_c1s_connect_at_once_with_ehostunreach(ttl) -> None:
+    """tcp_v4_err: in SYN_SENT an ICMP time-exceeded is a hard error (the kernel lab's c1 sends one SYN
+    and connect() fails 1.2 ms later): no SYN is retransmitted, and c1 never reaches c2."""
     recs = ttl.trace.records
     syns = [r[3] for r in recs if r[1] == TX and r[2] == "c1" and r[3].flags & SYN]
-    assert [r[0] for r in recs if r[1] == TX and r[2] == "c1"] == [0, SEC, 2 * SEC, 3 * SEC, 4 * SEC]
-    assert ttl.metrics["icmp_time_exceeded"] == len(syns) == 5
+    assert [r[0] for r in recs if r[1] == TX and r[2] == "c1"] == [0]
+    assert ttl.metrics["icmp_time_exceeded"] == len(syns) == 1
+    # 12 links of 1 ms to R12, and the ICMP's 12 back.
+    assert ttl.metrics["c1_connect"] == {"at": 0.024, "result": "EHOSTUNREACH"}
+    closed = [r for r in recs if r[1] == "state" and r[2] == "c1" and r[5] == "CLOSED"]
+    assert [(r[0], r[4]) for r in closed] == [(24_000, "SYN_SENT")]
+    assert ttl.hosts["c1"]["counters"].get("TcpAttemptFails") == 1
     assert not any(r[1] == RX and r[2] == "c2" and r[3].src == syns[0].src for r in recs)
 
 

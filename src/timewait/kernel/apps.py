@@ -23,7 +23,8 @@ class Worker:
     """A ``timewait.kernel.worker`` server running in a host's namespace."""
 
     def __init__(self, lab: KernelLab, host: str, mode: str, bind: str, ports: list[int],
-                 close_at: float | None = None, close_delay: float = 0.0, linger0: bool = False) -> None:
+                 close_at: float | None = None, close_delay: float = 0.0, linger0: bool = False,
+                 once: bool = False) -> None:
         argv = [sys.executable, "-m", "timewait.kernel.worker", "serve", "--mode", mode, "--bind", bind]
         for p in ports:
             argv += ["--port", str(p)]
@@ -33,6 +34,8 @@ class Worker:
             argv += ["--close-delay", repr(close_delay)]
         if linger0:
             argv.append("--linger0")
+        if once:
+            argv.append("--once")
         self.proc = lab.spawn(host, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = _readline(self.proc, 10.0)
         if line.strip() != "READY":

@@ -85,7 +85,9 @@ def _print_run(result: Any, messages: list[str]) -> None:
     m.add_column("metric")
     m.add_column("value")
     for k, v in result.metrics.items():
-        m.add_row(k, short(v, 70))
+        if k != "netstat":
+            m.add_row(k, short(v, 70))
+    _print_netstat(con, result.metrics.get("netstat"))
     con.print(m)
     for c in result.checks:
         mark = Text("PASS " if c.passed else "FAIL ", style="green" if c.passed else "red bold")
@@ -93,6 +95,27 @@ def _print_run(result: Any, messages: list[str]) -> None:
         con.print(mark)
     for msg in messages:
         con.print(Text(msg, style="italic"))
+
+
+def _print_netstat(con: Any, views: dict[str, Any] | None) -> None:
+    """The ``netstat -atn`` rows a kernel run read from inet_diag, as the simulator's console shows its own."""
+    from rich.text import Text
+
+    if not views:
+        return
+    con.rule("sockets (netstat -atn on each host, read from the kernel)", style="dim")
+    for name, view in views.items():
+        con.print(Text(f"at {view['at']:.4f} s, {name.replace('_', ' ')}:", style="bold"))
+        for host, rows in view.items():
+            if host == "at":
+                continue
+            if not rows:
+                con.print(Text(f"  {host}: no sockets", style="dim"))
+                continue
+            con.print(Text(f"  {host}:"))
+            con.print(Text("    Proto Recv-Q Send-Q Local Address           Foreign Address         State", style="dim"))
+            for row in rows:
+                con.print(Text("    " + row, style="yellow" if row.endswith("TIME_WAIT") else ""))
 
 
 @kernel_app.command("compare")

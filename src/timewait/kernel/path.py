@@ -55,6 +55,10 @@ class Path:
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
     seed: int = 1
+    #: The network's MSL, as the simulator's (``Network.too_old``): a packet older than this when it
+    #: is due is discarded (``DROP`` ``"msl"`` at the receiving end). No real network does that; the
+    #: ttl twin asks it of the emulated link so both sides hold the scenario's same network.
+    max_age_s: float | None = None
     faults: list[Fault] = field(default_factory=list)
     records: list[tuple] = field(default_factory=list)
     other_packets: int = 0  # not IPv4 TCP (none expected: IPv6 is off on the devices)
@@ -185,6 +189,9 @@ class Path:
             with self._lock:
                 _, _, to, pkt, seg = heapq.heappop(self._queue)
             end = self._ends[to]
+            if seg is not None and self.max_age_s is not None and self._now_us() - seg.born > self.max_age_s * 1e6:
+                self.records.append((self._now_us(), DROP, end.name, seg, "msl"))
+                continue
             end.tun.write(pkt)
             if seg is not None:
                 self.records.append((self._now_us(), RX, end.name, seg))

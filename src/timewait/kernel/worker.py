@@ -75,6 +75,11 @@ def serve(args: argparse.Namespace) -> dict[str, object]:
                     stats["accepted"] = int(stats["accepted"]) + 1  # type: ignore[call-overload]
                     conns[c] = bytearray()
                     sel.register(c, selectors.EVENT_READ, None)
+                    if args.once:  # `nc -l` without -k: the listener is gone once a client is in
+                        for ls in listeners:
+                            sel.unregister(ls)
+                            ls.close()
+                        listeners.clear()
                     continue
                 c = s  # type: ignore[assignment]
                 try:
@@ -123,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--close-at", type=float, default=None, help="close every connection first at this epoch time")
     sv.add_argument("--close-delay", type=float, default=0.0, help="seconds between the client's FIN and ours")
     sv.add_argument("--linger0", action="store_true", help="SO_LINGER {1,0}: close with RST")
+    sv.add_argument("--once", action="store_true", help="close the listener after the first accept, like nc -l")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

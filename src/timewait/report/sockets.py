@@ -211,6 +211,15 @@ def netstat_lines(sockets: list[Socket]) -> list[str]:
     return rows
 
 
+def netstat_at(result: RunResult, at_s: float) -> dict[str, list[str]]:
+    """Each host's ``netstat -atn`` rows (no header) at ``at_s``, rebuilt from the trace.
+
+    ``timewait kernel compare`` sets them beside the rows a kernel run read from inet_diag
+    at the same instant (kernel/scenarios/nc_timewait.py), both written by :func:`netstat_lines`.
+    """
+    return {h: netstat_lines(socks)[1:] for h, socks in sockets_at(result, int(round(at_s * 1e6))).items()}
+
+
 def state_changes(records: Iterable[tuple[Any, ...]]) -> Iterator[tuple[int, str, str | None, str | None]]:
     """``(time_us, host, left_state, entered_state)`` for every STATE record.
 

@@ -31,7 +31,8 @@ LINES = (b"one\n", b"two\n", b"three\n")
     story="""
 IP's 8-bit TTL is a hop budget, not a clock. c1 (10.211.55.5) sends with TTL 12, as in the
 chapter's figure: R1 forwards it with 11, R2 with 10, ... R11 with 1, and R12 drops it at 0 and
-reports ICMP time-exceeded; c2 (10.211.55.10) sits 14 routers away, so c1 never reaches it.
+reports ICMP time-exceeded; c2 (10.211.55.10) sits 14 routers away, so c1 never reaches it. The
+ICMP ends c1's connect() at once with EHOSTUNREACH: in SYN_SENT Linux takes it as a hard error.
 c3 (10.211.55.6), beside c1, keeps Linux's default TTL 64 and arrives with 50 left.
 TCP cannot rely on TTL to bound a packet's life, so it assumes a Maximum Segment Lifetime:
 the network here discards any packet older than MSL (30 s under the linux profile). One of
@@ -62,6 +63,9 @@ def run(lab: Lab) -> None:
     server = _Sink(c2, PORT)
     # c1: the chapter's TTL-12 packet; gives up like `nc -w` if nothing answers.
     s1 = c1.socket()
+    c1_connect: list[tuple[float, str]] = []
+    s1.on_error = lambda _s, err: c1_connect.append((sim.now, err))
+    s1.on_connected = lambda _s: c1_connect.append((sim.now, "connected"))
     s1.connect(C2, PORT)
     sim.at(p["give_up"], lambda: s1.close() if s1.state != "ESTABLISHED" else None)
     # c3: TTL 64, three lines; the 2nd is held past MSL, the 3rd within it.
@@ -74,7 +78,11 @@ def run(lab: Lab) -> None:
     end = 1.2 + max(p["hold"], p["short_hold"]) + 2
     c3.call_at(int(end * SEC), s3.close)
     lab.run(end + 2)
-    _report(lab, c1, c3, routers, server, s1)
+    received = {a: bytes(b) for a, b in server.received.items()}
+    if c1_connect:
+        lab.metrics["c1_connect"] = {"at": round(c1_connect[0][0], 4), "result": c1_connect[0][1]}
+    judge(lab, views(sim.trace.records), ttl1=c1.cfg.ttl, ttl3=c3.cfg.ttl, hops=hops,
+          msl_s=sim.net.max_age / SEC, received=received, c1_addr=c1.addr, c3_addr=c3.addr)
 
 
 class _Sink:
@@ -103,12 +111,14 @@ class _Sink:
         self.host.call_later(0.001, s.close)
 
 
-def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1: Socket) -> None:
-    sim = lab.sim
-    recs = views(sim.trace.records)
-    hops = len(routers)
-    ttl1, ttl3 = c1.cfg.ttl, c3.cfg.ttl
-    msl = sim.net.max_age / SEC
+def judge(lab: Any, recs: list[Any], *, ttl1: int, ttl3: int, hops: int, msl_s: float,
+          received: dict[int, bytes], c1_addr: int, c3_addr: int) -> None:
+    """The scenario's metrics and checks, read from trace records ``recs`` (views) on either side.
+
+    The simulator's run and its kernel twin (kernel/scenarios/ttl.py, real routers in namespaces)
+    both call this: ``received`` is what c2 read, per peer address.
+    """
+    msl = msl_s
 
     # 1. Every router forwards with TTL - 1.
     fwds = [r for r in recs if r.kind == FWD]
@@ -139,10 +149,11 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
             f"at TTL 0 R{ttl1} drops it and sends ICMP time-exceeded",
             drop is not None and drop.node == f"R{ttl1}" and drop.reason == "ttl" and icmp is not None and icmp.node == drop.node,
             f"dropped at {drop.node if drop else None} ({drop.reason if drop else '-'}), "
-            f"ICMP {icmp.what if icmp else 'none'}; c1 gave up: {lab.metrics['icmp_time_exceeded']} SYNs died",
+            f"ICMP {icmp.what if icmp else 'none'}; {lab.metrics['icmp_time_exceeded']} SYN(s) died "
+            "(the ICMP ends c1's connect(): IC-1)",
         )
-        lab.check("c1 never reaches c2, however long it tries", not server.received.get(c1.addr)
-                  and not any(r.kind == RX and r.node == "c2" and r.seg.src == c1.addr for r in recs),
+        lab.check("c1 never reaches c2, however long it tries", not received.get(c1_addr)
+                  and not any(r.kind == RX and r.node == "c2" and r.seg.src == c1_addr for r in recs),
                   f"{hops} routers is more than TTL {ttl1} allows")
     else:
         want = list(range(ttl1, ttl1 - hops - 1, -1))
@@ -152,17 +163,17 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
                   and arrived.seg.ttl == ttl1 - hops, f"c2 received it with TTL {lab.metrics['ttl_at_c2']}")
 
     # 3. The same path with TTL 64.
-    c3_rx = [r.seg for r in recs if r.kind == RX and r.node == "c2" and r.seg.src == c3.addr]
+    c3_rx = [r.seg for r in recs if r.kind == RX and r.node == "c2" and r.seg.src == c3_addr]
     ttls3 = sorted({s.ttl for s in c3_rx})
     lab.metrics["ttl_initial_c3"] = ttl3
     lab.metrics["ttl_at_c2_from_c3"] = ttls3[0] if len(ttls3) == 1 else ttls3
     if ttl3 > hops:
         lab.check(f"c3 with TTL {ttl3} crosses the same {hops} routers", ttls3 == [ttl3 - hops]
-                  and bytes(server.received.get(c3.addr, b"")) == b"".join(LINES),
-                  f"c3's packets arrive with TTL {plain(ttls3)}; c2 read {quoted(bytes(server.received.get(c3.addr, b'')))}")
+                  and received.get(c3_addr, b"") == b"".join(LINES),
+                  f"c3's packets arrive with TTL {plain(ttls3)}; c2 read {quoted(received.get(c3_addr, b''))}")
 
     # 4. MSL: the held segments.
-    held = _held_segments(recs, c3)
+    held = _held_segments(recs, c3_addr)
     lab.metrics["msl_s"] = msl
     lab.metrics["held"] = held
     long_ = next((h for h in held if h["data"] == LINES[1].decode()), None)
@@ -189,10 +200,10 @@ def _report(lab: Lab, c1: Host, c3: Host, routers: list[Any], server: _Sink, s1:
               f"oldest packet that got anywhere: {oldest:.6f} s; MSL {msl:g} s")
 
 
-def _held_segments(recs: list[tuple[Any, ...]], c3: Host) -> list[dict[str, Any]]:
+def _held_segments(recs: list[tuple[Any, ...]], c3_addr: int) -> list[dict[str, Any]]:
     """c3's data segments that the network held: where and how old they ended."""
     out = []
-    sent = [r for r in recs if r.kind == TX and r.node == "c3" and r.seg.payload]
+    sent = [r for r in recs if r.kind == TX and r.node == "c3" and r.seg.src == c3_addr and r.seg.payload]
     for tx in sent:
         seg: Segment = tx.seg
         path = path_of(recs, seg.pid)

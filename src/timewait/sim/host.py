@@ -464,6 +464,15 @@ class Host(Node):
             return
         self.listen_input(seg, 0)
 
+    def icmp_error(self, seg: Segment, what: str) -> None:
+        """IC-1 (``icmp_unreach`` -> ``tcp_v4_err``): an ICMP error about ``seg``, which this host sent.
+
+        Only time-exceeded is generated (by routers); its errno is EHOSTUNREACH.
+        """
+        conn = self.ehash.get((seg.src, seg.sport, seg.dst, seg.dport))
+        if conn is not None and conn.icmp_error(seg.seq, "EHOSTUNREACH"):
+            self.after(conn)
+
     def listener_for(self, seg: Segment) -> Socket | None:
         """``__inet_lookup_listener``: the listener on the segment's address, else on 0.0.0.0."""
         return self.listeners.get((seg.dst, seg.dport)) or self.listeners.get((0, seg.dport))

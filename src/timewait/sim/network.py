@@ -34,6 +34,9 @@ class Node:
     def receive(self, seg: Segment) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def icmp_error(self, seg: Segment, what: str) -> None:
+        """An ICMP error about ``seg`` reached this node (IC-1); only a host's TCP reads it."""
+
 
 _IMPAIRMENTS = ("loss", "jitter", "dup", "reorder")
 
@@ -323,6 +326,25 @@ class Network:
         if getattr(node, "ehash", None) is not None:  # the sending host: the packet's first record
             tr.records.append((self.sched.now, TX, node.name, seg))
 
+    def icmp_back(self, node: Node, seg: Segment, what: str) -> None:
+        """IC-1 (``icmp_send``): ``node``'s ICMP error about ``seg`` travels back to the host that sent it.
+
+        It follows the route toward ``seg.src`` and arrives after those links' delays (ICMP
+        errors leave with TTL 64 and no fault rule names them: they are not TCP segments).
+        """
+        delay = 0
+        cur = node
+        for _ in range(256):
+            hop = cur.hops[seg.src] if seg.src in cur.hops else self.route(cur, seg.src)
+            if hop is None:
+                return
+            link, nxt = hop
+            delay += link.delay
+            if nxt.kind != "router":
+                self.sched.at(self.sched.now + delay, _icmp_arrives, (nxt, seg, what))
+                return
+            cur = nxt
+
     def too_old(self, node: Node, seg: Segment) -> bool:
         """Drop (and trace) a packet older than the network's MSL."""
         if self.sched.now - seg.born > self.max_age:
@@ -330,6 +352,11 @@ class Network:
                 self.trace.records.append((self.sched.now, DROP, node.name, seg, "msl"))
             return True
         return False
+
+
+def _icmp_arrives(arg: tuple[Node, Segment, str]) -> None:
+    node, seg, what = arg
+    node.icmp_error(seg, what)
 
 
 class Router(Node):
@@ -347,6 +374,7 @@ class Router(Node):
                 now = net.sched.now
                 tr.records.append((now, DROP, self.name, seg, "ttl"))
                 tr.records.append((now, ICMP, self.name, seg, "time-exceeded"))
+            net.icmp_back(self, seg, "time-exceeded")
             return
         out = seg.copy(ttl=seg.ttl - 1)
         if tr.on and (seg.pid > 0 or tr.select is None):

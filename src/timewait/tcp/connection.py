@@ -38,6 +38,7 @@ from timewait.tcp.states import (
     RCV_ACK,
     RCV_ACK_OF_FIN,
     RCV_FIN,
+    RCV_ICMP,
     RCV_RST,
     RCV_SYN,
     RCV_SYN_ACK,
@@ -520,6 +521,26 @@ class Connection:
     def _fail(self, errno: str) -> None:
         self.err = errno
         self.ev |= EV_ERROR
+
+    def icmp_error(self, seq: int, errno: str) -> bool:
+        """IC-1 (``tcp_v4_err``): an ICMP error quoting our segment with sequence number ``seq``.
+
+        In SYN_SENT it is a hard error: the connection ends at once with ``errno``
+        (``tcp_done_with_error``; TcpAttemptFails), no more SYNs. Elsewhere it is a soft
+        error (``sk_err_soft``) that changes nothing the engine models. A quoted ``seq``
+        outside [snd_una, snd_nxt] is ignored (TcpExtOutOfWindowIcmps). Returns whether it ended.
+        """
+        if self.state != SYN_SENT:
+            return False
+        if ((seq - self.snd_una) & M32) > ((self.snd_nxt - self.snd_una) & M32):
+            self.env.bump("TcpExtOutOfWindowIcmps")
+            return False
+        self.env.bump("TcpAttemptFails")
+        self._reset_timers()
+        self._go(RCV_ICMP)
+        self._fail(errno)
+        self.ev |= EV_CLOSED
+        return True
 
     def _reset_timers(self) -> None:
         self.rto_at = 0

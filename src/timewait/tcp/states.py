@@ -45,6 +45,7 @@ RCV_ACK = "rcv ACK of SYN"
 RCV_FIN = "rcv FIN"
 RCV_ACK_OF_FIN = "rcv ACK of FIN"
 RCV_RST = "rcv RST"
+RCV_ICMP = "rcv ICMP error (hard)"
 RCV_SYN_RFC793 = "rcv SYN in window (RFC 793: reset)"
 TIMEOUT = "retransmission give-up"
 TIMEOUT_FW2 = "fin_wait2 timeout"
@@ -71,6 +72,7 @@ TRANSITIONS: dict[tuple[int, str], tuple[int, str]] = {
     (SYN_SENT, RCV_SYN): (SYN_RECEIVED, "SYN,ACK"),
     (SYN_SENT, APP_CLOSE): (CLOSED, ""),
     (SYN_SENT, RCV_RST): (CLOSED, ""),
+    (SYN_SENT, RCV_ICMP): (CLOSED, ""),  # IC-1: tcp_v4_err, e.g. time-exceeded from a router
     (SYN_SENT, TIMEOUT): (CLOSED, ""),
     (SYN_RECEIVED, RCV_ACK): (ESTABLISHED, ""),
     (SYN_RECEIVED, APP_CLOSE): (FIN_WAIT_1, "FIN"),

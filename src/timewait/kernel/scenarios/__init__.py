@@ -31,11 +31,6 @@ UNSUPPORTED: dict[str, str] = {
     "tw-recycle-nat": "tcp_tw_recycle was removed in Linux 4.12; this kernel cannot show it "
                       "(run it in the simulator: timewait run tw-recycle-nat)",
     "two-msl": "a computed timeline, not something a kernel does (timewait run two-msl)",
-    "ttl": "no twin yet: real routers in namespaces could show the hop count and ICMP time-exceeded, "
-           "but no real network discards a packet older than MSL, the scenario's second half "
-           "(timewait run ttl)",
-    "max-rate": "no twin yet: an exercise answered by timewait capacity; the same ports / TIME_WAIT limit "
-                "shows on the kernel in `kernel run port-exhaustion` (a narrowed range)",
     "quiz": "a quiz, answered by the simulator's scenarios",
 }
 
@@ -57,6 +52,11 @@ class KernelScenario:
     kernel_defaults: dict[str, Any] = field(default_factory=dict)
     default_sysctls: list[str] = field(default_factory=list)
     note: str = ""
+    #: ``(metric, fn)``: a metric the kernel run reads from the kernel and the simulator's run
+    #: shows only in a view; ``fn(sim_result, kernel_value)`` derives the simulator's from its trace.
+    sim_view: tuple[str, Callable[[Any, Any], Any]] | None = None
+    #: Refuses parameters the kernel twin cannot run (a UsageError), before root or a namespace is needed.
+    validate: Callable[[dict[str, Any]], None] | None = None
 
 
 KREGISTRY: dict[str, KernelScenario] = {}
@@ -64,7 +64,8 @@ KREGISTRY: dict[str, KernelScenario] = {}
 
 def kscenario(name: str, *, kernel_params: dict[str, Param] | None = None,
               kernel_defaults: dict[str, Any] | None = None, default_sysctls: list[str] | None = None,
-              note: str = "") -> Callable[[Callable[[KLab], None]], Callable[[KLab], None]]:
+              note: str = "", sim_view: tuple[str, Callable[[Any, Any], Any]] | None = None,
+              validate: Callable[[dict[str, Any]], None] | None = None) -> Callable[[Callable[[KLab], None]], Callable[[KLab], None]]:
     """Register the kernel version of simulator scenario ``name``.
 
     It takes the simulator scenario's parameters (one table, so the two cannot
@@ -77,7 +78,7 @@ def kscenario(name: str, *, kernel_params: dict[str, Param] | None = None,
 
     def deco(fn: Callable[[KLab], None]) -> Callable[[KLab], None]:
         KREGISTRY[name] = KernelScenario(name, fn, params, frozenset(extra), dict(kernel_defaults or {}),
-                                         list(default_sysctls or []), note)
+                                         list(default_sysctls or []), note, sim_view, validate)
         return fn
 
     return deco
@@ -112,6 +113,8 @@ def parse_kernel_params(sc: KernelScenario, params: dict[str, Any] | None) -> di
         if k not in sc.params:
             raise UsageError(f"unknown parameter {k!r} for kernel {sc.name}; allowed: {', '.join(sorted(sc.params))}")
         out[k] = sc.params[k].parse(k, v)
+    if sc.validate is not None:
+        sc.validate(out)
     return out
 
 
@@ -230,18 +233,21 @@ class KLab:
         return wall - self.t0_wall
 
     def path(self, a: str, a_addr: str, b: str, b_addr: str, delay_ms: float = 0.0,
-             jitter_ms: float = 0.0, seed: int = 1) -> Any:
+             jitter_ms: float = 0.0, seed: int = 1, a_routes: tuple[str, ...] = (),
+             b_routes: tuple[str, ...] = (), max_age_s: float | None = None) -> Any:
         """Join hosts ``a`` and ``b`` through an emulated path (TUN devices, faults, delay); started.
 
-        It is stopped with the lab, and what crossed it becomes the run's trace.
+        ``a_routes``/``b_routes`` are prefixes routed into each end's device (a router end needs
+        them); ``max_age_s`` is the path's MSL (see :class:`timewait.kernel.path.Path`). It is
+        stopped with the lab, and what crossed it becomes the run's trace.
         """
         from timewait.kernel.path import Path as EmulatedPath
         from timewait.kernel.tun import Tun
 
-        ta = Tun(self.k.ns(a), a_addr)
-        tb = Tun(self.k.ns(b), b_addr)
+        ta = Tun(self.k.ns(a), a_addr, routes=a_routes)
+        tb = Tun(self.k.ns(b), b_addr, routes=b_routes)
         p = EmulatedPath((a, ta), (b, tb), clock=self.now, delay_ms=delay_ms, jitter_ms=jitter_ms,
-                         seed=seed).start()
+                         seed=seed, max_age_s=max_age_s).start()
         self.paths.append(p)
         return p
 

@@ -1,21 +1,50 @@
-"""S1 on the kernel: the side that closes first holds TIME_WAIT for 60 s (plus timer-wheel slack)."""
+"""S1 on the kernel: the side that closes first holds TIME_WAIT for 60 s (plus timer-wheel slack).
+
+The chapter's experiment: ``nc -l 8888`` on c2, ``nc`` on c1, a line, Ctrl+C, then
+``netstat -atn`` on each host. c1 and c2 are joined by the lab's emulated path
+(kernel/path.py, 0.2 ms each way as the simulator's link), so the run's trace is
+every packet that crossed; at three instants (connected, just after the close,
+just after the TIME_WAIT ends) each host's sockets are read from inet_diag and
+written as netstat rows (metric ``netstat``), which ``kernel compare`` sets beside
+the simulator's own netstat view at the same instants.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from timewait.kernel import diag
 from timewait.kernel.apps import Worker, connect
 from timewait.kernel.scenarios import KLab, Param, kscenario, progress_line
+from timewait.report.sockets import Socket, netstat_lines
+from timewait.tcp.segment import ip_aton
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 PORT = 8888
 POLL_S = 0.5        # how often the countdown is read (the brief's 0.5 s)
 FINE_POLL_S = 0.02  # near the end, so the moment it disappears is known to 20 ms
 TW_LEN = 60.0       # TCP_TIMEWAIT_LEN
+SETTLE_S = 0.05     # a netstat view this long after a change: the burst of the close is over
+CONNECTED_AT = 0.5  # the first view: connected, before the line at 1 s
+
+
+def sim_netstat(sim: Any, kernel_views: dict[str, Any]) -> dict[str, Any]:
+    """The simulator's netstat view (rebuilt from its trace) at the instants the kernel run read its own."""
+    from timewait.report.sockets import netstat_at
+
+    m = sim.metrics
+    at = {"connected": CONNECTED_AT}
+    if m.get("time_wait_entered_at") is not None:
+        at["after_close"] = round(m["time_wait_entered_at"] + SETTLE_S, 4)
+    if m.get("time_wait_left_at") is not None:
+        at["after_time_wait"] = round(m["time_wait_left_at"] + SETTLE_S, 4)
+    return {name: {"at": at[name], **netstat_at(sim, at[name])} for name in kernel_views if name in at}
 
 
 @kscenario(
     "nc-timewait",
+    sim_view=("netstat", sim_netstat),
     kernel_params={
         "wait": Param(0.0, "kernel only: stop watching after N s of TIME_WAIT and report the timer "
                       "left (0 = watch it to the end, ~60 s)", float),
@@ -25,18 +54,21 @@ def run(lab: KLab) -> None:
     k = lab.k
     lab.host("c1", C1)
     lab.host("c2", C2)
-    k.link("c1", f"{C1}/24", "c2", f"{C2}/24")
+    lab.path("c1", f"{C1}/24", "c2", f"{C2}/24", delay_ms=0.2)
     lab.ready()
     close_at = lab.p["close_at"]
     server_close = lab.p["server_close"]
     t_start = time.time()
-    server = Worker(k, "c2", "nc", C2, [PORT],
+    server = Worker(k, "c2", "nc", C2, [PORT], once=True,
                     close_at=t_start + close_at if server_close else None, close_delay=0.001)
     closer, other = ("c2", "c1") if server_close else ("c1", "c2")
     lab.start_clock(t_start)
     s = connect(k, "c1", C2, PORT)
     client_port = s.getsockname()[1]
     key = (C1, client_port, C2, PORT)
+    views: dict[str, dict[str, list[str]]] = {}
+    _sleep_until(lab, CONNECTED_AT)
+    views["connected"] = netstat(lab)
     _sleep_until(lab, 1.0)
     s.sendall(b"hello\n")
     if server_close:
@@ -60,6 +92,9 @@ def run(lab: KLab) -> None:
             break
         time.sleep(0.002)
     hosts_seen = {h for h in ("c1", "c2") if _find(lab, h, key)}
+    if entered is not None:
+        _sleep_until(lab, entered + SETTLE_S)
+        views["after_close"] = netstat(lab)
     wait = lab.p["wait"]
     first_remaining = last_remaining = None
     left = None
@@ -70,6 +105,8 @@ def run(lab: KLab) -> None:
         hosts_seen |= {h for h in ("c1", "c2") if h != closer and _find(lab, h, key)}
         if tw is None:
             left = now
+            _sleep_until(lab, left + SETTLE_S)
+            views["after_time_wait"] = netstat(lab)
             break
         t_last = now
         last_remaining = tw.expires_ms / 1000
@@ -84,6 +121,7 @@ def run(lab: KLab) -> None:
     progress_line("")
     lab.t_end = lab.now()
     got = server.stop()
+    lab.stop_paths()
 
     hosts = sorted(hosts_seen)
     m = lab.metrics
@@ -101,6 +139,12 @@ def run(lab: KLab) -> None:
     m["time_wait_timer_at_entry"] = first_remaining
     m["time_wait_timer_left"] = last_remaining if left is None else 0.0
     m["time_wait_watched_to_end"] = left is not None
+    at = {"connected": CONNECTED_AT}
+    if entered is not None:
+        at["after_close"] = round(entered + SETTLE_S, 4)
+    if left is not None:
+        at["after_time_wait"] = round(left + SETTLE_S, 4)
+    m["netstat"] = {name: {"at": at[name], **rows} for name, rows in views.items()}
     lab.check("only the active closer enters TIME_WAIT", hosts == [closer],
               f"hosts with TIME_WAIT: {hosts or 'none'}; {other} went through LAST_ACK to CLOSED")
     tws = m["time_wait_seconds"]
@@ -117,6 +161,17 @@ def run(lab: KLab) -> None:
         lab.say(f"Stopped watching after {wait} s (--set wait); the entry had {last_remaining} s left.")
     lab.check("the server received the line", got.get("received") == "hello\n",
               f"c2 read {got.get('received', '')!r}")
+
+
+def netstat(lab: KLab) -> dict[str, list[str]]:
+    """Each host's ``netstat -atn`` rows now, from inet_diag (IPv4 TCP, every state)."""
+    out = {}
+    for host, ns in lab.k.hosts.items():
+        socks = sorted(diag.dump(ns, families=(2,)), key=lambda d: (ip_aton(d.laddr), d.lport, ip_aton(d.raddr), d.rport))
+        out[host] = netstat_lines([Socket(host, (ip_aton(d.laddr), d.lport, ip_aton(d.raddr), d.rport),
+                                          diag.SIM_STATE_NAMES.get(d.state, d.state_name), None)
+                                   for d in socks])[1:]
+    return out
 
 
 def _sleep_until(lab: KLab, t: float) -> None:
