@@ -99,7 +99,14 @@ def test_from_host_in_a_namespace_matches_the_kernel_count(netns: str, capsys):
         p.stdin.write("\n")
         p.stdin.flush()
     finally:
-        p.wait(timeout=10)
+        # On success the child has been told to exit; on a failed assertion it still waits for
+        # stdin, and a plain wait would hide that assertion behind a timeout.
+        if p.poll() is None:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
 
 
 @pytest.mark.parametrize("argv", [
