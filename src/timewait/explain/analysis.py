@@ -17,15 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from timewait.explain.reader import ACK, FIN, RST, SYN, Packet
+from timewait.tcp.seq import M32, before
 
 C, S = 0, 1  # the two ends of a connection: the SYN's sender (client) and its receiver (server)
 SIDE = ("client", "server")
 MAX_ROWS = 1000  # rows kept per list in the report (the counts stay exact)
-
-
-def _before(a: int, b: int) -> bool:
-    """``before(a, b)`` of Linux's include/net/tcp.h: 32-bit sequence/timestamp order."""
-    return ((a - b) & 0xFFFFFFFF) > 0x7FFFFFFF
 
 
 @dataclass(slots=True)
@@ -249,7 +245,7 @@ class Explainer:
         if p.tsval is None:
             return
         recent = c.ts_recent[side]
-        if recent is not None and _before(p.tsval, recent) and c.state[1 - side] != "CLOSED":
+        if recent is not None and before(p.tsval, recent) and c.state[1 - side] != "CLOSED":
             # tcp_paws_discard: a Linux receiver drops it (tcp_validate_incoming) and sends a duplicate ACK.
             self._note("paws", p.t_us, c, f"TSval {p.tsval} older than ts_recent {recent}: a Linux receiver "
                        f"discards it by PAWS", side=SIDE[side], tsval=p.tsval, ts_recent=recent, frame=p.index)
@@ -260,12 +256,12 @@ class Explainer:
         t = p.t_us
         if c.state[side] == "SYN_SENT" and c.isn[other] is not None:
             c.go(side, "ESTABLISHED", t)
-        if c.state[other] == "SYN_RECEIVED" and c.isn[side] is not None and p.ack == (c.isn[other] or 0) + 1 & 0xFFFFFFFF:
+        if c.state[other] == "SYN_RECEIVED" and c.isn[side] is not None and p.ack == (c.isn[other] or 0) + 1 & M32:
             c.go(other, "ESTABLISHED", t)
             if c.established_us is None:
                 c.established_us = t
         fs = c.fin_seq[other]
-        if fs is not None and c.fin_acked_us[other] is None and not _before(p.ack, (fs + 1) & 0xFFFFFFFF):
+        if fs is not None and c.fin_acked_us[other] is None and not before(p.ack, (fs + 1) & M32):
             c.fin_acked_us[other] = t
             st = c.state[other]
             if st == "FIN_WAIT_1":
@@ -280,7 +276,7 @@ class Explainer:
 
     def _fin(self, c: Conn, side: int, other: int, p: Packet) -> None:
         t = p.t_us
-        fin_seq = (p.seq + p.length) & 0xFFFFFFFF
+        fin_seq = (p.seq + p.length) & M32
         if c.fin_seq[side] is not None and fin_seq == c.fin_seq[side]:
             acked = c.fin_acked_us[side] is not None
             self._note("fin_retransmitted", t, c, f"FIN from the {SIDE[side]} sent again"

@@ -16,6 +16,8 @@ from typing import BinaryIO
 
 import dpkt
 
+from timewait.tcp.seq import M32
+
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 # Link-layer header types (tcpdump.org): those a TCP capture of a Linux machine uses.
@@ -55,7 +57,7 @@ class Packet:
 
     @property
     def end_seq(self) -> int:
-        return (self.seq + self.length + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)) & 0xFFFFFFFF
+        return (self.seq + self.length + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)) & M32
 
     def flag_text(self) -> str:
         """tcpdump's spelling: ``S``, ``S.``, ``F.``, ``P.``, ``R``, ``.``."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import dpkt
 
 from timewait.kernel.topology import KernelLab, stop_process
+from timewait.tcp.seq import M32
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -32,7 +33,7 @@ class Pkt:
 
     @property
     def end_seq(self) -> int:
-        return (self.seq + self.length + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)) & 0xFFFFFFFF
+        return (self.seq + self.length + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)) & M32
 
     @property
     def pure_ack(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 from timewait import trace as T
 from timewait.result import RunResult
 from timewait.tcp.segment import ip_aton, ip_ntoa
+from timewait.tcp.seq import M32, before, diff
 
 Key = tuple[int, int, int, int]
 
@@ -131,7 +132,7 @@ def _track(records: Iterable[tuple[Any, ...]], until_us: int,
             if tr is not None and seg.seg_len:
                 tr.snd_nxt = _later(tr.snd_nxt, seg.end_seq)
                 if seg.payload:
-                    tr.sent_end = _later(tr.sent_end, (seg.seq + len(seg.payload)) & 0xFFFFFFFF)
+                    tr.sent_end = _later(tr.sent_end, (seg.seq + len(seg.payload)) & M32)
         elif kind == T.RX:
             seg = rec[3]
             tr = tracks.get((node, (seg.dst, seg.dport, seg.src, seg.sport)))
@@ -142,7 +143,7 @@ def _track(records: Iterable[tuple[Any, ...]], until_us: int,
 
 def _later(a: int | None, b: int) -> int:
     """The later of two sequence numbers (mod 2**32); ``b`` when ``a`` is unset."""
-    if a is None or ((b - a) & 0xFFFFFFFF) < 0x80000000:
+    if a is None or not before(b, a):
         return b
     return a
 
@@ -172,8 +173,8 @@ def sockets_at(result: RunResult, at_us: int, host: str | None = None) -> dict[s
             continue
         sock = Socket(node, key, tr.state, tr.since)
         if tr.sent_end is not None and tr.acked is not None and tr.state != "TIME_WAIT":
-            q = (tr.sent_end - tr.acked) & 0xFFFFFFFF
-            sock.send_q = q if q < 0x80000000 else 0
+            q = diff(tr.sent_end, tr.acked)
+            sock.send_q = q if q >= 0 else 0
         for name in _STATE_TIMERS.get(tr.state, _DEFAULT_TIMERS):
             deadline = tr.timers.get(name)
             if deadline is not None and deadline >= at_us and (name != "rto" or _outstanding(tr)):

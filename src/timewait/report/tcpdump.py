@@ -36,6 +36,7 @@ from timewait.tcp.segment import (
     encode_options,
     ip_ntoa,
 )
+from timewait.tcp.seq import M32
 
 # tcpdump's tcp_flag_values order (print-tcp.c); ACK is printed as '.' last.
 _FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (URG, "U"), (ECE, "E"), (CWR, "W"), (ACK, "."))
@@ -134,11 +135,11 @@ class RelSeq:
         key, flip = (fwd, False) if fwd <= rev else (rev, True)
         base = self.flows.get(key)
         if base is None or seg.flags & SYN:
-            mine, other = seg.seq, (seg.ack - 1) & 0xFFFFFFFF
+            mine, other = seg.seq, (seg.ack - 1) & M32
             self.flows[key] = [other, mine] if flip else [mine, other]
             return seg.seq, seg.ack
         mine_base, other_base = (base[1], base[0]) if flip else (base[0], base[1])
-        return (seg.seq - mine_base) & 0xFFFFFFFF, (seg.ack - other_base) & 0xFFFFFFFF
+        return (seg.seq - mine_base) & M32, (seg.ack - other_base) & M32
 
 
 def format_segment(seg: Segment, *, verbose: bool = False, rel: RelSeq | None = None,
@@ -155,7 +156,7 @@ def format_segment(seg: Segment, *, verbose: bool = False, rel: RelSeq | None = 
     seq, ack = rel(seg) if rel is not None else (seg.seq, seg.ack)
     parts = [f"IP {endpoint(seg.src, seg.sport, '.')} > {endpoint(seg.dst, seg.dport, '.')}: Flags [{flag_letters(seg.flags)}]"]
     if length:
-        parts.append(f"seq {seq}:{(seq + length) & 0xFFFFFFFF}")
+        parts.append(f"seq {seq}:{(seq + length) & M32}")
     elif seg.flags & (SYN | FIN | RST) or verbose:
         parts.append(f"seq {seq}")
     if seg.flags & ACK:

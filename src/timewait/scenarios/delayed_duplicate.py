@@ -11,6 +11,7 @@ from timewait.scenarios.common import LineServer, Timeline
 from timewait.sim.host import Host, Socket, SocketError
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import RST, SYN
+from timewait.tcp.seq import M32
 from timewait.trace import COUNTER, DROP, RX, TX, views
 
 C1, C2 = "10.211.55.2", "10.211.55.10"
@@ -18,7 +19,6 @@ CPORT, SPORT = 61594, 8080
 OLD = (b"old-1\n", b"old-2\n", b"old-3\n")
 NEW = (b"new-1\n", b"new-2\n", b"new-3\n")
 NEW_AT = (1.0, 2.0, 5.0)  # seconds after the new connection is up
-M32 = 0xFFFFFFFF
 Rec = Any  # a typed trace view (timewait.trace)
 
 

@@ -47,10 +47,10 @@ from timewait.script.wire import (
     read,
 )
 from timewait.tcp.segment import ACK, SYN
+from timewait.tcp.seq import M32
 
 TOLERANCE_US = 4000      # packetdrill's default --tolerance_usecs
 ANY_WAIT_S = 10.0        # how long a ``*`` packet line waits
-M32 = 0xFFFFFFFF
 
 
 # --------------------------------------------------------------------------- system call requests

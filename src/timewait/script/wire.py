@@ -32,6 +32,7 @@ from timewait.tcp.segment import (
     decode,
     encode,
 )
+from timewait.tcp.seq import M32
 
 LOCAL_ADDR = "192.168.0.1"    # packetdrill's default local (kernel-side) address
 REMOTE_ADDR = "192.0.2.1"     # packetdrill's default remote address
@@ -41,7 +42,6 @@ DEFAULT_WIN = 65535           # window of an injected packet that names none
 
 _BITS = {"F": FIN, "S": SYN, "R": RST, "P": PSH, ".": ACK, "E": ECE, "W": CWR, "U": URG}
 _ORDER = "SFRPU.EW"  # how flags are printed (packetdrill/tcpdump order)
-M32 = 0xFFFFFFFF
 
 
 def flag_bits(letters: str) -> int:

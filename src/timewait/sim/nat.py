@@ -34,6 +34,7 @@ from timewait.errors import UsageError
 from timewait.sim.network import Node
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import ACK, FIN, RST, SYN, Segment, checksum, ip_aton, ip_ntoa
+from timewait.tcp.seq import newer
 from timewait.trace import DROP, FWD, ICMP, NOTE
 
 # Conntrack's TCP states, in the kernel's order (enum tcp_conntrack).
@@ -331,7 +332,7 @@ class Nat(Node):
         new = _TABLE[direction][_class_of(seg.flags)][old]
         if direction == 0:
             end = seg.end_seq
-            if not m.orig_end or 0 < ((end - m.orig_end) & 0xFFFFFFFF) < 0x80000000:
+            if not m.orig_end or newer(end, m.orig_end):
                 m.orig_end = end
         else:
             m.seen_reply = True
@@ -400,7 +401,7 @@ class Nat(Node):
         if m is None:
             return False
         if (self.evict_closing and attempts_left <= HARDER_THRESH and m.state >= TIME_WAIT
-                and 0 < ((seg.end_seq - m.orig_end) & 0xFFFFFFFF) < 0x80000000):
+                and newer(seg.end_seq, m.orig_end)):
             # Destructive last resort: the closing entry goes, its port is free.
             self.counters["evicted"] += 1
             self._remove(m, "evicted")

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from timewait.tcp.config import SEC, TcpConfig
+from timewait.tcp.config import PAWS_WRAP, SEC, TcpConfig
 from timewait.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
+from timewait.tcp.seq import M32, before, between, diff, newer
 from timewait.tcp.states import (
     APP_ABORT,
     APP_CLOSE,
@@ -51,12 +52,9 @@ from timewait.tcp.states import (
 )
 from timewait.tcp.timewait import reset_for
 
-M32 = 0xFFFFFFFF
-H32 = 0x80000000
 _new = Segment.__new__  # object.__new__ for the dataclass; a compiled (mypyc) Segment has its own
 
 _NEXT = NEXT  # the transition table by event (tcp/states.py)
-PAWS_WRAP = 2147 * SEC  # TCP_PAWS_WRAP (6.7+)
 
 # Application event bits left in Connection.ev.
 EV_CONNECTED = 1
@@ -79,11 +77,6 @@ class Env(Protocol):
     cfg: TcpConfig
 
     def bump(self, name: str, n: int = 1) -> None: ...
-
-
-def _lt(a: int, b: int) -> bool:
-    """``before(a, b)`` mod 2**32."""
-    return ((a - b) & M32) >= H32
 
 
 def _model_timeout(boundary: int, rto_base: int) -> int:
@@ -260,8 +253,8 @@ class Connection:
     def rcv_window(self) -> int:
         """``tcp_receive_window``: what is left of the window last offered (bytes); the
         TIME_WAIT record keeps it for its ACKs (``tcp_time_wait``: tw_rcv_wnd)."""
-        w = (self.rcv_wup + self.rcv_wnd - self.rcv_nxt) & M32
-        return 0 if w >= H32 else w
+        w = diff(self.rcv_wup + self.rcv_wnd, self.rcv_nxt)
+        return w if w > 0 else 0
 
     def _emit(self, flags: int, seq: int, now: int, payload: bytes = b"") -> Segment:
         """Build one segment from the TCB and queue it for transmission (hot path).
@@ -310,8 +303,8 @@ class Connection:
                 # tcp_select_window: never shrink the offered window (its right edge stays put).
                 # Not while closing toward a zero window (PR-*): the engine's buffer is its
                 # window, so the kernel's TCPWantZeroWindowAdv case is left out.
-                cur = (self.rcv_wup + self.rcv_wnd - self.rcv_nxt) & M32
-                if cur < H32 and win << ws < cur:
+                cur = diff(self.rcv_wup + self.rcv_wnd, self.rcv_nxt)
+                if cur >= 0 and win << ws < cur:
                     win = (cur + (1 << ws) - 1) >> ws
             seg.win = win if win <= 0xFFFF else 0xFFFF
             seg.mss = seg.wscale = None
@@ -499,7 +492,7 @@ class Connection:
         """ACK for an unacceptable segment (``tcp_send_dupack``), rate limited if zero-length;
         ``skipped`` names the counter of ACKs the limit suppressed. A ``seg`` with data or FIN
         starting before rcv_nxt is a retransmission: TcpExtDelayedACKLost and quickack mode (DA-6)."""
-        if seg is not None and seg.end_seq != seg.seq and _lt(seg.seq, self.rcv_nxt):
+        if seg is not None and seg.end_seq != seg.seq and before(seg.seq, self.rcv_nxt):
             self.env.bump("TcpExtDelayedACKLost")
             self._enter_quickack()
         if ratelimit:
@@ -532,7 +525,7 @@ class Connection:
         """
         if self.state != SYN_SENT:
             return False
-        if ((seq - self.snd_una) & M32) > ((self.snd_nxt - self.snd_una) & M32):
+        if not between(self.snd_una, seq, self.snd_nxt):
             self.env.bump("TcpExtOutOfWindowIcmps")
             return False
         self.env.bump("TcpAttemptFails")
@@ -1039,12 +1032,12 @@ class Connection:
         ts_ok = self.ts_ok and ts is not None
         if ts_ok and ts[0] != self.ts_recent and self.ts_recent and not flags & RST:  # type: ignore[index]
             # TS-5: PAWS with TCP_PAWS_WINDOW = 1.
-            if 2 <= ((self.ts_recent - ts[0]) & M32) < H32 and now - self.ts_recent_stamp < PAWS_WRAP:  # type: ignore[index]
+            if diff(self.ts_recent, ts[0]) > 1 and now - self.ts_recent_stamp < PAWS_WRAP:  # type: ignore[index]
                 if not self._disordered_ack(seg):
                     if flags & SYN:
                         self._challenge_ack(now, True)
                         return
-                    if not seg.payload and not flags & FIN and _lt(seg.seq, self.rcv_nxt):
+                    if not seg.payload and not flags & FIN and before(seg.seq, self.rcv_nxt):
                         self.env.bump("TcpExtPAWSOldAck")
                         return  # old pure ACK: dropped silently (6.15+)
                     self.env.bump("TcpExtPAWSEstab")
@@ -1058,8 +1051,8 @@ class Connection:
         # tcp_sequence(): end_seq not before rcv_wup and seq not after the window's right edge
         # (a segment starting at rcv_nxt always passes).
         if seq != rcv_nxt and (
-            ((end - rcv_nxt) & M32) >= H32
-            or ((rcv_nxt + max((self.cfg.rcv_buf >> 1) - len(self.rcvq), 0) - seq) & M32) >= H32
+            before(end, rcv_nxt)
+            or before(rcv_nxt + max((self.cfg.rcv_buf >> 1) - len(self.rcvq), 0), seq)
         ):
             if flags & RST:
                 if self._reset_check(seg):
@@ -1093,11 +1086,11 @@ class Connection:
             return
         # Timestamps: remember the peer's TSval (TS-4, Last.ACK.sent rule), as tcp_ack does once
         # the ACK is acceptable: neither older than snd_una nor beyond snd_nxt.
-        if ts_ok and (seq == rcv_nxt or ((rcv_nxt - seq) & M32) < H32):
+        if ts_ok and (seq == rcv_nxt or not before(rcv_nxt, seq)):
             una = self.snd_una
-            if ((seg.ack - una) & M32) <= ((self.snd_nxt - una) & M32):
+            if between(una, seg.ack, self.snd_nxt):
                 rec = self.ts_recent
-                if ((ts[0] - rec) & M32) < H32 or not rec:  # type: ignore[index]
+                if not before(ts[0], rec) or not rec:  # type: ignore[index]
                     self.ts_recent = ts[0]  # type: ignore[index]
                     self.ts_recent_stamp = now
         if not self._ack(seg, now):
@@ -1108,7 +1101,7 @@ class Connection:
         # --- data -------------------------------------------------------------
         if payload:
             if st in _RECV_STATES:
-                if self.rcv_shut and _lt(self.rcv_nxt, (end - (flags & FIN)) & M32):
+                if self.rcv_shut and before(self.rcv_nxt, (end - (flags & FIN)) & M32):
                     # New data after close(): reset (tcp_rcv_state_process, TCPAbortOnData).
                     self.env.bump("TcpExtTCPAbortOnData")
                     self._reset_answer(seg)
@@ -1193,7 +1186,7 @@ class Connection:
         nxt = self.snd_nxt
         st = self.state
         if st == SYN_RECEIVED:
-            if not (0 < ((ack - una) & M32) < H32 and ((nxt - ack) & M32) < H32):
+            if not (newer(ack, una) and not before(nxt, ack)):
                 # Unacceptable ACK in SYN-RECEIVED: reset (RFC 9293, tcp_check_req).
                 self._reset_answer(seg)
                 return False
@@ -1208,14 +1201,14 @@ class Connection:
             if self.fin_queued or self.sndq:
                 self._push(now)
             return True
-        if ((nxt - ack) & M32) >= H32:
+        if before(nxt, ack):
             # ACK of data never sent: discarded with a challenge ACK (tcp_ack,
             # SKB_DROP_REASON_TCP_ACK_UNSENT_DATA; RFC 5961 5.2). ACK-1: 6.18 sends it, measured
             # with google/packetdrill's ts_recent/invalid_ack.pkt, whose expectation predates it.
             self._challenge_ack(now, False)
             return False
         acked = (ack - una) & M32
-        if 0 < acked < H32:
+        if newer(ack, una):
             fin_acked = self.fin_sent and ack == nxt
             data_acked = acked - (1 if fin_acked else 0)
             if data_acked > 0:
@@ -1257,7 +1250,7 @@ class Connection:
     def _rtt_sample(self, ack: int, now: int) -> None:
         """RFC 6298 estimator with Linux's floor (``tcp_rtt_estimator``, ``__tcp_set_rto``)."""
         rtt_seq = self.rtt_seq
-        if rtt_seq < 0 or ((ack - rtt_seq) & M32) >= H32:
+        if rtt_seq < 0 or before(ack, rtt_seq):
             return
         r = now - self.rtt_time
         self.rtt_seq = -1
@@ -1285,7 +1278,7 @@ class Connection:
         seq = seg.seq
         rcv_nxt = self.rcv_nxt
         d = (rcv_nxt - seq) & M32
-        if d < H32 and d:
+        if newer(rcv_nxt, seq):
             # Starts before rcv_nxt: trim what we already have.
             if d >= len(payload):
                 # A retransmission (tcp_data_queue): TcpExtDelayedACKLost, quickack, ACK now
@@ -1314,8 +1307,7 @@ class Connection:
         while ooo:
             nxt = None
             for s in ooo:
-                ds = (rcv_nxt - s) & M32
-                if ds < H32:  # s at or before rcv_nxt
+                if not before(rcv_nxt, s):  # s at or before rcv_nxt
                     nxt = s
                     break
             if nxt is None:
@@ -1365,7 +1357,7 @@ class Connection:
         flags = seg.flags
         if flags & ACK:
             ack = seg.ack
-            if not (0 < ((ack - self.iss) & M32) < H32 and ((self.snd_nxt - ack) & M32) < H32):
+            if not (newer(ack, self.iss) and not before(self.snd_nxt, ack)):
                 # LA-3: unacceptable ACK -> RST with seq = SEG.ACK; stay in SYN_SENT and,
                 # if the SYN was not retransmitted yet, resend it after TCP_TIMEOUT_MIN.
                 # tcp_rcv_synsent_state_process moves the timer before looking at RST
@@ -1387,7 +1379,7 @@ class Connection:
                 # TS-6: the echoed TSval must lie between our first SYN and now.
                 ecr = seg.ts[1]
                 hi = (self.cfg.ts_clock(now) + self.ts_off) & M32
-                if ((ecr - self.syn_ts) & M32) >= H32 or ((hi - ecr) & M32) >= H32:  # _lt() twice, inlined
+                if before(ecr, self.syn_ts) or before(hi, ecr):
                     self.env.bump("TcpExtPAWSActive")
                     self._reset_answer(seg)
                     return

@@ -12,6 +12,7 @@ import time
 from timewait.kernel.apps import Worker, connect
 from timewait.kernel.capture import ACK, SYN, Capture, Pkt
 from timewait.kernel.scenarios import KLab, kscenario
+from timewait.tcp.seq import before
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
 
@@ -89,7 +90,7 @@ def _report(lab: KLab, pkts: list[Pkt], mode1: int, mode2: int, n: int, mono_min
         if not x.flags & SYN or x.flags & ACK:
             echo_ok &= tsecr == last_from[peer]
         if prev[x.src] is not None:
-            mono_ok &= ((tsval - prev[x.src]) & 0xFFFFFFFF) < 0x80000000  # type: ignore[operator]
+            mono_ok &= not before(tsval, prev[x.src])  # type: ignore[operator]
         prev[x.src] = tsval
         last_from[x.src] = tsval
     lab.check("TSecr echoes the peer's latest TSval", echo_ok, "checked on every segment of the first connection")
