@@ -468,8 +468,17 @@ def _place_labels(arrows: list[_Arrow], placer: _Placer) -> None:
     bands: dict[int, _Band] = {}
 
     def place(i: int, a: _Arrow) -> None:
-        options = a.candidates()
-        a.label_at, a.compact = min(options, key=lambda o: (placer.overlap(a.label_band(*o)), options.index(o)))
+        # The candidate with the least overlap, the earliest on a tie: the first that overlaps
+        # nothing wins at once (most labels), so the rest are not measured.
+        best: tuple[int, tuple[float, bool]] | None = None
+        for o in a.candidates():
+            ov = placer.overlap(a.label_band(*o))
+            if best is None or ov < best[0]:
+                best = (ov, o)
+                if ov == 0:
+                    break
+        assert best is not None
+        a.label_at, a.compact = best[1]
         bands[i] = a.label_band(a.label_at, a.compact)
         placer.add(bands[i])
 

@@ -170,11 +170,18 @@ def _draw_run(result: RunResult, run: SeriesRun, axes: Any, prefix: str) -> None
         ax.set_xlim(0, max(end, 1e-3))
 
 
+_last_png: list[tuple[RunResult, bytes]] = []  # the last run drawn: --plot and --html share one rendering
+
+
 def render_png(result: RunResult) -> bytes:
-    """:func:`plot_figure` as PNG bytes."""
+    """:func:`plot_figure` as PNG bytes (drawn once per run: the same run gives the same picture)."""
+    if _last_png and _last_png[0][0] is result:
+        return _last_png[0][1]
     buf = io.BytesIO()
     plot_figure(result).savefig(buf, format="png")
-    return buf.getvalue()
+    png = buf.getvalue()
+    _last_png[:] = [(result, png)]
+    return png
 
 
 def _empty(ax: Axes, text: str) -> None:
