@@ -75,6 +75,7 @@ class FakeEnv:
         cfg.setdefault("ts_base_ms", 0)
         self.cfg = TcpConfig(**cfg)
         self.counters: Counter[str] = Counter()
+        self.pure_acks = self.delivered = self.orig_data_sent = 0
 
     def bump(self, name: str, n: int = 1) -> None:
         self.counters[name] += n

@@ -81,6 +81,10 @@ class Host(Node):
         self.counters: dict[str, int] = {}
         self.in_segs = 0   # TcpInSegs / TcpOutSegs: plain ints on the hot path, merged in snapshots
         self.out_segs = 0
+        # Counters that move per segment (CT-5..CT-8), bumped by the core as plain ints (Env).
+        self.pure_acks = 0      # TcpExtTCPPureAcks
+        self.delivered = 0      # TcpExtTCPDelivered
+        self.orig_data_sent = 0 # TcpExtTCPOrigDataSent
         self.ehash: dict[tuple[int, int, int, int], Connection] = {}
         self.twhash: dict[tuple[int, int, int, int], TimeWait] = {}
         self.listeners: dict[tuple[int, int], Socket] = {}
@@ -152,9 +156,19 @@ class Host(Node):
             out["LISTEN"] = len(self.listeners)
         return out
 
+    def nstat(self) -> dict[str, int]:
+        """The bumped counters and those the core keeps as plain ints (CT-5..CT-8), unsorted;
+        TcpInSegs/TcpOutSegs are left to :meth:`all_counters` (telemetry has them apart)."""
+        c = dict(self.counters)
+        for name, v in (("TcpExtTCPPureAcks", self.pure_acks), ("TcpExtTCPDelivered", self.delivered),
+                        ("TcpExtTCPOrigDataSent", self.orig_data_sent)):
+            if v:
+                c[name] = v
+        return c
+
     def all_counters(self) -> dict[str, int]:
         """Every nstat counter that moved, sorted by name."""
-        c = dict(self.counters)
+        c = self.nstat()
         if self.in_segs:
             c["TcpInSegs"] = self.in_segs
         if self.out_segs:

@@ -19,7 +19,7 @@ from timewait.errors import UsageError
 from timewait.sim.socket_error import SocketError
 from timewait.tcp.connection import Connection
 from timewait.tcp.segment import ip_aton, ip_ntoa
-from timewait.tcp.states import CLOSE_WAIT, CLOSED, ESTABLISHED, NAMES, TW_REUSE
+from timewait.tcp.states import CLOSED, NAMES, TW_REUSE
 from timewait.tcp.timewait import TimeWait
 from timewait.trace import CALL
 
@@ -294,8 +294,6 @@ class Socket:
         host = self.host
         conn.sock = None
         if conn.state != CLOSED:
-            if conn.state in (ESTABLISHED, CLOSE_WAIT):
-                host.bump("TcpEstabResets")
-            conn.disconnect(host.net.sched.now)
+            conn.disconnect(host.net.sched.now)  # TcpEstabResets: Connection._go (CT-4)
         if not conn.busy:
             host.after(conn)

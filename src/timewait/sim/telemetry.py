@@ -223,7 +223,7 @@ class Telemetry:
             store = self.values[name]
             names = self._names
             # connect() outcomes and nstat counters: dicts that only gain keys.
-            for group, prefix in ((tel.connect, "connect."), (host.counters, "nstat.")):
+            for group, prefix in ((tel.connect, "connect."), (host.nstat(), "nstat.")):
                 for key, v in group.items():
                     sname = names.get((prefix, key))
                     if sname is None:

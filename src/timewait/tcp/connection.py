@@ -72,9 +72,15 @@ _SEQ_FLAGS = (0, 1, 1, 2)  # sequence space taken by flags & (SYN | FIN): FIN = 
 
 
 class Env(Protocol):
-    """What the core needs from its owner: settings and a counter to bump."""
+    """What the core needs from its owner: settings, a counter to bump, and the counters that
+    move per segment as plain ints (no dictionary or trace record on the hot path; the owner
+    merges them into its nstat counters: TcpExtTCPPureAcks, TcpExtTCPDelivered,
+    TcpExtTCPOrigDataSent; CT-5..CT-8)."""
 
     cfg: TcpConfig
+    pure_acks: int
+    delivered: int
+    orig_data_sent: int
 
     def bump(self, name: str, n: int = 1) -> None: ...
 
@@ -100,7 +106,7 @@ class Connection:
         "traced",
         "ooo_fin", "probing", "probes", "backoff", "port_held",
         "dack_at", "dack_to", "ack_sched", "ack_now", "quick", "pingpong", "ato", "lrcvtime", "rcv_mss",
-        "pushed", "rcv_wup", "rcv_wnd", "rcv_ssthresh",
+        "pushed", "rcv_wup", "rcv_wnd", "rcv_ssthresh", "sent_ends", "hp_win",
     )
 
     def __init__(self, env: Env, laddr: int, lport: int, raddr: int, rport: int) -> None:
@@ -158,6 +164,12 @@ class Connection:
         self.rcv_wup = 0          # rcv_nxt when the last window was sent (tcp_select_window)
         self.rcv_wnd = 0          # that window, bytes: its right edge never moves left (WIN-3)
         self.rcv_ssthresh = 65535 # the window's clamp: the initial window, never grown here (WIN-3)
+        # CT-7: end_seq of each data or FIN segment in flight (the kernel's skbs in the
+        # retransmission queue), so an ACK counts the segments it delivers (tcp_clean_rtx_queue).
+        self.sent_ends: list[int] = []
+        # CT-6: header prediction (tp->pred_flags): the window field a fast-path segment must
+        # carry (snd_wnd >> snd_wscale), or -1 while the fast path is off.
+        self.hp_win = -1
         self.orphan = False
         self.linger0 = False
         self.outbox: list[Segment] = []
@@ -193,6 +205,10 @@ class Connection:
             st = _NEXT[event][self.state]
         except KeyError:
             raise InvalidTransition(self.state, event) from None
+        if st == CLOSED and self.state in (ESTABLISHED, CLOSE_WAIT):
+            # CT-4 (tcp_set_state, TCP_CLOSE): any end of an established connection, reset
+            # received or sent (CL-1, CL-2, CL-4, LS-1), or an RTO give-up, counts EstabResets.
+            self.env.bump("TcpEstabResets")
         self.state = st
         if self.hist is not None:
             self.hist.append(st)
@@ -281,8 +297,10 @@ class Connection:
         seg.raw_options = None
         if flags & SYN:
             # WIN-1 (tcp_select_initial_window via tcp_openreq_init_rwin): 65535 rounded down to
-            # the MSS the peer will send, less the timestamps option once they are agreed.
-            win = cfg.synack_win if flags & ACK and self.ts_ok else cfg.syn_win
+            # the MSS the peer will send, less the timestamps option once they are agreed. CT-9
+            # (tcp_connect_init): a SYN whose socket has a ts_recent_stamp (copied from the
+            # TIME_WAIT record it took over, tcp_twsk_unique) also takes the option off: 65160.
+            win = cfg.synack_win if self.ts_ok and (flags & ACK or self.ts_recent_stamp) else cfg.syn_win
             half = cfg.rcv_buf >> 1  # never offer more than the buffer holds (tcp_select_initial_window)
             seg.win = win if win <= half else half
             self.rcv_ssthresh = self.rcv_wnd = seg.win  # tcp_select_initial_window
@@ -480,6 +498,10 @@ class Connection:
         env = self.env
         if syn:
             env.bump("TcpExtTCPSYNChallenge")
+            if self.state == ESTABLISHED:
+                # CT-2 (tcp_validate_incoming's syn_inerr): only tcp_rcv_established passes 1,
+                # so a SYN in ESTABLISHED also counts TcpInErrs; other states do not.
+                env.bump("TcpInErrs")
         if now - self.last_oow_ack < self.cfg.invalid_ratelimit:
             env.bump("TcpExtTCPACKSkippedChallenge")
             return
@@ -585,7 +607,6 @@ class Connection:
         self.rtt_seq, self.rtt_time = self.snd_nxt, now
         self.rto = cfg.rto_init
         self.rto_at = now + self.rto
-        self.env.bump("TcpPassiveOpens")
 
     def _take_syn_options(self, syn: Segment, now: int) -> None:
         """Negotiate options from the peer's SYN or SYN-ACK (TS-1)."""
@@ -779,7 +800,11 @@ class Connection:
                 self.retrans = 0
             if self.rtt_seq < 0:
                 self.rtt_seq, self.rtt_time = (nxt + avail) & M32, now
-            self.snd_nxt = (nxt + (avail if avail > 0 else 0) + (1 if fin else 0)) & M32
+            self.snd_nxt = nxt = (nxt + (avail if avail > 0 else 0) + (1 if fin else 0)) & M32
+            # CT-8 (tcp_event_new_data_sent): every new data or FIN segment, never a SYN or a
+            # retransmission, counts TCPOrigDataSent; CT-7 keeps its end for TCPDelivered.
+            self.env.orig_data_sent += 1
+            self.sent_ends.append(nxt)
             if not self.rto_at:
                 self.rto_at = now + self.rto
             elif self.probing:
@@ -812,6 +837,8 @@ class Connection:
             if self.rtt_seq < 0:
                 self.rtt_seq, self.rtt_time = (self.snd_nxt + n) & M32, now
             self.snd_nxt = (self.snd_nxt + n + (1 if fin else 0)) & M32
+            self.env.orig_data_sent += 1  # CT-8, as above
+            self.sent_ends.append(self.snd_nxt)
             sent += n
             if not self.rto_at:
                 self.rto_at = now + self.rto
@@ -934,6 +961,12 @@ class Connection:
         """``tcp_retransmit_timer`` / ``tcp_write_timeout`` (SYN-1, LA-4)."""
         cfg = self.cfg
         st = self.state
+        env = self.env
+        if st == SYN_SENT or (st == SYN_RECEIVED and not self.passive):
+            # CT-3 (tcp_retransmit_timer): every RTO of a full socket counts TCPTimeouts before
+            # tcp_write_timeout decides, so the expiry that gives up counts too; a request's
+            # SYN-ACK timer (reqsk_timer_handler) does not.
+            env.bump("TcpExtTCPTimeouts")
         if st == SYN_SENT:
             # SYN-1: the first tcp_syn_linear_timeouts RTOs stay at 1 s, then double.
             limit = cfg.syn_retries + cfg.syn_linear_timeouts
@@ -943,11 +976,9 @@ class Connection:
             self.retrans += 1
             self._emit(SYN, self.iss, now)
             self._count_retransmit(True)
-            # Measured on 6.18 (tests/scripts/syn-retransmit-linear.pkt): every SYN RTO counts
-            # TCPTimeouts and TcpTimeoutRehash (tcp_write_timeout's sk_rethink_txhash), and from
-            # the second on the SYN sent before is marked lost (tcp_mark_skb_lost).
-            env = self.env
-            env.bump("TcpExtTCPTimeouts")
+            # Measured on 6.18 (tests/scripts/syn-retransmit-linear.pkt): every SYN RTO that
+            # does not give up counts TcpTimeoutRehash (tcp_write_timeout's sk_rethink_txhash),
+            # and from the second on the SYN sent before is marked lost (tcp_mark_skb_lost).
             env.bump("TcpExtTcpTimeoutRehash")
             if self.retrans > 1:
                 env.bump("TcpExtTCPLostRetransmit")
@@ -961,6 +992,8 @@ class Connection:
             if self.retrans >= cfg.synack_retries:
                 self._timeout(now)
                 return
+            if not self.passive:
+                env.bump("TcpExtTcpTimeoutRehash")  # CT-3: a full socket (simultaneous open)
             self.retrans += 1
             self._emit(SYN | ACK, self.iss, now)
             self._count_retransmit(True)
@@ -968,7 +1001,8 @@ class Connection:
             self.rtt_seq = -1
             return
         if self.snd_una == self.snd_nxt:
-            return
+            return  # tcp_retransmit_timer: nothing in flight (!packets_out), nothing counted
+        env.bump("TcpExtTCPTimeouts")  # CT-3, before tcp_write_timeout decides
         # LA-4: give-up is time based and checked only when the timer fires.
         if self.orphan:
             boundary = cfg.orphan_retries or (8 if self.rto < cfg.rto_max else 0)
@@ -977,6 +1011,11 @@ class Connection:
         if now - self.retrans_stamp >= _model_timeout(boundary, cfg.rto_min):
             self._timeout(now)
             return
+        # CT-3: not given up: tcp_write_timeout rehashes (TcpTimeoutRehash); tcp_enter_loss
+        # marks the head lost, and a head already retransmitted counts TCPLostRetransmit.
+        env.bump("TcpExtTcpTimeoutRehash")
+        if self.retrans:
+            env.bump("TcpExtTCPLostRetransmit")
         self._retransmit_head(now)
         self.retrans += 1
         # The first resend does not back off (tail-loss-probe timing), later ones double.
@@ -1006,6 +1045,16 @@ class Connection:
         fin = self.fin_sent and n == len(q)
         flags = ACK | (FIN if fin else 0) | (PSH if n else 0)
         self._emit(flags, una, now, bytes(q[:n]))
+        ends = self.sent_ends
+        if len(ends) > 1:
+            # tcp_retrans_try_collapse: the segments this one covers (data and its FIN) are one
+            # skb from now on, delivered once (CT-7).
+            end = (una + n + (1 if fin else 0)) & M32
+            k = 0
+            while k < len(ends) and not before(end, ends[k]):
+                k += 1
+            if k > 1:
+                ends[:k] = [end]
 
     def _timeout(self, now: int) -> None:
         self.env.bump("TcpExtTCPAbortOnTimeout")
@@ -1084,6 +1133,10 @@ class Connection:
                 return
         if not flags & ACK:
             return
+        fast = False  # CT-6: a pure ACK on the fast path (only pure ACKs need to know)
+        if st == ESTABLISHED and seg.win == self.hp_win and seq == rcv_nxt and flags & ~PSH == ACK \
+                and not payload:
+            fast = self._predicted(seg)
         # Timestamps: remember the peer's TSval (TS-4, Last.ACK.sent rule), as tcp_ack does once
         # the ACK is acceptable: neither older than snd_una nor beyond snd_nxt.
         if ts_ok and (seq == rcv_nxt or not before(rcv_nxt, seq)):
@@ -1093,7 +1146,7 @@ class Connection:
                 if not before(ts[0], rec) or not rec:  # type: ignore[index]
                     self.ts_recent = ts[0]  # type: ignore[index]
                     self.ts_recent_stamp = now
-        if not self._ack(seg, now):
+        if not self._ack(seg, now, fast):
             return
         st = self.state
         if st == CLOSED or st == TIME_WAIT:
@@ -1117,6 +1170,24 @@ class Connection:
             self._fin(seg, self.ooo_fin, now)  # tcp_ofo_queue: the queued FIN is now in order
         if self.ack_sched and self.state != CLOSED:
             self._ack_snd_check(now)  # tcp_ack_snd_check, after tcp_data_snd_check had its turn
+
+    def _predicted(self, seg: Segment) -> bool:
+        """CT-6, header prediction (``tcp_rcv_established``) of a pure ACK: the caller checked the
+        state, the window (``pred_flags``), seq == rcv_nxt and the flags (ACK, PSH allowed). The
+        options must be what ``tcp_header_len`` predicts (only an aligned timestamp when agreed,
+        with a TSval not older than ts_recent), and the ACK not beyond snd_nxt.
+
+        Data segments are left out: the kernel takes them fast only when the skb's truesize
+        fits ``sk_forward_alloc`` (socket memory accounting the engine does not model), which
+        is why TCPHPHits and TCPHPAcks are not modelled (docs/scripts.md)."""
+        if before(self.snd_nxt, seg.ack):
+            return False
+        if seg.mss is not None or seg.wscale is not None or seg.sack_ok or seg.raw_options is not None:
+            return False
+        ts = seg.ts
+        if self.ts_ok:
+            return ts is not None and not before(ts[0], self.ts_recent)
+        return ts is None
 
     def _disordered_ack(self, seg: Segment) -> bool:
         """``tcp_disordered_ack_check``: a harmless reordered duplicate ACK passes PAWS.
@@ -1168,9 +1239,7 @@ class Connection:
             if self.cfg.challenge_ack:
                 self._challenge_ack(now, False)
                 return
-        if st in (ESTABLISHED, CLOSE_WAIT):  # tcp_done -> tcp_set_state(TCP_CLOSE); no other counter
-            self.env.bump("TcpEstabResets")
-        self._reset_timers()
+        self._reset_timers()  # TcpEstabResets from ESTABLISHED/CLOSE_WAIT: _go (CT-4, tcp_set_state)
         if st == SYN_RECEIVED and self.passive:
             self._go(RCV_RST)
             self.ev |= EV_CLOSED
@@ -1179,8 +1248,10 @@ class Connection:
         self._fail("EPIPE" if st == CLOSE_WAIT else "ECONNRESET")
         self.ev |= EV_CLOSED
 
-    def _ack(self, seg: Segment, now: int) -> bool:
-        """ACK processing (``tcp_ack``). Returns False when the segment must be dropped."""
+    def _ack(self, seg: Segment, now: int, fast: bool = False) -> bool:
+        """ACK processing (``tcp_ack``). Returns False when the segment must be dropped.
+
+        ``fast``: a pure ACK that took the header-prediction fast path (CT-6)."""
         ack = seg.ack
         una = self.snd_una
         nxt = self.snd_nxt
@@ -1191,6 +1262,16 @@ class Connection:
                 self._reset_answer(seg)
                 return False
             self._go(RCV_ACK)
+            env = self.env
+            if self.passive:
+                # CT-1: the child is made when the handshake completes (tcp_check_req ->
+                # tcp_create_openreq_child), which counts TcpPassiveOpens; a SYN alone does not.
+                env.bump("TcpPassiveOpens")
+            else:
+                env.delivered += 1  # CT-7: simultaneous open, our SYN's skb is acked here
+            if not seg.payload and not seg.flags & FIN:
+                env.pure_acks += 1  # CT-5: tcp_ack with FLAG_SLOWPATH (tcp_rcv_state_process)
+            self.hp_win = seg.win   # CT-6: tcp_fast_path_on (tcp_rcv_state_process, TCP_SYN_RECV)
             self.snd_una = ack
             self.snd_wnd = seg.win << self.snd_wscale
             if self.rtt_seq >= 0:
@@ -1208,7 +1289,26 @@ class Connection:
             self._challenge_ack(now, False)
             return False
         acked = (ack - una) & M32
+        if not before(ack, una) and not seg.payload and not seg.flags & FIN and not (fast and acked):
+            # CT-5 (tcp_ack): a segment without data or FIN, not older than snd_una, counts
+            # TCPPureAcks, unless it took the fast path and advanced snd_una (that one is
+            # TCPHPAcks, not modelled, CT-6).
+            self.env.pure_acks += 1
         if newer(ack, una):
+            ends = self.sent_ends
+            if ends:
+                # CT-7 (tcp_clean_rtx_queue -> tcp_count_delivered, tcp_newly_delivered): each
+                # data or FIN segment now wholly acknowledged counts TCPDelivered once.
+                if ack == nxt:
+                    self.env.delivered += len(ends)
+                    ends.clear()
+                else:
+                    n = 0
+                    while n < len(ends) and not before(ack, ends[n]):
+                        n += 1
+                    if n:
+                        self.env.delivered += n
+                        del ends[:n]
             fin_acked = self.fin_sent and ack == nxt
             data_acked = acked - (1 if fin_acked else 0)
             if data_acked > 0:
@@ -1233,7 +1333,12 @@ class Connection:
                     self._reset_timers()
                     self.ev |= EV_CLOSED
                     return False
-        self.snd_wnd = seg.win << self.snd_wscale  # tcp_ack_update_window
+        nwin = seg.win << self.snd_wscale  # tcp_ack_update_window
+        if nwin != self.snd_wnd:
+            self.snd_wnd = nwin
+            # CT-6: "the only place where fast path is recovered for sending TCP": pred_flags
+            # off, then tcp_fast_path_check (no out-of-order data, a window offered).
+            self.hp_win = seg.win if not self.ooo and self.rcv_wnd else -1
         if self.probing:
             # PR-3 (tcp_ack, tcp_ack_probe): the peer answered; an opened window clears the
             # persist timer and its backoff, a closed one re-arms it from now.
@@ -1298,6 +1403,7 @@ class Connection:
         if seq != rcv_nxt:
             self.ooo[seq] = payload  # tcp_data_queue_ofo: the ACK goes at once (ooo non-empty)
             self.ack_sched = True
+            self.hp_win = -1         # tcp_data_queue_ofo: pred_flags = 0 (CT-6)
             return
         self.rcvq += payload
         rcv_nxt = (rcv_nxt + len(payload)) & M32
@@ -1318,6 +1424,8 @@ class Connection:
                 self.rcvq += chunk[skip:]
                 rcv_nxt = (rcv_nxt + len(chunk) - skip) & M32
         self.rcv_nxt = rcv_nxt
+        if not ooo and self.rcv_wnd:
+            self.hp_win = self.snd_wnd >> self.snd_wscale  # tcp_data_queue: tcp_fast_path_check
         self.ev |= EV_DATA
         self._data_recv(len(payload), now)
 
@@ -1395,6 +1503,9 @@ class Connection:
             self.retrans = 0
             self.rto_at = 0
             self._go(RCV_SYN_ACK)
+            self.env.delivered += 1  # CT-7: tcp_ack(FLAG_SLOWPATH) delivers our SYN's skb
+            # CT-6 (tcp_finish_connect): the fast path starts at once only without window scaling.
+            self.hp_win = -1 if self.snd_wscale else seg.win
             self.lrcvtime = now - now % self.cfg.jiffy  # tcp_rcv_synsent_state_process
             self.ev |= EV_CONNECTED
             self._send_ack(now)  # the handshake's third segment (tcp_send_ack)
