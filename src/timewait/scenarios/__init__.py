@@ -19,6 +19,7 @@ from timewait.bounds import Bounds
 from timewait.errors import UsageError
 from timewait.result import Check, NodeInfo, RunResult
 from timewait.sim.budget import Budget, Scale
+from timewait.sim.host import Host
 from timewait.sim.simulation import Simulation
 from timewait.sim.sysctl import parse_mem
 from timewait.tcp.config import SEC
@@ -168,6 +169,15 @@ class Lab:
             sim = Simulation(sample_every_s=self.sample_every_s, **kw)
         self.runs.append((label, sim))
         return sim
+
+    def two_hosts(self, a: str, a_addr: str, b: str, b_addr: str, *, delay_ms: float,
+                  uptime_s: tuple[float | None, float | None] = (None, None)) -> tuple[Host, Host]:
+        """Hosts ``a`` and ``b`` of the main simulation on one link, ``delay_ms`` each way
+        (the kernel twin's :meth:`timewait.kernel.scenarios.KLab.two_hosts`)."""
+        ha = self.sim.add_host(a, a_addr, uptime_s=uptime_s[0])
+        hb = self.sim.add_host(b, b_addr, uptime_s=uptime_s[1])
+        self.sim.link(ha, hb, delay_ms=delay_ms)
+        return ha, hb
 
     def need_trace(self) -> None:
         """Record the full trace even when the caller asked for none or for a selection

@@ -48,9 +48,7 @@ def run(lab: Lab) -> None:
     p = lab.p
     lab.default_sysctl("c1", "net.ipv4.tcp_tw_reuse", "1")
     lab.default_sysctl("c1", "net.ipv4.ip_local_port_range", f"{PORT} {PORT}")
-    c1 = sim.add_host("c1", C1)
-    c2 = sim.add_host("c2", C2)
-    sim.link(c1, c2, delay_ms=0.5)
+    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.5)
     PingServer(c2, 8888)
     answers: list[bytes] = []
     errors: list[str] = []

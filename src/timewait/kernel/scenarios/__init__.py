@@ -207,6 +207,16 @@ class KLab:
         self.kinds[name] = kind
         return ns
 
+    def two_hosts(self, a: str, a_addr: str, b: str, b_addr: str, *, delay_ms: float | None = None) -> Any:
+        """Hosts ``a`` and ``b`` joined on one /24: a veth pair, or with ``delay_ms`` an emulated
+        path (:meth:`path`, returned). The simulator's :meth:`timewait.scenarios.Lab.two_hosts`."""
+        self.host(a, a_addr)
+        self.host(b, b_addr)
+        if delay_ms is None:
+            self.k.link(a, f"{a_addr}/24", b, f"{b_addr}/24")
+            return None
+        return self.path(a, f"{a_addr}/24", b, f"{b_addr}/24", delay_ms=delay_ms)
+
     def ready(self) -> None:
         """Topology built: apply ``--sysctl`` flags, start the capture, start the clock."""
         hosts = list(self.k.hosts)

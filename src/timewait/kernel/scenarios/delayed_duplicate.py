@@ -47,9 +47,7 @@ def run(lab: KLab) -> None:
     if p["timestamps"]:
         raise KernelUnavailable("delayed-duplicate --set timestamps=on: with timestamps the bound port takes "
                                 "the TIME_WAIT over at once (PS-1), a branch only the simulator runs for now")
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    path = lab.path("c1", f"{C1}/24", "c2", f"{C2}/24", delay_ms=0.2)
+    path = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
     for h in ("c1", "c2"):
         lab.k.sysctl(h, "net.ipv4.tcp_timestamps", "0")  # the scenario's default; --sysctl wins (ready)
     lab.ready()

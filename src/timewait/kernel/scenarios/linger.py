@@ -15,9 +15,7 @@ PORT = 8888
 @kscenario("linger")
 def run(lab: KLab) -> None:
     k = lab.k
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    k.link("c1", f"{C1}/24", "c2", f"{C2}/24")
+    lab.two_hosts("c1", C1, "c2", C2)
     lab.ready()
     server = Worker(k, "c2", "nc", C2, [PORT], close_delay=0.001)
     cap = Capture(k, "c1")

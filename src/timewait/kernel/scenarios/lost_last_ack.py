@@ -37,9 +37,7 @@ def run(lab: KLab) -> None:
         raise KernelUnavailable("--set syn_in_window=off: the kernel chooses the new SYN's sequence number "
                                 "itself (PS-6); only the simulator can move it")
     port = p["port"]
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    k.link("c1", f"{C1}/24", "c2", f"{C2}/24")
+    lab.two_hosts("c1", C1, "c2", C2)
     for h in ("c1", "c2"):
         k.sysctl(h, "net.ipv4.tcp_timestamps", "1" if p["timestamps"] else "0")
     lab.ready()  # --sysctl flags win over the timestamps parameter

@@ -52,9 +52,7 @@ def sim_netstat(sim: Any, kernel_views: dict[str, Any]) -> dict[str, Any]:
 )
 def run(lab: KLab) -> None:
     k = lab.k
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    lab.path("c1", f"{C1}/24", "c2", f"{C2}/24", delay_ms=0.2)
+    lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
     lab.ready()
     close_at = lab.p["close_at"]
     server_close = lab.p["server_close"]

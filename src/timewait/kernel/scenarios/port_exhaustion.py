@@ -32,9 +32,7 @@ def run(lab: KLab) -> None:
     # No netem here: a veth RTT is microseconds. Each connection (handshake, then PING/PONG) takes
     # two round trips in the simulator, so the loop paces itself to the same two RTTs per connection.
     cycle_s = 2 * p["rtt_ms"] / 1000
-    lab.host("c1", CLIENT)
-    lab.host("server", SERVER)
-    k.link("c1", f"{CLIENT}/24", "server", f"{SERVER}/24")
+    lab.two_hosts("c1", CLIENT, "server", SERVER)
     lab.ready()
     dests = max(1, p["destinations"])
     server = Worker(k, "server", "ping", SERVER, [6379 + i for i in range(dests)])

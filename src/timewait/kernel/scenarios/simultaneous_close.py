@@ -30,9 +30,7 @@ PORT = 8888
 )
 def run(lab: KLab) -> None:
     k = lab.k
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    k.link("c1", f"{C1}/24", "c2", f"{C2}/24")
+    lab.two_hosts("c1", C1, "c2", C2)
     lab.ready()
     close_at = lab.p["close_at"]
     t_start = time.time()

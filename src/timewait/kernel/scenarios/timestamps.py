@@ -19,9 +19,7 @@ C1, C2 = "10.211.55.5", "10.211.55.10"
 @kscenario("timestamps")
 def run(lab: KLab) -> None:
     k = lab.k
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    k.link("c1", f"{C1}/24", "c2", f"{C2}/24")
+    lab.two_hosts("c1", C1, "c2", C2)
     lab.ready()
     mode1, mode2 = (lab.sysctl_int(h, "net.ipv4.tcp_timestamps") for h in ("c1", "c2"))
     n = max(1, lab.p["connections"])

@@ -32,9 +32,7 @@ CLOSE_AT = 0.05
 )
 def run(lab: KLab) -> None:
     p = lab.p
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    path = lab.path("c1", f"{C1}/24", "c2", f"{C2}/24", delay_ms=0.5)
+    path = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.5)
     lab.ready()
     server = Worker(lab.k, "c2", "ping", C2, [8888])
     lab.start_clock()  # time 0 once the server listens, as in the simulator
