@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from timewait.apps.basic import listen
 from timewait.sim.host import Host, Socket
 from timewait.tcp.config import SEC
 from timewait.tcp.timewait import tw_reuse_verdict
@@ -21,21 +22,14 @@ class LineServer:
         self.host = host
         self.close_delay_s = close_delay_s
         self.conns: list[tuple[float, tuple[int, int, int, int], bytearray]] = []
-        self.lsock = host.socket()
-        self.lsock.setsockopt("SO_REUSEADDR", 1)
-        self.lsock.bind(0, port)
-        self.lsock.listen(16)
-        self.lsock.on_accept = self._accept
+        self.lsock = listen(host, port, 16, self._serve, reuseaddr=True)
 
-    def _accept(self, lsock: Socket) -> None:
-        s = lsock.accept()
-        while s is not None:
-            buf = bytearray()
-            self.conns.append((self.host.net.sched.now / SEC, s.conn.key, buf))  # type: ignore[union-attr]
-            s.app = buf
-            s.on_data = self._data
-            s.on_eof = self._eof
-            s = lsock.accept()
+    def _serve(self, s: Socket) -> None:
+        buf = bytearray()
+        self.conns.append((self.host.net.sched.now / SEC, s.conn.key, buf))  # type: ignore[union-attr]
+        s.app = buf
+        s.on_data = self._data
+        s.on_eof = self._eof
 
     def _data(self, s: Socket) -> None:
         s.app.extend(s.recv())
