@@ -22,7 +22,7 @@ from timewait.errors import UsageError
 from timewait.kernel import counters as kcounters
 from timewait.kernel import diag
 from timewait.kernel.topology import KernelLab, KernelUnavailable, require_lab, stop_process
-from timewait.result import Check, NodeInfo, RunResult
+from timewait.result import Findings, NodeInfo, RunResult
 from timewait.scenarios import Param
 from timewait.trace import Trace
 
@@ -172,12 +172,13 @@ def kernel_profile() -> str:
     return f"kernel-{os.uname().release}"
 
 
-class KLab:
+class KLab(Findings):
     """What a kernel scenario works with: the namespaces, parameters, checks and metrics."""
 
     def __init__(self, sc: KernelScenario, lab: KernelLab, params: dict[str, Any],
                  sysctls: list[tuple[str, str, str]], pcap: str | None = None, pcap_host: str | None = None,
                  progress: bool = False) -> None:
+        super().__init__()
         self.scenario = sc
         self.k = lab
         self.p = params
@@ -187,10 +188,6 @@ class KLab:
         self.pcap_proc: Any = None  # tcpdump of --pcap, into the lab's temp dir until the run ends
         self.pcap_tmp = os.path.join(lab.tmpdir, "pcap-flag.pcap")
         self.progress = progress
-        self.checks: list[Check] = []
-        self.metrics: dict[str, Any] = {}
-        self.series: dict[str, list[tuple[float, float]]] = {}
-        self.notes: list[str] = []
         self.addrs: dict[str, list[str]] = {}
         self.kinds: dict[str, str] = {}
         self.t0 = time.monotonic()
@@ -276,15 +273,9 @@ class KLab:
         """Seconds since :meth:`ready` (the kernel run's clock, like the simulator's time)."""
         return time.monotonic() - self.t0
 
-    def check(self, name: str, passed: bool, detail: str = "") -> bool:
-        self.checks.append(Check(name, bool(passed), detail))
-        return bool(passed)
-
-    def say(self, text: str) -> None:
-        self.notes.append(text)
-
     def sample(self, name: str, t: float, value: float) -> None:
-        self.series.setdefault(name, []).append((round(t, 3), value))
+        """As the simulator's, with ``t`` to the millisecond (a wall clock's)."""
+        super().sample(name, round(t, 3), value)
 
     def tw(self, host: str) -> list[diag.DiagSock]:
         """The TIME_WAIT sockets of ``host`` now."""
