@@ -235,6 +235,12 @@ class KLab(Findings):
         self.t0_wall = at
         self.t0 = now_mono - (now_wall - at)
 
+    def sleep_until(self, t: float) -> None:
+        """Wait until ``t`` seconds on the run's clock (at once if that has passed)."""
+        left = t - self.now()
+        if left > 0:
+            time.sleep(left)
+
     def rel(self, wall: float) -> float:
         """A wall-clock (tcpdump) time on the run's clock."""
         return wall - self.t0_wall

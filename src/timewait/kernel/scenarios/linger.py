@@ -23,9 +23,9 @@ def run(lab: KLab) -> None:
     linger0 = lab.p["linger0"]
     s = connect(k, "c1", C2, PORT, linger0=linger0)
     port = s.getsockname()[1]
-    time.sleep(max(0.0, 1.0 - lab.now()))
+    lab.sleep_until(1.0)
     s.sendall(b"hello\n")
-    time.sleep(max(0.0, lab.p["close_at"] - lab.now()))
+    lab.sleep_until(lab.p["close_at"])
     before = lab.counters("c1")
     k.forget(s)
     time.sleep(0.3)

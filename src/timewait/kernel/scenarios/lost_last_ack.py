@@ -46,12 +46,12 @@ def run(lab: KLab) -> None:
     lab.start_clock()
     s = _bound(lab, port)
     s.connect((C2, SERVER_PORT))
-    _sleep_until(lab, 1.0)
+    lab.sleep_until(1.0)
     s.sendall(b"hello\n")
-    _sleep_until(lab, max(1.1, p["close_at"] - 0.3))
+    lab.sleep_until(max(1.1, p["close_at"] - 0.3))
     # Armed early (loading a ruleset takes ~20 ms); c1 sends no pure ACK until the FINs.
     drop_once(k, "c2", "twlab", "prerouting", f"ip saddr {C1} tcp sport {port} tcp dport {SERVER_PORT} {PURE_ACK}")
-    _sleep_until(lab, p["close_at"])
+    lab.sleep_until(p["close_at"])
     s.shutdown(socket.SHUT_WR)  # nc -N: half-close; the descriptor stays open, as in the simulator
     s.settimeout(5)
     while s.recv(4096):
@@ -121,11 +121,6 @@ def _diag(lab: KLab, host: str, port: int) -> list[Any]:
     return [d for d in dump(lab.k.ns(host), states=mask(*range(1, 12)), families=(socket.AF_INET,))
             if port in (d.lport, d.rport) and SERVER_PORT in (d.lport, d.rport)]
 
-
-def _sleep_until(lab: KLab, t: float) -> None:
-    d = t - lab.now()
-    if d > 0:
-        time.sleep(d)
 
 
 def _first(pkts: list[Pkt], pred: Any, after: float = -1.0) -> Pkt | None:

@@ -148,7 +148,7 @@ def _watch_first_time_wait(lab: KLab, loop: _Loop) -> float | None:
         if lab.now() > 5:
             return None
         time.sleep(0.01)
-    time.sleep(max(0.0, TW_LEN_S - 1 - lab.now()))
+    lab.sleep_until(TW_LEN_S - 1)
     while lab.now() < loop.first_closed_at + TW_LEN_S + 10:
         key = loop.first_key
         if not any((s.laddr, s.lport, s.raddr, s.rport) == key for s in lab.tw(loop.host)):

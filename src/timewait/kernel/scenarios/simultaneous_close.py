@@ -42,9 +42,9 @@ def run(lab: KLab) -> None:
     # Armed at once: loading a ruleset takes tens of ms, more on a busy machine.
     drop_once(k, "c1", "twlab", "output", f"tcp sport {port} {ANY_FIN}")
     drop_once(k, "c2", "twlab", "output", f"tcp dport {port} {ANY_FIN}")
-    time.sleep(max(0.0, 1.0 - lab.now()))
+    lab.sleep_until(1.0)
     s.sendall(b"hello\n")
-    time.sleep(max(0.0, close_at - lab.now()))
+    lab.sleep_until(close_at)
     k.forget(s)
     # Both FINs are lost once; the retransmissions (~200 ms later) cross.
     seen: dict[str, list[str]] = {"c1": [], "c2": []}

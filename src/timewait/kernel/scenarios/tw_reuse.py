@@ -73,16 +73,16 @@ def run(lab: KLab) -> None:
     path.fault("dup 60 from=c2 flags=P. nth=1")
     before = lab.counters("c1")
     ask()
-    _sleep_until(lab, CLOSE_AT)
+    lab.sleep_until(CLOSE_AT)
     lost = path.fault("drop from=c1 flags=. len=0 count=all") if p["lost_ack"] else None
     if socks:
         lab.k.forget(socks[0])
-    _sleep_until(lab, reconnect_at - 0.001)
+    lab.sleep_until(reconnect_at - 0.001)
     if lost is not None:
         path.remove(lost)
-    _sleep_until(lab, reconnect_at)
+    lab.sleep_until(reconnect_at)
     ask(then=path.release)
-    _sleep_until(lab, reconnect_at + 1.0)
+    lab.sleep_until(reconnect_at + 1.0)
     for s in socks[1:]:
         lab.k.forget(s)
     time.sleep(0.05)
@@ -103,11 +103,6 @@ def may_reuse(lab: KLab) -> tuple[bool, str]:
                             lab.sysctl_int("c1", "net.ipv4.tcp_timestamps") != 0,
                             peer_timestamps=lab.sysctl_int("c2", "net.ipv4.tcp_timestamps") != 0)
 
-
-def _sleep_until(lab: KLab, t: float) -> None:
-    left = t - lab.now()
-    if left > 0:
-        time.sleep(left)
 
 
 def _errno_name(e: OSError) -> str:
