@@ -54,6 +54,8 @@ class Timeline:
         return [[round(t, 6), text] for t, text in sorted(self.events, key=lambda e: e[0])]
 
 
-def may_reuse(host: Host, loopback: bool = False) -> tuple[bool, str]:
-    """Whether connect() may take over TIME_WAIT 4-tuples on ``host`` (PS-5), and why not."""
-    return tw_reuse_verdict(host.sysctls["net.ipv4.tcp_tw_reuse"], host.cfg.timestamps != 0, loopback)
+def may_reuse(host: Host, loopback: bool = False, peer: Host | None = None) -> tuple[bool, str]:
+    """Whether connect() may take over TIME_WAIT 4-tuples on ``host`` (PS-5), and why not;
+    with ``peer``, its timestamps setting counts too."""
+    return tw_reuse_verdict(host.sysctls["net.ipv4.tcp_tw_reuse"], host.cfg.timestamps != 0, loopback,
+                            peer_timestamps=peer.cfg.timestamps != 0 if peer is not None else True)

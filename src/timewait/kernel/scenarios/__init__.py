@@ -293,6 +293,16 @@ class KLab(Findings):
     def sysctl_int(self, host: str, name: str) -> int:
         return int(self.k.read_sysctl(host, name))
 
+    def may_reuse(self, host: str, peer: str | None = None) -> tuple[bool, str]:
+        """PS-5 on this kernel's sysctls of ``host`` (not loopback: the lab's links are veths or
+        paths), with ``peer``'s timestamps setting when given; the reason in words."""
+        from timewait.tcp.timewait import tw_reuse_verdict
+
+        ts = "net.ipv4.tcp_timestamps"
+        peer_ts = self.sysctl_int(peer, ts) != 0 if peer is not None else True
+        return tw_reuse_verdict(self.sysctl_int(host, "net.ipv4.tcp_tw_reuse"), self.sysctl_int(host, ts) != 0,
+                                peer_timestamps=peer_ts)
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """``{host: {states, counters, sysctls}}`` as the simulator reports them."""
         from timewait.sim.sysctl import SYSCTLS

@@ -17,7 +17,6 @@ from timewait.kernel.apps import Worker
 from timewait.kernel.scenarios import KLab, kscenario
 from timewait.scenarios.tw_reuse import PORT, judge
 from timewait.tcp.segment import ip_aton
-from timewait.tcp.timewait import tw_reuse_verdict
 from timewait.trace import STATE
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
@@ -91,17 +90,11 @@ def run(lab: KLab) -> None:
     lab.stop_paths()
     after = lab.counters("c1")
     counters = {k: after.get(k, 0) - before.get(k, 0) for k in ("TcpExtTWRecycled", "TcpExtPAWSEstab")}
-    reuse = may_reuse(lab)
+    reuse = lab.may_reuse("c1", peer="c2")
     delay = lab.sysctl_int("c1", "net.ipv4.tcp_tw_reuse_delay") / 1000
     judge(lab, lab.trace_records, counters, answers=answers, errors=errors, reconnect_at=reconnect_at,
           reconnect_after=p["reconnect_after"], lost_ack=p["lost_ack"], reuse=reuse, delay_s=delay)
 
-
-def may_reuse(lab: KLab) -> tuple[bool, str]:
-    """PS-5 on this kernel's sysctls (the path is not loopback; both ends' timestamps count)."""
-    return tw_reuse_verdict(lab.sysctl_int("c1", "net.ipv4.tcp_tw_reuse"),
-                            lab.sysctl_int("c1", "net.ipv4.tcp_timestamps") != 0,
-                            peer_timestamps=lab.sysctl_int("c2", "net.ipv4.tcp_timestamps") != 0)
 
 
 
