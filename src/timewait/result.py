@@ -26,6 +26,33 @@ class Check:
         return {"name": self.name, "passed": self.passed, "detail": self.detail}
 
 
+class Findings:
+    """What a run records for its result: checks, metrics, sampled series and notes.
+
+    The simulator's :class:`timewait.scenarios.Lab` and the kernel's
+    :class:`timewait.kernel.scenarios.KLab` both record through it.
+    """
+
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+        self.metrics: dict[str, Any] = {}
+        self.series: dict[str, list[tuple[float, float]]] = {}
+        self.notes: list[str] = []
+
+    def check(self, name: str, passed: bool, detail: str = "") -> bool:
+        """Record one fact and whether it held; returns it."""
+        self.checks.append(Check(name, bool(passed), detail))
+        return bool(passed)
+
+    def say(self, text: str) -> None:
+        """A sentence for the reader: what changed and why."""
+        self.notes.append(text)
+
+    def sample(self, name: str, t: float, value: float) -> None:
+        """One point ``(t, value)`` of the series ``name``."""
+        self.series.setdefault(name, []).append((t, value))
+
+
 @dataclass(slots=True)
 class NodeInfo:
     """A node of the topology as views need it: its kind and addresses."""

@@ -10,6 +10,27 @@ from timewait.sim.host import Host, Socket, SocketError
 from timewait.tcp.config import SEC
 
 
+def listen(host: Host, port: int, backlog: int, on_conn: Callable[[Socket], None], reuseaddr: bool = False) -> Socket:
+    """A listening socket on ``port`` that hands every accepted connection to ``on_conn``.
+
+    One wake-up of the listener drains the whole accept queue (a server's accept loop).
+    """
+    lsock = host.socket()
+    if reuseaddr:
+        lsock.setsockopt("SO_REUSEADDR", 1)
+    lsock.bind(0, port)
+    lsock.listen(backlog)
+
+    def accept_all(ls: Socket) -> None:
+        s = ls.accept()
+        while s is not None:
+            on_conn(s)
+            s = ls.accept()
+
+    lsock.on_accept = accept_all
+    return lsock
+
+
 class NcServer:
     """``nc -l PORT``: accept one connection, print what arrives, exit on end of stream.
 
@@ -81,19 +102,12 @@ class PingServer:
 
     def __init__(self, host: Host, port: int = 6379, backlog: int = 511) -> None:
         self.host = host
-        self.lsock = host.socket()
-        self.lsock.setsockopt("SO_REUSEADDR", 1)  # as redis-server does
-        self.lsock.bind(0, port)
-        self.lsock.listen(backlog)
-        self.lsock.on_accept = self._accept
+        self.lsock = listen(host, port, backlog, self._serve, reuseaddr=True)  # as redis-server does
         self.served = 0
 
-    def _accept(self, lsock: Socket) -> None:
-        s = lsock.accept()
-        while s is not None:
-            s.on_data = self._data
-            s.on_eof = self._eof
-            s = lsock.accept()
+    def _serve(self, s: Socket) -> None:
+        s.on_data = self._data
+        s.on_eof = self._eof
 
     def _data(self, s: Socket) -> None:
         data = s.recv()

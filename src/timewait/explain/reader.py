@@ -36,8 +36,27 @@ class CaptureError(Exception):
     """The file is not a capture this reader knows, or it is cut short; the message is one line."""
 
 
+class CapturedSegment:
+    """What a captured segment says of itself from its flags, ``seq`` and payload ``length``
+    (shared by this reader's :class:`Packet` and the kernel lab's ``Pkt``)."""
+
+    __slots__ = ()
+    flags: int
+    seq: int
+    length: int
+
+    @property
+    def end_seq(self) -> int:
+        """The sequence number after this segment (SYN and FIN count one each)."""
+        return (self.seq + self.length + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)) & M32
+
+    def flag_text(self) -> str:
+        """tcpdump's spelling: ``S``, ``S.``, ``F.``, ``P.``, ``R``, ``.``."""
+        return "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, ".")) if self.flags & bit)
+
+
 @dataclass(frozen=True, slots=True)
-class Packet:
+class Packet(CapturedSegment):
     """One TCP segment as the capture saw it (``t_us``: capture time in µs since the epoch)."""
 
     t_us: int
@@ -54,14 +73,6 @@ class Packet:
     tsecr: int | None
     family: int  # 4 or 6
     index: int   # frame number in the file, from 1
-
-    @property
-    def end_seq(self) -> int:
-        return (self.seq + self.length + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)) & M32
-
-    def flag_text(self) -> str:
-        """tcpdump's spelling: ``S``, ``S.``, ``F.``, ``P.``, ``R``, ``.``."""
-        return "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, ".")) if self.flags & bit)
 
 
 @dataclass(slots=True)

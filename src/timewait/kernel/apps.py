@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -54,6 +55,73 @@ class Worker:
             if line.startswith("{"):
                 return json.loads(line)
         return {}
+
+
+class ReadingServer:
+    """A server in a host's namespace that keeps listening: a thread per connection reads it to
+    EOF, hands its bytes to :meth:`got`, and closes it ``close_delay`` s later (the passive close).
+
+    Accepted sockets are the lab's, so a failed run closes them too.
+    """
+
+    def __init__(self, lab: KernelLab, host: str, addr: str, port: int, backlog: int,
+                 close_delay: float = 0.0) -> None:
+        self.lab = lab
+        self.close_delay = close_delay
+        self.sock = lab.socket(host)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((addr, port))
+        self.sock.listen(backlog)
+        self.lock = threading.Lock()  # held around got(): readers run in parallel
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def got(self, peer: str, data: bytes) -> None:
+        """One connection's bytes, from ``peer`` (its address), at its EOF."""
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            r, _, _ = select.select([self.sock], [], [], 0.1)
+            if r:
+                c, peer = self.sock.accept()
+                self.lab.socks.append(c)
+                t = threading.Thread(target=self._read, args=(c, peer[0]), daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def _read(self, c: socket.socket, peer: str) -> None:
+        buf = bytearray()
+        c.settimeout(120)
+        try:
+            while chunk := c.recv(4096):
+                buf += chunk
+        except OSError:
+            pass
+        with self.lock:
+            self.got(peer, bytes(buf))
+        if self.close_delay:
+            time.sleep(self.close_delay)
+        c.close()
+
+    def stop(self) -> None:
+        """Stop listening, waiting a little for the connections still being read."""
+        self._stop.set()
+        self._thread.join(timeout=2)
+        for t in self._threads:
+            t.join(timeout=2)
+        self.lab.forget(self.sock)
+
+
+def drain(s: socket.socket, timeout: float = 10) -> None:
+    """Read ``s`` until EOF, an error or ``timeout`` s of silence, keeping nothing."""
+    s.settimeout(timeout)
+    try:
+        while s.recv(4096):
+            pass
+    except OSError:
+        pass
 
 
 def _readline(p: subprocess.Popen[Any], timeout: float) -> str:

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 import dpkt
 
+from timewait.explain.reader import ACK, FIN, PSH, RST, SYN, CapturedSegment
 from timewait.kernel.topology import KernelLab, stop_process
-from timewait.tcp.seq import M32
 
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+__all__ = ["ACK", "FIN", "PSH", "RST", "SYN", "Capture", "Pkt", "read_pcap"]
 
 
 @dataclass(frozen=True, slots=True)
-class Pkt:
+class Pkt(CapturedSegment):
     """One captured TCP segment (``t``: epoch seconds, as tcpdump stamped it)."""
 
     t: float
@@ -32,15 +32,8 @@ class Pkt:
     opts: bytes = b""
 
     @property
-    def end_seq(self) -> int:
-        return (self.seq + self.length + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)) & M32
-
-    @property
     def pure_ack(self) -> bool:
         return self.flags & (SYN | FIN | RST | ACK) == ACK and self.length == 0
-
-    def flag_text(self) -> str:
-        return "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, ".")) if self.flags & bit)
 
 
 class Capture:

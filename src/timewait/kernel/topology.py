@@ -126,13 +126,7 @@ class KernelLab:
                     s.close()
                 except OSError:
                     pass
-            with IPRoute() as ipr:
-                for name in self.veths:
-                    for idx in ipr.link_lookup(ifname=name):
-                        try:
-                            ipr.link("del", index=idx)
-                        except Exception:
-                            pass
+            delete_links(self.veths)
             for ns in self.hosts.values():
                 remove_netns(ns)
             self.ledger.remove()  # last: until the namespaces are gone the record must say they exist
@@ -304,6 +298,18 @@ def stop_process(p: subprocess.Popen[Any], grace_s: float = 2.0) -> None:
                 pass
 
 
+def delete_links(names: list[str]) -> None:
+    """Delete the root namespace's links ``names`` (a veth's peer goes with it); any already
+    gone, or that will not go, are passed over: teardown must finish."""
+    with IPRoute() as ipr:
+        for name in names:
+            for idx in ipr.link_lookup(ifname=name):
+                try:
+                    ipr.link("del", index=idx)
+                except Exception:
+                    pass
+
+
 def remove_netns(ns: str) -> None:
     """Kill what still runs in ``ns`` and remove it (quietly if it is already gone).
 
@@ -376,13 +382,7 @@ def cleanup(include_unrecorded: bool = False, dry_run: bool = False) -> tuple[li
         if dry_run:
             continue
         with held_signals():
-            with IPRoute() as ipr:
-                for name in lab.links:
-                    for idx in ipr.link_lookup(ifname=name):
-                        try:
-                            ipr.link("del", index=idx)
-                        except Exception:
-                            pass
+            delete_links(lab.links)
             for ns in lab.namespaces:
                 remove_netns(ns)
             for d in lab.dirs:

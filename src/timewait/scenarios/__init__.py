@@ -17,8 +17,9 @@ from typing import Any
 
 from timewait.bounds import Bounds
 from timewait.errors import UsageError
-from timewait.result import Check, NodeInfo, RunResult
+from timewait.result import Findings, NodeInfo, RunResult
 from timewait.sim.budget import Budget, Scale
+from timewait.sim.host import Host
 from timewait.sim.simulation import Simulation
 from timewait.sim.sysctl import parse_mem
 from timewait.tcp.config import SEC
@@ -131,12 +132,13 @@ def scenario(name: str, summary: str, *, params: dict[str, Param] | None = None,
     return deco
 
 
-class Lab:
+class Lab(Findings):
     """What a scenario function works with: parameters, the simulation, checks, metrics."""
 
     def __init__(self, sc: Scenario, params: dict[str, Any], sysctls: list[str], profile: str, seed: int,
                  trace: bool, progress: bool, *, sample_every_s: float | None = None,
                  census_at_s: list[float] | None = None) -> None:
+        super().__init__()
         self.scenario = sc
         self.p = params
         self.profile = profile
@@ -150,10 +152,6 @@ class Lab:
         self.sim.timewait_enabled = params.get("timewait", True)
         if params.get("mem"):
             self.sim.mem = parse_mem(params["mem"])
-        self.checks: list[Check] = []
-        self.metrics: dict[str, Any] = {}
-        self.series: dict[str, list[tuple[float, float]]] = {}
-        self.notes: list[str] = []
 
     def add_run(self, label: str, sim: Simulation | None = None, **kw: Any) -> Simulation:
         """Another simulation of this scenario, whose telemetry the result carries as ``label``.
@@ -168,6 +166,15 @@ class Lab:
             sim = Simulation(sample_every_s=self.sample_every_s, **kw)
         self.runs.append((label, sim))
         return sim
+
+    def two_hosts(self, a: str, a_addr: str, b: str, b_addr: str, *, delay_ms: float,
+                  uptime_s: tuple[float | None, float | None] = (None, None)) -> tuple[Host, Host]:
+        """Hosts ``a`` and ``b`` of the main simulation on one link, ``delay_ms`` each way
+        (the kernel twin's :meth:`timewait.kernel.scenarios.KLab.two_hosts`)."""
+        ha = self.sim.add_host(a, a_addr, uptime_s=uptime_s[0])
+        hb = self.sim.add_host(b, b_addr, uptime_s=uptime_s[1])
+        self.sim.link(ha, hb, delay_ms=delay_ms)
+        return ha, hb
 
     def need_trace(self) -> None:
         """Record the full trace even when the caller asked for none or for a selection
@@ -190,17 +197,6 @@ class Lab:
         """
         self.sim.overrides.insert(0, (host, name, value))
         self.sim._used_overrides = {i + 1 for i in self.sim._used_overrides} | {0}
-
-    def check(self, name: str, passed: bool, detail: str = "") -> bool:
-        self.checks.append(Check(name, bool(passed), detail))
-        return bool(passed)
-
-    def say(self, text: str) -> None:
-        """A sentence for the reader: what changed and why."""
-        self.notes.append(text)
-
-    def sample(self, name: str, t: float, value: float) -> None:
-        self.series.setdefault(name, []).append((t, value))
 
     def run(self, until_s: float, sim: Simulation | None = None, label: str | None = None) -> None:
         """Run ``sim`` (default: the main simulation) to ``until_s``, with a progress bar on a

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from timewait.apps.basic import listen
 from timewait.sim.host import Host, Socket
 from timewait.tcp.config import SEC
 from timewait.tcp.timewait import tw_reuse_verdict
@@ -21,21 +22,14 @@ class LineServer:
         self.host = host
         self.close_delay_s = close_delay_s
         self.conns: list[tuple[float, tuple[int, int, int, int], bytearray]] = []
-        self.lsock = host.socket()
-        self.lsock.setsockopt("SO_REUSEADDR", 1)
-        self.lsock.bind(0, port)
-        self.lsock.listen(16)
-        self.lsock.on_accept = self._accept
+        self.lsock = listen(host, port, 16, self._serve, reuseaddr=True)
 
-    def _accept(self, lsock: Socket) -> None:
-        s = lsock.accept()
-        while s is not None:
-            buf = bytearray()
-            self.conns.append((self.host.net.sched.now / SEC, s.conn.key, buf))  # type: ignore[union-attr]
-            s.app = buf
-            s.on_data = self._data
-            s.on_eof = self._eof
-            s = lsock.accept()
+    def _serve(self, s: Socket) -> None:
+        buf = bytearray()
+        self.conns.append((self.host.net.sched.now / SEC, s.conn.key, buf))  # type: ignore[union-attr]
+        s.app = buf
+        s.on_data = self._data
+        s.on_eof = self._eof
 
     def _data(self, s: Socket) -> None:
         s.app.extend(s.recv())
@@ -60,6 +54,8 @@ class Timeline:
         return [[round(t, 6), text] for t, text in sorted(self.events, key=lambda e: e[0])]
 
 
-def may_reuse(host: Host, loopback: bool = False) -> tuple[bool, str]:
-    """Whether connect() may take over TIME_WAIT 4-tuples on ``host`` (PS-5), and why not."""
-    return tw_reuse_verdict(host.sysctls["net.ipv4.tcp_tw_reuse"], host.cfg.timestamps != 0, loopback)
+def may_reuse(host: Host, loopback: bool = False, peer: Host | None = None) -> tuple[bool, str]:
+    """Whether connect() may take over TIME_WAIT 4-tuples on ``host`` (PS-5), and why not;
+    with ``peer``, its timestamps setting counts too."""
+    return tw_reuse_verdict(host.sysctls["net.ipv4.tcp_tw_reuse"], host.cfg.timestamps != 0, loopback,
+                            peer_timestamps=peer.cfg.timestamps != 0 if peer is not None else True)

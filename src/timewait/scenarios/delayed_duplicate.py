@@ -65,9 +65,7 @@ def run(lab: Lab) -> None:
     p = lab.p
     for h in ("c1", "c2"):
         lab.default_sysctl(h, "net.ipv4.tcp_timestamps", "1" if p["timestamps"] else "0")
-    c1 = sim.add_host("c1", C1)
-    c2 = sim.add_host("c2", C2)
-    sim.link(c1, c2, delay_ms=0.2)
+    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
     # Both ends start the next incarnation of the 4-tuple at the old ISN (the client's + isn_shift).
     PinnedIsn(c1, p["isn_shift"])
     PinnedIsn(c2, 0)

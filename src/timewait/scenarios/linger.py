@@ -29,9 +29,7 @@ as TcpExtTCPAbortOnData.
 def run(lab: Lab) -> None:
     lab.need_trace()
     sim = lab.sim
-    c1 = sim.add_host("c1", C1)
-    c2 = sim.add_host("c2", C2)
-    sim.link(c1, c2, delay_ms=0.2)
+    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
     server = NcServer(c2, 8888)
     errors: list[str] = []
     client = NcClient(c1, C2, 8888, lines=[(1.0, b"hello\n")], close_at_s=lab.p["close_at"],

@@ -63,9 +63,7 @@ def run(lab: Lab) -> None:
     p = lab.p
     for h in ("c1", "c2"):
         lab.default_sysctl(h, TS_SYSCTL, "1" if p["timestamps"] else "0")
-    c1 = sim.add_host("c1", C1)
-    c2 = sim.add_host("c2", C2)
-    sim.link(c1, c2, delay_ms=0.2)
+    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
     server = LineServer(c2, SERVER_PORT)
     client = ReconnectingClient(c1, C2, SERVER_PORT, p["port"], p["reconnect_after"], p["retry"],
                                 max_attempts=int(c1.cfg.tw_len / SEC / max(p["retry"], 0.1)) + 4,

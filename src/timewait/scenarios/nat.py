@@ -101,7 +101,6 @@ def _report(lab: Lab, nat: Nat, hosts: list, clients: list, snap: dict, port_ran
     p = lab.p
     sim = lab.sim
     srv = sim.hosts["server"]
-    pub = nat.public
     lo, hi = port_range
     ports = hi - lo + 1
     rows_open, table_open, peers = snap.get("open", ([], "", set()))
@@ -109,27 +108,12 @@ def _report(lab: Lab, nat: Nat, hosts: list, clients: list, snap: dict, port_ran
     served = [h.name for h, c in zip(hosts, clients, strict=True) if c and b"+PONG" in bytes(c.received)]
     blocked = [h.name for h, c in zip(hosts, clients, strict=True) if not c or b"+PONG" not in bytes(c.received)]
     m = lab.metrics
-    m["public_address"] = PUBLIC
-    m["nat_port_range"] = f"{lo}-{hi}"
-    m["mappings"] = rows_open
-    m["nat_table"] = table_open
-    m["nat_table_after_close"] = table_closed
-    m["served"] = served
-    m["blocked"] = blocked
-    m["nat_exhausted_drops"] = nat.counters["exhausted"]
+    record_table(lab, port_range, rows_open, table_open, table_closed, served, blocked, nat.counters["exhausted"])
     m["nat_counters"] = dict(nat.counters)
 
-    # 1. The table: every flow has its own public port on the one public address.
-    pubs = [r["public"] for r in rows_open]
-    lab.check("each private address:port is mapped to its own port of the one public address",
-              len(rows_open) == min(len(hosts), ports) and len(set(pubs)) == len(pubs)
-              and all(x.startswith(PUBLIC + ":") for x in pubs),
-              "; ".join(f"{r['client']} {r['private']} -> {r['public']}" for r in rows_open) or "no mappings")
-
-    # 2. The server sees only the public address.
+    # 1 and 2. The table, and the server's view of it.
     peers = peers | {r.seg.src for r in select(sim.trace.records, RX, node="server")}
-    lab.check("the server sees only the NAT's public address", peers == {pub},
-              f"peers seen at the server: {', '.join(sorted(ip_ntoa(a) for a in peers)) or 'none'}")
+    judge_table(lab, rows_open, len(hosts), ports, {ip_ntoa(a) for a in peers})
 
     # 3. Rewriting both ways, with checksums that still verify.
     _check_rewrites(lab, nat, served, rows_open)
@@ -156,15 +140,10 @@ def _report(lab: Lab, nat: Nat, hosts: list, clients: list, snap: dict, port_ran
         lab.say(f"The NAT had {ports} public ports for {len(hosts)} clients: no flow was refused.")
 
     # 5. Port choice: keep the source port when free, else pick another from the range.
-    if p["same_port"] and len(hosts) >= 2 and lo <= SAME_PORT <= hi:
-        r1 = next((r for r in rows_open if r["client"] == "c1"), None)
-        r2 = next((r for r in rows_open if r["client"] == "c2"), None)
-        kept = r1 is not None and r1["public"] == f"{PUBLIC}:{SAME_PORT}"
-        moved = r2 is not None and r2["public"] != f"{PUBLIC}:{SAME_PORT}"
-        lab.check("a free source port is kept; a port already used toward the server is remapped",
-                  kept and moved, f"c1 {r1 and r1['public']}, c2 (also port {SAME_PORT}) {r2 and r2['public']}")
+    moved_to = judge_same_port(lab, rows_open, len(hosts), port_range)
+    if moved_to is not None:
         lab.say(f"c1 and c2 both used source port {SAME_PORT}: c1 kept it on {PUBLIC}, c2 was moved to "
-                f"{r2 and r2['public']} because the reply tuple {SERVER}:{PORT} -> {PUBLIC}:{SAME_PORT} was taken.")
+                f"{moved_to[0]} because the reply tuple {SERVER}:{PORT} -> {PUBLIC}:{SAME_PORT} was taken.")
 
     # 6. Closed flows keep their entry (and port) for conntrack's TIME_WAIT timeout.
     tw = float(p["ct_time_wait"])
@@ -176,6 +155,43 @@ def _report(lab: Lab, nat: Nat, hosts: list, clients: list, snap: dict, port_ran
               f"after the close: {len(tw_rows)} TIME_WAIT entries; each expired {plain(sorted(set(holds), key=str))} s "
               f"after its last packet (nf_conntrack_tcp_timeout_time_wait={tw:g})")
     m["mapping_hold_after_last_packet_s"] = holds
+
+
+def record_table(lab: Any, port_range: tuple[int, int], rows_open: list[dict[str, Any]], table_open: str,
+                 table_closed: str, served: list[str], blocked: list[str], exhausted_drops: int) -> None:
+    """The NAT's metrics, as both sides report them (the kernel twin, kernel/scenarios/nat.py, too)."""
+    lo, hi = port_range
+    lab.metrics.update(public_address=PUBLIC, nat_port_range=f"{lo}-{hi}", mappings=rows_open,
+                       nat_table=table_open, nat_table_after_close=table_closed, served=served,
+                       blocked=blocked, nat_exhausted_drops=exhausted_drops)
+
+
+def judge_table(lab: Any, rows_open: list[dict[str, Any]], clients: int, ports: int, peers: set[str]) -> None:
+    """Checks of either side: every flow has its own port of the one public address (``rows_open``,
+    the table's open entries), and the server saw only that address (``peers``, dotted quads)."""
+    pubs = [r["public"] for r in rows_open]
+    lab.check("each private address:port is mapped to its own port of the one public address",
+              len(rows_open) == min(clients, ports) and len(set(pubs)) == len(pubs)
+              and all(x.startswith(PUBLIC + ":") for x in pubs),
+              "; ".join(f"{r['client']} {r['private']} -> {r['public']}" for r in rows_open) or "no mappings")
+    lab.check("the server sees only the NAT's public address", peers == {PUBLIC},
+              f"peers seen at the server: {', '.join(sorted(peers)) or 'none'}")
+
+
+def judge_same_port(lab: Any, rows_open: list[dict[str, Any]], clients: int,
+                    port_range: tuple[int, int]) -> tuple[str | None] | None:
+    """The check of either side that c1 keeps source port :data:`SAME_PORT` and c2, using it too,
+    is remapped; ``(c2's public address:port or None,)``, or None where the run does not show it."""
+    lo, hi = port_range
+    if not (lab.p["same_port"] and clients >= 2 and lo <= SAME_PORT <= hi):
+        return None
+    r1 = next((r for r in rows_open if r["client"] == "c1"), None)
+    r2 = next((r for r in rows_open if r["client"] == "c2"), None)
+    kept = r1 is not None and r1["public"] == f"{PUBLIC}:{SAME_PORT}"
+    moved = r2 is not None and r2["public"] != f"{PUBLIC}:{SAME_PORT}"
+    lab.check("a free source port is kept; a port already used toward the server is remapped",
+              kept and moved, f"c1 {r1 and r1['public']}, c2 (also port {SAME_PORT}) {r2 and r2['public']}")
+    return (r2["public"] if r2 is not None else None,)
 
 
 def _check_rewrites(lab: Lab, nat: Nat, served: list[str], rows_open: list[dict[str, Any]]) -> None:

@@ -30,9 +30,7 @@ for 2 MSL: Linux fixes it at 60 s (TCP_TIMEWAIT_LEN), the textbook at 2 x 120 s.
 def run(lab: Lab) -> None:
     lab.need_trace()  # the facts are measured from the trace
     sim = lab.sim
-    c1 = sim.add_host("c1", C1)
-    c2 = sim.add_host("c2", C2)
-    sim.link(c1, c2, delay_ms=0.2)
+    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
     close_at = lab.p["close_at"]
     server = NcServer(c2, 8888)
     if lab.p["server_close"]:

@@ -48,9 +48,7 @@ tcp_tw_reuse=1 (and timestamps) connect() takes over TIME_WAIT entries older tha
 def run(lab: Lab) -> None:
     sim = lab.sim
     p = lab.p
-    c1 = sim.add_host("c1", CLIENT)
-    srv = sim.add_host("server", SERVER)
-    sim.link(c1, srv, delay_ms=p["rtt_ms"] / 2)
+    c1, srv = lab.two_hosts("c1", CLIENT, "server", SERVER, delay_ms=p["rtt_ms"] / 2)
     k = p["destinations"]  # >= 1 by its range
     for i in range(k):
         PingServer(srv, 6379 + i)

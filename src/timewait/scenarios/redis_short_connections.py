@@ -50,9 +50,7 @@ connections skip TIME_WAIT and TcpExtTCPTimeWaitOverflow counts them. A connecti
 def run(lab: Lab) -> None:
     sim = lab.sim
     p = lab.p
-    c1 = sim.add_host("c1", CLIENT)
-    redis = sim.add_host("redis", SERVER)
-    sim.link(c1, redis, delay_ms=0.05)
+    c1, redis = lab.two_hosts("c1", CLIENT, "redis", SERVER, delay_ms=0.05)
     k = p["ports"]  # >= 1 by its range
     servers = [PingServer(redis, 6379 + i) for i in range(k)]
     n, rate, pool = p["connections"], p["rate"], p["pool"]

@@ -30,9 +30,7 @@ needed: only each sender's own values must grow.
 def run(lab: Lab) -> None:
     lab.need_trace()
     sim = lab.sim
-    c1 = sim.add_host("c1", C1, uptime_s=900.136)
-    c2 = sim.add_host("c2", C2, uptime_s=4321.0)
-    sim.link(c1, c2, delay_ms=0.5)
+    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.5, uptime_s=(900.136, 4321.0))
     n = lab.p["connections"]  # >= 1 by its range
     for i in range(n):
         NcServer(c2, 8888 + i, close_delay_s=0.002)

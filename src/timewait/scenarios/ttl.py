@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from timewait.apps.basic import listen
 from timewait.measure import path_of
 from timewait.plain import plain, quoted
 from timewait.scenarios import Lab, Param, scenario
@@ -91,17 +92,11 @@ class _Sink:
     def __init__(self, host: Host, port: int) -> None:
         self.host = host
         self.received: dict[int, bytearray] = {}
-        self.lsock = host.socket()
-        self.lsock.bind(0, port)
-        self.lsock.listen(16)
-        self.lsock.on_accept = self._accept
+        self.lsock = listen(host, port, 16, self._serve)
 
-    def _accept(self, lsock: Socket) -> None:
-        s = lsock.accept()
-        while s is not None:
-            s.on_data = self._data
-            s.on_eof = self._eof
-            s = lsock.accept()
+    def _serve(self, s: Socket) -> None:
+        s.on_data = self._data
+        s.on_eof = self._eof
 
     def _data(self, s: Socket) -> None:
         self.received.setdefault(s.conn.raddr, bytearray()).extend(s.recv())  # type: ignore[union-attr]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from timewait.apps.basic import listen
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.host import Host, Socket
 from timewait.sim.nat import Nat
@@ -33,19 +34,12 @@ class HttpServer:
         self.host = host
         self.close_mode = close
         self.served = 0
-        self.lsock = host.socket()
-        self.lsock.setsockopt("SO_REUSEADDR", 1)
-        self.lsock.bind(0, port)
-        self.lsock.listen(511)
-        self.lsock.on_accept = self._accept
+        self.lsock = listen(host, port, 511, self._serve, reuseaddr=True)
 
-    def _accept(self, lsock: Socket) -> None:
-        s = lsock.accept()
-        while s is not None:
-            s.app = bytearray()
-            s.on_data = self._data
-            s.on_eof = lambda x: (x.recv(), x.close())
-            s = lsock.accept()
+    def _serve(self, s: Socket) -> None:
+        s.app = bytearray()
+        s.on_data = self._data
+        s.on_eof = lambda x: (x.recv(), x.close())
 
     def _data(self, s: Socket) -> None:
         s.app += s.recv()

@@ -7,9 +7,9 @@ from typing import Any
 from timewait.apps.basic import PingServer
 from timewait.plain import quoted
 from timewait.scenarios import Lab, Param, scenario
+from timewait.scenarios.common import may_reuse
 from timewait.sim.host import Socket, SocketError
 from timewait.tcp.segment import ACK, FIN, RST, SYN
-from timewait.tcp.timewait import tw_reuse_verdict
 from timewait.trace import STATE, TX, views
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
@@ -48,9 +48,7 @@ def run(lab: Lab) -> None:
     p = lab.p
     lab.default_sysctl("c1", "net.ipv4.tcp_tw_reuse", "1")
     lab.default_sysctl("c1", "net.ipv4.ip_local_port_range", f"{PORT} {PORT}")
-    c1 = sim.add_host("c1", C1)
-    c2 = sim.add_host("c2", C2)
-    sim.link(c1, c2, delay_ms=0.5)
+    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.5)
     PingServer(c2, 8888)
     answers: list[bytes] = []
     errors: list[str] = []
@@ -85,8 +83,7 @@ def run(lab: Lab) -> None:
     sim.at(reconnect_at, lambda: ask(reconnect_at))
     lab.run(reconnect_at + 1.0)
 
-    ok, why = tw_reuse_verdict(c1.sysctls["net.ipv4.tcp_tw_reuse"], c1.cfg.timestamps != 0,
-                               peer_timestamps=c2.cfg.timestamps != 0)
+    ok, why = may_reuse(c1, peer=c2)
     delay = c1.sysctls["net.ipv4.tcp_tw_reuse_delay"] / 1000
     judge(lab, sim.trace.records, c1.counters, answers=answers, errors=errors, reconnect_at=reconnect_at,
           reconnect_after=p["reconnect_after"], lost_ack=p["lost_ack"], reuse=(ok, why), delay_s=delay)

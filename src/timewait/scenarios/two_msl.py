@@ -57,9 +57,7 @@ def run(lab: Lab) -> None:
     if delay <= 0:
         raise UsageError(f"--set margin={p['margin']}: must be less than MSL ({msl:g} s)")
     lab.default_sysctl("c1", "net.ipv4.tcp_rfc1337", "1" if p["rfc1337"] else "0")
-    c1 = sim.add_host("c1", C1)
-    c2 = sim.add_host("c2", C2)
-    sim.link(c1, c2, delay_ms=0.2)
+    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
     LineServer(c2, SPORT)
     s = c1.socket()
     s.bind(0, CPORT)

@@ -66,6 +66,19 @@ class DeathRow:
 
     # ------------------------------------------------------------------ entering TIME_WAIT
 
+    def _skip(self, conn: Connection, substate: int, event: str, now: int) -> None:
+        """No record for ``conn``: it goes from ``substate`` straight to CLOSED, retired by
+        ``event`` (TW_OFF, the timewait=off knob; TW_OVERFLOW, TW-8)."""
+        host = self.host
+        tr = host.trace
+        if tr.on and conn.traced:
+            tr.records.append((now, STATE, host.name, conn.key, TW_NAMES[substate], "CLOSED"))
+            host.trace_conn(conn, "after", "CLOSED")
+        host.tel.tw_skipped(substate, event == TW_OVERFLOW)
+        conn.retire(event)
+        conn.seen_state = CLOSED
+        host.conn_gone(conn)
+
     def enter(self, conn: Connection, substate: int, timeout: int) -> None:
         """``tcp_time_wait``: replace the socket by a record, or skip TIME_WAIT (TW-8)."""
         host = self.host
@@ -75,24 +88,12 @@ class DeathRow:
         tr = host.trace
         if substate == TIME_WAIT and not host.timewait_enabled:
             # The lesson knob: a stack without TIME_WAIT goes straight to CLOSED.
-            if tr.on and conn.traced:
-                tr.records.append((now, STATE, host.name, key, "TIME_WAIT", "CLOSED"))
-                host.trace_conn(conn, "after", "CLOSED")
-            host.tel.tw_skipped(TIME_WAIT, False)
-            conn.retire(TW_OFF)
-            conn.seen_state = CLOSED
-            host.conn_gone(conn)
+            self._skip(conn, TIME_WAIT, TW_OFF, now)
             return
         if len(host.twhash) >= host.sysctls["net.ipv4.tcp_max_tw_buckets"]:
             # TW-8: no record; the connection is simply destroyed.
             host.bump("TcpExtTCPTimeWaitOverflow")
-            if tr.on and conn.traced:
-                tr.records.append((now, STATE, host.name, key, TW_NAMES[substate], "CLOSED"))
-                host.trace_conn(conn, "after", "CLOSED")
-            host.tel.tw_skipped(substate, True)
-            conn.retire(TW_OVERFLOW)
-            conn.seen_state = CLOSED
-            host.conn_gone(conn)
+            self._skip(conn, substate, TW_OVERFLOW, now)
             return
         short = 0
         if host.cfg.tw_recycle and conn.ts_ok and self.remember_stamp(conn.raddr, conn.ts_recent,

@@ -22,7 +22,7 @@ from timewait.errors import UsageError
 from timewait.kernel import counters as kcounters
 from timewait.kernel import diag
 from timewait.kernel.topology import KernelLab, KernelUnavailable, require_lab, stop_process
-from timewait.result import Check, NodeInfo, RunResult
+from timewait.result import Findings, NodeInfo, RunResult
 from timewait.scenarios import Param
 from timewait.trace import Trace
 
@@ -172,12 +172,13 @@ def kernel_profile() -> str:
     return f"kernel-{os.uname().release}"
 
 
-class KLab:
+class KLab(Findings):
     """What a kernel scenario works with: the namespaces, parameters, checks and metrics."""
 
     def __init__(self, sc: KernelScenario, lab: KernelLab, params: dict[str, Any],
                  sysctls: list[tuple[str, str, str]], pcap: str | None = None, pcap_host: str | None = None,
                  progress: bool = False) -> None:
+        super().__init__()
         self.scenario = sc
         self.k = lab
         self.p = params
@@ -187,10 +188,6 @@ class KLab:
         self.pcap_proc: Any = None  # tcpdump of --pcap, into the lab's temp dir until the run ends
         self.pcap_tmp = os.path.join(lab.tmpdir, "pcap-flag.pcap")
         self.progress = progress
-        self.checks: list[Check] = []
-        self.metrics: dict[str, Any] = {}
-        self.series: dict[str, list[tuple[float, float]]] = {}
-        self.notes: list[str] = []
         self.addrs: dict[str, list[str]] = {}
         self.kinds: dict[str, str] = {}
         self.t0 = time.monotonic()
@@ -206,6 +203,16 @@ class KLab:
         self.addrs[name] = [a.split("/")[0] for a in addrs]
         self.kinds[name] = kind
         return ns
+
+    def two_hosts(self, a: str, a_addr: str, b: str, b_addr: str, *, delay_ms: float | None = None) -> Any:
+        """Hosts ``a`` and ``b`` joined on one /24: a veth pair, or with ``delay_ms`` an emulated
+        path (:meth:`path`, returned). The simulator's :meth:`timewait.scenarios.Lab.two_hosts`."""
+        self.host(a, a_addr)
+        self.host(b, b_addr)
+        if delay_ms is None:
+            self.k.link(a, f"{a_addr}/24", b, f"{b_addr}/24")
+            return None
+        return self.path(a, f"{a_addr}/24", b, f"{b_addr}/24", delay_ms=delay_ms)
 
     def ready(self) -> None:
         """Topology built: apply ``--sysctl`` flags, start the capture, start the clock."""
@@ -227,6 +234,12 @@ class KLab:
         at = now_wall if at_wall is None else at_wall
         self.t0_wall = at
         self.t0 = now_mono - (now_wall - at)
+
+    def sleep_until(self, t: float) -> None:
+        """Wait until ``t`` seconds on the run's clock (at once if that has passed)."""
+        left = t - self.now()
+        if left > 0:
+            time.sleep(left)
 
     def rel(self, wall: float) -> float:
         """A wall-clock (tcpdump) time on the run's clock."""
@@ -266,15 +279,9 @@ class KLab:
         """Seconds since :meth:`ready` (the kernel run's clock, like the simulator's time)."""
         return time.monotonic() - self.t0
 
-    def check(self, name: str, passed: bool, detail: str = "") -> bool:
-        self.checks.append(Check(name, bool(passed), detail))
-        return bool(passed)
-
-    def say(self, text: str) -> None:
-        self.notes.append(text)
-
     def sample(self, name: str, t: float, value: float) -> None:
-        self.series.setdefault(name, []).append((round(t, 3), value))
+        """As the simulator's, with ``t`` to the millisecond (a wall clock's)."""
+        super().sample(name, round(t, 3), value)
 
     def tw(self, host: str) -> list[diag.DiagSock]:
         """The TIME_WAIT sockets of ``host`` now."""
@@ -285,6 +292,16 @@ class KLab:
 
     def sysctl_int(self, host: str, name: str) -> int:
         return int(self.k.read_sysctl(host, name))
+
+    def may_reuse(self, host: str, peer: str | None = None) -> tuple[bool, str]:
+        """PS-5 on this kernel's sysctls of ``host`` (not loopback: the lab's links are veths or
+        paths), with ``peer``'s timestamps setting when given; the reason in words."""
+        from timewait.tcp.timewait import tw_reuse_verdict
+
+        ts = "net.ipv4.tcp_timestamps"
+        peer_ts = self.sysctl_int(peer, ts) != 0 if peer is not None else True
+        return tw_reuse_verdict(self.sysctl_int(host, "net.ipv4.tcp_tw_reuse"), self.sysctl_int(host, ts) != 0,
+                                peer_timestamps=peer_ts)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """``{host: {states, counters, sysctls}}`` as the simulator reports them."""

@@ -13,11 +13,10 @@ the old one, which the simulator arranges for that contrast.
 from __future__ import annotations
 
 import errno
-import select
 import socket
-import threading
 import time
 
+from timewait.kernel.apps import ReadingServer, drain
 from timewait.kernel.scenarios import KLab, kscenario
 from timewait.kernel.topology import KernelUnavailable
 from timewait.scenarios.delayed_duplicate import (
@@ -47,9 +46,7 @@ def run(lab: KLab) -> None:
     if p["timestamps"]:
         raise KernelUnavailable("delayed-duplicate --set timestamps=on: with timestamps the bound port takes "
                                 "the TIME_WAIT over at once (PS-1), a branch only the simulator runs for now")
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    path = lab.path("c1", f"{C1}/24", "c2", f"{C2}/24", delay_ms=0.2)
+    path = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
     for h in ("c1", "c2"):
         lab.k.sysctl(h, "net.ipv4.tcp_timestamps", "0")  # the scenario's default; --sysctl wins (ready)
     lab.ready()
@@ -68,13 +65,13 @@ def run(lab: KLab) -> None:
     old = bound()
     old.connect((C2, SPORT))
     for i, line in enumerate(OLD):
-        _sleep_until(lab, 1.0 + i * 0.1)
+        lab.sleep_until(1.0 + i * 0.1)
         old.sendall(line)
-    _sleep_until(lab, p["close_at"])
+    lab.sleep_until(p["close_at"])
     old.shutdown(socket.SHUT_WR)  # like nc -N: half-close, then close on the server's FIN
-    _drain(old)
+    drain(old)
     lab.k.forget(old)
-    _sleep_until(lab, p["reconnect_at"])
+    lab.sleep_until(p["reconnect_at"])
     new = None
     limit = p["close_at"] + TW_LEN_S + 4 * p["retry"] + 10
     while new is None and lab.now() < limit:
@@ -95,15 +92,16 @@ def run(lab: KLab) -> None:
         lab.trace_records.append((int(connected_at * 1e6), STATE, "c1", (ip_aton(C1), CPORT, ip_aton(C2), SPORT),
                                   "SYN_SENT", "ESTABLISHED"))
         for t, line in zip(NEW_AT, NEW, strict=True):
-            _sleep_until(lab, connected_at + t)
+            lab.sleep_until(connected_at + t)
             new.sendall(line)
-        _sleep_until(lab, connected_at + NEW_AT[-1] + 1)
+        lab.sleep_until(connected_at + NEW_AT[-1] + 1)
         new.shutdown(socket.SHUT_WR)
-        _drain(new)
+        drain(new)
         lab.k.forget(new)
     time.sleep(0.2)
     lab.t_end = lab.now()
-    conns = server.stop()
+    server.stop()
+    conns = server.conns
     lab.stop_paths()
     recs = views(lab.trace_records)
     old_got = conns[0] if conns else b""
@@ -114,55 +112,12 @@ def run(lab: KLab) -> None:
                tw_len_s=TW_LEN_S, msl_s=None)
 
 
-class _LineServer:
+class _LineServer(ReadingServer):
     """The simulator's LineServer on the kernel: each connection's bytes until EOF, then close."""
 
     def __init__(self, lab: KLab) -> None:
-        self.lab = lab
-        self.sock = lab.k.socket("c2")
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((C2, SPORT))
-        self.sock.listen(8)
         self.conns: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(lab.k, "c2", C2, SPORT, 8)
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            r, _, _ = select.select([self.sock], [], [], 0.1)
-            if r:
-                c, _ = self.sock.accept()
-                threading.Thread(target=self._read, args=(c,), daemon=True).start()
-
-    def _read(self, c: socket.socket) -> None:
-        buf = bytearray()
-        c.settimeout(120)
-        try:
-            while chunk := c.recv(4096):
-                buf += chunk
-        except OSError:
-            pass
-        self.conns.append(bytes(buf))
-        c.close()  # the passive close: FIN after the client's
-
-    def stop(self) -> list[bytes]:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.lab.k.forget(self.sock)
-        return self.conns
-
-
-def _drain(s: socket.socket) -> None:
-    s.settimeout(10)
-    try:
-        while s.recv(4096):
-            pass
-    except OSError:
-        pass
-
-
-def _sleep_until(lab: KLab, t: float) -> None:
-    left = t - lab.now()
-    if left > 0:
-        time.sleep(left)
+    def got(self, peer: str, data: bytes) -> None:
+        self.conns.append(data)

@@ -15,9 +15,7 @@ PORT = 8888
 @kscenario("linger")
 def run(lab: KLab) -> None:
     k = lab.k
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    k.link("c1", f"{C1}/24", "c2", f"{C2}/24")
+    lab.two_hosts("c1", C1, "c2", C2)
     lab.ready()
     server = Worker(k, "c2", "nc", C2, [PORT], close_delay=0.001)
     cap = Capture(k, "c1")
@@ -25,9 +23,9 @@ def run(lab: KLab) -> None:
     linger0 = lab.p["linger0"]
     s = connect(k, "c1", C2, PORT, linger0=linger0)
     port = s.getsockname()[1]
-    time.sleep(max(0.0, 1.0 - lab.now()))
+    lab.sleep_until(1.0)
     s.sendall(b"hello\n")
-    time.sleep(max(0.0, lab.p["close_at"] - lab.now()))
+    lab.sleep_until(lab.p["close_at"])
     before = lab.counters("c1")
     k.forget(s)
     time.sleep(0.3)

@@ -37,9 +37,7 @@ def run(lab: KLab) -> None:
         raise KernelUnavailable("--set syn_in_window=off: the kernel chooses the new SYN's sequence number "
                                 "itself (PS-6); only the simulator can move it")
     port = p["port"]
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    k.link("c1", f"{C1}/24", "c2", f"{C2}/24")
+    lab.two_hosts("c1", C1, "c2", C2)
     for h in ("c1", "c2"):
         k.sysctl(h, "net.ipv4.tcp_timestamps", "1" if p["timestamps"] else "0")
     lab.ready()  # --sysctl flags win over the timestamps parameter
@@ -48,12 +46,12 @@ def run(lab: KLab) -> None:
     lab.start_clock()
     s = _bound(lab, port)
     s.connect((C2, SERVER_PORT))
-    _sleep_until(lab, 1.0)
+    lab.sleep_until(1.0)
     s.sendall(b"hello\n")
-    _sleep_until(lab, max(1.1, p["close_at"] - 0.3))
+    lab.sleep_until(max(1.1, p["close_at"] - 0.3))
     # Armed early (loading a ruleset takes ~20 ms); c1 sends no pure ACK until the FINs.
     drop_once(k, "c2", "twlab", "prerouting", f"ip saddr {C1} tcp sport {port} tcp dport {SERVER_PORT} {PURE_ACK}")
-    _sleep_until(lab, p["close_at"])
+    lab.sleep_until(p["close_at"])
     s.shutdown(socket.SHUT_WR)  # nc -N: half-close; the descriptor stays open, as in the simulator
     s.settimeout(5)
     while s.recv(4096):
@@ -123,11 +121,6 @@ def _diag(lab: KLab, host: str, port: int) -> list[Any]:
     return [d for d in dump(lab.k.ns(host), states=mask(*range(1, 12)), families=(socket.AF_INET,))
             if port in (d.lport, d.rport) and SERVER_PORT in (d.lport, d.rport)]
 
-
-def _sleep_until(lab: KLab, t: float) -> None:
-    d = t - lab.now()
-    if d > 0:
-        time.sleep(d)
 
 
 def _first(pkts: list[Pkt], pred: Any, after: float = -1.0) -> Pkt | None:

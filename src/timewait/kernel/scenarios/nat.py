@@ -20,9 +20,16 @@ from timewait.kernel.apps import Worker
 from timewait.kernel.capture import SYN, Capture, Pkt
 from timewait.kernel.nsenter import read_text
 from timewait.kernel.scenarios import KLab, kscenario, progress_line
+from timewait.scenarios.nat import (
+    PORT,
+    PUBLIC,
+    SAME_PORT,
+    SERVER,
+    judge_same_port,
+    judge_table,
+    record_table,
+)
 
-PUBLIC, SERVER, PORT = "203.0.113.1", "198.51.100.10", 6379
-SAME_PORT = 40000
 SHOW_AT = 5.0
 _CT = re.compile(r"^ipv4\s+2\s+tcp\s+6\s+(\d+)\s+(\w+)\s+src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)"
                  r".*?src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)")
@@ -191,23 +198,9 @@ def _report(lab: KLab, clients: list[_Client], snap: dict[str, list[dict[str, An
     blocked = [c.host for c in clients if b"+PONG" not in c.received]
     blocked_priv = {c.private for c in clients if c.host in blocked and c.private}
     syn_lan = [x for x in lan if x.flags & SYN and not x.flags & 0x10 and (x.src, x.sport) in blocked_priv]
-    m["public_address"] = PUBLIC
-    m["nat_port_range"] = f"{lo}-{hi}"
-    m["mappings"] = rows_open
-    m["nat_table"] = "\n".join(e["line"] for e in snap.get("open", []))
-    m["nat_table_after_close"] = "\n".join(e["line"] for e in snap.get("closed", []))
-    m["served"] = served
-    m["blocked"] = blocked
-    m["nat_exhausted_drops"] = len(syn_lan)
-
-    pubs = [r["public"] for r in rows_open]
-    lab.check("each private address:port is mapped to its own port of the one public address",
-              len(rows_open) == min(len(clients), ports) and len(set(pubs)) == len(pubs)
-              and all(x.startswith(PUBLIC + ":") for x in pubs),
-              "; ".join(f"{r['client']} {r['private']} -> {r['public']}" for r in rows_open) or "no mappings")
-    peers = got.get("peers", {})
-    lab.check("the server sees only the NAT's public address", set(peers) == {PUBLIC},
-              f"peers seen at the server: {', '.join(sorted(peers)) or 'none'}")
+    record_table(lab, port_range, rows_open, "\n".join(e["line"] for e in snap.get("open", [])),
+                 "\n".join(e["line"] for e in snap.get("closed", [])), served, blocked, len(syn_lan))
+    judge_table(lab, rows_open, len(clients), ports, set(got.get("peers", {})))
 
     # Rewriting, seen on both sides of the NAT.
     flows = {(c.private[0], c.private[1]): c.host for c in clients if c.private and c.host in served}
@@ -239,13 +232,7 @@ def _report(lab: KLab, clients: list[_Client], snap: dict[str, list[dict[str, An
     else:
         lab.check(f"with {ports} public ports every one of the {len(clients)} clients gets through",
                   not blocked, f"served: {', '.join(served)}")
-    if p["same_port"] and len(clients) >= 2 and lo <= SAME_PORT <= hi:
-        r1 = next((r for r in rows_open if r["client"] == "c1"), None)
-        r2 = next((r for r in rows_open if r["client"] == "c2"), None)
-        kept = r1 is not None and r1["public"] == f"{PUBLIC}:{SAME_PORT}"
-        moved = r2 is not None and r2["public"] != f"{PUBLIC}:{SAME_PORT}"
-        lab.check("a free source port is kept; a port already used toward the server is remapped",
-                  kept and moved, f"c1 {r1 and r1['public']}, c2 (also port {SAME_PORT}) {r2 and r2['public']}")
+    judge_same_port(lab, rows_open, len(clients), port_range)
     tw = float(p["ct_time_wait"])
     holds = []
     for key in flows:

@@ -52,9 +52,7 @@ def sim_netstat(sim: Any, kernel_views: dict[str, Any]) -> dict[str, Any]:
 )
 def run(lab: KLab) -> None:
     k = lab.k
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    lab.path("c1", f"{C1}/24", "c2", f"{C2}/24", delay_ms=0.2)
+    lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
     lab.ready()
     close_at = lab.p["close_at"]
     server_close = lab.p["server_close"]
@@ -67,9 +65,9 @@ def run(lab: KLab) -> None:
     client_port = s.getsockname()[1]
     key = (C1, client_port, C2, PORT)
     views: dict[str, dict[str, list[str]]] = {}
-    _sleep_until(lab, CONNECTED_AT)
+    lab.sleep_until(CONNECTED_AT)
     views["connected"] = netstat(lab)
-    _sleep_until(lab, 1.0)
+    lab.sleep_until(1.0)
     s.sendall(b"hello\n")
     if server_close:
         s.settimeout(close_at + 5)
@@ -79,7 +77,7 @@ def run(lab: KLab) -> None:
         k.forget(s)
         t_close = lab.now()
     else:
-        _sleep_until(lab, close_at)
+        lab.sleep_until(close_at)
         t_close = lab.now()
         k.forget(s)
 
@@ -93,7 +91,7 @@ def run(lab: KLab) -> None:
         time.sleep(0.002)
     hosts_seen = {h for h in ("c1", "c2") if _find(lab, h, key)}
     if entered is not None:
-        _sleep_until(lab, entered + SETTLE_S)
+        lab.sleep_until(entered + SETTLE_S)
         views["after_close"] = netstat(lab)
     wait = lab.p["wait"]
     first_remaining = last_remaining = None
@@ -105,7 +103,7 @@ def run(lab: KLab) -> None:
         hosts_seen |= {h for h in ("c1", "c2") if h != closer and _find(lab, h, key)}
         if tw is None:
             left = now
-            _sleep_until(lab, left + SETTLE_S)
+            lab.sleep_until(left + SETTLE_S)
             views["after_time_wait"] = netstat(lab)
             break
         t_last = now
@@ -173,11 +171,6 @@ def netstat(lab: KLab) -> dict[str, list[str]]:
                                    for d in socks])[1:]
     return out
 
-
-def _sleep_until(lab: KLab, t: float) -> None:
-    d = t - lab.now()
-    if d > 0:
-        time.sleep(d)
 
 
 def _find(lab: KLab, host: str, key: tuple[str, int, str, int]):  # type: ignore[no-untyped-def]

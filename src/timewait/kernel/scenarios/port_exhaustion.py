@@ -11,7 +11,6 @@ from timewait.kernel.apps import Worker, connect, errno_name, ping
 from timewait.kernel.scenarios import KLab, kscenario, progress_line
 from timewait.plain import plain
 from timewait.scenarios.port_exhaustion import judge
-from timewait.tcp.timewait import tw_reuse_verdict
 
 CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
 RETRY_S = 0.001  # as the simulator's loop: try again 1 ms after a failed connect()
@@ -32,9 +31,7 @@ def run(lab: KLab) -> None:
     # No netem here: a veth RTT is microseconds. Each connection (handshake, then PING/PONG) takes
     # two round trips in the simulator, so the loop paces itself to the same two RTTs per connection.
     cycle_s = 2 * p["rtt_ms"] / 1000
-    lab.host("c1", CLIENT)
-    lab.host("server", SERVER)
-    k.link("c1", f"{CLIENT}/24", "server", f"{SERVER}/24")
+    lab.two_hosts("c1", CLIENT, "server", SERVER)
     lab.ready()
     dests = max(1, p["destinations"])
     server = Worker(k, "server", "ping", SERVER, [6379 + i for i in range(dests)])
@@ -108,10 +105,5 @@ def run(lab: KLab) -> None:
         delay = 1.0
     judge(lab, per_sec=m["succeeded_per_second"], failed=failed, first_failure_at=first_failure_at,
           succeeded=succeeded, tw_recycled=m["tw_recycled"], usable=usable, dests=dests, duration=duration,
-          reuse=may_reuse(lab), delay_s=delay, toward=SERVER)
+          reuse=lab.may_reuse("c1"), delay_s=delay, toward=SERVER)
 
-
-def may_reuse(lab: KLab) -> tuple[bool, str]:
-    """Whether this kernel's connect() may take over TIME_WAIT 4-tuples on c1 (veth: not loopback)."""
-    return tw_reuse_verdict(lab.sysctl_int("c1", "net.ipv4.tcp_tw_reuse"),
-                            lab.sysctl_int("c1", "net.ipv4.tcp_timestamps") != 0)

@@ -18,9 +18,7 @@ CLIENT, SERVER = "10.211.55.5", "10.211.55.10"
 def run(lab: KLab) -> None:
     k = lab.k
     p = lab.p
-    lab.host("c1", CLIENT)
-    lab.host("redis", SERVER)
-    k.link("c1", f"{CLIENT}/24", "redis", f"{SERVER}/24")
+    lab.two_hosts("c1", CLIENT, "redis", SERVER)
     lab.ready()
     redis = Redis(k, "redis", SERVER)
     n, rate, pool = p["connections"], p["rate"], p["pool"]

@@ -30,9 +30,7 @@ PORT = 8888
 )
 def run(lab: KLab) -> None:
     k = lab.k
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    k.link("c1", f"{C1}/24", "c2", f"{C2}/24")
+    lab.two_hosts("c1", C1, "c2", C2)
     lab.ready()
     close_at = lab.p["close_at"]
     t_start = time.time()
@@ -44,9 +42,9 @@ def run(lab: KLab) -> None:
     # Armed at once: loading a ruleset takes tens of ms, more on a busy machine.
     drop_once(k, "c1", "twlab", "output", f"tcp sport {port} {ANY_FIN}")
     drop_once(k, "c2", "twlab", "output", f"tcp dport {port} {ANY_FIN}")
-    time.sleep(max(0.0, 1.0 - lab.now()))
+    lab.sleep_until(1.0)
     s.sendall(b"hello\n")
-    time.sleep(max(0.0, close_at - lab.now()))
+    lab.sleep_until(close_at)
     k.forget(s)
     # Both FINs are lost once; the retransmissions (~200 ms later) cross.
     seen: dict[str, list[str]] = {"c1": [], "c2": []}

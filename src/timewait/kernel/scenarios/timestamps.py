@@ -20,9 +20,7 @@ C1, C2 = "10.211.55.5", "10.211.55.10"
 @kscenario("timestamps")
 def run(lab: KLab) -> None:
     k = lab.k
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    k.link("c1", f"{C1}/24", "c2", f"{C2}/24")
+    lab.two_hosts("c1", C1, "c2", C2)
     lab.ready()
     mode1, mode2 = (lab.sysctl_int(h, "net.ipv4.tcp_timestamps") for h in ("c1", "c2"))
     n = max(1, lab.p["connections"])
@@ -30,24 +28,19 @@ def run(lab: KLab) -> None:
     cap = Capture(k, "c1")
     lab.start_clock()
     for i in range(n):  # as the simulator: connect at i s, a line at 0.1 + i, close at 0.2 + i
-        _sleep_until(lab, float(i))
+        lab.sleep_until(float(i))
         s = connect(k, "c1", C2, 8888 + i)
-        _sleep_until(lab, 0.1 + i)
+        lab.sleep_until(0.1 + i)
         s.sendall(b"hello\n")
-        _sleep_until(lab, 0.2 + i)
+        lab.sleep_until(0.2 + i)
         k.forget(s)
-    _sleep_until(lab, n + 0.1)
+    lab.sleep_until(n + 0.1)
     lab.t_end = lab.now()
     mono_minus_wall = time.monotonic() - time.time()
     pkts = cap.stop()
     server.stop()
     _report(lab, pkts, mode1, mode2, n, mono_minus_wall)
 
-
-def _sleep_until(lab: KLab, t: float) -> None:
-    d = t - lab.now()
-    if d > 0:
-        time.sleep(d)
 
 
 def _report(lab: KLab, pkts: list[Pkt], mode1: int, mode2: int, n: int, mono_minus_wall: float) -> None:

@@ -13,13 +13,12 @@ what the real routers wrote, the drop at TTL 0 is the real router's ICMP.
 
 from __future__ import annotations
 
-import select
 import socket
 import subprocess
 import threading
-import time
 
 from timewait.errors import UsageError
+from timewait.kernel.apps import ReadingServer, drain
 from timewait.kernel.hops import Taps, assign
 from timewait.kernel.scenarios import KLab, kscenario
 from timewait.scenarios.ttl import C1, C2, C3, LINES, PORT, TTL_SYSCTL, judge
@@ -109,17 +108,18 @@ def run(lab: KLab) -> None:
     s3.settimeout(5)
     s3.connect((C2, PORT))
     for i, line in enumerate(LINES):
-        _sleep_until(lab, 1.0 + i * 0.1)
+        lab.sleep_until(1.0 + i * 0.1)
         s3.sendall(line)
     end = 1.2 + max(p["hold"], p["short_hold"]) + 2
-    _sleep_until(lab, end)
+    lab.sleep_until(end)
     s3.shutdown(socket.SHUT_WR)
-    _drain(s3)
+    drain(s3)
     k.forget(s3)
     t1.join(timeout=p["give_up"] + 5)
-    _sleep_until(lab, end + 2)
+    lab.sleep_until(end + 2)
     lab.t_end = lab.now()
-    received = server.stop()
+    server.stop()
+    received = server.received
     taps.stop()
     path.stop()
     lab.paths.remove(path)
@@ -156,62 +156,12 @@ def _ip(lab: KLab, host: str, *cmds: str) -> None:
         raise RuntimeError(f"ip in {host} failed: {r.stderr.strip()}")
 
 
-class _Sink:
+class _Sink(ReadingServer):
     """The simulator's _Sink on the kernel: keeps listening, keeps what arrives per peer address."""
 
     def __init__(self, lab: KLab) -> None:
-        self.lab = lab
-        self.sock = lab.k.socket("c2")
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((C2, PORT))
-        self.sock.listen(16)
         self.received: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(lab.k, "c2", C2, PORT, 16, close_delay=0.001)
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            r, _, _ = select.select([self.sock], [], [], 0.1)
-            if r:
-                c, peer = self.sock.accept()
-                self.lab.k.socks.append(c)  # closed with the lab if the run fails
-                t = threading.Thread(target=self._read, args=(c, peer[0]), daemon=True)
-                t.start()
-                self._threads.append(t)
-
-    def _read(self, c: socket.socket, peer: str) -> None:
-        c.settimeout(120)
-        try:
-            while chunk := c.recv(4096):
-                with self._lock:
-                    self.received[peer] = self.received.get(peer, b"") + chunk
-        except OSError:
-            pass
-        time.sleep(0.001)
-        c.close()
-
-    def stop(self) -> dict[str, bytes]:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        for t in self._threads:
-            t.join(timeout=2)
-        self.lab.k.forget(self.sock)
-        return dict(self.received)
-
-
-def _drain(s: socket.socket) -> None:
-    s.settimeout(10)
-    try:
-        while s.recv(4096):
-            pass
-    except OSError:
-        pass
-
-
-def _sleep_until(lab: KLab, t: float) -> None:
-    left = t - lab.now()
-    if left > 0:
-        time.sleep(left)
+    def got(self, peer: str, data: bytes) -> None:
+        self.received[peer] = self.received.get(peer, b"") + data

@@ -17,7 +17,6 @@ from timewait.kernel.apps import Worker
 from timewait.kernel.scenarios import KLab, kscenario
 from timewait.scenarios.tw_reuse import PORT, judge
 from timewait.tcp.segment import ip_aton
-from timewait.tcp.timewait import tw_reuse_verdict
 from timewait.trace import STATE
 
 C1, C2 = "10.211.55.5", "10.211.55.10"
@@ -32,9 +31,7 @@ CLOSE_AT = 0.05
 )
 def run(lab: KLab) -> None:
     p = lab.p
-    lab.host("c1", C1)
-    lab.host("c2", C2)
-    path = lab.path("c1", f"{C1}/24", "c2", f"{C2}/24", delay_ms=0.5)
+    path = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.5)
     lab.ready()
     server = Worker(lab.k, "c2", "ping", C2, [8888])
     lab.start_clock()  # time 0 once the server listens, as in the simulator
@@ -75,16 +72,16 @@ def run(lab: KLab) -> None:
     path.fault("dup 60 from=c2 flags=P. nth=1")
     before = lab.counters("c1")
     ask()
-    _sleep_until(lab, CLOSE_AT)
+    lab.sleep_until(CLOSE_AT)
     lost = path.fault("drop from=c1 flags=. len=0 count=all") if p["lost_ack"] else None
     if socks:
         lab.k.forget(socks[0])
-    _sleep_until(lab, reconnect_at - 0.001)
+    lab.sleep_until(reconnect_at - 0.001)
     if lost is not None:
         path.remove(lost)
-    _sleep_until(lab, reconnect_at)
+    lab.sleep_until(reconnect_at)
     ask(then=path.release)
-    _sleep_until(lab, reconnect_at + 1.0)
+    lab.sleep_until(reconnect_at + 1.0)
     for s in socks[1:]:
         lab.k.forget(s)
     time.sleep(0.05)
@@ -93,23 +90,12 @@ def run(lab: KLab) -> None:
     lab.stop_paths()
     after = lab.counters("c1")
     counters = {k: after.get(k, 0) - before.get(k, 0) for k in ("TcpExtTWRecycled", "TcpExtPAWSEstab")}
-    reuse = may_reuse(lab)
+    reuse = lab.may_reuse("c1", peer="c2")
     delay = lab.sysctl_int("c1", "net.ipv4.tcp_tw_reuse_delay") / 1000
     judge(lab, lab.trace_records, counters, answers=answers, errors=errors, reconnect_at=reconnect_at,
           reconnect_after=p["reconnect_after"], lost_ack=p["lost_ack"], reuse=reuse, delay_s=delay)
 
 
-def may_reuse(lab: KLab) -> tuple[bool, str]:
-    """PS-5 on this kernel's sysctls (the path is not loopback; both ends' timestamps count)."""
-    return tw_reuse_verdict(lab.sysctl_int("c1", "net.ipv4.tcp_tw_reuse"),
-                            lab.sysctl_int("c1", "net.ipv4.tcp_timestamps") != 0,
-                            peer_timestamps=lab.sysctl_int("c2", "net.ipv4.tcp_timestamps") != 0)
-
-
-def _sleep_until(lab: KLab, t: float) -> None:
-    left = t - lab.now()
-    if left > 0:
-        time.sleep(left)
 
 
 def _errno_name(e: OSError) -> str:
