@@ -11,14 +11,20 @@ from typing import Annotated, Any
 
 import typer
 
+from timewait.errors import UsageError
+
 kernel_app = typer.Typer(help="The kernel lab: scenarios in real network namespaces, compared with the simulator.",
                          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 def _assignments(items: list[str]) -> dict[str, str]:
-    from timewait.cli import parse_assignments  # here: timewait.cli imports this module as a plugin
-
-    return parse_assignments(items, "--set")
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _err(messages: list[str]) -> None:

@@ -87,27 +87,17 @@ def run(lab: Lab) -> None:
                               failed=dict(st.failed), first_failure_at=st.first_failure_at,
                               time_wait_peak=ports - 1 if st.failed else None)
     m["under"], m["over"] = results["under"], results["over"]
-    judge(lab, (lo, hi), tw, limit)
-
-
-def judge(lab: Any, port_range: tuple[int, int], tw: float, limit: float, show: Any = plain) -> None:
-    """The checks of either side (the kernel twin, kernel/scenarios/max_rate.py, too), from the
-    metrics ``under`` and ``over`` (each loop's rate and what it saw) and ``formula``;
-    ``show`` spells a value in the check details."""
-    m = lab.metrics
-    lo, hi = port_range
-    ports = hi - lo + 1
-    u, o = m["under"], m["over"]
+    u, o = results["under"], results["over"]
     lab.check("the closed form gives 537.6/s for the exercise" if (lo, hi, tw) == (1025, 65535, 120.0)
               else "the closed form is ports / (2 x MSL)",
               abs(limit - ports / tw) < 1e-9, m["formula"])
     lab.check(f"{u['rate']}/s (just under) is sustained", not u["failed"],
-              f"{u['succeeded']} connections in {u['simulated_seconds']} s, failures {show(u['failed'])}")
+              f"{u['succeeded']} connections in {u['simulated_seconds']} s, failures {plain(u['failed'])}")
     expect = port_count(lo, hi) / o["rate"]  # every port of the range is used (PS-2)
     lab.check(f"{o['rate']}/s (just over) runs out of ports with EADDRNOTAVAIL",
               "EADDRNOTAVAIL" in o["failed"] and o["first_failure_at"] is not None
               and abs(o["first_failure_at"] - expect) < 2.0,
-              f"first failure at {show(o['first_failure_at'])} s, expected about {expect:.1f} s "
+              f"first failure at {plain(o['first_failure_at'])} s, expected about {expect:.1f} s "
               f"(usable ports / rate), before any TIME_WAIT expires at {tw:g} s")
     lab.say(f"At {u['rate']}/s the ports freed by expiring TIME_WAIT keep up; at {o['rate']}/s all "
             f"ports are waiting after {expect:.0f} s, before the first one frees at {tw:g} s.")
