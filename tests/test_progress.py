@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from pty_support import read_terminal
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TERM": "xterm", "COLUMNS": "120",
@@ -23,30 +22,7 @@ MAX_RATE = [sys.executable, "-m", "timewait", "run", "max-rate", "--set", "ports
 
 def _read_terminal(args: list[str]) -> tuple[int, str]:
     """Run ``args`` with stdout and stderr on a pseudo-terminal; its exit status and output."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=ENV, cwd=REPO)
-    os.close(slave)
-    seen = b""
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1.0)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            elif proc.poll() is not None:
-                break
-        rc = proc.wait(timeout=60)
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-    return rc, seen.decode(errors="replace")
+    return read_terminal(args, env=ENV, cwd=REPO)
 
 
 def test_max_rate_draws_a_progress_bar_on_a_terminal():

@@ -10,18 +10,16 @@ import contextlib
 import csv
 import json
 import os
-import pty
-import select
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from pty_support import read_terminal
 from timewait import sweep
 from timewait.cli import main
 from timewait.errors import UsageError
@@ -443,34 +441,11 @@ def test_no_progress_bar_when_piped(tmp_path):
 
 def test_progress_bar_on_a_terminal(tmp_path):
     spec = write_spec(tmp_path / "nc.toml", NC_SPEC)
-    master, slave = pty.openpty()
     env = {**os.environ, "TERM": "xterm", "COLUMNS": "100", "PYTHONPATH": TREE_PYTHONPATH}
     env.pop("NO_COLOR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "timewait", "sweep", str(spec), "--workers", "1"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
-                            cwd=tmp_path, env=env)
-    os.close(slave)
-    seen = b""
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1.0)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            elif proc.poll() is not None:
-                break
-        assert proc.wait(timeout=30) == 0
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-    text = seen.decode(errors="replace")
+    rc, text = read_terminal([sys.executable, "-m", "timewait", "sweep", str(spec), "--workers", "1"],
+                             env=env, cwd=tmp_path, stdout_on_tty=False, limit_s=120)
+    assert rc == 0
     assert "sweep" in text and "4/4" in text
 
 
