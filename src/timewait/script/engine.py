@@ -371,8 +371,6 @@ class Player:
         else:
             if t is not None:
                 st.advance_to(t)
-                # How late a real clock got here: the host's answer may be that late too.
-                self.late = max(0.0, st.now() - t)
             self._finished()
             self._unexpected(ev.line, "before this line")
             if isinstance(what, Packet):
@@ -383,6 +381,11 @@ class Player:
             else:
                 assert req is not None
                 self._syscall(ev, req, t, t_end)
+            if t is not None:
+                # How late a real clock got here, measured once the action is done (a loaded
+                # machine may deschedule us between waking and injecting): the host's answer
+                # may be that late too.
+                self.late = max(0.0, st.now() - t)
             base = t if t is not None else st.now()
         self._finished()
         return base

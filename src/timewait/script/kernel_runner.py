@@ -31,6 +31,7 @@ from timewait.script.wire import LOCAL_ADDR, REMOTE_ADDR, read
 from timewait.tcp.segment import ip_aton
 
 POLL_S = 0.001          # how often waiting blocking calls are retried
+MAX_SLEEP_S = 0.25     # longest single wait: its timer slack is then at most 0.25 ms
 _SYSCTL_OK = ("net.ipv4.", "net.core.somaxconn")   # per-namespace on 6.x; others could touch the host
 _GAUGES = {"TcpRtoAlgorithm", "TcpRtoMin", "TcpRtoMax", "TcpMaxConn", "TcpCurrEstab"}
 
@@ -104,9 +105,9 @@ class KernelStack(Stack):
                 self.out.append((t, data))
 
     def _step(self, until: float) -> None:
-        wait = until - self.now()
-        if self.pending:
-            wait = min(wait, POLL_S)
+        # Never one long select: Linux lets a sleep of T end up to T/1000 late (at most 100 ms,
+        # select_estimate_accuracy), so a 40 s wait injected the next line ~40 ms late.
+        wait = min(until - self.now(), POLL_S if self.pending else MAX_SLEEP_S)
         self._read_tun(wait)
         self._progress()
 
