@@ -219,5 +219,21 @@ def test_trailing_link_padding_is_ignored():
 def test_ip_aton_rejects_bad_text():
     assert ip_aton("255.255.255.255") == 0xFFFFFFFF
     for bad in ("1.2.3", "1.2.3.256", "a.b.c.d", "1.2.3.4.5", ""):
-        with pytest.raises(ValueError, match="not an IPv4 address"):
+        with pytest.raises(ValueError, match="not an IP(v4)? address"):
+            ip_aton(bad)
+
+
+def test_ip_aton_reads_both_families_into_disjoint_integers():
+    """IPv6 addresses carry bit 128, so ``::1`` never equals 0.0.0.1 in a table key."""
+    from timewait.tcp.segment import V6, ip_packed, ip_ntoa, is_v6
+
+    assert ip_aton("::1") == V6 | 1 != ip_aton("0.0.0.1")
+    assert ip_aton("fd00::c0a8:101") == V6 | 0xFD00 << 112 | 0xC0A80101
+    assert is_v6(ip_aton("fd00::1")) and not is_v6(ip_aton("255.255.255.255"))
+    assert ip_ntoa(ip_aton("FD00:0:0::0001")) == "fd00::1"
+    assert ip_ntoa(ip_aton("192.168.1.2")) == "192.168.1.2"
+    assert ip_packed(ip_aton("fd00::1")) == bytes.fromhex("fd00" + "00" * 13 + "01")
+    assert ip_packed(ip_aton("10.0.0.1")) == bytes((10, 0, 0, 1))
+    for bad in ("fd00::g", "1::2::3", ":::"):
+        with pytest.raises(ValueError, match="not an IP address"):
             ip_aton(bad)

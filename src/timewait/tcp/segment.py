@@ -13,6 +13,7 @@ header checksum) and a TCP header with options in the order Linux's
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -91,13 +92,31 @@ class Segment:
 
 
 # --------------------------------------------------------------------------- addresses
+# One integer per address, of either family: an IPv4 address is its 32-bit value, an IPv6
+# address its 128-bit value with bit 128 set (V6), so the two never collide (``::1`` is not
+# 0.0.0.1) and the family is one comparison (:func:`is_v6`). Tuples of them key every table.
+
+V6 = 1 << 128
+V4_MAX = 0xFFFFFFFF
+
+
+def is_v6(addr: int) -> bool:
+    """Whether ``addr`` (as :func:`ip_aton` returns it) is an IPv6 address."""
+    return addr > V4_MAX
+
 
 @lru_cache(maxsize=4096)
 def ip_aton(text: str) -> int:
-    """Dotted quad to a 32-bit integer; ``ValueError`` naming the text if malformed."""
+    """An IPv4 dotted quad or an IPv6 address to one integer (see above);
+    ``ValueError`` naming the text if malformed."""
+    if ":" in text:
+        try:
+            return int(ipaddress.IPv6Address(text)) | V6
+        except ValueError:
+            raise ValueError(f"not an IP address: {text!r} (expected a.b.c.d or an IPv6 address such as fd00::1)") from None
     parts = text.split(".")
     if len(parts) != 4:
-        raise ValueError(f"not an IPv4 address: {text!r} (expected a.b.c.d)")
+        raise ValueError(f"not an IP address: {text!r} (expected a.b.c.d or an IPv6 address such as fd00::1)")
     n = 0
     for p in parts:
         if not p.isdigit() or int(p) > 255:
@@ -107,7 +126,20 @@ def ip_aton(text: str) -> int:
 
 
 def ip_ntoa(n: int) -> str:
+    """The text of an address from :func:`ip_aton` (IPv6 in RFC 5952 compressed form)."""
+    if n > V4_MAX:
+        return _ntoa6(n)
     return f"{n >> 24 & 255}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+@lru_cache(maxsize=4096)
+def _ntoa6(n: int) -> str:
+    return str(ipaddress.IPv6Address(n & (V6 - 1)))
+
+
+def ip_packed(n: int) -> bytes:
+    """The address as on the wire: 4 bytes for IPv4, 16 for IPv6."""
+    return (n & (V6 - 1)).to_bytes(16, "big") if n > V4_MAX else n.to_bytes(4, "big")
 
 
 # --------------------------------------------------------------------------- checksums
