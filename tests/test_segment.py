@@ -234,6 +234,10 @@ def test_ip_aton_reads_both_families_into_disjoint_integers():
     assert ip_ntoa(ip_aton("192.168.1.2")) == "192.168.1.2"
     assert ip_packed(ip_aton("fd00::1")) == bytes.fromhex("fd00" + "00" * 13 + "01")
     assert ip_packed(ip_aton("10.0.0.1")) == bytes((10, 0, 0, 1))
+    from timewait.tcp.segment import ula_of
+
+    assert ula_of("10.211.55.5") == "fd00::10:211:55:5"
+    assert ip_ntoa(ip_aton(ula_of("192.168.1.255"))) == "fd00::192:168:1:255"
     for bad in ("fd00::g", "1::2::3", ":::"):
         with pytest.raises(ValueError, match="not an IP address"):
             ip_aton(bad)

@@ -137,6 +137,17 @@ def _ntoa6(n: int) -> str:
     return str(ipaddress.IPv6Address(n & (V6 - 1)))
 
 
+ULA_PREFIX = "fd00::"  # where the chapter's IPv4 addresses live in IPv6 runs (a ULA, RFC 4193)
+
+
+def ula_of(v4: str) -> str:
+    """The IPv6 twin of an IPv4 address in IPv6 runs (``--set family=ipv6``): its four parts
+    written as the last four groups under :data:`ULA_PREFIX`, so 10.211.55.5 reads as
+    ``fd00::10:211:55:5`` (each group's digits are the dotted quad's, read as hex)."""
+    ip_aton(v4)  # a bad dotted quad is named here
+    return ULA_PREFIX + ":".join(v4.split("."))
+
+
 def ip_packed(n: int) -> bytes:
     """The address as on the wire: 4 bytes for IPv4, 16 for IPv6."""
     return (n & (V6 - 1)).to_bytes(16, "big") if n > V4_MAX else n.to_bytes(4, "big")
