@@ -225,7 +225,7 @@ def test_ip_aton_rejects_bad_text():
 
 def test_ip_aton_reads_both_families_into_disjoint_integers():
     """IPv6 addresses carry bit 128, so ``::1`` never equals 0.0.0.1 in a table key."""
-    from timewait.tcp.segment import V6, ip_packed, ip_ntoa, is_v6
+    from timewait.tcp.segment import V6, ip_ntoa, ip_packed, is_v6
 
     assert ip_aton("::1") == V6 | 1 != ip_aton("0.0.0.1")
     assert ip_aton("fd00::c0a8:101") == V6 | 0xFD00 << 112 | 0xC0A80101
