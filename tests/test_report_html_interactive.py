@@ -98,6 +98,39 @@ def test_the_table_of_a_big_run_is_the_census_with_totals(tmp_path: Path) -> Non
     assert f"c1: TIME-WAIT {per_host['c1']['TIME_WAIT']}" in got["total"]
 
 
+def test_a_selective_run_scrubs_through_the_engines_snapshots(tmp_path: Path) -> None:
+    """port-exhaustion on 1,000 ports with the default selection (the first 200 connections
+    traced): the table at a scrubbed instant is the engine's snapshot at or before it, whose
+    totals per state equal the telemetry's exact counts there (not the traced 200), and whose
+    rows are the census's first 200 of that instant, in ss order."""
+    instants = [1.0, 30.0, 70.0]
+    r = run_or_skip("port-exhaustion", sysctls=["*:net.ipv4.ip_local_port_range=40000 40999"],
+                    census_at=instants, snapshot_rows=200)
+    assert r.trace.select is not None  # the default selection of a run this big
+    page = tmp_path / "pe.html"
+    page.write_text(render_html(r), encoding="utf-8")
+    assert "The table shows the engine&#x27;s snapshot at or before the scrubbed instant" in page.read_text()
+    probes = tuple(scrub_to(to_us(t) + 1234) for t in instants)  # between snapshot instants
+    rep = load_pages([page], evaluate=probes)[0]
+    assert_clean(rep)
+    run = r.telemetry[0]
+    totals = []
+    for t, probe in zip(instants, probes, strict=True):
+        got = rep.values[probe]
+        snap_t = max(ts for ts in r.snapshots if ts <= to_us(t) + 1234)
+        assert got["total"].startswith(f"snapshot at {snap_t / 1e6:.6f} s: "), got["total"]
+        k = run.times_us.index(snap_t)
+        tw = run.values["c1"]["TIME_WAIT"][k]
+        assert f"c1: TIME-WAIT {tw}" in got["total"], (got["total"], tw)
+        totals.append(tw)
+        # The rows: the census's first 200 at the snapshot instant (census_at asked for it).
+        if snap_t == to_us(t):
+            want = [[s.host, s.state, s.local, s.peer] for s in
+                    (Socket(*row) for socks in r.census[snap_t].values() for row in socks[:200])]
+            assert got["rows"] == want
+    assert totals[1] == totals[2] == 1000  # every port held: far more sockets than the 200 traced
+
+
 def test_a_trace_missing_sockets_says_so_beside_the_table() -> None:
     """A trace that lacks a connection's STATE records (as a selective trace would) no longer
     matches the telemetry: the page says so beside the table, and that the counts are exact."""

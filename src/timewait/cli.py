@@ -125,12 +125,16 @@ def run_cmd(
     # --json alone needs no trace (scenarios that measure from it keep one anyway).
     # --ss reads the census the engine takes at T during the run, not the trace.
     need_trace = not json_out or trace or any(v is not None for v in views.values())
+    snapshot_rows = 0
+    if html is not None:  # the report's scrubbed socket table: the engine's snapshots where the trace is partial
+        from timewait.report.explorer import MAX_ROWS as snapshot_rows
     result = run_scenario(
         scenario, params=parse_assignments(set_, "--set"), sysctls=list(sysctl), profile=profile,
         seed=seed, trace=need_trace, progress=progress_wanted(), faults=list(fault), budget=budget,
         announce=lambda line: print(f"timewait: {line}", file=sys.stderr, flush=True),
         sample_every_s=sample_every, census_at=[ss] if ss is not None else None,
         census_end=ss_summary and ss is None, trace_select=trace_select,
+        snapshot_rows=snapshot_rows,
     )
     result = localize(result, lang)
     messages: list[str] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from timewait.trace import Trace
 
@@ -12,6 +12,14 @@ from timewait.trace import Trace
 #: retrans)``, the fields of :class:`timewait.report.sockets.Socket` in order (``since_us`` is
 #: None where the engine does not keep it: connections and FIN_WAIT_2 records).
 CensusRow = tuple[str, tuple[int, int, int, int], str, "int | None", int, int, "str | None", "int | None", int]
+
+
+class Snapshot(NamedTuple):
+    """One host's sockets at a snapshot instant: the first ``rows`` in ss order and the exact
+    number in each state (``{"TIME_WAIT": 28232, ...}``; LISTEN included)."""
+
+    rows: list[CensusRow]
+    per_state: dict[str, int]
 
 
 @dataclass(slots=True)
@@ -154,7 +162,9 @@ class RunResult:
     scenario ran (most run one, labelled ``main``; max-rate runs ``under`` and
     ``over``). ``census`` maps an instant (µs) to every host's sockets at that
     instant (``{host: [CensusRow, …]}``), taken while the run was there: the
-    instants asked for with ``run_scenario(census_at=…)`` (``--ss T``).
+    instants asked for with ``run_scenario(census_at=…)`` (``--ss T``); ``snapshots``
+    the capped ones taken on the telemetry grid for the HTML report
+    (``run_scenario(snapshot_rows=…)``, :class:`Snapshot`).
     ``to_json()`` carries the telemetry as ``series``.
     """
 
@@ -174,6 +184,7 @@ class RunResult:
     sysctl_overrides: list[str] = field(default_factory=list)
     telemetry: list[SeriesRun] = field(default_factory=list)
     census: dict[int, dict[str, list[CensusRow]]] = field(default_factory=dict)
+    snapshots: dict[int, dict[str, Snapshot]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

@@ -3,12 +3,15 @@
 :func:`explorer_html` returns one block of HTML with its data (a JSON script
 element) and its script (inline, ours, no library). Nothing is fetched.
 
-- **Sockets at the scrubbed instant** come from the trace: each traced socket's
-  state intervals (from STATE records: the state at T is the last record at or
-  before T) and listeners (from bind/listen/close calls). That is exact when the
-  trace holds every socket; :func:`trace_gaps` checks it against the telemetry at
-  every sample instant, and where the trace was cut, left sockets out or the table
-  is capped, the page says so beside the table.
+- **Sockets at the scrubbed instant** come from the trace when it holds every
+  socket: each traced socket's state intervals (from STATE records: the state at T
+  is the last record at or before T) and listeners (from bind/listen/close calls),
+  exact at any instant; :func:`trace_gaps` checks it against the telemetry at every
+  sample instant. Where the trace was cut, left sockets out (``--trace-select``) or
+  holds more than the page carries, the table shows the engine's own snapshot at or
+  before the instant instead (``RunResult.snapshots``: every host's first
+  :data:`MAX_ROWS` sockets and its exact count per state, about 100 over the run,
+  whatever the trace kept), and says which instant it is.
 - **Counts** at the instant come from the telemetry samples (exact at the sample
   instants, whatever the trace kept): the sample at or before T is shown, with its time.
 - **Series** are drawn as inline SVG from the telemetry arrays, with a cursor.
@@ -27,12 +30,16 @@ from typing import Any
 from timewait import trace as T
 from timewait.report.ladder import Ladder, hop_label
 from timewait.report.ladder_svg import render_svg
+from timewait.report.sockets import Socket
 from timewait.report.ss import SS_STATE_NAMES
 from timewait.result import RunResult, SeriesRun
 from timewait.tcp.segment import ip_aton, ip_ntoa
 
 #: Sockets the page carries at most (the first ones traced); past that the table says it is partial.
 MAX_SOCKETS = 3000
+#: Rows the socket table lists at one instant (the totals per state are always complete); also
+#: the rows per host of the engine's snapshots (``run_scenario(snapshot_rows=…)``).
+MAX_ROWS = 200
 Key = tuple[int, int, int, int]
 _TCB_FIELDS = ("state", "snd_una", "snd_nxt", "rcv_nxt", "snd_wnd", "rcv_wnd", "ts_recent", "timers")
 _STATE_COLORS = {
@@ -293,6 +300,24 @@ def _telemetry_data(result: RunResult) -> list[dict[str, Any]]:
     return runs
 
 
+def snapshot_data(result: RunResult) -> list[dict[str, Any]]:
+    """The engine's snapshots for the page: ``[{t, h: {host: {n: {state: count}, r: [[state, local,
+    peer, timer text], …]}}}, …]`` in time order (rows in ss order, at most :data:`MAX_ROWS`)."""
+    out = []
+    for t in sorted(result.snapshots):
+        hosts: dict[str, Any] = {}
+        for host, snap in result.snapshots[t].items():
+            rows = []
+            for row in snap.rows:
+                so = Socket(*row)  # the ss view's own spelling of the endpoints
+                when = ("" if so.timer is None or so.deadline_us is None
+                        else f"{so.timer}, in {(so.deadline_us - t) / 1e6:.3f} s")
+                rows.append([so.state, so.local, so.peer, when])
+            hosts[host] = {"n": snap.per_state, "r": rows}
+        out.append({"t": t, "h": hosts})
+    return out
+
+
 # --------------------------------------------------------------------------- the block
 
 
@@ -377,7 +402,35 @@ _JS = r"""
     });
     return out;
   }
+  // A partial trace: the engine's snapshot at or before t stands in for it.
+  function drawSnapshot(t) {
+    var body = $("tw-sockets").tBodies[0], html = [], tot = [], total = 0;
+    var k = floorIdx(D.snaps, t, function (s) { return s.t; });
+    if (k < 0) {
+      body.innerHTML = '<tr><td colspan="5">(no snapshot at or before this instant)</td></tr>';
+      $("tw-sock-total").textContent = "";
+      return;
+    }
+    var snap = D.snaps[k];
+    Object.keys(snap.h).forEach(function (h) {
+      var x = snap.h[h], n = 0;
+      var per = Object.keys(x.n).map(function (s) { n += x.n[s]; return (SS[s] || s) + " " + x.n[s]; });
+      total += n;
+      if (per.length) { tot.push(h + ": " + per.join(", ") + (n > x.r.length ? " (first " + x.r.length + " listed)" : "")); }
+      x.r.forEach(function (r) {
+        html.push('<tr data-host="' + esc(h) + '" data-state="' + esc(r[0]) + '" data-local="' + esc(r[1]) +
+          '" data-peer="' + esc(r[2]) + '"><td>' + esc(h) + "</td><td>" + esc(SS[r[0]] || r[0]) + "</td><td>" +
+          esc(r[1]) + "</td><td>" + esc(r[2]) + "</td><td>" + esc(r[3]) + "</td></tr>");
+      });
+    });
+    if (!html.length) { html.push('<tr><td colspan="5">(no socket at this instant)</td></tr>'); }
+    body.innerHTML = html.join("");
+    var el = $("tw-sock-total");
+    el.dataset.snapshot = String(snap.t);
+    el.textContent = "snapshot at " + fmt(snap.t) + ": " + total + " sockets" + (tot.length ? "; " + tot.join("; ") : "");
+  }
   function drawSockets(t) {
+    if (D.snaps.length) { drawSnapshot(t); return; }
     var body = $("tw-sockets").tBodies[0], rows = socketsAt(t), html = [], per = {};
     rows.forEach(function (x) {
       var row = x[0], st = x[1];
@@ -520,16 +573,28 @@ def explorer_html(result: RunResult, lad: Ladder | None, *, cut: str | None) -> 
         figure = render_svg(lad, interactive=True, geometry=geometry)
         pids = {h.pid for h in lad.hops if h.pid}
     sockets, left_out = socket_intervals(result) if result.trace.records else ([], 0)
+    gaps = trace_gaps(result) if result.trace.records else []
+    # The trace's table is exact at any instant only when it holds every socket; else the
+    # engine's snapshots, exact at their instants, stand in for it.
+    snaps = snapshot_data(result) if (cut or left_out or gaps or not result.trace.records) else []
     events = sorted({iv[0] for r in sockets for iv in r["iv"]} | {iv[1] for r in sockets for iv in r["iv"]
                                                                    if iv[1] is not None}
                     | {t for t, _ in geometry["anchors"]})
     data = {
         "end": end, "anchors": geometry["anchors"], "svgW": geometry["width"], "svgH": geometry["height"],
-        "sockets": sockets, "maxRows": 200, "events": events, "ss": SS_STATE_NAMES, "fields": list(_TCB_FIELDS),
+        "sockets": [] if snaps else sockets, "snaps": snaps, "maxRows": MAX_ROWS, "events": events, "ss": SS_STATE_NAMES, "fields": list(_TCB_FIELDS),
         "telemetry": _telemetry_data(result), "packets": packet_tcbs(result, pids) if pids else {},
     }
     notes: list[str] = []
-    if not result.trace.records:
+    if snaps:
+        why = cut or (f"the page carries the first {MAX_SOCKETS} sockets of the trace, {left_out} more are left out"
+                      if left_out else f"the trace does not hold every socket: {gaps[0]}" if gaps else
+                      "this run has no trace")
+        notes.append(f"{why.rstrip('.')}. The table shows the engine's snapshot at or before the scrubbed "
+                     f"instant (every {(snaps[1]['t'] - snaps[0]['t']) / 1e6 if len(snaps) > 1 else 0:g} s; each "
+                     f"host's first {MAX_ROWS} sockets, its count per state exact at that instant); the counts "
+                     "below come from the telemetry and are exact.")
+    elif not result.trace.records:
         notes.append("This run has no trace, so no socket table: the counts below come from the telemetry "
                      "and are exact.")
     else:
@@ -538,7 +603,6 @@ def explorer_html(result: RunResult, lad: Ladder | None, *, cut: str | None) -> 
         if left_out:
             notes.append(f"The page carries the first {MAX_SOCKETS} sockets of the trace ({left_out} more "
                          "are left out): the table is partial.")
-        gaps = trace_gaps(result)
         if gaps and not cut:
             notes.append("The trace does not hold every socket (" + gaps[0] + "): the table lists the traced "
                          "ones; the counts below come from the telemetry and are exact.")

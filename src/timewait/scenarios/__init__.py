@@ -137,7 +137,7 @@ class Lab(Findings):
 
     def __init__(self, sc: Scenario, params: dict[str, Any], sysctls: list[str], profile: str, seed: int,
                  trace: bool, progress: bool, *, sample_every_s: float | None = None,
-                 census_at_s: list[float] | None = None) -> None:
+                 census_at_s: list[float] | None = None, snapshot_rows: int = 0) -> None:
         super().__init__()
         self.scenario = sc
         self.p = params
@@ -146,7 +146,8 @@ class Lab(Findings):
         self.progress = progress
         self.sample_every_s = sample_every_s
         self.sim = Simulation(profile=profile, seed=seed, trace=trace, sysctls=sysctls, msl_s=params.get("msl"),
-                              sample_every_s=sample_every_s, census_at_s=census_at_s)
+                              sample_every_s=sample_every_s, census_at_s=census_at_s,
+                              snapshot_rows=snapshot_rows)
         # Every simulation the scenario runs, labelled, for the telemetry (max-rate runs two).
         self.runs: list[tuple[str, Simulation]] = [("main", self.sim)]
         self.sim.timewait_enabled = params.get("timewait", True)
@@ -301,7 +302,7 @@ def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: li
                  faults: list[str] | None = None, budget: str | None = None,
                  announce: Callable[[str], None] | None = None, sample_every_s: float | None = None,
                  census_at: list[float] | None = None, census_end: bool = False,
-                 trace_select: str | None = None) -> RunResult:
+                 trace_select: str | None = None, snapshot_rows: int = 0) -> RunResult:
     """Run one scenario and return its :class:`~timewait.result.RunResult`.
 
     ``profile`` None means the scenario's own default (``linux`` for most). The run is
@@ -312,6 +313,9 @@ def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: li
     at which every host's sockets are listed while the run is there, and ``census_end`` adds
     one at the end (``RunResult.census``). ``trace_select`` is ``--trace-select``'s text
     (:class:`~timewait.trace.TraceSelect`; None: the default from the scenario's scale).
+    ``snapshot_rows`` > 0 has the engine list every host's first ``snapshot_rows`` sockets and
+    its exact count per state at every tenth telemetry sample (``RunResult.snapshots``, what
+    the HTML report's socket table shows where the trace does not hold every socket).
     """
     sc = get_scenario(name)
     profile = sc.profile if profile is None else profile  # '' is a wrong name, not "the default"
@@ -325,7 +329,7 @@ def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: li
         announce(f"{name}: {estimate} estimated (budget: {bud.describe()}; --budget to change)")
     with bud.active():
         lab = Lab(sc, p, list(sysctls or []), profile, seed, trace, progress, sample_every_s=sample_every_s,
-                  census_at_s=census_at)
+                  census_at_s=census_at, snapshot_rows=snapshot_rows)
         lab.sim.trace.select = selection
         for f in faults or []:
             lab.sim.user_faults.append(lab.sim.fault(f))
@@ -348,6 +352,7 @@ def run_scenario(name: str, *, params: dict[str, Any] | None = None, sysctls: li
         hosts={n: h.snapshot() for n, h in sim.hosts.items()},
         trace=sim.trace, nodes=nodes, story=sc.story, contrast="\n".join(lab.notes) or sc.contrast,
         series=lab.series, sysctl_overrides=list(sysctls or []), telemetry=telemetry, census=census,
+        snapshots=dict(sim.snapshots),
     )
 
 

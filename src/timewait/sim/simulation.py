@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from timewait.errors import UsageError
-from timewait.result import CensusRow
+from timewait.result import CensusRow, Snapshot
 from timewait.sim.host import Host
 from timewait.sim.network import Fault, Network, Node, Router, check_fault_nodes, parse_fault
 from timewait.sim.profiles import Profile, get_profile
@@ -38,7 +38,8 @@ class Simulation:
 
     def __init__(self, *, profile: str | Profile = "linux", seed: int = 1, trace: bool = True,
                  sysctls: list[str] | None = None, msl_s: float | None = None,
-                 sample_every_s: float | None = None, census_at_s: list[float] | None = None) -> None:
+                 sample_every_s: float | None = None, census_at_s: list[float] | None = None,
+                 snapshot_rows: int = 0) -> None:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.seed = seed
         self.rng = random.Random(seed)
@@ -61,6 +62,12 @@ class Simulation:
         self.telemetry = Telemetry(self.sched, sample_every_s)
         self.census_pending = sorted({int(round(t * SEC)) for t in census_at_s or []})
         self.census: dict[int, dict[str, list[CensusRow]]] = {}
+        # Snapshots for the HTML report's scrubbed socket table (``snapshot_rows`` > 0): at every
+        # SNAPSHOT_STRIDE-th grid instant, each host's first ``snapshot_rows`` sockets (ss order)
+        # and its exact count per state, whatever the trace keeps.
+        self.snapshot_rows = snapshot_rows
+        self.snapshot_every = 0
+        self.snapshots: dict[int, dict[str, Snapshot]] = {}
 
     # ------------------------------------------------------------------ building
 
@@ -174,9 +181,30 @@ class Simulation:
                 pending.pop(0)
             if stop == tel.next_at:
                 tel.sample(stop)
+                if self.snapshot_rows:
+                    self._snapshot(stop)
         left = None if max_events is None else max_events - (sched.events - e0)
         if left is None or left > 0:
             sched.run(end, left)
+
+
+    def _snapshot(self, t: int) -> None:
+        # On the grid as it is now: a doubled step (the telemetry halves its samples) keeps
+        # the snapshot instants on it, as a multiple of the new step.
+        self.snapshot_every = max(self.snapshot_every, SNAPSHOT_STRIDE * self.telemetry.step)
+        if t % self.snapshot_every:
+            return
+        snap: dict[str, Snapshot] = {}
+        for name, rows in census_all(self.hosts).items():
+            per: dict[str, int] = {}
+            for r in rows:
+                per[r[2]] = per.get(r[2], 0) + 1
+            snap[name] = Snapshot(rows[:self.snapshot_rows], per)
+        self.snapshots[t] = snap
+
+
+#: A snapshot every this many telemetry samples (about 100 over a run of the default grid).
+SNAPSHOT_STRIDE = 10
 
 
 def _with_tw_len(p: Profile, tw_len: int) -> Profile:
