@@ -7,6 +7,7 @@ from typing import Any
 from timewait.apps.basic import PingServer, ShortConnectionLoop
 from timewait.capacity import port_count
 from timewait.plain import plain
+from timewait.result import Findings
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.budget import Scale
 from timewait.sim.sysctl import parse_local_port_range
@@ -87,10 +88,18 @@ def run(lab: Lab) -> None:
                               failed=dict(st.failed), first_failure_at=st.first_failure_at,
                               time_wait_peak=ports - 1 if st.failed else None)
     m["under"], m["over"] = results["under"], results["over"]
-    u, o = results["under"], results["over"]
-    lab.check("the closed form gives 537.6/s for the exercise" if (lo, hi, tw) == (1025, 65535, 120.0)
-              else "the closed form is ports / (2 x MSL)",
-              abs(limit - ports / tw) < 1e-9, m["formula"])
+    judge(lab, results["under"], results["over"], ports=ports, lo=lo, hi=hi, tw=tw, formula=m["formula"],
+          exercise=(lo, hi, tw) == (1025, 65535, 120.0))
+
+
+def judge(lab: Findings, u: dict[str, Any], o: dict[str, Any], *, ports: int, lo: int, hi: int, tw: float,
+          formula: str, exercise: bool = False) -> None:
+    """The checks of max-rate, for the simulator and its kernel twin alike: ``u`` and ``o`` are the
+    just-under and just-over loops' results (rate, succeeded, failed by errno, first_failure_at,
+    simulated_seconds); ``tw`` is how long TIME_WAIT lasts there."""
+    limit = ports / tw
+    lab.check("the closed form gives 537.6/s for the exercise" if exercise else "the closed form is ports / (2 x MSL)",
+              abs(limit - ports / tw) < 1e-9 and formula.endswith(f"= {limit:.1f} connections/s"), formula)
     lab.check(f"{u['rate']}/s (just under) is sustained", not u["failed"],
               f"{u['succeeded']} connections in {u['simulated_seconds']} s, failures {plain(u['failed'])}")
     expect = port_count(lo, hi) / o["rate"]  # every port of the range is used (PS-2)

@@ -13,7 +13,7 @@ from timewait.sim.network import Fault, Network, Node, Router, check_fault_nodes
 from timewait.sim.profiles import Profile, get_profile
 from timewait.sim.scheduler import Scheduler
 from timewait.sim.sysctl import lookup
-from timewait.sim.telemetry import Telemetry, census_all
+from timewait.sim.telemetry import Telemetry, census, census_all, state_counts
 from timewait.tcp.config import SEC
 from timewait.trace import NOTE, Trace
 
@@ -191,16 +191,14 @@ class Simulation:
     def _snapshot(self, t: int) -> None:
         # On the grid as it is now: a doubled step (the telemetry halves its samples) keeps
         # the snapshot instants on it, as a multiple of the new step.
-        self.snapshot_every = max(self.snapshot_every, SNAPSHOT_STRIDE * self.telemetry.step)
+        every = SNAPSHOT_STRIDE * self.telemetry.step
+        if every > self.snapshot_every:
+            self.snapshot_every = every
         if t % self.snapshot_every:
             return
-        snap: dict[str, Snapshot] = {}
-        for name, rows in census_all(self.hosts).items():
-            per: dict[str, int] = {}
-            for r in rows:
-                per[r[2]] = per.get(r[2], 0) + 1
-            snap[name] = Snapshot(rows[:self.snapshot_rows], per)
-        self.snapshots[t] = snap
+        # The counts from the telemetry's own (exact, O(1)) tallies; rows only as many as shown.
+        self.snapshots[t] = {name: Snapshot(census(h, self.snapshot_rows), state_counts(h))
+                             for name, h in self.hosts.items()}
 
 
 #: A snapshot every this many telemetry samples (about 100 over a run of the default grid).

@@ -286,8 +286,10 @@ def _sysctls_changed(host: Host) -> dict[str, str]:
     return {k: str(format_value(v)) for k, v in sorted(host.sysctls.items()) if prof.get(k, missing) != v}
 
 
-def census(host: Host) -> list[CensusRow]:
-    """Every socket of ``host`` now, as ``ss -tan -o`` would list them, sorted by local then peer.
+def census(host: Host, limit: int = 0) -> list[CensusRow]:
+    """Every socket of ``host`` now, as ``ss -tan -o`` would list them, sorted by local then peer;
+    with ``limit`` > 0 only the first ``limit`` found in the host's tables (connections, then
+    TIME_WAIT records oldest first, then listeners), sorted the same way: O(limit), not O(sockets).
 
     Connections carry their send and receive queues from the TCB (``len(sndq)``,
     ``len(rcvq)``: what ``ss`` prints) and the timer ``ss`` shows (not the delayed ACK);
@@ -299,19 +301,33 @@ def census(host: Host) -> list[CensusRow]:
     for key, conn in host.ehash.items():
         if conn.state == CLOSED:
             continue
+        if limit and len(rows) >= limit:
+            break
         shown = conn.ss_timer()  # ss never lists the delayed-ACK timer
         timer, at = shown if shown is not None else (None, None)
         rows.append((name, key, NAMES[conn.state], None, len(conn.sndq), len(conn.rcvq), timer, at,
                      conn.retrans if timer == "rto" else 0))
     for key, tw in host.twhash.items():
+        if limit and len(rows) >= limit:
+            break
         st = "TIME_WAIT" if tw.substate == TIME_WAIT else "FIN_WAIT_2"
         since = tw.entry_stamp if tw.substate == TIME_WAIT else None
         rows.append((name, key, st, since, 0, 0, "timewait", tw.deadline, 0))
     for (addr, port), sock in host.listeners.items():
+        if limit and len(rows) >= limit:
+            break
         rows.append((name, (addr, port, 0, 0), "LISTEN", None, sock.backlog, len(sock.accept_queue), None,
                      None, 0))
     rows.sort(key=lambda r: r[1])
     return rows
+
+
+def state_counts(host: Host) -> dict[str, int]:
+    """How many sockets ``host`` has in each state now (LISTEN included; none left out), O(states)."""
+    per = {NAMES[s]: host.tel.states[s] for s in _COUNTED if host.tel.states[s]}
+    if host.listeners:
+        per["LISTEN"] = len(host.listeners)
+    return per
 
 
 def census_all(hosts: dict[str, Host]) -> dict[str, list[CensusRow]]:
@@ -319,4 +335,4 @@ def census_all(hosts: dict[str, Host]) -> dict[str, list[CensusRow]]:
     return {n: census(h) for n, h in hosts.items()}
 
 
-__all__ = ["HostTelemetry", "Telemetry", "census", "census_all"]
+__all__ = ["HostTelemetry", "Telemetry", "census", "census_all", "state_counts"]

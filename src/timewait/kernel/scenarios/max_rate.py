@@ -17,10 +17,9 @@ import threading
 import time
 from typing import Any
 
-from timewait.capacity import port_count
 from timewait.kernel.apps import Worker, connect, errno_name, ping
 from timewait.kernel.scenarios import KLab, kscenario, progress_line
-from timewait.scenarios.max_rate import CLIENT, SERVER
+from timewait.scenarios.max_rate import CLIENT, SERVER, judge
 from timewait.sim.sysctl import parse_local_port_range
 
 TW_LEN_S = 60.0  # TCP_TIMEWAIT_LEN
@@ -78,18 +77,7 @@ def run(lab: KLab) -> None:
     m["time_wait_seconds"] = first_tw
     for label, lp in loops.items():
         m[label] = lp.result()
-    u, o = m["under"], m["over"]
-    lab.check("the closed form is ports / (2 x MSL)", abs(limit - ports / TW_LEN_S) < 1e-9, m["formula"])
-    lab.check(f"{u['rate']}/s (just under) is sustained", not u["failed"],
-              f"{u['succeeded']} connections in {u['simulated_seconds']} s, failures {u['failed']}")
-    expect = port_count(lo, hi) / o["rate"]  # every port of the range is used (PS-2)
-    lab.check(f"{o['rate']}/s (just over) runs out of ports with EADDRNOTAVAIL",
-              "EADDRNOTAVAIL" in o["failed"] and o["first_failure_at"] is not None
-              and abs(o["first_failure_at"] - expect) < 2.0,
-              f"first failure at {o['first_failure_at']} s, expected about {expect:.1f} s "
-              f"(usable ports / rate), before any TIME_WAIT expires at {TW_LEN_S:g} s")
-    lab.say(f"At {u['rate']}/s the ports freed by expiring TIME_WAIT keep up; at {o['rate']}/s all "
-            f"ports are waiting after {expect:.0f} s, before the first one frees at {TW_LEN_S:g} s.")
+    judge(lab, m["under"], m["over"], ports=ports, lo=lo, hi=hi, tw=TW_LEN_S, formula=m["formula"])
 
 
 class _Loop:
