@@ -30,7 +30,6 @@ def dual_stack_run() -> RunResult:
     """c1 -- r1 -- c2 with both families: an nc session over IPv6 (hop limit 64 -> 63 at r1)
     and one over IPv4, data both ways, both closed."""
     from timewait.apps.basic import NcClient, NcServer
-
     from timewait.sim.simulation import Simulation
     from timewait.sim.socket import AF_INET6
 
