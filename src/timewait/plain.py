@@ -60,3 +60,8 @@ def quoted(v: Any) -> str:
     if v is None:
         return NONE
     return text_of(v.encode("utf-8", "backslashreplace") if isinstance(v, str) else bytes(v))
+
+
+def endpoint(addr: str, port: int | str) -> str:
+    """``addr:port`` as ss and URLs write it: an IPv6 address in brackets (``[fd00::1]:80``)."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"

@@ -51,6 +51,9 @@ and so its port, in conntrack's TIME_WAIT for 120 s.
     contrast="Try --set nat_ports=65535 (every client gets through; c1 keeps its port 40000, c2 is "
     "remapped), --set clients=2, or --set ct_time_wait=30.",
     mission="S10",
+    # NAT66 exists (ip6tables MASQUERADE, Linux 3.7+), but the point -- many private hosts
+    # sharing one scarce public address and its ports -- is IPv4's; the model is NAT44.
+    no_ipv6="the chapter's NAT shares one scarce public IPv4 address (NAT44; the simulator models no NAT66)",
 )
 def run(lab: Lab) -> None:
     p = lab.p

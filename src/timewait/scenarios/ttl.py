@@ -51,10 +51,10 @@ def run(lab: Lab) -> None:
     p = lab.p
     hops = p["hops"]  # 1..255 by its range
     lab.default_sysctl("c1", TTL_SYSCTL, str(p["ttl"]))
-    c1 = sim.add_host("c1", C1)
-    c3 = sim.add_host("c3", C3)
-    c2 = sim.add_host("c2", C2)
-    routers = [sim.add_router(f"R{i}", f"192.0.2.{i}") for i in range(1, hops + 1)]
+    c1 = sim.add_host("c1", lab.addr(C1))
+    c3 = sim.add_host("c3", lab.addr(C3))
+    c2 = sim.add_host("c2", lab.addr(C2))
+    routers = [sim.add_router(f"R{i}", lab.addr(f"192.0.2.{i}")) for i in range(1, hops + 1)]
     sim.link(c1, routers[0], delay_ms=1)
     sim.link(c3, routers[0], delay_ms=1)
     for a, b in zip(routers, routers[1:], strict=False):
@@ -67,11 +67,11 @@ def run(lab: Lab) -> None:
     c1_connect: list[tuple[float, str]] = []
     s1.on_error = lambda _s, err: c1_connect.append((sim.now, err))
     s1.on_connected = lambda _s: c1_connect.append((sim.now, "connected"))
-    s1.connect(C2, PORT)
+    s1.connect(lab.addr(C2), PORT)
     sim.at(p["give_up"], lambda: s1.close() if s1.state != "ESTABLISHED" else None)
     # c3: TTL 64, three lines; the 2nd is held past MSL, the 3rd within it.
     s3 = c3.socket()
-    s3.connect(C2, PORT)
+    s3.connect(lab.addr(C2), PORT)
     for i, line in enumerate(LINES):
         c3.call_at(SEC + i * 100_000, lambda d=line: s3.send(d) if s3.state == "ESTABLISHED" else None)
     sim.fault(f"hold {p['hold']} from=c3 flags=P. nth=2")

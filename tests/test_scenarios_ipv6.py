@@ -1,0 +1,105 @@
+"""``--set family=ipv6`` (issue 16 item 4): the chapter's scenarios on IPv6, their addresses mapped
+into the ULA prefix (``ula_of``), and the scenarios whose point does not hold there refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from test_report_support import have
+from timewait.errors import UsageError
+from timewait.scenarios import all_scenarios, family_addr, get_scenario, parse_params, run_scenario
+from timewait.tcp.segment import ULA_PREFIX, ip_ntoa, is_v6, ula_of
+
+IPV6 = sorted(n for n, sc in all_scenarios().items() if not sc.no_ipv6)
+IPV4_ONLY = sorted(n for n, sc in all_scenarios().items() if sc.no_ipv6)
+# Settings that keep the big ones small; their checks hold the same (see test_report_support.LIGHT).
+LIGHT = {"max-rate": {"ports": "40000-40999"}, "redis-short-connections": {"connections": "200"}}
+LIGHT_SYSCTL = {"port-exhaustion": ["*:net.ipv4.ip_local_port_range=40000 40999"]}
+
+
+def test_family_is_a_common_parameter_ipv4_by_default() -> None:
+    sc = get_scenario("nc-timewait")
+    assert parse_params(sc, None)["family"] == "ipv4"
+    assert parse_params(sc, {"family": "ipv6"})["family"] == "ipv6"
+    with pytest.raises(UsageError, match=r"^--set family='ipv5': allowed ipv4, ipv6$"):
+        parse_params(sc, {"family": "ipv5"})
+    # the default is not a parameter of the result: IPv4 runs' JSON is what it was
+    assert "family" not in run_scenario("nc-timewait", trace=False).params
+
+
+def test_the_chapters_addresses_map_into_the_ula_prefix() -> None:
+    assert family_addr({"family": "ipv6"}, "10.211.55.5") == "fd00::10:211:55:5"
+    assert family_addr({"family": "ipv4"}, "10.211.55.5") == "10.211.55.5"
+    assert family_addr({}, "10.211.55.5") == "10.211.55.5"  # a kernel twin's parameters: IPv4
+
+
+def test_which_scenarios_have_an_ipv6_version() -> None:
+    assert IPV4_ONLY == ["nat", "tw-recycle-nat"]
+    assert {"nc-timewait", "ttl", "delayed-duplicate", "lost-last-ack", "two-msl", "tw-reuse", "timestamps",
+            "port-exhaustion", "max-rate", "quiz"} <= set(IPV6)
+
+
+@pytest.mark.parametrize("name", IPV4_ONLY)
+def test_no_ipv6_version_is_refused_before_the_run_with_one_line(name: str) -> None:
+    with pytest.raises(UsageError, match=rf"^--set family=ipv6: {name} has no IPv6 version: .*NAT44"):
+        run_scenario(name, params={"family": "ipv6"})
+    proc = subprocess.run([sys.executable, "-m", "timewait", "run", name, "--set", "family=ipv6"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "has no IPv6 version" in proc.stderr, proc.stderr
+
+
+def _ula_text(a: int) -> bool:
+    """``a`` is :func:`ula_of` of some dotted quad."""
+    text = ip_ntoa(a)
+    if not (is_v6(a) and text.startswith(ULA_PREFIX)):
+        return False
+    quad = ".".join(text.removeprefix(ULA_PREFIX).split(":"))
+    try:
+        return ula_of(quad) == text
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize("name", IPV6)
+def test_ipv6_version_passes_its_checks_on_ula_addresses(name: str) -> None:
+    params = {"family": "ipv6", **LIGHT.get(name, {})}
+    r = run_scenario(name, params=params, sysctls=LIGHT_SYSCTL.get(name), trace=False)
+    failed = [f"{c.name}: {c.detail}" for c in r.checks if not c.passed]
+    assert r.checks and not failed, failed
+    assert r.params["family"] == "ipv6"
+    addrs = {n: node.addrs for n, node in r.nodes.items()}
+    assert addrs and all(a and all(_ula_text(x) for x in a) for a in addrs.values()), \
+        {n: [ip_ntoa(x) for x in a] for n, a in addrs.items()}
+
+
+def test_an_ipv6_runs_hosts_are_the_chapters_addresses_under_fd00() -> None:
+    r = run_scenario("nc-timewait", params={"family": "ipv6"}, trace=False)
+    assert {n: [ip_ntoa(a) for a in node.addrs] for n, node in r.nodes.items()} == {
+        "c1": ["fd00::10:211:55:5"], "c2": ["fd00::10:211:55:10"]}
+
+
+@pytest.mark.skipif(not have("tshark"), reason="tshark is not installed (apt-get install tshark)")
+@pytest.mark.parametrize("name", ["nc-timewait", "lost-last-ack"])
+def test_tshark_decodes_an_ipv6_runs_pcap_without_a_warning(name: str, tmp_path) -> None:
+    pcap = tmp_path / f"{name}-v6.pcap"
+    subprocess.run([sys.executable, "-m", "timewait", "run", name, "--set", "family=ipv6", "--pcap", str(pcap)],
+                   check=True, capture_output=True, timeout=300)
+    expert = subprocess.run(["tshark", "-r", str(pcap), "-n", "-o", "tcp.check_checksum:TRUE", "-q", "-z", "expert"],
+                            capture_output=True, text=True, timeout=120, check=True)
+    bad = [ln for ln in expert.stdout.splitlines()
+           if ln.lstrip().startswith(("Warning", "Error")) or "Malformed" in ln or "checksum" in ln.lower()]
+    assert bad == [], expert.stdout
+    assert [ln for ln in expert.stderr.splitlines() if ln.strip() and "Running as user" not in ln] == []
+    fields = subprocess.run(["tshark", "-r", str(pcap), "-n", "-o", "tcp.check_checksum:TRUE", "-T", "fields",
+                             "-e", "ipv6.src", "-e", "ipv6.dst", "-e", "tcp.checksum.status", "-e", "ip.src"],
+                            capture_output=True, text=True, timeout=120, check=True)
+    rows = [ln.split("\t") for ln in fields.stdout.splitlines()]
+    assert rows
+    assert {(r[0], r[1]) for r in rows} == {("fd00::10:211:55:5", "fd00::10:211:55:10"),
+                                           ("fd00::10:211:55:10", "fd00::10:211:55:5")}
+    assert {r[2] for r in rows} == {"1"}  # every TCP checksum verified good
+    assert {r[3] for r in rows} == {""}  # no IPv4 packet at all
