@@ -1,4 +1,4 @@
-"""TCP segments carried in IPv4 packets, and their wire codec.
+"""TCP segments carried in IPv4 or IPv6 packets, and their wire codec.
 
 A :class:`Segment` is the unit every layer passes around: the protocol core
 builds them, the network moves them, views print them. Once handed to the
@@ -7,8 +7,10 @@ makes a copy (:meth:`Segment.copy`), so the trace can keep references instead
 of formatted text.
 
 The codec writes real bytes: an IPv4 header (with TTL, identification and
-header checksum) and a TCP header with options in the order Linux's
-``tcp_options_write`` uses, checksummed over the pseudo-header.
+header checksum) or, when the addresses are IPv6 ones, an IPv6 header (hop
+limit = the segment's ``ttl``; no identification on the wire), and a TCP
+header with options in the order Linux's ``tcp_options_write`` uses,
+checksummed over the family's pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ ECE = 0x40
 CWR = 0x80
 
 IPPROTO_TCP = 6
+IPV6_HDR_LEN = 40
 DEFAULT_TTL = 64
 
 # Option kinds (IANA).
@@ -35,14 +38,15 @@ OPT_EOL, OPT_NOP, OPT_MSS, OPT_WSCALE, OPT_SACK_PERM, OPT_SACK, OPT_TS = 0, 1, 2
 
 
 class DecodeError(ValueError):
-    """Bytes that are not a well-formed IPv4/TCP packet."""
+    """Bytes that are not a well-formed IPv4/TCP or IPv6/TCP packet."""
 
 
 @dataclass(slots=True, eq=True)
 class Segment:
-    """One IPv4 packet carrying one TCP segment.
+    """One IPv4 or IPv6 packet carrying one TCP segment.
 
-    Addresses are 32-bit integers (see :func:`ip_aton`), ``ts`` is
+    Addresses are integers of either family (see :func:`ip_aton`; both of one
+    family), ``ttl`` is the IPv6 hop limit for IPv6, ``ts`` is
     ``(tsval, tsecr)`` or ``None`` when the timestamps option is absent.
     ``born`` is the simulated time (µs) the packet first left a host and
     ``pid`` a network-assigned identity kept by router and NAT copies (assigned
@@ -169,6 +173,11 @@ def _pseudo(src: int, dst: int, length: int) -> bytes:
     return struct.pack("!IIBBH", src, dst, 0, IPPROTO_TCP, length)
 
 
+def _pseudo6(src: bytes, dst: bytes, length: int) -> bytes:
+    """RFC 8200 §8.1: source, destination, upper-layer length (32 bits), 3 zero bytes, next header."""
+    return src + dst + struct.pack("!IxxxB", length, IPPROTO_TCP)
+
+
 # --------------------------------------------------------------------------- options
 
 def encode_options(seg: Segment) -> bytes:
@@ -222,7 +231,8 @@ def _parse_options(data: bytes, seg: Segment) -> None:
 # --------------------------------------------------------------------------- codec
 
 def encode(seg: Segment) -> bytes:
-    """The IPv4 packet as bytes, both checksums filled in."""
+    """The IPv4 packet as bytes, both checksums filled in; an IPv6 packet when the
+    addresses are IPv6 (``ValueError`` if the two are of different families)."""
     opts = encode_options(seg)
     doff = (20 + len(opts)) // 4
     tcp_len = 20 + len(opts) + len(seg.payload)
@@ -234,6 +244,8 @@ def encode(seg: Segment) -> bytes:
     )
     tcp += opts
     tcp += seg.payload
+    if seg.src > V4_MAX or seg.dst > V4_MAX:
+        return _encode6(seg, tcp)
     struct.pack_into("!H", tcp, 16, checksum(_pseudo(seg.src, seg.dst, tcp_len) + bytes(tcp)))
     ip = bytearray(
         struct.pack(
@@ -245,13 +257,28 @@ def encode(seg: Segment) -> bytes:
     return bytes(ip) + bytes(tcp)
 
 
+def _encode6(seg: Segment, tcp: bytearray) -> bytes:
+    """The IPv6 packet: version 6, traffic class 0, flow label 0, next header TCP, hop limit
+    ``seg.ttl``; the TCP checksum over the IPv6 pseudo-header (RFC 8200 §8.1)."""
+    if not (seg.src > V4_MAX and seg.dst > V4_MAX):
+        raise ValueError(f"segment {ip_ntoa(seg.src)} > {ip_ntoa(seg.dst)} mixes IPv4 and IPv6 addresses")
+    src, dst = ip_packed(seg.src), ip_packed(seg.dst)
+    struct.pack_into("!H", tcp, 16, checksum(_pseudo6(src, dst, len(tcp)) + bytes(tcp)))
+    return struct.pack("!IHBB", 6 << 28, len(tcp), IPPROTO_TCP, seg.ttl & 0xFF) + src + dst + bytes(tcp)
+
+
 def decode(data: bytes, *, verify: bool = True) -> Segment:
-    """Parse an IPv4/TCP packet. Raises :class:`DecodeError` for anything malformed."""
+    """Parse an IPv4/TCP or IPv6/TCP packet (by the version nibble). Raises
+    :class:`DecodeError` for anything malformed or truncated."""
+    if not data:
+        raise DecodeError("empty packet")
+    vihl = data[0]
+    if vihl >> 4 == 6:
+        return _decode6(data, verify)
     if len(data) < 20:
         raise DecodeError(f"packet of {len(data)} bytes is shorter than an IPv4 header")
-    vihl = data[0]
     if vihl >> 4 != 4:
-        raise DecodeError(f"IP version {vihl >> 4}, only 4 is supported")
+        raise DecodeError(f"IP version {vihl >> 4}; only 4 and 6 are supported")
     ihl = (vihl & 15) * 4
     if ihl < 20 or len(data) < ihl:
         raise DecodeError(f"IPv4 header length {ihl} is invalid")
@@ -263,13 +290,36 @@ def decode(data: bytes, *, verify: bool = True) -> Segment:
     if verify and checksum(data[:ihl]) != 0:
         raise DecodeError("bad IPv4 header checksum")
     src, dst = struct.unpack("!II", data[12:20])
-    tcp = data[ihl:total]
+    return _decode_tcp(data[ihl:total], src, dst, ttl, ip_id, verify)
+
+
+def _decode6(data: bytes, verify: bool) -> Segment:
+    """The IPv6 packet's fixed header, then its TCP segment (no extension headers: Linux's
+    TCP sends none, so one here is refused by name)."""
+    if len(data) < IPV6_HDR_LEN:
+        raise DecodeError(f"packet of {len(data)} bytes is shorter than an IPv6 header (40)")
+    plen, nxt, hlim = struct.unpack("!HBB", data[4:8])
+    if nxt != IPPROTO_TCP:
+        raise DecodeError(f"IPv6 next header {nxt} is not TCP (6); extension headers are not supported")
+    if plen < 20 or IPV6_HDR_LEN + plen > len(data):
+        raise DecodeError(f"IPv6 payload length {plen} does not fit {len(data)} bytes (TCP needs 20)")
+    src = int.from_bytes(data[8:24], "big") | V6
+    dst = int.from_bytes(data[24:40], "big") | V6
+    return _decode_tcp(data[IPV6_HDR_LEN:IPV6_HDR_LEN + plen], src, dst, hlim, 0, verify)
+
+
+def _decode_tcp(tcp: bytes, src: int, dst: int, ttl: int, ip_id: int, verify: bool) -> Segment:
+    """The TCP header, options and payload of a packet whose IP header is read (``tcp`` holds
+    at least 20 bytes); the checksum over the family's pseudo-header."""
     sport, dport, seqn, ackn, off, flags, win = struct.unpack("!HHIIBBH", tcp[:16])
     doff = (off >> 4) * 4
     if doff < 20 or doff > len(tcp):
         raise DecodeError(f"TCP data offset {doff} is invalid for a {len(tcp)}-byte segment")
-    if verify and checksum(_pseudo(src, dst, len(tcp)) + tcp) != 0:
-        raise DecodeError("bad TCP checksum")
+    if verify:
+        pseudo = (_pseudo6(ip_packed(src), ip_packed(dst), len(tcp)) if src > V4_MAX
+                  else _pseudo(src, dst, len(tcp)))
+        if checksum(pseudo + tcp) != 0:
+            raise DecodeError("bad TCP checksum")
     seg = Segment(src, dst, sport, dport, seqn, ackn, flags, win, bytes(tcp[doff:]), ttl=ttl, ip_id=ip_id)
     raw = bytes(tcp[20:doff])
     _parse_options(raw, seg)
