@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from timewait.measure import fate, first, seconds, state_at
-from timewait.plain import endpoint, quoted
+from timewait.plain import bracketed, quoted
 from timewait.scenarios import Lab, Param, family_addr, scenario
 from timewait.scenarios.common import LineServer, Timeline
 from timewait.sim.host import Host, Socket, SocketError
@@ -266,8 +266,8 @@ def judge_held(lab: Any, recs: list[Rec], tl: Timeline, stale_end: Rec | None, n
     want_new = b"".join(NEW)
     m = lab.metrics
     gone = _all_gone_before(recs, t_syn) if t_syn is not None else None
-    c1a, c2a = family_addr(lab.p, C1), family_addr(lab.p, C2)
-    lab.check(f"TIME_WAIT holds {endpoint(c1a, CPORT)} <-> {endpoint(c2a, SPORT)}: connect() fails with EADDRNOTAVAIL until it ends",
+    c1a, c2a = bracketed(family_addr(lab.p, C1)), bracketed(family_addr(lab.p, C2))
+    lab.check(f"TIME_WAIT holds {c1a}:{CPORT} <-> {c2a}:{SPORT}: connect() fails with EADDRNOTAVAIL until it ends",
               bool(fails) and connected_at is not None,
               f"{len(fails)} attempts refused, {fails[0] if fails else None} s to {fails[-1] if fails else None} s;"
               f" the new connection opened at {connected_at} s")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from timewait.plain import endpoint, quoted
+from timewait.plain import bracketed, quoted
 from timewait.result import RunResult
 from timewait.scenarios import Lab, run_scenario, scenario
 from timewait.tcp.config import SEC
@@ -124,7 +124,7 @@ def _statement_c(sub: Callable[..., RunResult], msl: float) -> tuple[bool, list[
     intact = on.passed and on.metrics.get("corrupted") is False
     corrupted = off.passed and off.metrics.get("corrupted") is True
     c1 = ip_ntoa(on.nodes["c1"].addrs[0]) if "c1" in on.nodes else "c1"
-    ev = [f"delayed-duplicate with TIME_WAIT: the new connection on {endpoint(c1, 61594)} read "
+    ev = [f"delayed-duplicate with TIME_WAIT: the new connection on {bracketed(c1)}:61594 read "
           f"{quoted(on.metrics.get('received_new'))} (intact)" if intact else f"delayed-duplicate (on) failed: {_failed(on)}",
           f"without TIME_WAIT it read {quoted(off.metrics.get('received_new'))}: the old connection's delayed segment "
           "got in" if corrupted else f"delayed-duplicate (off) failed: {_failed(off)}"]
