@@ -28,7 +28,7 @@ from timewait.sim.deathrow import TW_NAMES, DeathRow
 from timewait.sim.network import Node
 from timewait.sim.ports import PortTable
 from timewait.sim.profiles import Profile
-from timewait.sim.socket import Socket
+from timewait.sim.socket import AF_INET6, AF_UNSPEC, Socket
 from timewait.sim.socket_error import SocketError
 from timewait.sim.sysctl import format_value, initial_window, lookup, rcv_wscale
 from timewait.sim.telemetry import HostTelemetry
@@ -43,7 +43,7 @@ from timewait.tcp.connection import (
     Connection,
 )
 from timewait.tcp.isn import SecureSeq
-from timewait.tcp.segment import ACK, FIN, RST, SYN, Segment, ip_aton
+from timewait.tcp.segment import ACK, FIN, RST, SYN, V4_MAX, V6_ANY, Segment, ip_aton
 from timewait.tcp.states import CLOSED, FIN_WAIT_2, NAMES, SYN_RECEIVED, TIME_WAIT
 from timewait.tcp.timewait import TimeWait, reset_for
 from timewait.trace import COUNTER, DROP, FIRE, RX, STATE, TIMER, TX
@@ -99,6 +99,7 @@ class Host(Node):
         self._conn_timer_cb = self._conn_timer
         self.orphans = 0                                    # closed by the application, still alive
         self.tel = HostTelemetry(self)                      # exact counts beside the trace (sim/telemetry.py)
+        self.cfg6: TcpConfig | None = None                  # IPv6 connections' settings (cfg_v6, V6-7)
 
     # ------------------------------------------------------------------ sysctls and counters
 
@@ -184,11 +185,46 @@ class Host(Node):
 
     # ------------------------------------------------------------------ sockets
 
-    def socket(self) -> Socket:
-        """socket(AF_INET, SOCK_STREAM): a new descriptor (the calls are :class:`Socket`'s)."""
-        sock = Socket(self, self.next_fd)
+    def socket(self, family: int = AF_UNSPEC) -> Socket:
+        """socket(family, SOCK_STREAM): a new descriptor (the calls are :class:`Socket`'s).
+        ``family`` AF_INET or AF_INET6 (timewait.sim.socket); AF_UNSPEC: the first bind() or
+        connect() address decides (V6-1)."""
+        sock = Socket(self, self.next_fd, family)
         self.next_fd += 1
         return sock
+
+    def source_for(self, daddr: int) -> int:
+        """The source address toward ``daddr``: the host's first address of its family, 0 if none."""
+        v6 = daddr > V4_MAX
+        for a in self.addrs:
+            if (a > V4_MAX) == v6:
+                return a
+        return 0
+
+    def cfg_v6(self) -> TcpConfig:
+        """The settings of this host's IPv6 connections (V6-7): the IPv4 ones, refreshed from
+        :attr:`cfg` at each call, with the IPv6 MSS and the initial windows rounded to it.
+
+        Linux's advertised MSS is the route's MTU less the IP and TCP headers
+        (``tcp_v6_syn_recv_sock``/``tcp_connect_init`` via ``ip6_default_advmss``): 1500 - 40
+        - 20 = 1440 where IPv4 has 1460, so the SYN's window (WIN-1) is 64800 and a SYN-ACK's
+        with timestamps 64260."""
+        from dataclasses import fields
+
+        from timewait.sim.sysctl import initial_window
+
+        c6 = self.cfg6
+        if c6 is None:
+            c6 = self.cfg6 = TcpConfig()
+        cfg = self.cfg
+        for f in fields(TcpConfig):
+            setattr(c6, f.name, getattr(cfg, f.name))
+        c6.mss = cfg.mss - 20
+        rmem = self.sysctls.get("net.ipv4.tcp_rmem")
+        if rmem is not None:
+            c6.syn_win = initial_window(rmem[1], c6.mss)
+            c6.synack_win = initial_window(rmem[1], c6.mss - 12)
+        return c6
 
     def isn(self, saddr: int, daddr: int, sport: int, dport: int, now: int) -> tuple[int, int]:
         """ISN and timestamp offset under this host's profile (ISN-1, TS-3)."""
@@ -320,9 +356,12 @@ class Host(Node):
             # (the loop in _after then delivers the close).
             conn.disconnect(self.net.sched.now)
             return None
-        child = self.socket()
+        child = self.socket(lsock.family)
         child.conn = conn
         child.laddr, child.lport = conn.laddr, conn.lport
+        if lsock.family == AF_INET6:  # V6-5: an IPv4 child of a dual-stack listener is v4-mapped
+            child.v6only = lsock.v6only
+            child.mapped = conn.laddr <= V4_MAX
         child.reuseaddr = lsock.reuseaddr
         conn.sock = child
         lsock.accept_queue.append(child)
@@ -488,8 +527,21 @@ class Host(Node):
             self.after(conn)
 
     def listener_for(self, seg: Segment) -> Socket | None:
-        """``__inet_lookup_listener``: the listener on the segment's address, else on 0.0.0.0."""
-        return self.listeners.get((seg.dst, seg.dport)) or self.listeners.get((0, seg.dport))
+        """``__inet_lookup_listener``: the listener on the segment's address, else on 0.0.0.0;
+        for IPv6, else on ``::``. An IPv4 segment that finds neither goes to a ``::`` listener
+        without IPV6_V6ONLY (V6-5: ``compute_score`` skips only ``ipv6_only_sock``)."""
+        ls = self.listeners
+        s = ls.get((seg.dst, seg.dport))
+        if s is not None:
+            return s
+        if seg.dst > V4_MAX:
+            return ls.get((V6_ANY, seg.dport))
+        s = ls.get((0, seg.dport))
+        if s is None:
+            s = ls.get((V6_ANY, seg.dport))
+            if s is not None and s.v6only:
+                return None
+        return s
 
     def listen_input(self, seg: Segment, tw_isn: int) -> None:
         """A segment for no connection (``tcp_v4_conn_request``): a listener's SYN, or an RST
@@ -527,6 +579,8 @@ class Host(Node):
             return
         key = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = Connection(self, seg.dst, seg.dport, seg.src, seg.sport)
+        if seg.dst > V4_MAX:
+            conn.cfg = self.cfg_v6()  # V6-7: the IPv6 MSS (and the windows it rounds)
         if tr.on:
             # trace-select: the passive end follows its SYN (seg.pid > 0: the SYN was recorded).
             if tr.select is None or seg.pid > 0 or tr.select.passive(self.name, key):

@@ -360,7 +360,10 @@ def _icmp_arrives(arg: tuple[Node, Segment, str]) -> None:
 
 
 class Router(Node):
-    """Decrements TTL and forwards; at TTL 0 drops with an ICMP time-exceeded."""
+    """Decrements TTL and forwards; at TTL 0 drops with an ICMP time-exceeded (IC-1).
+
+    IPv6 alike (V6-9, ``ip6_forward``): ``ttl`` is the hop limit, the error ICMPv6 time exceeded
+    (the same ``"time-exceeded"`` record; views name it by the packet's family)."""
 
     kind = "router"
 

@@ -8,17 +8,74 @@ Linux keeps who uses a local port in ``inet_bind_bucket``s (the bind hash,
 :class:`PortTable` owns the buckets and the search state (the perturbation
 table, per-destination port maps) and reads the host's 4-tuple tables and
 sysctls. Rules PS-1..PS-8 in ``docs/linux-rules.md``.
+
+The port space is one for both families, as Linux's: the buckets hold IPv4 and IPv6
+sockets alike, and the port search keys by 4-tuple, so connections of either family toward
+different destinations may share a local port (V6-5, V6-8). Whether two bound sockets'
+addresses overlap follows ``inet_rcv_saddr_equal`` (V6-2, V6-3: :func:`rcv_saddr_equal`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from timewait.tcp.segment import V4_MAX, V6_ANY
 from timewait.tcp.timewait import TimeWait, is_loopback, tw_reuse_allowed
 
 if TYPE_CHECKING:
     from timewait.sim.host import Host
     from timewait.sim.socket import Socket
+
+
+_AF_INET6 = 10  # timewait.sim.socket.AF_INET6 (imported there from here would be circular)
+_LOOPBACK4_IPV6 = 0x7F000006  # 127.0.0.6: inet_rcv_saddr of an AF_INET6 socket on a unicast IPv6 address
+
+
+def _v4_view(s: Socket) -> int:
+    """``sk_rcv_saddr``: the IPv4 address of a socket's bind (0 for 0.0.0.0 and ``::``)."""
+    a = s.laddr
+    if a <= V4_MAX:
+        return a
+    return 0 if a == V6_ANY else _LOOPBACK4_IPV6
+
+
+def rcv_saddr_equal(sk: Socket, sk2: Socket) -> bool:
+    """``inet_rcv_saddr_equal(sk, sk2, match_wildcard=true)``: do the two binds' addresses overlap?
+
+    For an AF_INET ``sk`` it is ``ipv4_rcv_saddr_equal``: never against an IPv6-only ``sk2``,
+    else equal IPv4 views or a wildcard on either side. For an AF_INET6 ``sk`` it is
+    ``ipv6_rcv_saddr_equal``: both v4-mapped (an AF_INET ``sk2`` counts as mapped) compare as
+    IPv4; ``::`` overlaps everything except a v4-mapped bind when its own side is IPv6-only;
+    otherwise equal IPv6 addresses. (V6-2, V6-3.)
+    """
+    if sk.family != _AF_INET6:
+        if sk2.family == _AF_INET6 and sk2.v6only:
+            return False
+        a1, a2 = _v4_view(sk), _v4_view(sk2)
+        return a1 == a2 or not a1 or not a2
+    t1 = _addr_type(sk)
+    t2 = _addr_type(sk2) if sk2.family == _AF_INET6 else "mapped"
+    if t1 == "mapped" and t2 == "mapped":
+        if sk2.v6only:
+            return False
+        a1, a2 = _v4_view(sk), _v4_view(sk2)
+        return a1 == a2 or not a1 or not a2
+    if t1 == "any" and t2 == "any":
+        return True
+    if t2 == "any" and not (sk2.v6only and t1 == "mapped"):
+        return True
+    if t1 == "any" and not (sk.v6only and t2 == "mapped"):
+        return True
+    return sk2.family == _AF_INET6 and sk.laddr == sk2.laddr
+
+
+def _addr_type(s: Socket) -> str:
+    """``ipv6_addr_type`` of an AF_INET6 socket's bind: "any" (``::``), "mapped" (its laddr is the
+    IPv4 address inside ``::ffff:a.b.c.d``) or "unicast"."""
+    a = s.laddr
+    if a == V6_ANY:
+        return "any"
+    return "mapped" if a <= V4_MAX else "unicast"
 
 
 class DestPorts:
@@ -117,7 +174,8 @@ class PortTable:
         r = sock.reuseaddr
         for other in b.bound:
             if not (r and other.reuseaddr and not other.listening) and (
-                not sock.laddr or not other.laddr or sock.laddr == other.laddr
+                rcv_saddr_equal(sock, other) if sock.family == _AF_INET6 or other.family == _AF_INET6
+                else not sock.laddr or not other.laddr or sock.laddr == other.laddr
             ):
                 return True
         if b.conns and (not r or b.conns_noreuse):

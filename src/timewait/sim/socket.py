@@ -3,11 +3,19 @@
 A :class:`Socket` is a file descriptor of a simulated application. Its methods
 are the system calls, written after the kernel functions they stand for:
 ``inet_bind`` / ``__inet_bind`` (bind), ``inet_listen`` (listen),
-``tcp_v4_connect`` (connect: the port search is :mod:`timewait.sim.ports`),
+``tcp_v4_connect`` / ``tcp_v6_connect`` (connect: the port search is :mod:`timewait.sim.ports`),
 ``tcp_sendmsg_locked`` (send), ``tcp_recvmsg`` (recv), ``inet_shutdown``
 (shutdown) and ``tcp_close`` / ``inet_csk_listen_stop`` (close). They work on
 the host's tables and leave what the TCP core produced to the host's
 ``after()``, which delivers it.
+
+Families (V6-1..V6-7 in ``docs/linux-rules.md``): a socket is AF_INET or AF_INET6. Made with
+:data:`AF_UNSPEC` (the default), its family is the family of the first address it is bound or
+connected with; a wildcard bind (address 0) takes the family of the host's first address. For
+an AF_INET6 socket address 0 means ``::``. An AF_INET6 socket without IPV6_V6ONLY bound to
+``::`` also accepts IPv4 connections: their wire stays IPv4 and the connection's addresses
+are the IPv4 integers; the socket's :attr:`Socket.mapped` is True, and Linux names such
+addresses ``::ffff:a.b.c.d`` (:meth:`Socket.name_of`).
 """
 
 from __future__ import annotations
@@ -18,13 +26,19 @@ from typing import TYPE_CHECKING, Any
 from timewait.errors import UsageError
 from timewait.sim.socket_error import SocketError
 from timewait.tcp.connection import Connection
-from timewait.tcp.segment import ip_aton, ip_ntoa
+from timewait.tcp.segment import V4_MAX, V6_ANY, ip_aton, ip_ntoa, is_v4_mapped, unmapped, v4_mapped
 from timewait.tcp.states import CLOSED, NAMES, TW_REUSE
 from timewait.tcp.timewait import TimeWait
 from timewait.trace import CALL
 
 if TYPE_CHECKING:
     from timewait.sim.host import Host
+
+# Address families (Linux's values) and the IPv6 socket option (IPPROTO_IPV6 level).
+AF_UNSPEC = 0   # the family is decided by the first bind() or connect() address
+AF_INET = 2
+AF_INET6 = 10
+IPV6_V6ONLY = "IPV6_V6ONLY"
 
 
 class Socket:
@@ -35,14 +49,18 @@ class Socket:
     """
 
     __slots__ = (
-        "host", "fd", "conn", "laddr", "lport", "reuseaddr", "linger0", "bind_no_port", "bound",
+        "host", "fd", "family", "v6only", "mapped", "conn", "laddr", "lport", "reuseaddr", "linger0",
+        "bind_no_port", "bound",
         "listening", "backlog", "accept_queue", "closed", "rd_shut",
         "on_connected", "on_data", "on_eof", "on_error", "on_accept", "on_closed", "app",
     )
 
-    def __init__(self, host: Host, fd: int) -> None:
+    def __init__(self, host: Host, fd: int, family: int = AF_UNSPEC) -> None:
         self.host = host
         self.fd = fd
+        self.family = family  # AF_UNSPEC until the first bind() or connect() decides (V6-1)
+        self.v6only = False   # IPV6_V6ONLY, set or implied by a bind to a unicast IPv6 address (V6-3)
+        self.mapped = False   # an AF_INET6 socket carrying IPv4 (v4-mapped addresses, V6-5)
         self.conn: Connection | None = None
         self.laddr = 0
         self.lport = 0
@@ -65,6 +83,11 @@ class Socket:
 
     def __repr__(self) -> str:
         return f"<Socket fd={self.fd} {ip_ntoa(self.laddr)}:{self.lport}>"
+
+    def name_of(self, addr: int) -> str:
+        """An address of this socket as Linux's ``getsockname``/``ss`` show it: IPv4 addresses of
+        an AF_INET6 socket (:attr:`mapped`) as ``::ffff:a.b.c.d``."""
+        return ip_ntoa(v4_mapped(addr) if self.family == AF_INET6 and addr <= V4_MAX else addr)
 
     @property
     def state(self) -> str:
@@ -89,7 +112,7 @@ class Socket:
     # ------------------------------------------------------------------ the calls
 
     def setsockopt(self, name: str, value: Any) -> None:
-        """SO_REUSEADDR, SO_LINGER ``(on, secs)``, IP_BIND_ADDRESS_NO_PORT, TCP_QUICKACK."""
+        """SO_REUSEADDR, SO_LINGER ``(on, secs)``, IP_BIND_ADDRESS_NO_PORT, TCP_QUICKACK, IPV6_V6ONLY."""
         if name == "SO_REUSEADDR":
             self.reuseaddr = bool(value)
         elif name == "SO_LINGER":
@@ -102,24 +125,55 @@ class Socket:
         elif name == "TCP_QUICKACK":  # DA-8: acts on the connection now, nothing is kept
             if self.conn is not None:
                 self.conn.set_quickack(int(value))
+        elif name == IPV6_V6ONLY:
+            # V6-2 (do_ipv6_setsockopt): IPPROTO_IPV6 options exist only on AF_INET6 sockets
+            # (ENOPROTOOPT on AF_INET; an AF_UNSPEC socket becomes AF_INET6), and V6ONLY cannot
+            # change once the socket has a port (EINVAL).
+            if self.family == AF_INET:
+                self._fail("setsockopt", (name, value), "ENOPROTOOPT")
+            if self.lport or self.conn is not None:
+                self._fail("setsockopt", (name, value), "EINVAL")
+            self.family = AF_INET6
+            self.v6only = bool(value)
         else:
             raise UsageError(f"unknown socket option {name!r}; known: SO_REUSEADDR, SO_LINGER, "
-                             "IP_BIND_ADDRESS_NO_PORT, TCP_QUICKACK")
+                             "IP_BIND_ADDRESS_NO_PORT, TCP_QUICKACK, IPV6_V6ONLY")
         self._traced("setsockopt", (name, value), None)
         conn = self.conn
         if conn is not None and conn.ack_pending and not conn.busy:
             self.host.after(conn)  # the ACK TCP_QUICKACK made due
 
     def bind(self, addr: str | int, port: int) -> None:
-        """``__inet_bind``: PS-7 (IP_BIND_ADDRESS_NO_PORT), bind(0) odd-first search, PS-8 conflicts."""
+        """``__inet_bind`` / ``__inet6_bind``: PS-7 (IP_BIND_ADDRESS_NO_PORT), bind(0) odd-first
+        search, PS-8 conflicts; the family rules V6-1, V6-3, V6-4."""
         host = self.host
         ports = host.ports
         a = addr if isinstance(addr, int) else ip_aton(addr)
+        fam = self.family
+        if fam == AF_UNSPEC:  # V6-1: the address decides; a wildcard, the host's first address
+            fam = AF_INET6 if (a > V4_MAX if a else host.addr > V4_MAX) else AF_INET
+        if fam == AF_INET6 and not a:
+            a = V6_ANY
         args = (ip_ntoa(a), port)
-        if a and a not in host.addr_set:
+        v6only = self.v6only
+        mapped = False
+        if fam == AF_INET6:
+            if a <= V4_MAX:  # an AF_INET address for an AF_INET6 socket
+                self._fail("bind", args, "EAFNOSUPPORT")
+            if is_v4_mapped(a):
+                if v6only:  # V6-4: "binding to v4-mapped address on a v6-only socket makes no sense"
+                    self._fail("bind", args, "EINVAL")
+                a, mapped = unmapped(a), True
+            elif a != V6_ANY:
+                v6only = True  # V6-3: a unicast IPv6 address makes the socket IPv6-only
+        elif a > V4_MAX:
+            self._fail("bind", args, "EAFNOSUPPORT")
+        if a and a != V6_ANY and a not in host.addr_set:
             self._fail("bind", args, "EADDRNOTAVAIL")
         if self.bound or self.conn is not None:
             self._fail("bind", args, "EINVAL")
+        saved = (self.family, self.v6only)
+        self.family, self.v6only, self.mapped = fam, v6only, mapped
         self.laddr = a
         if port == 0:
             if self.bind_no_port:
@@ -130,11 +184,12 @@ class Socket:
                 self._fail("bind", args, "EADDRINUSE")
         elif ports.bind_conflict(self, port):
             self.laddr = 0
+            (self.family, self.v6only), self.mapped = saved, False  # inet6_bind restores ipv6only
             self._fail("bind", args, "EADDRINUSE")
         ports.bind(self, port)
         self.lport = port
         self.bound = True
-        self._traced("bind", (ip_ntoa(a), port), None)
+        self._traced("bind", args, None)
 
     def listen(self, backlog: int = 128) -> None:
         """``inet_listen``: the accept queue holds min(backlog, somaxconn)."""
@@ -147,11 +202,15 @@ class Socket:
         self._traced("listen", (backlog,), None)
 
     def connect(self, addr: str | int, port: int) -> None:
-        """``tcp_v4_connect``: pick the source port (PS-1..PS-6) and send the SYN."""
+        """``tcp_v4_connect`` / ``tcp_v6_connect``: pick the source port (PS-1..PS-6) and send
+        the SYN; the family rules V6-1, V6-6."""
         host = self.host
         daddr = addr if isinstance(addr, int) else ip_aton(addr)
         now = host.net.sched.now
-        saddr = self.laddr or host.addr
+        saddr = self.laddr
+        if self.family != AF_INET or daddr > V4_MAX or not saddr:
+            saddr = self._v6_connect_addrs(daddr, port)
+            daddr = unmapped(daddr)
         tw: TimeWait | None = None
         if self.bound and self.lport:
             # PS-1: an explicitly bound port only needs a unique 4-tuple.
@@ -170,6 +229,8 @@ class Socket:
             key = (saddr, lport, daddr, port)
             auto = True
         conn = Connection(host, saddr, lport, daddr, port)
+        if daddr > V4_MAX:
+            conn.cfg = host.cfg_v6()  # V6-7: the IPv6 MSS (and the windows it rounds)
         tr = host.trace
         if tr.on:
             # trace-select: decided here, once; the connection and its segments carry it.
@@ -205,6 +266,34 @@ class Socket:
         self._traced("connect", (ip_ntoa(daddr), port), None)
         conn.open_active(now, isn, ts_off, ts_recent, ts_stamp)
         host.after(conn)
+
+    def _v6_connect_addrs(self, daddr: int, port: int) -> int:
+        """The family checks of connect() and the source address (``tcp_v6_connect``,
+        ``inet_hash_connect``'s route lookup): V6-1 and V6-6. Sets :attr:`family` (and
+        :attr:`mapped`); returns the source address (failing the call if there is none)."""
+        host = self.host
+        fam = self.family
+        if fam == AF_UNSPEC:
+            fam = self.family = AF_INET6 if daddr > V4_MAX else AF_INET
+        args = (ip_ntoa(daddr), port)
+        if (fam == AF_INET6) != (daddr > V4_MAX):
+            self._fail("connect", args, "EAFNOSUPPORT")
+        if fam == AF_INET6 and is_v4_mapped(daddr):
+            # V6-6: a v4-mapped destination is an IPv4 connection (tcp_v6_connect calls
+            # tcp_v4_connect), refused on an IPv6-only socket with ENETUNREACH.
+            if self.v6only:
+                self._fail("connect", args, "ENETUNREACH")
+            self.mapped = True
+            daddr = unmapped(daddr)
+        saddr = self.laddr
+        if saddr and saddr != V6_ANY:
+            if (saddr > V4_MAX) != (daddr > V4_MAX):
+                self._fail("connect", args, "ENETUNREACH")
+            return saddr
+        saddr = host.source_for(daddr)
+        if not saddr:  # no address of the destination's family: no route
+            self._fail("connect", args, "ENETUNREACH")
+        return saddr
 
     def accept(self) -> Socket | None:
         """The oldest established child, or None (the accept queue is filled by the host)."""

@@ -138,7 +138,9 @@ def ip_ntoa(n: int) -> str:
 
 @lru_cache(maxsize=4096)
 def _ntoa6(n: int) -> str:
-    return str(ipaddress.IPv6Address(n & (V6 - 1)))
+    a = ipaddress.IPv6Address(n & (V6 - 1))
+    m = a.ipv4_mapped
+    return f"::ffff:{m}" if m is not None else str(a)  # RFC 5952 §5: mapped in dotted form, as Linux
 
 
 ULA_PREFIX = "fd00::"  # where the chapter's IPv4 addresses live in IPv6 runs (a ULA, RFC 4193)
@@ -150,6 +152,25 @@ def ula_of(v4: str) -> str:
     ``fd00::10:211:55:5`` (each group's digits are the dotted quad's, read as hex)."""
     ip_aton(v4)  # a bad dotted quad is named here
     return ULA_PREFIX + ":".join(v4.split("."))
+
+
+V6_ANY = V6  # "::", the IPv6 wildcard (0 is 0.0.0.0)
+_MAPPED = V6 | (0xFFFF << 32)  # ::ffff:0.0.0.0, the v4-mapped prefix (RFC 4291 §2.5.5.2)
+
+
+def is_v4_mapped(addr: int) -> bool:
+    """Whether ``addr`` is an IPv4-mapped IPv6 address, ``::ffff:a.b.c.d``."""
+    return addr >> 32 == _MAPPED >> 32
+
+
+def v4_mapped(addr: int) -> int:
+    """``::ffff:a.b.c.d`` for the IPv4 address ``addr`` (how an AF_INET6 socket names an IPv4 peer)."""
+    return _MAPPED | addr
+
+
+def unmapped(addr: int) -> int:
+    """The IPv4 address inside ``::ffff:a.b.c.d`` (``addr`` itself if not v4-mapped)."""
+    return addr & V4_MAX if addr >> 32 == _MAPPED >> 32 else addr
 
 
 def ip_packed(n: int) -> bytes:

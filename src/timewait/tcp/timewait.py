@@ -38,8 +38,15 @@ def reset_for(seg: Segment, ttl: int = 64) -> Segment | None:
 
 
 def is_loopback(addr: int) -> bool:
-    """``ipv4_is_loopback``: an address in 127.0.0.0/8."""
+    """``ipv4_is_loopback``: an address in 127.0.0.0/8; for IPv6 (V6-8, ``tcp_twsk_unique``)
+    ``ipv6_addr_loopback`` (::1) or ``ipv6_addr_v4mapped_loopback`` (::ffff:127.0.0.0/104)."""
+    if addr > 0xFFFFFFFF:
+        return addr == _V6_LOOPBACK or addr >> 24 == _V6_MAPPED_127
     return addr >> 24 == 127
+
+
+_V6_LOOPBACK = (1 << 128) | 1                         # ::1 as timewait.tcp.segment.ip_aton gives it
+_V6_MAPPED_127 = ((1 << 128) | (0xFFFF << 32) | (127 << 24)) >> 24  # ::ffff:127.0.0.0/104
 
 
 def tw_reuse_allowed(mode: int, timestamps: bool, saddr_loopback: bool, daddr_loopback: bool) -> bool:
