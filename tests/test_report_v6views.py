@@ -76,3 +76,21 @@ def test_ladder_conn_reads_an_ipv6_endpoint_both_ways(text: str) -> None:
 def test_ladder_conn_refuses_a_bad_ipv6_endpoint() -> None:
     with pytest.raises(UsageError, match=r"\[fd00::10:211:55:5\]:60494"):
         parse_conn("[fd00::zz]:80")
+
+
+def test_an_ipv6_runs_ss_and_netstat_tables() -> None:
+    from timewait.report.sockets import netstat_at
+    from timewait.report.ss import ss_table
+    from timewait.scenarios import run_scenario
+
+    r = run_scenario("nc-timewait", params={"family": "ipv6"}, census_at=[0.0002])  # as --ss takes it
+    port = r.metrics["client_port"]
+    c2 = ss_table(r, 0.0002, host="c2").splitlines()[1:]
+    assert c2 == [
+        "State     Recv-Q  Send-Q  Local Address:Port         Peer Address:Port          Process",
+        "LISTEN    0       1       [::]:8888                  [::]:*",
+        f"SYN-RECV  0       0       [fd00::10:211:55:10]:8888  [fd00::10:211:55:5]:{port}  timer:(on,1sec,0)",
+    ]
+    assert netstat_at(r, 3.0)["c1"] == [
+        f"tcp6       0      0 fd00::10:211:55:5:{port} fd00::10:211:55:10:8888 TIME_WAIT"]
+    assert len(str(port)) == 5  # the row above is exactly 23 characters wide: no column grew
