@@ -260,16 +260,16 @@ class Lab(Findings):
 
 
 TRACE_LIMIT = 1_000_000
+# --trace-select's default: a run expected to open more connections than this (its declared
+# scale) records the first TRACE_FIRST of them, and those a fault rule touches.
+TRACE_ALL_UP_TO = 1_000
+TRACE_FIRST = 200
 
 
 def family_addr(p: dict[str, Any], v4: str) -> str:
     """:meth:`Lab.addr` from a run's parameters ``p`` alone (judges shared with the kernel
     twin, whose parameters may have no ``family``: IPv4)."""
     return ula_of(v4) if p.get("family") == "ipv6" else v4
-# --trace-select's default: a run expected to open more connections than this (its declared
-# scale) records the first TRACE_FIRST of them, and those a fault rule touches.
-TRACE_ALL_UP_TO = 1_000
-TRACE_FIRST = 200
 
 
 def trace_selection(sc: Scenario, p: dict[str, Any], text: str | None) -> TraceSelect | None:
