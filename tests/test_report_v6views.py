@@ -94,3 +94,26 @@ def test_an_ipv6_runs_ss_and_netstat_tables() -> None:
     assert netstat_at(r, 3.0)["c1"] == [
         f"tcp6       0      0 fd00::10:211:55:5:{port} fd00::10:211:55:10:8888 TIME_WAIT"]
     assert len(str(port)) == 5  # the row above is exactly 23 characters wide: no column grew
+
+
+def test_an_ipv6_runs_ladder_and_html_label_its_endpoints() -> None:
+    from timewait.report.html import render_html, reproduce_command
+    from timewait.report.ladder import build_ladder, connections
+    from timewait.report.ladder_svg import render_svg
+    from timewait.scenarios import run_scenario
+
+    r = run_scenario("nc-timewait", params={"family": "ipv6"})
+    port = r.metrics["client_port"]
+    assert connections(r) == [f"[fd00::10:211:55:5]:{port} <-> [fd00::10:211:55:10]:8888"]
+    whole = build_ladder(r)
+    lad = build_ladder(r, conn=f"[fd00::10:211:55:5]:{port}")  # the spelling connections() prints
+    assert lad.addrs == {"c1": "fd00::10:211:55:5", "c2": "fd00::10:211:55:10"}
+    assert len(lad.hops) == len(whole.hops) == 8
+    svg = render_svg(lad)
+    assert ">fd00::10:211:55:5<" in svg and ">fd00::10:211:55:10<" in svg
+    with pytest.raises(UsageError, match=r"connections: \[fd00::10:211:55:5\]:\d+ <-> \[fd00::10:211:55:10\]:8888"):
+        build_ladder(r, conn="[fd00::10:211:55:5]:1")
+    page = render_html(r)
+    assert '"l":"[::]:8888","p":"[::]:*"' in page
+    assert f'"l":"[fd00::10:211:55:5]:{port}","p":"[fd00::10:211:55:10]:8888"' in page
+    assert "tcp6 " in page and "--set family=ipv6" in reproduce_command(r)
