@@ -385,13 +385,15 @@ def _n(n: int, word: str) -> str:
 
 
 def _parse_filter(text: str, arg: str, allowed: str) -> list[list[tuple[str, Any]]]:
-    from timewait.tcp.segment import ip_aton
+    from timewait.tcp.segment import ip_aton, unmapped
 
     def addr(a: str) -> int:
+        bare = a[1:-1] if a.startswith("[") and a.endswith("]") else a  # [fd00::1]:80 in a 4-tuple
         try:
-            return ip_aton(a)
+            return unmapped(ip_aton(bare))  # ::ffff:a.b.c.d names the IPv4 connection (V6-5)
         except ValueError:
-            raise ValueError(f"--trace-select {text!r}: {a!r} is not an IPv4 address; {allowed}") from None
+            raise ValueError(f"--trace-select {text!r}: {a!r} is not an IP address (IPv4 a.b.c.d or IPv6 "
+                             f"such as fd00::1); {allowed}") from None
 
     def port(p: str) -> int:
         if not p.isdigit() or not 0 < int(p) < 65536:

@@ -10,7 +10,9 @@ Sequence numbers are relative as tcpdump prints them by default (:class:`RelSeq`
 a SYN or the first packet of a flow prints absolute and sets the base),
 absolute with ``absolute=True`` (tcpdump's ``-S``). A router's or NAT's
 forwarding line says ``fwd`` and shows the TTL where it is not 64 (packet
-lines show TTL and IP id with ``verbose``, as ``tcpdump -v``). Every other record (state changes, timers, socket calls,
+lines show TTL and IP id with ``verbose``, as ``tcpdump -v``). IPv6 packets read
+``IP6 fd00::10:211:55:5.60494 > fd00::10:211:55:10.8888: ...`` as tcpdump prints them, their
+hop limit as ``hlim`` (IPv6 has no IP id). Every other record (state changes, timers, socket calls,
 counters, drops with their reason) is set apart with ``#`` after the host, so a
 reader of packet lines can skip them.
 """
@@ -32,6 +34,7 @@ from timewait.tcp.segment import (
     RST,
     SYN,
     URG,
+    V4_MAX,
     Segment,
     encode_options,
     ip_ntoa,
@@ -53,7 +56,10 @@ def fmt_time(time_us: int) -> str:
 
 
 def endpoint(addr: int, port: int, sep: str = ":") -> str:
-    """``10.211.55.5:60494`` (or with ``sep='.'`` tcpdump's ``10.211.55.5.60494``)."""
+    """``10.211.55.5:60494`` (or with ``sep='.'`` tcpdump's ``10.211.55.5.60494``); an IPv6
+    address in brackets before ``:`` (``[fd00::1]:8888``), bare before tcpdump's ``.``."""
+    if sep == ":" and addr > V4_MAX:
+        return f"[{ip_ntoa(addr)}]:{port}"
     return f"{ip_ntoa(addr)}{sep}{port}"
 
 
@@ -154,7 +160,9 @@ def format_segment(seg: Segment, *, verbose: bool = False, rel: RelSeq | None = 
     """
     length = len(seg.payload)
     seq, ack = rel(seg) if rel is not None else (seg.seq, seg.ack)
-    parts = [f"IP {endpoint(seg.src, seg.sport, '.')} > {endpoint(seg.dst, seg.dport, '.')}: Flags [{flag_letters(seg.flags)}]"]
+    v6 = seg.src > V4_MAX
+    parts = [f"{'IP6' if v6 else 'IP'} {endpoint(seg.src, seg.sport, '.')} > {endpoint(seg.dst, seg.dport, '.')}: "
+             f"Flags [{flag_letters(seg.flags)}]"]
     if length:
         parts.append(f"seq {seq}:{(seq + length) & M32}")
     elif seg.flags & (SYN | FIN | RST) or verbose:
@@ -167,9 +175,9 @@ def format_segment(seg: Segment, *, verbose: bool = False, rel: RelSeq | None = 
         parts.append(f"options [{format_options(opts)}]")
     parts.append(f"length {length}")
     if verbose:
-        parts.append(f"ttl {seg.ttl}, id {seg.ip_id}")
+        parts.append(f"hlim {seg.ttl}" if v6 else f"ttl {seg.ttl}, id {seg.ip_id}")
     elif show_ttl and seg.ttl != DEFAULT_TTL:
-        parts.append(f"ttl {seg.ttl}")
+        parts.append(f"{'hlim' if v6 else 'ttl'} {seg.ttl}")
     return ", ".join(parts)
 
 
@@ -231,7 +239,7 @@ def format_record(rec: tuple[Any, ...], *, verbose: bool = False, rel: RelSeq | 
         return f"{head} HOLD {pkt(rec[3])} [held {rec[4]:g} s by a fault rule]"
     if kind == T.ICMP:
         seg, what = rec[3], rec[4]
-        return f"{head} ICMP {what} for {pkt(seg)}"
+        return f"{head} {'ICMP6' if seg.src > V4_MAX else 'ICMP'} {what} for {pkt(seg)}"
     if kind == T.STATE:
         return f"{head} {key_text(rec[3])} {rec[4]} -> {rec[5]}"
     if kind == T.TIMER:

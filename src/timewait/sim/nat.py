@@ -17,6 +17,9 @@ different servers may share one public port (the reply tuples differ). A new
 flow that finds no port has its SYN dropped ("nat-exhausted"), as a conntrack
 insert clash drops it on Linux.
 
+IPv6 works the same way (NAT66 masquerade: an IPv6 public address and inside prefix; the
+hop limit is ``ttl``); one NAT translates one family, and packets of the other pass as transit.
+
 Left out: window tracking (``tcp_in_window``; every packet is taken as in
 window), the 300 s ``max_retrans``/``unacknowledged`` timeouts, simultaneous
 open (SYN_SENT2), and the leak of conntrack-INVALID packets untranslated (here
@@ -33,7 +36,19 @@ from typing import Any
 from timewait.errors import UsageError
 from timewait.sim.network import Node
 from timewait.tcp.config import SEC
-from timewait.tcp.segment import ACK, FIN, RST, SYN, Segment, checksum, ip_aton, ip_ntoa
+from timewait.tcp.segment import (
+    ACK,
+    FIN,
+    RST,
+    SYN,
+    V4_MAX,
+    V6,
+    Segment,
+    checksum,
+    ip_aton,
+    ip_ntoa,
+    ip_packed,
+)
 from timewait.tcp.seq import newer
 from timewait.trace import DROP, FWD, ICMP, NOTE
 
@@ -149,15 +164,20 @@ class Mapping:
 
     @property
     def private(self) -> str:
-        return f"{ip_ntoa(self.priv_addr)}:{self.priv_port}"
+        return _ep(self.priv_addr, self.priv_port)
 
     @property
     def public(self) -> str:
-        return f"{ip_ntoa(self.pub_addr)}:{self.pub_port}"
+        return _ep(self.pub_addr, self.pub_port)
 
     @property
     def remote(self) -> str:
-        return f"{ip_ntoa(self.remote_addr)}:{self.remote_port}"
+        return _ep(self.remote_addr, self.remote_port)
+
+
+def _ep(addr: int, port: int) -> str:
+    """``10.0.0.1:5000``, or ``[fd00::1]:5000`` for IPv6."""
+    return f"[{ip_ntoa(addr)}]:{port}" if addr > V4_MAX else f"{ip_ntoa(addr)}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +202,7 @@ class NatRow:
         pa, pp = self.private.rsplit(":", 1)
         ra, rp = self.remote.rsplit(":", 1)
         ua, up = self.public.rsplit(":", 1)
+        pa, ra, ua = (a.strip("[]") for a in (pa, ra, ua))  # conntrack prints IPv6 bare
         flag = " [UNREPLIED]" if self.unreplied else ""
         tail = " [ASSURED]" if self.assured else ""
         return (f"tcp      6 {self.timeout_s} {self.state} src={pa} dst={ra} sport={pp} dport={rp}{flag} "
@@ -189,12 +210,19 @@ class NatRow:
 
 
 def parse_prefix(text: str) -> tuple[int, int]:
-    """``"192.168.1.0/24"`` to (network, mask) as integers."""
+    """``"192.168.1.0/24"`` (or an IPv6 prefix, ``"fd00:1::/64"``) to (network, mask) as integers
+    of :func:`timewait.tcp.segment.ip_aton`'s kind, so ``addr & mask == network`` holds exactly
+    for the prefix's addresses of its family: an IPv6 network carries the V6 bit, and the mask
+    of either family has it too, so an address of the other family never matches."""
     try:
+        if ":" in text:
+            net6 = ipaddress.IPv6Network(text, strict=False)
+            return int(net6.network_address) | V6, int(net6.netmask) | V6
         net = ipaddress.IPv4Network(text, strict=False)
     except ValueError:
-        raise UsageError(f"inside prefix {text!r}: expected an IPv4 prefix such as 192.168.1.0/24") from None
-    return int(net.network_address), int(net.netmask)
+        raise UsageError(f"inside prefix {text!r}: expected an IPv4 prefix such as 192.168.1.0/24 or an IPv6 "
+                         "one such as fd00:1::/64") from None
+    return int(net.network_address), int(net.netmask) | V6
 
 
 class Nat(Node):
@@ -453,8 +481,11 @@ def rewrite_packet(data: bytes, *, src: int | None = None, dst: int | None = Non
     adjust both checksums incrementally (RFC 1624), never summing the packet again.
 
     The IPv4 checksum covers the addresses and TTL; the TCP checksum covers
-    the addresses (through the pseudo-header) and the ports.
+    the addresses (through the pseudo-header) and the ports. An IPv6 packet has no header
+    checksum: its hop limit is patched alone, the 16-byte addresses move the TCP checksum.
     """
+    if data[0] >> 4 == 6:
+        return _rewrite6(data, src, dst, sport, dport, ttl)
     pkt = bytearray(data)
     ihl = (pkt[0] & 15) * 4
     (ip_sum,) = struct.unpack_from("!H", pkt, 10)
@@ -480,8 +511,32 @@ def rewrite_packet(data: bytes, *, src: int | None = None, dst: int | None = Non
     return bytes(pkt)
 
 
+def _rewrite6(data: bytes, src: int | None, dst: int | None, sport: int | None, dport: int | None,
+              ttl: int | None) -> bytes:
+    pkt = bytearray(data)
+    (tcp_sum,) = struct.unpack_from("!H", pkt, 56)
+    if ttl is not None:
+        pkt[7] = ttl & 0xFF
+    for off, value in ((8, src), (24, dst)):
+        if value is not None:
+            old = bytes(pkt[off:off + 16])
+            pkt[off:off + 16] = ip_packed(value)
+            tcp_sum = _csum_update(tcp_sum, old, bytes(pkt[off:off + 16]))
+    for off, value in ((40, sport), (42, dport)):
+        if value is not None:
+            old = bytes(pkt[off:off + 2])
+            struct.pack_into("!H", pkt, off, value)
+            tcp_sum = _csum_update(tcp_sum, old, bytes(pkt[off:off + 2]))
+    struct.pack_into("!H", pkt, 56, tcp_sum)
+    return bytes(pkt)
+
+
 def full_checksums_ok(data: bytes) -> bool:
-    """Both checksums of an encoded packet verify when summed from scratch."""
+    """Both checksums of an encoded packet verify when summed from scratch (IPv6: the TCP one)."""
+    if data[0] >> 4 == 6:
+        (plen,) = struct.unpack_from("!H", data, 4)
+        tcp6 = data[40:40 + plen]
+        return checksum(data[8:40] + struct.pack("!IxxxB", len(tcp6), 6) + tcp6) == 0
     ihl = (data[0] & 15) * 4
     (total,) = struct.unpack_from("!H", data, 2)
     src, dst = struct.unpack_from("!II", data, 12)
