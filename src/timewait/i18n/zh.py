@@ -395,6 +395,8 @@ TEXTS: dict[str, str] = {
     "a closed flow keeps its mapping, and its port, {} s in conntrack TIME_WAIT":
         "关闭的流在 conntrack 的 TIME_WAIT 中保留映射和端口 {} 秒",
     "rewritten packets keep valid IPv4 and TCP checksums": "改写后的报文 IPv4 和 TCP 校验和仍然正确",
+    "rewritten packets keep valid TCP checksums (over the IPv6 pseudo-header)":
+        "改写后的报文 TCP 校验和（按 IPv6 伪首部计算）仍然正确",
     "out: private source replaced by the public one; in: public destination replaced by the private one":
         "出方向：私有源地址换成公网地址；入方向：公网目的地址换回私有地址",
     "with {} public ports the flow number {} fails: its SYNs die at the NAT": "只有 {} 个公网端口时，第 {} 条流失败：它的 SYN 死在 NAT 上",

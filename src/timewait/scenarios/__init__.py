@@ -186,6 +186,18 @@ class Lab(Findings):
         name every address they create, connect to and judge with through this."""
         return family_addr(self.p, v4)
 
+    def prefix(self, v4net: str) -> str:
+        """An IPv4 prefix such as ``192.168.1.0/24`` for this run's family: in an IPv6 run the
+        ULA prefix holding :meth:`addr` of every address in it (each dotted part is a 16-bit
+        group, so a /24 becomes a /112)."""
+        if not self.ipv6:
+            return v4net
+        net, _, bits = v4net.partition("/")
+        n = int(bits or 32)
+        if n % 8:
+            raise ValueError(f"{v4net}: only a prefix of whole dotted parts has an IPv6 twin")
+        return f"{ula_of(net)}/{128 - 16 * (4 - n // 8)}"
+
     def two_hosts(self, a: str, a_addr: str, b: str, b_addr: str, *, delay_ms: float,
                   uptime_s: tuple[float | None, float | None] = (None, None)) -> tuple[Host, Host]:
         """Hosts ``a`` and ``b`` of the main simulation on one link, ``delay_ms`` each way
