@@ -3,6 +3,7 @@ into the ULA prefix (``ula_of``), and the scenarios whose point does not hold th
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from timewait.scenarios import (
     Scenario,
     all_scenarios,
     family_addr,
+    family_prefix,
     get_scenario,
     parse_params,
     run_scenario,
@@ -46,6 +48,13 @@ def test_the_chapters_addresses_map_into_the_ula_prefix() -> None:
     assert family_addr({"family": "ipv6"}, "10.211.55.5") == "fd00::10:211:55:5"
     assert family_addr({"family": "ipv4"}, "10.211.55.5") == "10.211.55.5"
     assert family_addr({}, "10.211.55.5") == "10.211.55.5"  # a kernel twin's parameters: IPv4
+    v6 = {"family": "ipv6"}
+    assert family_prefix(v6, "192.168.1.0/24") == "fd00::192:168:1:0/112"
+    assert family_prefix(v6, "10.211.0.0/16") == "fd00::10:211:0:0/96"
+    assert family_prefix({"family": "ipv4"}, "192.168.1.0/24") == "192.168.1.0/24"
+    inside = ipaddress.IPv6Network(family_prefix(v6, "192.168.1.0/24"))
+    assert all(ipaddress.IPv6Address(ula_of(f"192.168.1.{i}")) in inside for i in (0, 10, 255))
+    assert ipaddress.IPv6Address(ula_of("192.168.2.10")) not in inside
 
 
 def test_every_chapter_scenario_has_an_ipv6_version() -> None:

@@ -187,16 +187,8 @@ class Lab(Findings):
         return family_addr(self.p, v4)
 
     def prefix(self, v4net: str) -> str:
-        """An IPv4 prefix such as ``192.168.1.0/24`` for this run's family: in an IPv6 run the
-        ULA prefix holding :meth:`addr` of every address in it (each dotted part is a 16-bit
-        group, so a /24 becomes a /112)."""
-        if not self.ipv6:
-            return v4net
-        net, _, bits = v4net.partition("/")
-        n = int(bits or 32)
-        if n % 8:
-            raise ValueError(f"{v4net}: only a prefix of whole dotted parts has an IPv6 twin")
-        return f"{ula_of(net)}/{128 - 16 * (4 - n // 8)}"
+        """An IPv4 prefix such as ``192.168.1.0/24`` for this run's family (:func:`family_prefix`)."""
+        return family_prefix(self.p, v4net)
 
     def two_hosts(self, a: str, a_addr: str, b: str, b_addr: str, *, delay_ms: float,
                   uptime_s: tuple[float | None, float | None] = (None, None)) -> tuple[Host, Host]:
@@ -270,6 +262,19 @@ def family_addr(p: dict[str, Any], v4: str) -> str:
     """:meth:`Lab.addr` from a run's parameters ``p`` alone (judges shared with the kernel
     twin, whose parameters may have no ``family``: IPv4)."""
     return ula_of(v4) if p.get("family") == "ipv6" else v4
+
+
+def family_prefix(p: dict[str, Any], v4net: str) -> str:
+    """An IPv4 prefix for the run's family: in an IPv6 run the ULA prefix holding
+    :func:`family_addr` of every address in it (each dotted part is a 16-bit group, so
+    ``192.168.1.0/24`` becomes ``fd00::192:168:1:0/112``)."""
+    if p.get("family") != "ipv6":
+        return v4net
+    net, _, bits = v4net.partition("/")
+    n = int(bits or 32)
+    if n % 8:
+        raise ValueError(f"{v4net}: only a prefix of whole dotted parts has an IPv6 twin")
+    return f"{ula_of(net)}/{128 - 16 * (4 - n // 8)}"
 
 
 def trace_selection(sc: Scenario, p: dict[str, Any], text: str | None) -> TraceSelect | None:
