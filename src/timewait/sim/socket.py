@@ -207,8 +207,12 @@ class Socket:
         host = self.host
         daddr = addr if isinstance(addr, int) else ip_aton(addr)
         now = host.net.sched.now
-        saddr = self.laddr
-        if self.family != AF_INET or daddr > V4_MAX or not saddr:
+        if daddr <= V4_MAX and self.family != AF_INET6:  # IPv4 (V6-1): the family is AF_INET
+            self.family = AF_INET
+            saddr = self.laddr or host.addr
+            if saddr > V4_MAX:  # the host's first address is IPv6: its first IPv4 one, if any
+                saddr = self._v6_connect_addrs(daddr, port)
+        else:
             saddr = self._v6_connect_addrs(daddr, port)
             daddr = unmapped(daddr)
         tw: TimeWait | None = None
