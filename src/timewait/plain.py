@@ -60,3 +60,13 @@ def quoted(v: Any) -> str:
     if v is None:
         return NONE
     return text_of(v.encode("utf-8", "backslashreplace") if isinstance(v, str) else bytes(v))
+
+
+def bracketed(addr: str) -> str:
+    """An address as it comes before ``:port``: IPv6 in brackets (``[fd00::1]``), IPv4 as is."""
+    return f"[{addr}]" if ":" in addr else addr
+
+
+def endpoint(addr: str, port: int | str) -> str:
+    """``addr:port`` as ss and URLs write it: an IPv6 address in brackets (``[fd00::1]:80``)."""
+    return f"{bracketed(addr)}:{port}"

@@ -183,16 +183,17 @@ TEXTS: dict[str, str] = {
     "the entry is gone afterwards": "之后该表项消失",
     "the server received the line": "服务端收到了这一行",
     # ttl
-    "each router decrements TTL by one": "每个路由器把 TTL 减一",
+    # (TTL, or hop limit in an IPv6 run, is a value: the checks name it by the run's family)
+    "each router decrements {} by one": "每个路由器把 {} 减一",
     "no packet is forwarded or delivered older than MSL": "没有比 MSL 更老的报文被转发或交付",
-    "TTL {} -> {} after R1 ... -> 1 after R{}": "TTL {} -> 经 R1 后 {} …… -> 经 R{} 后 1",
-    "at TTL 0 R{} drops it and sends ICMP time-exceeded": "TTL 为 0 时 R{} 丢弃它并发送 ICMP time-exceeded",
+    "{} {} -> {} after R1 ... -> 1 after R{}": "{} {} -> 经 R1 后 {} …… -> 经 R{} 后 1",
+    "at {} 0 R{} drops it and sends {}": "{} 为 0 时 R{} 丢弃它并发送 {}",
     "c1 never reaches c2, however long it tries": "c1 无论尝试多久都到不了 c2",
-    "TTL {} -> {} after R1 ... -> {} after R{}": "TTL {0} -> 经 R1 后 {1} …… -> 经 R{3} 后 {2}",
-    "with {} routers and TTL {} the SYN arrives": "{} 个路由器、TTL {} 时 SYN 能到达",
-    "c3 with TTL {} crosses the same {} routers": "TTL {} 的 c3 穿过同样的 {} 个路由器",
-    "TTL counts hops, not seconds: the late segment has as much TTL left as a fresh one":
-        "TTL 计的是跳数而不是秒：迟到的报文段剩下的 TTL 和新报文一样多",
+    "{} {} -> {} after R1 ... -> {} after R{}": "{0} {1} -> 经 R1 后 {2} …… -> 经 R{4} 后 {3}",
+    "with {} routers and {} {} the SYN arrives": "{} 个路由器、{} {} 时 SYN 能到达",
+    "c3 with {} {} crosses the same {} routers": "{} {} 的 c3 穿过同样的 {} 个路由器",
+    "{} counts hops, not seconds: the late segment has as much {} left as a fresh one":
+        "{0} 计的是跳数而不是秒：迟到的报文段剩下的 {1} 和新报文一样多",
     "a segment held {} s (> MSL {} s) is discarded by the network": "被扣留 {} 秒（> MSL {} 秒）的报文段被网络丢弃",
     "a segment held {} s (<= MSL {} s) still arrives, as an old duplicate":
         "被扣留 {} 秒（<= MSL {} 秒）的报文段仍会到达，成为旧的重复报文",
@@ -394,6 +395,8 @@ TEXTS: dict[str, str] = {
     "a closed flow keeps its mapping, and its port, {} s in conntrack TIME_WAIT":
         "关闭的流在 conntrack 的 TIME_WAIT 中保留映射和端口 {} 秒",
     "rewritten packets keep valid IPv4 and TCP checksums": "改写后的报文 IPv4 和 TCP 校验和仍然正确",
+    "rewritten packets keep valid TCP checksums (over the IPv6 pseudo-header)":
+        "改写后的报文 TCP 校验和（按 IPv6 伪首部计算）仍然正确",
     "out: private source replaced by the public one; in: public destination replaced by the private one":
         "出方向：私有源地址换成公网地址；入方向：公网目的地址换回私有地址",
     "with {} public ports the flow number {} fails: its SYNs die at the NAT": "只有 {} 个公网端口时，第 {} 条流失败：它的 SYN 死在 NAT 上",
@@ -445,8 +448,8 @@ TEXTS: dict[str, str] = {
         "lost-last-ack：最后的 ACK 丢失，c1 的 TIME_WAIT 在 {} 秒重新 ACK 了 c2 重复的 FIN，c2 干净地关闭",
     "the state table enters TIME_WAIT only from {}, all after our FIN was sent":
         "状态表只从 {} 进入 TIME_WAIT，都在我方 FIN 发出之后",
-    "delayed-duplicate with TIME_WAIT: the new connection on 10.211.55.2:61594 read {} (intact)":
-        "delayed-duplicate 开着 TIME_WAIT：10.211.55.2:61594 上的新连接读到 {}（完整）",
+    "delayed-duplicate with TIME_WAIT: the new connection on {}:61594 read {} (intact)":
+        "delayed-duplicate 开着 TIME_WAIT：{}:61594 上的新连接读到 {}（完整）",
     "ttl: a segment held {} s died at {}, older than MSL ({} s)": "ttl：被扣留 {} 秒的报文段死在 {}，比 MSL（{} 秒）老",
     # simultaneous-close
     "both ends pass CLOSING": "两端都经过 CLOSING",

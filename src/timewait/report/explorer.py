@@ -28,12 +28,13 @@ from html import escape
 from typing import Any
 
 from timewait import trace as T
+from timewait.plain import endpoint
 from timewait.report.ladder import Ladder, hop_label
 from timewait.report.ladder_svg import render_svg
 from timewait.report.sockets import Socket
 from timewait.report.ss import SS_STATE_NAMES
 from timewait.result import RunResult, SeriesRun
-from timewait.tcp.segment import ip_aton, ip_ntoa
+from timewait.tcp.segment import V6, ip_aton, ip_ntoa, is_v6
 
 #: Sockets the page carries at most (the first ones traced); past that the table says it is partial.
 MAX_SOCKETS = 3000
@@ -50,8 +51,12 @@ _STATE_COLORS = {
 _DASHES = ("", "6 3", "2 3", "8 3 2 3")
 
 
-def _endpoint(addr: int, port: int) -> str:
-    return f"{ip_ntoa(addr)}:{port}" if (addr or port) else "0.0.0.0:*"
+def _endpoint(addr: int, port: int, v6: bool = False) -> str:
+    """``ss``'s spelling: ``10.211.55.5:60494``, ``[fd00::10:211:55:5]:60494``; a listener's
+    missing peer (``v6``: of an IPv6 listener) is ``0.0.0.0:*`` or ``[::]:*``."""
+    if port == 0 and addr & ~V6 == 0:
+        return "[::]:*" if v6 or is_v6(addr) else "0.0.0.0:*"
+    return endpoint(ip_ntoa(addr), port)
 
 
 # --------------------------------------------------------------------------- sockets over time
@@ -74,8 +79,8 @@ def socket_intervals(result: RunResult) -> tuple[list[dict[str, Any]], int]:
                 left_out += 1
                 rows[(node, key)] = r = {"skip": True}
                 return None
-            r = rows[(node, key)] = {"h": node, "l": _endpoint(key[0], key[1]), "p": _endpoint(key[2], key[3]),
-                                     "iv": [], "tm": []}
+            r = rows[(node, key)] = {"h": node, "l": _endpoint(key[0], key[1]),
+                                     "p": _endpoint(key[2], key[3], is_v6(key[0])), "iv": [], "tm": []}
         return None if r is None or r.get("skip") else r
 
     for rec in result.trace.records:

@@ -26,6 +26,7 @@ from typing import Any
 
 from timewait import trace as T
 from timewait.errors import UsageError
+from timewait.plain import endpoint
 from timewait.report.tcpdump import flag_names, fmt_time
 from timewait.result import RunResult
 from timewait.tcp.segment import ACK, FIN, SYN, Segment, ip_aton, ip_ntoa
@@ -123,13 +124,16 @@ def parse_conn(text: str) -> tuple[int | None, int]:
     addr_text, sep, port_text = text.strip().rpartition(":")
     if not sep:
         port_text, addr_text = text.strip(), ""
+    if addr_text.startswith("[") and addr_text.endswith("]"):  # ss's [fd00::1]:80
+        addr_text = addr_text[1:-1]
     try:
         port = int(port_text)
         if not 0 < port < 65536:
             raise ValueError
         addr = ip_aton(addr_text) if addr_text else None
     except ValueError:
-        raise UsageError(f"--conn {text!r}: expected PORT or ADDR:PORT, e.g. 8888 or 10.211.55.5:60494") from None
+        raise UsageError(f"--conn {text!r}: expected PORT or ADDR:PORT, e.g. 8888, 10.211.55.5:60494 or "
+                         "[fd00::10:211:55:5]:60494") from None
     return addr, port
 
 
@@ -393,7 +397,7 @@ def connections(result: RunResult) -> list[str]:
             if ra == 0:
                 continue
             k = frozenset({(la, lp), (ra, rp)})
-            seen.setdefault(k, f"{ip_ntoa(la)}:{lp} <-> {ip_ntoa(ra)}:{rp}")
+            seen.setdefault(k, f"{endpoint(ip_ntoa(la), lp)} <-> {endpoint(ip_ntoa(ra), rp)}")
     return list(seen.values())
 
 

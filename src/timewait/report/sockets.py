@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from timewait import trace as T
+from timewait.plain import endpoint
 from timewait.result import RunResult
-from timewait.tcp.segment import ip_aton, ip_ntoa
+from timewait.tcp.segment import V6, ip_aton, ip_ntoa, is_v6
 from timewait.tcp.seq import M32, before, diff
 
 Key = tuple[int, int, int, int]
@@ -52,15 +53,38 @@ class Socket:
     retrans: int = 0
 
     @property
+    def v6(self) -> bool:
+        """Whether the socket is an IPv6 one (its local address is)."""
+        return is_v6(self.key[0])
+
+    @property
+    def listener(self) -> bool:
+        """No peer: a listening socket (its key's remote half is zero)."""
+        return self.key[3] == 0 and self.key[2] & ~V6 == 0
+
+    @property
     def local(self) -> str:
-        return f"{ip_ntoa(self.key[0])}:{self.key[1]}"
+        """The local endpoint as ``ss`` prints it: ``10.211.55.5:60494``, ``[fd00::10:211:55:5]:60494``."""
+        return endpoint(ip_ntoa(self.key[0]), self.key[1])
 
     @property
     def peer(self) -> str:
-        laddr, lport, raddr, rport = self.key
-        if raddr == 0 and rport == 0:
-            return "0.0.0.0:*"
-        return f"{ip_ntoa(raddr)}:{rport}"
+        """The peer endpoint as ``ss`` prints it; a listener's is ``0.0.0.0:*`` or ``[::]:*``."""
+        if self.listener:
+            return "[::]:*" if self.v6 else "0.0.0.0:*"
+        return endpoint(ip_ntoa(self.key[2]), self.key[3])
+
+    @property
+    def netstat_local(self) -> str:
+        """The local endpoint as ``netstat`` prints it: IPv6 without brackets (``fd00::1:80``)."""
+        return f"{ip_ntoa(self.key[0])}:{self.key[1]}"
+
+    @property
+    def netstat_peer(self) -> str:
+        """The peer as ``netstat`` prints it; a listener's is ``0.0.0.0:*`` or ``:::*``."""
+        if self.listener:
+            return ":::*" if self.v6 else "0.0.0.0:*"
+        return f"{ip_ntoa(self.key[2])}:{self.key[3]}"
 
 
 @dataclass(slots=True)
@@ -204,10 +228,14 @@ def census_at(result: RunResult, at_us: int, host: str | None = None) -> dict[st
 
 
 def netstat_lines(sockets: list[Socket]) -> list[str]:
-    """Rows as ``netstat -atn`` prints them: ``tcp 0 0 LOCAL FOREIGN STATE``."""
-    rows = ["Proto Recv-Q Send-Q Local Address           Foreign Address         State"]
-    for s in sockets:
-        rows.append(f"tcp   {s.recv_q:>6} {s.send_q:>6} {s.local:<23} {s.peer:<23} "
+    """Rows as ``netstat -atn`` prints them: ``tcp 0 0 LOCAL FOREIGN STATE``, ``tcp6`` for an
+    IPv6 socket. The address columns are netstat's 23 characters, wider where an address needs
+    it (``netstat -W``: nothing is cut)."""
+    ends = [(s.netstat_local, s.netstat_peer) for s in sockets]
+    w = max([23, *(len(x) for pair in ends for x in pair)])
+    rows = [f"Proto Recv-Q Send-Q {'Local Address':<{w}} {'Foreign Address':<{w}} State"]
+    for s, (local, peer) in zip(sockets, ends, strict=True):
+        rows.append(f"{'tcp6' if s.v6 else 'tcp':<5} {s.recv_q:>6} {s.send_q:>6} {local:<{w}} {peer:<{w}} "
                     f"{NETSTAT_NAMES.get(s.state, s.state)}")
     return rows
 

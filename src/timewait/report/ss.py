@@ -153,8 +153,9 @@ def ss_summary(result: RunResult, at_s: float) -> str:
                 per_local[(host, ip_ntoa(s.key[0]))] += 1
     lines = [f"TIME-WAIT sockets at {at_s:.6f} s: {total}"]
     if total:
+        w = max([21, *(len(x) for _, x in (*per_remote, *per_local))])  # an IPv6 endpoint is wider
         lines.append("  per remote endpoint:")
-        lines += [f"  {n:>7}  {peer:<21}  on {host}" for (host, peer), n in per_remote.most_common()]
+        lines += [f"  {n:>7}  {peer:<{w}}  on {host}" for (host, peer), n in per_remote.most_common()]
         lines.append("  per local address:")
-        lines += [f"  {n:>7}  {addr:<21}  on {host}" for (host, addr), n in per_local.most_common()]
+        lines += [f"  {n:>7}  {addr:<{w}}  on {host}" for (host, addr), n in per_local.most_common()]
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from timewait.sim.host import Host
 from timewait.sim.simulation import Simulation
 from timewait.sim.sysctl import parse_mem
 from timewait.tcp.config import SEC
+from timewait.tcp.segment import ULA_PREFIX, ula_of
 from timewait.trace import CUT_PREFIX, NOTE, TraceSelect
 
 
@@ -96,6 +97,9 @@ COMMON_PARAMS: dict[str, Param] = {
     "timewait": Param(True, "lesson knob: off = the active closer skips TIME_WAIT entirely", bool),
     "mem": Param(None, "memory of every host (e.g. 2G): derives tcp_max_tw_buckets as Linux does", str,
                  check=_mem),
+    "family": Param("ipv4", "address family of the run: ipv6 puts the chapter's addresses under the ULA "
+                    f"prefix {ULA_PREFIX} (10.211.55.5 -> {ula_of('10.211.55.5')})", str,
+                    choices=("ipv4", "ipv6")),
 }
 
 
@@ -112,6 +116,8 @@ class Scenario:
     # What a run with these parameters is expected to do, for its budget and estimate;
     # None: :func:`default_scale`.
     scale: Callable[[dict[str, Any]], Scale] | None = None
+    # Why ``--set family=ipv6`` is refused ("": the scenario has an IPv6 version).
+    no_ipv6: str = ""
 
 
 REGISTRY: dict[str, Scenario] = {}
@@ -119,14 +125,16 @@ REGISTRY: dict[str, Scenario] = {}
 
 def scenario(name: str, summary: str, *, params: dict[str, Param] | None = None, story: str = "",
              contrast: str = "", mission: str = "", profile: str = "linux",
-             scale: Callable[[dict[str, Any]], Scale] | None = None,
+             scale: Callable[[dict[str, Any]], Scale] | None = None, no_ipv6: str = "",
              ) -> Callable[[Callable[[Lab], None]], Callable[[Lab], None]]:
     """Register a scenario function under ``name``; ``scale(params)`` says how big a run is
-    expected to be (connections, simulated seconds), from which its budget is derived."""
+    expected to be (connections, simulated seconds), from which its budget is derived.
+    ``no_ipv6`` is why the chapter's point does not hold the same on IPv6 (then
+    ``--set family=ipv6`` is refused); empty, the scenario has an IPv6 version."""
 
     def deco(fn: Callable[[Lab], None]) -> Callable[[Lab], None]:
         REGISTRY[name] = Scenario(name, summary, fn, params or {}, story.strip(), contrast.strip(), mission,
-                                  profile, scale)
+                                  profile, scale, no_ipv6)
         return fn
 
     return deco
@@ -167,6 +175,21 @@ class Lab(Findings):
             sim = Simulation(sample_every_s=self.sample_every_s, **kw)
         self.runs.append((label, sim))
         return sim
+
+    @property
+    def ipv6(self) -> bool:
+        """Whether this run is an IPv6 one (``--set family=ipv6``)."""
+        return self.p.get("family") == "ipv6"
+
+    def addr(self, v4: str) -> str:
+        """The text of one of the chapter's addresses for this run's family: ``v4`` itself,
+        or its ULA twin in an IPv6 run (:func:`~timewait.tcp.segment.ula_of`). Scenarios
+        name every address they create, connect to and judge with through this."""
+        return family_addr(self.p, v4)
+
+    def prefix(self, v4net: str) -> str:
+        """An IPv4 prefix such as ``192.168.1.0/24`` for this run's family (:func:`family_prefix`)."""
+        return family_prefix(self.p, v4net)
 
     def two_hosts(self, a: str, a_addr: str, b: str, b_addr: str, *, delay_ms: float,
                   uptime_s: tuple[float | None, float | None] = (None, None)) -> tuple[Host, Host]:
@@ -236,6 +259,25 @@ TRACE_ALL_UP_TO = 1_000
 TRACE_FIRST = 200
 
 
+def family_addr(p: dict[str, Any], v4: str) -> str:
+    """:meth:`Lab.addr` from a run's parameters ``p`` alone (judges shared with the kernel
+    twin, whose parameters may have no ``family``: IPv4)."""
+    return ula_of(v4) if p.get("family") == "ipv6" else v4
+
+
+def family_prefix(p: dict[str, Any], v4net: str) -> str:
+    """An IPv4 prefix for the run's family: in an IPv6 run the ULA prefix holding
+    :func:`family_addr` of every address in it (each dotted part is a 16-bit group, so
+    ``192.168.1.0/24`` becomes ``fd00::192:168:1:0/112``)."""
+    if p.get("family") != "ipv6":
+        return v4net
+    net, _, bits = v4net.partition("/")
+    n = int(bits or 32)
+    if n % 8:
+        raise ValueError(f"{v4net}: only a prefix of whole dotted parts has an IPv6 twin")
+    return f"{ula_of(net)}/{128 - 16 * (4 - n // 8)}"
+
+
 def trace_selection(sc: Scenario, p: dict[str, Any], text: str | None) -> TraceSelect | None:
     """The run's selection (None: every connection): ``text`` is ``--trace-select``'s
     value (a bad one is a :class:`UsageError`), None the default from the scenario's scale."""
@@ -276,6 +318,8 @@ def parse_params(sc: Scenario, params: dict[str, Any] | None) -> dict[str, Any]:
         if k not in table:
             raise UsageError(f"unknown parameter {k!r} for {sc.name}; allowed: {', '.join(sorted(table))}")
         out[k] = table[k].parse(k, v)
+    if out.get("family") == "ipv6" and sc.no_ipv6:
+        raise UsageError(f"--set family=ipv6: {sc.name} has no IPv6 version: {sc.no_ipv6}")
     return out
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from timewait.measure import fate, first, seconds, state_at
-from timewait.plain import quoted
-from timewait.scenarios import Lab, Param, scenario
+from timewait.plain import bracketed, quoted
+from timewait.scenarios import Lab, Param, family_addr, scenario
 from timewait.scenarios.common import LineServer, Timeline
 from timewait.sim.host import Host, Socket, SocketError
 from timewait.tcp.config import SEC
@@ -65,12 +65,12 @@ def run(lab: Lab) -> None:
     p = lab.p
     for h in ("c1", "c2"):
         lab.default_sysctl(h, "net.ipv4.tcp_timestamps", "1" if p["timestamps"] else "0")
-    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
+    c1, c2 = lab.two_hosts("c1", lab.addr(C1), "c2", lab.addr(C2), delay_ms=0.2)
     # Both ends start the next incarnation of the 4-tuple at the old ISN (the client's + isn_shift).
     PinnedIsn(c1, p["isn_shift"])
     PinnedIsn(c2, 0)
     server = LineServer(c2, SPORT)
-    client = TwoConnections(c1, C2, SPORT, CPORT, p["retry"], max_attempts=int(c1.cfg.tw_len / SEC / max(
+    client = TwoConnections(c1, lab.addr(C2), SPORT, CPORT, p["retry"], max_attempts=int(c1.cfg.tw_len / SEC / max(
         p["retry"], 0.1)) + 4)
     for i, line in enumerate(OLD):
         c1.call_at(SEC + i * 100_000, lambda d=line: client.send_old(d))
@@ -266,7 +266,8 @@ def judge_held(lab: Any, recs: list[Rec], tl: Timeline, stale_end: Rec | None, n
     want_new = b"".join(NEW)
     m = lab.metrics
     gone = _all_gone_before(recs, t_syn) if t_syn is not None else None
-    lab.check(f"TIME_WAIT holds {C1}:{CPORT} <-> {C2}:{SPORT}: connect() fails with EADDRNOTAVAIL until it ends",
+    c1a, c2a = bracketed(family_addr(lab.p, C1)), bracketed(family_addr(lab.p, C2))
+    lab.check(f"TIME_WAIT holds {c1a}:{CPORT} <-> {c2a}:{SPORT}: connect() fails with EADDRNOTAVAIL until it ends",
               bool(fails) and connected_at is not None,
               f"{len(fails)} attempts refused, {fails[0] if fails else None} s to {fails[-1] if fails else None} s;"
               f" the new connection opened at {connected_at} s")

@@ -29,10 +29,10 @@ as TcpExtTCPAbortOnData.
 def run(lab: Lab) -> None:
     lab.need_trace()
     sim = lab.sim
-    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
+    c1, c2 = lab.two_hosts("c1", lab.addr(C1), "c2", lab.addr(C2), delay_ms=0.2)
     server = NcServer(c2, 8888)
     errors: list[str] = []
-    client = NcClient(c1, C2, 8888, lines=[(1.0, b"hello\n")], close_at_s=lab.p["close_at"],
+    client = NcClient(c1, lab.addr(C2), 8888, lines=[(1.0, b"hello\n")], close_at_s=lab.p["close_at"],
                       linger0=lab.p["linger0"])
     sim.at(0.5, lambda: setattr(server.conn, "on_error", lambda s, e: errors.append(e)) if server.conn else None)
     lab.run(lab.p["close_at"] + 62)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from timewait.measure import first, flag_names, seconds, seg_of, state_at
-from timewait.plain import quoted
-from timewait.scenarios import Lab, Param, scenario
+from timewait.plain import bracketed, quoted
+from timewait.scenarios import Lab, Param, family_addr, scenario
 from timewait.scenarios.common import LineServer, Timeline
 from timewait.sim.host import Host, Socket, SocketError
 from timewait.tcp.config import SEC
@@ -63,9 +63,9 @@ def run(lab: Lab) -> None:
     p = lab.p
     for h in ("c1", "c2"):
         lab.default_sysctl(h, TS_SYSCTL, "1" if p["timestamps"] else "0")
-    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
+    c1, c2 = lab.two_hosts("c1", lab.addr(C1), "c2", lab.addr(C2), delay_ms=0.2)
     server = LineServer(c2, SERVER_PORT)
-    client = ReconnectingClient(c1, C2, SERVER_PORT, p["port"], p["reconnect_after"], p["retry"],
+    client = ReconnectingClient(c1, lab.addr(C2), SERVER_PORT, p["port"], p["reconnect_after"], p["retry"],
                                 max_attempts=int(c1.cfg.tw_len / SEC / max(p["retry"], 0.1)) + 4,
                                 next_isn=NextIsn(c1) if p["syn_in_window"] else None)
     c1.call_at(SEC, lambda: client.send(b"hello\n"))
@@ -277,7 +277,7 @@ def _report_wait(lab: Lab, recs: list[Rec], c1: Host, client: ReconnectingClient
     if fails:
         tl.add(fails[0].at, f"c1's connect() from port {client.port} fails: EADDRNOTAVAIL "
                             f"({len(fails)} tries, every {client.retry:g} s)")
-    lab.check(f"while TIME_WAIT holds {C1}:{client.port}, connect() from it fails with EADDRNOTAVAIL",
+    lab.check(f"while TIME_WAIT holds {bracketed(family_addr(lab.p, C1))}:{client.port}, connect() from it fails with EADDRNOTAVAIL",
               bool(fails) and t_end is not None and all(a.at < t_end for a in fails),
               f"{len(fails)} attempts refused, {fails[0].at if fails else None} s to "
               f"{fails[-1].at if fails else None} s; TIME_WAIT ended at {t_end} s")
@@ -291,7 +291,7 @@ def _report_wait(lab: Lab, recs: list[Rec], c1: Host, client: ReconnectingClient
               f"c2 read {quoted(got)}")
     lab.say(f"TIME_WAIT was on: c1 answered c2's repeated FIN at {seconds(rx)} s and restarted its "
             f"{tw_len / SEC:g} s timer, so c2 closed cleanly. The price: port {client.port} to "
-            f"{C2}:{SERVER_PORT} stayed unusable until {t_end} s ({len(fails)} connect() calls got "
+            f"{bracketed(family_addr(lab.p, C2))}:{SERVER_PORT} stayed unusable until {t_end} s ({len(fails)} connect() calls got "
             "EADDRNOTAVAIL). Try --set timewait=off.")
 
 
@@ -321,7 +321,7 @@ def _report_collide(lab: Lab, recs: list[Rec], c1: Host, c2: Host, client: Recon
     first_syn = first(recs, lambda r: seg_of(TX, "c1", SYN)(r) and r.seg.sport == client.port,
                       after=int(lab.p["close_at"] * SEC))
     lab.check("its SYN meets c2 still in LAST_ACK", first_syn is not None and first_syn.seg.pid == met.seg.pid,
-              f"c2 received it at {seconds(met)} s with {ip_ntoa(c1.addr)}:{client.port} in LAST_ACK; its seq is "
+              f"c2 received it at {seconds(met)} s with {bracketed(ip_ntoa(c1.addr))}:{client.port} in LAST_ACK; its seq is "
               f"{lab.metrics['syn_offset_from_rcv_nxt']} bytes past c2's rcv_nxt ("
               f"{'inside' if in_window else 'outside'} the {c2.cfg.rcv_buf >> 1}-byte window)")
     reply = first(recs, lambda r: seg_of(TX, "c2")(r) and r.seg.dport == client.port, after=met.t - 1)

@@ -66,6 +66,7 @@ def run(lab: Lab) -> None:
              formula=f"{ports} ports / {tw:g} s = {limit:.1f} connections/s")
     results = {}
     lab.sim.trace.on = False  # ~130,000 connections per run: counters only
+    server = lab.addr(SERVER)
     for label, factor in (("under", 1 - p["margin"]), ("over", 1 + p["margin"])):
         rate = limit * factor
         # Long enough for the over-limit run to exhaust (ports / rate) plus a margin,
@@ -75,12 +76,12 @@ def run(lab: Lab) -> None:
         sim = lab.add_run(label, lab.sim) if label == "under" else lab.add_run(
             label, profile=lab.sim.profile, seed=lab.seed + 1, trace=False, msl_s=p["msl"])
         sim.timewait_enabled = lab.sim.timewait_enabled
-        c1 = sim.add_host("c1", CLIENT)
-        srv = sim.add_host("server", SERVER)
+        c1 = sim.add_host("c1", lab.addr(CLIENT))
+        srv = sim.add_host("server", server)
         c1.set_sysctl("net.ipv4.ip_local_port_range", f"{lo} {hi}")
         sim.link(c1, srv, delay_ms=0.1)
         PingServer(srv, 80)
-        loop = ShortConnectionLoop(c1, lambda i: (SERVER, 80), count=None, interval_s=1 / rate, until_s=until)
+        loop = ShortConnectionLoop(c1, lambda i: (server, 80), count=None, interval_s=1 / rate, until_s=until)
         loop.start()
         lab.run(until + 1, sim, label)
         st = loop.stats

@@ -7,8 +7,8 @@ from typing import Any
 
 from timewait.apps.basic import NcClient, PingServer
 from timewait.errors import UsageError
-from timewait.plain import plain
-from timewait.scenarios import Lab, Param, scenario
+from timewait.plain import bracketed, plain
+from timewait.scenarios import Lab, Param, family_addr, scenario
 from timewait.sim.nat import ConntrackTimeouts, Mapping, Nat, full_checksums_ok, rewrite_packet
 from timewait.tcp.config import SEC
 from timewait.tcp.segment import DecodeError, decode, encode, ip_ntoa
@@ -59,10 +59,12 @@ def run(lab: Lab) -> None:
         raise UsageError(f"--set give_up={p['give_up']}: must be before close_at={p['close_at']}")
     sim = lab.sim
     lab.need_trace()  # the rewrites are checked packet by packet
-    hosts = [sim.add_host(f"c{i + 1}", client_addr(i)) for i in range(n)]
-    srv = sim.add_host("server", SERVER)
+    # IPv6: NAT66 masquerade (Linux 3.7+), the same conntrack and port allocator as NAT44.
+    server = lab.addr(SERVER)
+    hosts = [sim.add_host(f"c{i + 1}", lab.addr(client_addr(i))) for i in range(n)]
+    srv = sim.add_host("server", server)
     port_range = (65536 - ports, 65535)
-    nat = Nat("nat", PUBLIC, INSIDE, port_range=port_range,
+    nat = Nat("nat", lab.addr(PUBLIC), lab.prefix(INSIDE), port_range=port_range,
               timeouts=ConntrackTimeouts(time_wait=p["ct_time_wait"]))
     sim.add_node(nat)
     for h in hosts:
@@ -74,7 +76,7 @@ def run(lab: Lab) -> None:
 
     def start(i: int) -> None:
         bind = SAME_PORT if p["same_port"] and i < 2 else None
-        c = clients[i] = NcClient(hosts[i], SERVER, PORT, lines=[(sim.now + 0.5, b"PING\r\n")], bind_port=bind)
+        c = clients[i] = NcClient(hosts[i], server, PORT, lines=[(sim.now + 0.5, b"PING\r\n")], bind_port=bind)
         hosts[i].call_later(p["give_up"], lambda: c.sock.close() if c.sock.state == "SYN_SENT" else None)
 
     for i in range(n):
@@ -101,6 +103,7 @@ def _report(lab: Lab, nat: Nat, hosts: list, clients: list, snap: dict, port_ran
     p = lab.p
     sim = lab.sim
     srv = sim.hosts["server"]
+    server, public = bracketed(lab.addr(SERVER)), bracketed(lab.addr(PUBLIC))  # before a :port
     lo, hi = port_range
     ports = hi - lo + 1
     rows_open, table_open, peers = snap.get("open", ([], "", set()))
@@ -127,10 +130,10 @@ def _report(lab: Lab, nat: Nat, hosts: list, clients: list, snap: dict, port_ran
                   len(blocked) == extra and victims == blocked and refused > 0
                   and srv.counters.get("TcpPassiveOpens", 0) == len(served),
                   f"{refused} SYNs of {', '.join(victims) or 'nobody'} dropped with nat-exhausted (public ports "
-                  f"{lo}-{hi} all in use toward {SERVER}:{PORT}); the server accepted "
+                  f"{lo}-{hi} all in use toward {server}:{PORT}); the server accepted "
                   f"{srv.counters.get('TcpPassiveOpens', 0)} connections")
         lab.say(f"The NAT had {ports} public port{'s' if ports > 1 else ''} ({lo}-{hi}) and {len(hosts)} clients "
-                f"wanted one each toward {SERVER}:{PORT} at the same time: {', '.join(blocked)} found none. "
+                f"wanted one each toward {server}:{PORT} at the same time: {', '.join(blocked)} found none. "
                 f"Linux drops such a SYN (its conntrack entry cannot be inserted), so the client retransmits "
                 f"into the void ({refused} SYNs dropped) until it gives up after {p['give_up']:g} s. "
                 f"Try --set nat_ports=65535.")
@@ -142,8 +145,8 @@ def _report(lab: Lab, nat: Nat, hosts: list, clients: list, snap: dict, port_ran
     # 5. Port choice: keep the source port when free, else pick another from the range.
     moved_to = judge_same_port(lab, rows_open, len(hosts), port_range)
     if moved_to is not None:
-        lab.say(f"c1 and c2 both used source port {SAME_PORT}: c1 kept it on {PUBLIC}, c2 was moved to "
-                f"{moved_to[0]} because the reply tuple {SERVER}:{PORT} -> {PUBLIC}:{SAME_PORT} was taken.")
+        lab.say(f"c1 and c2 both used source port {SAME_PORT}: c1 kept it on {lab.addr(PUBLIC)}, c2 was moved to "
+                f"{moved_to[0]} because the reply tuple {server}:{PORT} -> {public}:{SAME_PORT} was taken.")
 
     # 6. Closed flows keep their entry (and port) for conntrack's TIME_WAIT timeout.
     tw = float(p["ct_time_wait"])
@@ -161,7 +164,7 @@ def record_table(lab: Any, port_range: tuple[int, int], rows_open: list[dict[str
                  table_closed: str, served: list[str], blocked: list[str], exhausted_drops: int) -> None:
     """The NAT's metrics, as both sides report them (the kernel twin, kernel/scenarios/nat.py, too)."""
     lo, hi = port_range
-    lab.metrics.update(public_address=PUBLIC, nat_port_range=f"{lo}-{hi}", mappings=rows_open,
+    lab.metrics.update(public_address=family_addr(lab.p, PUBLIC), nat_port_range=f"{lo}-{hi}", mappings=rows_open,
                        nat_table=table_open, nat_table_after_close=table_closed, served=served,
                        blocked=blocked, nat_exhausted_drops=exhausted_drops)
 
@@ -170,11 +173,12 @@ def judge_table(lab: Any, rows_open: list[dict[str, Any]], clients: int, ports: 
     """Checks of either side: every flow has its own port of the one public address (``rows_open``,
     the table's open entries), and the server saw only that address (``peers``, dotted quads)."""
     pubs = [r["public"] for r in rows_open]
+    public = family_addr(lab.p, PUBLIC)
     lab.check("each private address:port is mapped to its own port of the one public address",
               len(rows_open) == min(clients, ports) and len(set(pubs)) == len(pubs)
-              and all(x.startswith(PUBLIC + ":") for x in pubs),
+              and all(x.startswith(bracketed(public) + ":") for x in pubs),
               "; ".join(f"{r['client']} {r['private']} -> {r['public']}" for r in rows_open) or "no mappings")
-    lab.check("the server sees only the NAT's public address", peers == {PUBLIC},
+    lab.check("the server sees only the NAT's public address", peers == {public},
               f"peers seen at the server: {', '.join(sorted(peers)) or 'none'}")
 
 
@@ -187,8 +191,9 @@ def judge_same_port(lab: Any, rows_open: list[dict[str, Any]], clients: int,
         return None
     r1 = next((r for r in rows_open if r["client"] == "c1"), None)
     r2 = next((r for r in rows_open if r["client"] == "c2"), None)
-    kept = r1 is not None and r1["public"] == f"{PUBLIC}:{SAME_PORT}"
-    moved = r2 is not None and r2["public"] != f"{PUBLIC}:{SAME_PORT}"
+    same = f"{bracketed(family_addr(lab.p, PUBLIC))}:{SAME_PORT}"
+    kept = r1 is not None and r1["public"] == same
+    moved = r2 is not None and r2["public"] != same
     lab.check("a free source port is kept; a port already used toward the server is remapped",
               kept and moved, f"c1 {r1 and r1['public']}, c2 (also port {SAME_PORT}) {r2 and r2['public']}")
     return (r2["public"] if r2 is not None else None,)
@@ -217,9 +222,13 @@ def _check_rewrites(lab: Lab, nat: Nat, served: list[str], rows_open: list[dict[
                 wrong_way += 1
         elif sout.src != pub or (sout.dst, sout.dport) != (sin.dst, sin.dport):
             wrong_way += 1
-    lab.check("rewritten packets keep valid IPv4 and TCP checksums", bool(fwd) and bad == 0,
-              f"{len(fwd)} rewritten packets encoded, decoded with checksum verification, and equal to the "
+    detail = (f"{len(fwd)} rewritten packets encoded, decoded with checksum verification, and equal to the "
               f"original bytes patched with RFC 1624 incremental updates; {bad} bad")
+    if lab.ipv6:  # IPv6 has no header checksum: the TCP one covers the rewritten addresses
+        lab.check("rewritten packets keep valid TCP checksums (over the IPv6 pseudo-header)",
+                  bool(fwd) and bad == 0, detail)
+    else:
+        lab.check("rewritten packets keep valid IPv4 and TCP checksums", bool(fwd) and bad == 0, detail)
     lab.check("out: private source replaced by the public one; in: public destination replaced by the private one",
               bool(fwd) and wrong_way == 0 and set(served) == {r["client"] for r in rows_open},
               f"{wrong_way} packets translated the wrong way; served: {', '.join(served) or 'none'}")

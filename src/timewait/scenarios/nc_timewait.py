@@ -30,17 +30,17 @@ for 2 MSL: Linux fixes it at 60 s (TCP_TIMEWAIT_LEN), the textbook at 2 x 120 s.
 def run(lab: Lab) -> None:
     lab.need_trace()  # the facts are measured from the trace
     sim = lab.sim
-    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
+    c1, c2 = lab.two_hosts("c1", lab.addr(C1), "c2", lab.addr(C2), delay_ms=0.2)
     close_at = lab.p["close_at"]
     server = NcServer(c2, 8888)
     if lab.p["server_close"]:
         server.close_delay_s = 0.001
-        client = NcClient(c1, C2, 8888, lines=[(1.0, b"hello\n")])
+        client = NcClient(c1, lab.addr(C2), 8888, lines=[(1.0, b"hello\n")])
         sim.at(close_at, lambda: server.conn.close() if server.conn else None)
         client.sock.on_eof = lambda s: c1.call_later(0.001, s.close)
         closer, other = "c2", "c1"
     else:
-        NcClient(c1, C2, 8888, lines=[(1.0, b"hello\n")], close_at_s=close_at)
+        NcClient(c1, lab.addr(C2), 8888, lines=[(1.0, b"hello\n")], close_at_s=close_at)
         closer, other = "c1", "c2"
     tw_len = sim.hosts[closer].cfg.tw_len / 1e6
     lab.run(close_at + tw_len + 5)

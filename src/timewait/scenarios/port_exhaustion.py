@@ -48,11 +48,12 @@ tcp_tw_reuse=1 (and timestamps) connect() takes over TIME_WAIT entries older tha
 def run(lab: Lab) -> None:
     sim = lab.sim
     p = lab.p
-    c1, srv = lab.two_hosts("c1", CLIENT, "server", SERVER, delay_ms=p["rtt_ms"] / 2)
+    server = lab.addr(SERVER)
+    c1, srv = lab.two_hosts("c1", lab.addr(CLIENT), "server", server, delay_ms=p["rtt_ms"] / 2)
     k = p["destinations"]  # >= 1 by its range
     for i in range(k):
         PingServer(srv, 6379 + i)
-    loop = ShortConnectionLoop(c1, lambda i: (SERVER, 6379 + i % k), count=None, interval_s=0,
+    loop = ShortConnectionLoop(c1, lambda i: (server, 6379 + i % k), count=None, interval_s=0,
                                until_s=p["duration"], retry_s=0.001)
     loop.start()
     def sample(t: float) -> None:
@@ -82,7 +83,7 @@ def run(lab: Lab) -> None:
     judge(lab, per_sec=per_sec, failed=dict(st.failed), first_failure_at=st.first_failure_at,
           succeeded=st.succeeded, tw_recycled=m["tw_recycled"], usable=usable, dests=k,
           duration=p["duration"], reuse=(reuse_ok, why), delay_s=c1.sysctls["net.ipv4.tcp_tw_reuse_delay"] / 1000,
-          toward=f"{ip_ntoa(c1.addr)} -> {SERVER}")
+          toward=f"{ip_ntoa(c1.addr)} -> {server}")
 
 
 def judge(lab: Any, *, per_sec: list[int], failed: dict[str, int], first_failure_at: float | None,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from timewait.plain import quoted
+from timewait.plain import bracketed, quoted
 from timewait.result import RunResult
 from timewait.scenarios import Lab, run_scenario, scenario
 from timewait.tcp.config import SEC
+from timewait.tcp.segment import ip_ntoa
 from timewait.tcp.states import NAMES, TIME_WAIT, TRANSITIONS
 from timewait.trace import RX, STATE, views
 
@@ -51,6 +52,8 @@ def run(lab: Lab) -> None:
         """A small traced run of one scenario, under the quiz's profile, seed and MSL."""
         if lab.p.get("msl") is not None:
             params["msl"] = lab.p["msl"]
+        if lab.ipv6:  # the evidence in the run's family
+            params["family"] = "ipv6"
         key = name + "".join(f" {k}={v}" for k, v in sorted(params.items()))
         if key not in runs:
             runs[key] = run_scenario(name, params=params or None, profile=lab.profile, seed=lab.seed, trace=True)
@@ -120,7 +123,8 @@ def _statement_c(sub: Callable[..., RunResult], msl: float) -> tuple[bool, list[
     on, off = sub("delayed-duplicate"), sub("delayed-duplicate", timewait=False)
     intact = on.passed and on.metrics.get("corrupted") is False
     corrupted = off.passed and off.metrics.get("corrupted") is True
-    ev = [f"delayed-duplicate with TIME_WAIT: the new connection on 10.211.55.2:61594 read "
+    c1 = ip_ntoa(on.nodes["c1"].addrs[0]) if "c1" in on.nodes else "c1"
+    ev = [f"delayed-duplicate with TIME_WAIT: the new connection on {bracketed(c1)}:61594 read "
           f"{quoted(on.metrics.get('received_new'))} (intact)" if intact else f"delayed-duplicate (on) failed: {_failed(on)}",
           f"without TIME_WAIT it read {quoted(off.metrics.get('received_new'))}: the old connection's delayed segment "
           "got in" if corrupted else f"delayed-duplicate (off) failed: {_failed(off)}"]

@@ -50,7 +50,8 @@ connections skip TIME_WAIT and TcpExtTCPTimeWaitOverflow counts them. A connecti
 def run(lab: Lab) -> None:
     sim = lab.sim
     p = lab.p
-    c1, redis = lab.two_hosts("c1", CLIENT, "redis", SERVER, delay_ms=0.05)
+    server = lab.addr(SERVER)
+    c1, redis = lab.two_hosts("c1", lab.addr(CLIENT), "redis", server, delay_ms=0.05)
     k = p["ports"]  # >= 1 by its range
     servers = [PingServer(redis, 6379 + i) for i in range(k)]
     n, rate, pool = p["connections"], p["rate"], p["pool"]
@@ -63,12 +64,12 @@ def run(lab: Lab) -> None:
 
     sim.every(p["sample"], sample, until_s=duration + 1)
     if pool:
-        client = PoolClient(c1, SERVER, 6379, size=pool, count=n, interval_s=1 / rate)
+        client = PoolClient(c1, server, 6379, size=pool, count=n, interval_s=1 / rate)
         lab.run(duration + 1)
         succeeded = client.answered
         failed: dict[str, int] = {}
     else:
-        loop = ShortConnectionLoop(c1, lambda i: (SERVER, 6379 + i % k), count=n, interval_s=1 / rate)
+        loop = ShortConnectionLoop(c1, lambda i: (server, 6379 + i % k), count=n, interval_s=1 / rate)
         loop.start()
         lab.run(duration + 1)
         succeeded = loop.stats.succeeded

@@ -26,10 +26,10 @@ each for the full 60 s.
 def run(lab: Lab) -> None:
     lab.need_trace()
     sim = lab.sim
-    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=1.0)
+    c1, c2 = lab.two_hosts("c1", lab.addr(C1), "c2", lab.addr(C2), delay_ms=1.0)
     t = lab.p["close_at"]
     server = NcServer(c2, 8888, close_delay_s=3600)  # c2 closes on its own schedule, not on EOF
-    NcClient(c1, C2, 8888, lines=[(1.0, b"hello\n")], close_at_s=t)
+    NcClient(c1, lab.addr(C2), 8888, lines=[(1.0, b"hello\n")], close_at_s=t)
     sim.at(t, lambda: server.conn.close() if server.conn else None)
     lab.run(t + 65)
     tws = state_intervals(sim.trace, "TIME_WAIT")

@@ -30,11 +30,11 @@ needed: only each sender's own values must grow.
 def run(lab: Lab) -> None:
     lab.need_trace()
     sim = lab.sim
-    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.5, uptime_s=(900.136, 4321.0))
+    c1, c2 = lab.two_hosts("c1", lab.addr(C1), "c2", lab.addr(C2), delay_ms=0.5, uptime_s=(900.136, 4321.0))
     n = lab.p["connections"]  # >= 1 by its range
     for i in range(n):
         NcServer(c2, 8888 + i, close_delay_s=0.002)
-        NcClient(c1, C2, 8888 + i, lines=[(0.1 + i, b"hello\n")], close_at_s=0.2 + i)
+        NcClient(c1, lab.addr(C2), 8888 + i, lines=[(0.1 + i, b"hello\n")], close_at_s=0.2 + i)
     lab.run(n + 1.0)
 
     mode1, mode2 = c1.cfg.timestamps, c2.cfg.timestamps

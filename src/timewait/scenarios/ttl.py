@@ -10,7 +10,7 @@ from timewait.plain import plain, quoted
 from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.host import Host, Socket
 from timewait.tcp.config import SEC
-from timewait.tcp.segment import SYN, Segment
+from timewait.tcp.segment import SYN, Segment, is_v6
 from timewait.trace import DROP, FWD, ICMP, RX, TX, views
 
 C1, C3, C2 = "10.211.55.5", "10.211.55.6", "10.211.55.10"
@@ -51,10 +51,10 @@ def run(lab: Lab) -> None:
     p = lab.p
     hops = p["hops"]  # 1..255 by its range
     lab.default_sysctl("c1", TTL_SYSCTL, str(p["ttl"]))
-    c1 = sim.add_host("c1", C1)
-    c3 = sim.add_host("c3", C3)
-    c2 = sim.add_host("c2", C2)
-    routers = [sim.add_router(f"R{i}", f"192.0.2.{i}") for i in range(1, hops + 1)]
+    c1 = sim.add_host("c1", lab.addr(C1))
+    c3 = sim.add_host("c3", lab.addr(C3))
+    c2 = sim.add_host("c2", lab.addr(C2))
+    routers = [sim.add_router(f"R{i}", lab.addr(f"192.0.2.{i}")) for i in range(1, hops + 1)]
     sim.link(c1, routers[0], delay_ms=1)
     sim.link(c3, routers[0], delay_ms=1)
     for a, b in zip(routers, routers[1:], strict=False):
@@ -67,11 +67,11 @@ def run(lab: Lab) -> None:
     c1_connect: list[tuple[float, str]] = []
     s1.on_error = lambda _s, err: c1_connect.append((sim.now, err))
     s1.on_connected = lambda _s: c1_connect.append((sim.now, "connected"))
-    s1.connect(C2, PORT)
+    s1.connect(lab.addr(C2), PORT)
     sim.at(p["give_up"], lambda: s1.close() if s1.state != "ESTABLISHED" else None)
     # c3: TTL 64, three lines; the 2nd is held past MSL, the 3rd within it.
     s3 = c3.socket()
-    s3.connect(C2, PORT)
+    s3.connect(lab.addr(C2), PORT)
     for i, line in enumerate(LINES):
         c3.call_at(SEC + i * 100_000, lambda d=line: s3.send(d) if s3.state == "ESTABLISHED" else None)
     sim.fault(f"hold {p['hold']} from=c3 flags=P. nth=2")
@@ -114,11 +114,15 @@ def judge(lab: Any, recs: list[Any], *, ttl1: int, ttl3: int, hops: int, msl_s: 
     both call this: ``received`` is what c2 read, per peer address.
     """
     msl = msl_s
+    # IPv6 names the same 8-bit hop budget Hop Limit (RFC 8200), and its router says so in ICMPv6.
+    v6 = is_v6(c1_addr)
+    T = "hop limit" if v6 else "TTL"
+    ICMP_TE = "ICMPv6 time exceeded" if v6 else "ICMP time-exceeded"
 
     # 1. Every router forwards with TTL - 1.
     fwds = [r for r in recs if r.kind == FWD]
-    lab.check("each router decrements TTL by one", bool(fwds) and all(o.ttl == i.ttl - 1 for _, _, _, i, o in fwds),
-              f"{len(fwds)} forwards, every one with TTL out = TTL in - 1")
+    lab.check(f"each router decrements {T} by one", bool(fwds) and all(o.ttl == i.ttl - 1 for _, _, _, i, o in fwds),
+              f"{len(fwds)} forwards, every one with {T} out = {T} in - 1")
 
     # 2. c1's first SYN, hop by hop.
     syn = next((r.seg for r in recs if r.kind == TX and r.node == "c1" and r.seg.flags & SYN), None)
@@ -137,11 +141,11 @@ def judge(lab: Any, recs: list[Any], *, ttl1: int, ttl3: int, hops: int, msl_s: 
     if hops >= ttl1:
         want = list(range(ttl1, 0, -1))
         lab.check(
-            f"TTL {ttl1} -> {ttl1 - 1} after R1 ... -> 1 after R{ttl1 - 1}", per_hop == want,
-            f"TTL of c1's SYN on each link: {plain(per_hop)}",
+            f"{T} {ttl1} -> {ttl1 - 1} after R1 ... -> 1 after R{ttl1 - 1}", per_hop == want,
+            f"{T} of c1's SYN on each link: {plain(per_hop)}",
         )
         lab.check(
-            f"at TTL 0 R{ttl1} drops it and sends ICMP time-exceeded",
+            f"at {T} 0 R{ttl1} drops it and sends {ICMP_TE}",
             drop is not None and drop.node == f"R{ttl1}" and drop.reason == "ttl" and icmp is not None and icmp.node == drop.node,
             f"dropped at {drop.node if drop else None} ({drop.reason if drop else '-'}), "
             f"ICMP {icmp.what if icmp else 'none'}; {lab.metrics['icmp_time_exceeded']} SYN(s) died "
@@ -149,13 +153,13 @@ def judge(lab: Any, recs: list[Any], *, ttl1: int, ttl3: int, hops: int, msl_s: 
         )
         lab.check("c1 never reaches c2, however long it tries", not received.get(c1_addr)
                   and not any(r.kind == RX and r.node == "c2" and r.seg.src == c1_addr for r in recs),
-                  f"{hops} routers is more than TTL {ttl1} allows")
+                  f"{hops} routers is more than {T} {ttl1} allows")
     else:
         want = list(range(ttl1, ttl1 - hops - 1, -1))
-        lab.check(f"TTL {ttl1} -> {ttl1 - 1} after R1 ... -> {ttl1 - hops} after R{hops}", per_hop == want,
-                  f"TTL of c1's SYN on each link: {plain(per_hop)}")
-        lab.check(f"with {hops} routers and TTL {ttl1} the SYN arrives", arrived is not None
-                  and arrived.seg.ttl == ttl1 - hops, f"c2 received it with TTL {lab.metrics['ttl_at_c2']}")
+        lab.check(f"{T} {ttl1} -> {ttl1 - 1} after R1 ... -> {ttl1 - hops} after R{hops}", per_hop == want,
+                  f"{T} of c1's SYN on each link: {plain(per_hop)}")
+        lab.check(f"with {hops} routers and {T} {ttl1} the SYN arrives", arrived is not None
+                  and arrived.seg.ttl == ttl1 - hops, f"c2 received it with {T} {lab.metrics['ttl_at_c2']}")
 
     # 3. The same path with TTL 64.
     c3_rx = [r.seg for r in recs if r.kind == RX and r.node == "c2" and r.seg.src == c3_addr]
@@ -163,9 +167,9 @@ def judge(lab: Any, recs: list[Any], *, ttl1: int, ttl3: int, hops: int, msl_s: 
     lab.metrics["ttl_initial_c3"] = ttl3
     lab.metrics["ttl_at_c2_from_c3"] = ttls3[0] if len(ttls3) == 1 else ttls3
     if ttl3 > hops:
-        lab.check(f"c3 with TTL {ttl3} crosses the same {hops} routers", ttls3 == [ttl3 - hops]
+        lab.check(f"c3 with {T} {ttl3} crosses the same {hops} routers", ttls3 == [ttl3 - hops]
                   and received.get(c3_addr, b"") == b"".join(LINES),
-                  f"c3's packets arrive with TTL {plain(ttls3)}; c2 read {quoted(received.get(c3_addr, b''))}")
+                  f"c3's packets arrive with {T} {plain(ttls3)}; c2 read {quoted(received.get(c3_addr, b''))}")
 
     # 4. MSL: the held segments.
     held = _held_segments(recs, c3_addr)
@@ -183,11 +187,11 @@ def judge(lab: Any, recs: list[Any], *, ttl1: int, ttl3: int, hops: int, msl_s: 
         else:
             lab.check(f"a segment held {secs:g} s (<= MSL {msl:g} s) still arrives, as an old duplicate",
                       h["fate"] == "arrived" and h["where"] == "c2",
-                      f"{quoted(h['data'])}: arrived at {h['where']} aged {h['age_s']} s with TTL {h['ttl']}")
+                      f"{quoted(h['data'])}: arrived at {h['where']} aged {h['age_s']} s with {T} {h['ttl']}")
     if short is not None and short["fate"] == "arrived" and ttl3 > hops:
-        lab.check("TTL counts hops, not seconds: the late segment has as much TTL left as a fresh one",
+        lab.check(f"{T} counts hops, not seconds: the late segment has as much {T} left as a fresh one",
                   short["ttl"] == ttl3 - hops,
-                  f"held {short_hold:g} s, arrived with TTL {short['ttl']} like every other c3 packet")
+                  f"held {short_hold:g} s, arrived with {T} {short['ttl']} like every other c3 packet")
     ages = [(r.t - r.seg.born) / SEC for r in recs if r.kind in (RX, FWD)]
     oldest = max(ages, default=0.0)
     lab.metrics["oldest_packet_delivered_s"] = round(oldest, 6)

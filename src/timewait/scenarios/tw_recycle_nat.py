@@ -11,7 +11,7 @@ from timewait.scenarios import Lab, Param, scenario
 from timewait.sim.host import Host, Socket
 from timewait.sim.nat import Nat
 from timewait.tcp.config import SEC
-from timewait.tcp.segment import RST, SYN
+from timewait.tcp.segment import RST, SYN, ip_ntoa
 from timewait.trace import DROP, TX, views
 
 PUBLIC, INSIDE, SERVER, PORT = "203.0.113.1", "192.168.1.0/24", "198.51.100.10", 80
@@ -75,8 +75,9 @@ class Attempt:
 class Requester:
     """A client making one request at a time; the next ``every_s`` after the previous ended."""
 
-    def __init__(self, host: Host, start_s: float, every_s: float, until_s: float) -> None:
+    def __init__(self, host: Host, start_s: float, every_s: float, until_s: float, server: str = SERVER) -> None:
         self.host = host
+        self.server = server
         self.every = every_s
         self.until = until_s
         self.attempts: list[Attempt] = []
@@ -112,7 +113,7 @@ class Requester:
         s.on_data = lambda x: a.data.extend(x.recv())
         s.on_eof = eof
         s.on_error = error
-        s.connect(SERVER, PORT)
+        s.connect(self.server, PORT)
         a.port = s.lport
 
     def _next(self) -> None:
@@ -159,10 +160,12 @@ def run(lab: Lab) -> None:
     lab.need_trace()  # which client sent each dropped SYN is read from the trace
     if sim.profile.legacy:
         lab.default_sysctl("server", RECYCLE, "1")
-    a = sim.add_host("A", A_ADDR, uptime_s=p["a_uptime"])
-    b = sim.add_host("B", B_ADDR, uptime_s=p["b_uptime"])
-    srv = sim.add_host("server", SERVER, uptime_s=5_000_000)
-    nat = Nat("nat", PUBLIC, INSIDE)
+    # IPv6: 4.9's tcp_conn_request (both families) checked tcp_peer_is_proven against a
+    # tcp_metrics entry per peer address of either family; the NAT is NAT66 masquerade.
+    a = sim.add_host("A", lab.addr(A_ADDR), uptime_s=p["a_uptime"])
+    b = sim.add_host("B", lab.addr(B_ADDR), uptime_s=p["b_uptime"])
+    srv = sim.add_host("server", lab.addr(SERVER), uptime_s=5_000_000)
+    nat = Nat("nat", lab.addr(PUBLIC), lab.prefix(INSIDE))
     sim.add_node(nat)
     sim.link(a, nat, delay_ms=1)
     sim.link(b, nat, delay_ms=1)
@@ -170,8 +173,8 @@ def run(lab: Lab) -> None:
     for h in (a, b):
         h.cfg.ts_offsets = p["client_ts"]
     HttpServer(srv, PORT, p["server_close"])
-    ra = Requester(a, 1.0, p["a_every"], p["duration"])
-    rb = Requester(b, 3.0, p["b_every"], p["duration"])
+    ra = Requester(a, 1.0, p["a_every"], p["duration"], lab.addr(SERVER))
+    rb = Requester(b, 3.0, p["b_every"], p["duration"], lab.addr(SERVER))
     first_cache: dict[str, Any] = {}
     sim.at(2.5, lambda: first_cache.update(srv.deathrow.peer_ts))
     # Long enough for a pending connect() to time out (4.9: 1+2+...+64 = 127 s of SYNs).
@@ -197,7 +200,7 @@ def _report(lab: Lab, nat: Nat, srv: Host, ra: Requester, rb: Requester, first_c
     m["B_attempts"] = _attempts_json(rb)
     m["paws_passive"] = srv.counters.get("TcpExtPAWSPassive", 0)
     m["server_time_wait_killed_fast"] = srv.counters.get("TcpExtTWKilled", 0)
-    m["server_ts_cache"] = {f"{k >> 24}.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}": v[0] for k, v in srv.deathrow.peer_ts.items()}
+    m["server_ts_cache"] = {ip_ntoa(k): v[0] for k, v in srv.deathrow.peer_ts.items()}
 
     # Which client sent each SYN the server dropped for recycle (packet ids survive the NAT).
     drops: dict[str, list[tuple]] = {"A": [], "B": []}
@@ -251,7 +254,7 @@ def _report(lab: Lab, nat: Nat, srv: Host, ra: Requester, rb: Requester, first_c
 
 
 def _fmt_cache(cache: dict) -> str:
-    return ", ".join(f"{k >> 24}.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255} -> TSval {v[0]}" for k, v in cache.items())
+    return ", ".join(f"{ip_ntoa(k)} -> TSval {v[0]}" for k, v in cache.items())
 
 
 def _monotonic_clocks(lab: Lab, ra: Requester, rb: Requester, drops: dict, syns: dict, rsts: int,
@@ -283,7 +286,7 @@ def _monotonic_clocks(lab: Lab, ra: Requester, rb: Requester, drops: dict, syns:
         what = "B made no request"
     lab.say(f"A's timestamp clock runs {gap_days:.1f} days ahead of B's (uptimes {p['a_uptime']:g} s and "
             f"{p['b_uptime']:g} s, TSval = uptime in ms{' plus a per-host offset' if p['client_ts'] == 'host' else ''}). "
-            f"After the server closed A's connection it cached A's TSval for {PUBLIC}; B's SYNs from the same "
+            f"After the server closed A's connection it cached A's TSval for {lab.addr(PUBLIC)}; B's SYNs from the same "
             f"address carry TSvals {gap_days:.1f} days lower, so tcp_tw_recycle dropped every one of them "
             f"within 60 s of A's last visit, silently (RC-3, RC-4). {what}. With "
             f"--sysctl server:net.ipv4.tcp_tw_recycle=0 both are served.")

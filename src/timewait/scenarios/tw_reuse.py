@@ -48,7 +48,7 @@ def run(lab: Lab) -> None:
     p = lab.p
     lab.default_sysctl("c1", "net.ipv4.tcp_tw_reuse", "1")
     lab.default_sysctl("c1", "net.ipv4.ip_local_port_range", f"{PORT} {PORT}")
-    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.5)
+    c1, c2 = lab.two_hosts("c1", lab.addr(C1), "c2", lab.addr(C2), delay_ms=0.5)
     PingServer(c2, 8888)
     answers: list[bytes] = []
     errors: list[str] = []
@@ -61,7 +61,7 @@ def run(lab: Lab) -> None:
         s.on_data = lambda sk: answers.append(sk.recv())
         s.on_error = lambda sk, e: errors.append(e)
         try:
-            s.connect(C2, 8888)
+            s.connect(lab.addr(C2), 8888)
         except SocketError as e:
             errors.append(e.errno_name)
             lab.metrics["connect_error_at"] = t

@@ -57,12 +57,12 @@ def run(lab: Lab) -> None:
     if delay <= 0:
         raise UsageError(f"--set margin={p['margin']}: must be less than MSL ({msl:g} s)")
     lab.default_sysctl("c1", "net.ipv4.tcp_rfc1337", "1" if p["rfc1337"] else "0")
-    c1, c2 = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
+    c1, c2 = lab.two_hosts("c1", lab.addr(C1), "c2", lab.addr(C2), delay_ms=0.2)
     LineServer(c2, SPORT)
     s = c1.socket()
     s.bind(0, CPORT)
     s.on_data = lambda x: x.recv()
-    s.connect(C2, SPORT)
+    s.connect(lab.addr(C2), SPORT)
     c1.call_at(SEC, lambda: s.send(b"hello\n"))
 
     def close() -> None:
