@@ -130,8 +130,7 @@ def parse_kernel_params(sc: KernelScenario, params: dict[str, Any] | None) -> di
             raise UsageError(f"unknown parameter {k!r} for kernel {sc.name}; allowed: {', '.join(sorted(table))}")
         out[k] = table[k].parse(k, v)  # family only when given: an IPv4 run's parameters stay as they were
     if out.get("family") == "ipv6" and sc.no_ipv6 is not None:
-        raise KernelUnavailable(f"--set family=ipv6: kernel {sc.name} runs on IPv4 only ({sc.no_ipv6}); "
-                                f"the simulator runs it on IPv6: timewait run {sc.name} --set family=ipv6")
+        raise KernelUnavailable(f"--set family=ipv6: kernel {sc.name} runs on IPv4 only: {sc.no_ipv6}")
     if sc.validate is not None:
         sc.validate(out)
     return out

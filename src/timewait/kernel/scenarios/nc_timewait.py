@@ -45,6 +45,7 @@ def sim_netstat(sim: Any, kernel_views: dict[str, Any]) -> dict[str, Any]:
 @kscenario(
     "nc-timewait",
     sim_view=("netstat", sim_netstat),
+    no_ipv6="its packets cross the lab's emulated path (kernel/path.py), which reads IPv4 packets only",
     kernel_params={
         "wait": Param(0.0, "kernel only: stop watching after N s of TIME_WAIT and report the timer "
                       "left (0 = watch it to the end, ~60 s)", float),

@@ -25,6 +25,7 @@ CLOSE_AT = 0.05
 
 @kscenario(
     "tw-reuse",
+    no_ipv6="its packets cross the lab's emulated path (kernel/path.py), which reads IPv4 packets only",
     default_sysctls=["c1:net.ipv4.tcp_tw_reuse=1", f"c1:net.ipv4.ip_local_port_range={PORT} {PORT}"],
     note="tw-reuse on the kernel: c1 and c2 are joined by the lab's emulated path (TUN devices, 0.5 ms "
          "each way), which holds back the duplicate and loses the last ACKs as the simulator's network does.",
