@@ -188,9 +188,9 @@ def test_simultaneous_close_on_ipv6_puts_both_ends_in_time_wait():
 
 
 @pytest.mark.parametrize("argv", [
-    ["kernel", "run", "nc-timewait", "--set", "family=ipv6"],     # its emulated path carries IPv4
+    ["kernel", "run", "ttl", "--set", "family=ipv6"],     # its hops age IPv4 TTLs
     ["kernel", "run", "nat", "--set", "family=ipv6"],
-    ["kernel", "compare", "tw-reuse", "--set", "family=ipv6"],
+    ["kernel", "compare", "delayed-duplicate", "--set", "family=ipv6"],
 ])
 def test_a_twin_that_cannot_run_on_ipv6_says_so_in_one_line(argv):
     out = subprocess.run([sys.executable, "-m", "timewait", *argv], capture_output=True, text=True, timeout=60)
@@ -307,3 +307,29 @@ def test_more_socket_level_twins_pass_their_checks_on_ipv6(name, argv):
     assert doc["checks"] and not _failed(doc)
     if name == "redis-short-connections":
         assert doc["hosts"]["c1"]["states"] == {"TIME_WAIT": 300}
+
+
+def _path_reads_ipv6() -> None:
+    from timewait.kernel.scenarios import _codec_reads_ipv6
+
+    if not _codec_reads_ipv6():
+        pytest.skip("the packet codec (timewait.tcp.segment) of this build reads IPv4 only")
+
+
+def test_nc_timewait_on_ipv6_over_the_emulated_path():
+    """The chapter's experiment on IPv6: the TUN path carries IPv6 (no ND, no RS of its own), only
+    c1 holds TIME_WAIT, and the run's trace is the path's IPv6 packets."""
+    _path_reads_ipv6()
+    doc = _kernel_run("nc-timewait", "--set", "family=ipv6", "--set", "wait=1", "--set", "close_at=1.2")
+    assert not _failed(doc)
+    m = doc["metrics"]
+    assert m["time_wait_hosts"] == ["c1"] and 59 < m["time_wait_timer_at_entry"] <= 60
+    [row] = m["netstat"]["after_close"]["c1"]
+    assert C1 in row and C2 in row and row.endswith("TIME_WAIT")
+
+
+def test_tw_reuse_on_ipv6_takes_the_time_wait_over_and_paws_drops_the_duplicate():
+    _path_reads_ipv6()
+    doc = _kernel_run("tw-reuse", "--set", "family=ipv6")
+    assert not _failed(doc)
+    assert len(doc["checks"]) >= 5
