@@ -333,3 +333,33 @@ def test_tw_reuse_on_ipv6_takes_the_time_wait_over_and_paws_drops_the_duplicate(
     doc = _kernel_run("tw-reuse", "--set", "family=ipv6")
     assert not _failed(doc)
     assert len(doc["checks"]) >= 5
+
+
+# ---------------------------------------------------------------- kernel compare on IPv6
+
+@pytest.mark.parametrize(("name", "argv"), [
+    ("lost-last-ack", ["--set", "wait=3"]),
+    ("port-exhaustion", ["--set", "duration=2"]),
+    ("simultaneous-close", ["--set", "wait=1", "--set", "close_at=1.2"]),
+])
+def test_kernel_compare_on_ipv6_agrees_with_the_simulators_ipv6_run(name, argv):
+    """Both sides on IPv6 (the simulator's ``family`` and the twin's): every check holds on both,
+    no metric differs; skipped where the simulator has no ``family`` parameter yet."""
+    from timewait.scenarios import COMMON_PARAMS
+
+    if "family" not in COMMON_PARAMS:
+        pytest.skip("the simulator of this build has no --set family")
+    reason = lab_missing()
+    if reason:
+        pytest.skip(reason)
+    out = subprocess.run([sys.executable, "-m", "timewait", "kernel", "compare", name, "--set", "family=ipv6",
+                          "--json", *argv], capture_output=True, text=True, timeout=120)
+    assert out.returncode in (0, 1), out.stderr[-3000:]
+    doc = json.loads(out.stdout)
+    differs = [f"{r['kind']} {r['name']}: sim {r['sim']!r} kernel {r['kernel']!r}"
+               for r in doc["rows"] if r["verdict"] == "differs"]
+    assert not differs, differs
+    assert doc["agree"] and out.returncode == 0
+    if name == "lost-last-ack":  # a check named with an IPv6 endpoint is made, and holds, on both sides
+        [row] = [r for r in doc["rows"] if r["name"].startswith("while TIME_WAIT holds")]
+        assert row["name"].startswith(f"while TIME_WAIT holds [{C1}]:60494") and row["verdict"] == "agree"
