@@ -186,3 +186,56 @@ def test_refuses_politely_without_root(monkeypatch, capsys):
     assert main(["kernel", "run", "nc-timewait"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs root" in err
+
+
+# ---------------------------------------------------------------- IPv6 (issue 16): no root needed
+
+def test_family_is_taken_by_every_twin_and_refused_where_it_cannot_run():
+    from timewait.errors import UsageError
+    from timewait.kernel.scenarios import (
+        KernelUnavailable,
+        all_kernel_scenarios,
+        parse_kernel_params,
+    )
+
+    ks = all_kernel_scenarios()
+    v6 = {n for n, s in ks.items() if s.no_ipv6 is None}
+    assert {"lost-last-ack", "port-exhaustion", "simultaneous-close", "nc-timewait", "tw-reuse"} <= v6
+    assert {"nat", "ttl", "delayed-duplicate"}.isdisjoint(v6)
+    assert parse_kernel_params(ks["lost-last-ack"], {"family": "ipv6"})["family"] == "ipv6"
+    assert "family" not in parse_kernel_params(ks["lost-last-ack"], {})  # IPv4 runs' params unchanged
+    with pytest.raises(KernelUnavailable, match=r"kernel nat runs on IPv4 only: .*masquerade"):
+        parse_kernel_params(ks["nat"], {"family": "ipv6"})
+    with pytest.raises(UsageError, match="allowed ipv4, ipv6"):
+        parse_kernel_params(ks["linger"], {"family": "v6"})
+
+
+@pytest.mark.parametrize(("text", "addr", "port"), [
+    ("[fd00::10:211:55:10]", "fd00::10:211:55:10/128", None),
+    ("[fd00::10:211:55:10]:8888", "fd00::10:211:55:10/128", 8888),
+    ("[fd00::10:211:55:0/112]:9999", "fd00::10:211:55:0/112", 9999),
+    ("fd00::10:211:55:10/112", "fd00::10:211:55:0/112", None),
+    ("fd00::10:211:55:0/112:80", "fd00::10:211:55:0/112", 80),
+    ("fd00::10:211:55:10", "fd00::10:211:55/128", 10),    # ss reads the last group as the port
+    ("10.0.0.2:6379", "10.0.0.2/32", 6379),
+    ("*:8888", None, 8888),
+])
+def test_ss_address_syntax_for_both_families(text, addr, port):
+    import ipaddress
+
+    from timewait.kernel.ssfilter import _host
+
+    net, p = _host(text)
+    assert (net, p) == (None if addr is None else ipaddress.ip_network(addr), port)
+
+
+def test_ss_filters_match_v4_mapped_sockets_as_the_kernel_does():
+    from timewait.kernel.ssfilter import parse
+
+    def n(*filt: str) -> int:
+        f = parse(list(filt))
+        socks = [("10.0.0.1", "10.0.0.2"), ("::ffff:10.0.0.1", "::ffff:10.0.0.2"), ("fd00::1", "fd00::2")]
+        return sum(f.match(6, la, 40000, ra, 80) for la, ra in socks)
+
+    assert (n("dst", "0.0.0.0/0"), n("dst", "::/0"), n("dst", "*"), n("dst", "10.0.0.2")) == (2, 2, 3, 2)
+    assert (n("dst", "[fd00::2]"), n("src", "[fd00::/64]"), n("dst", "[::ffff:10.0.0.2]:80")) == (1, 1, 1)
