@@ -239,3 +239,32 @@ def test_ss_filters_match_v4_mapped_sockets_as_the_kernel_does():
 
     assert (n("dst", "0.0.0.0/0"), n("dst", "::/0"), n("dst", "*"), n("dst", "10.0.0.2")) == (2, 2, 3, 2)
     assert (n("dst", "[fd00::2]"), n("src", "[fd00::/64]"), n("dst", "[::ffff:10.0.0.2]:80")) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(("linktype", "v6"), [(1, False), (1, True), (101, False), (101, True)],
+                         ids=["ethernet-ipv4", "ethernet-ipv6", "raw-ipv4", "raw-ipv6"])
+def test_read_pcap_reads_both_families_on_ethernet_and_raw_links(tmp_path, linktype, v6):
+    """The lab's captures: eth0 of a veth (Ethernet) or tun0 of the emulated path (LINKTYPE_RAW, 101)."""
+    import socket
+
+    import dpkt
+
+    from timewait.kernel.capture import read_pcap
+
+    fam, a, b = (socket.AF_INET6, "fd00::10:211:55:5", "fd00::10:211:55:10") if v6 else \
+        (socket.AF_INET, "10.211.55.5", "10.211.55.10")
+    tcp = dpkt.tcp.TCP(sport=40000, dport=8888, seq=7, ack=0, flags=dpkt.tcp.TH_SYN, win=1000)
+    src, dst = socket.inet_pton(fam, a), socket.inet_pton(fam, b)
+    if v6:
+        ip = dpkt.ip6.IP6(src=src, dst=dst, nxt=6, hlim=64, data=tcp, plen=len(tcp))
+    else:
+        ip = dpkt.ip.IP(src=src, dst=dst, p=6, ttl=64, data=tcp)
+        ip.len = len(ip)
+    frame = bytes(ip) if linktype == 101 else bytes(dpkt.ethernet.Ethernet(
+        src=b"\x02" * 6, dst=b"\x04" * 6, type=0x86DD if v6 else 0x0800, data=ip))
+    path = tmp_path / "c.pcap"
+    with open(path, "wb") as f:
+        w = dpkt.pcap.Writer(f, linktype=linktype)
+        w.writepkt(frame, ts=1.5)
+    [p] = read_pcap(str(path))
+    assert (p.t, p.src, p.sport, p.dst, p.dport, p.flags, p.seq) == (1.5, a, 40000, b, 8888, dpkt.tcp.TH_SYN, 7)

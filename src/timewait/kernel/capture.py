@@ -14,6 +14,9 @@ from timewait.kernel.topology import KernelLab, stop_process
 
 __all__ = ["ACK", "FIN", "PSH", "RST", "SYN", "Capture", "Pkt", "read_pcap"]
 
+#: Raw-IP link types: tcpdump on a TUN device writes LINKTYPE_RAW (101); DLT_RAW is 12 (14 on OpenBSD).
+RAW_LINKS = frozenset({101, 12, 14})
+
 
 @dataclass(frozen=True, slots=True)
 class Pkt(CapturedSegment):
@@ -60,7 +63,7 @@ def read_pcap(path: str) -> list[Pkt]:
             reader = dpkt.pcap.Reader(f)
         except (ValueError, dpkt.NeedData):
             return out
-        raw = reader.datalink() == dpkt.pcap.DLT_RAW
+        raw = reader.datalink() in RAW_LINKS
         for t, buf in reader:
             try:
                 if raw:
