@@ -130,7 +130,7 @@ def take(netns: str | None = None, top: int = 10, previous: Census | None = None
         mask = flt.state_mask
         socks = diag.dump(netns) if mask is None else diag.dump(netns, states=mask)
         # Matched on the addresses as ss sees them: 0.0.0.0/0 and ::/0 both hold ::ffff:a.b.c.d.
-        socks = [s for s in socks if flt.match(s.state, s.wire_addrs[0], s.lport, s.wire_addrs[1], s.rport)]
+        socks = [s for s in socks if flt.match(s.state, (w := s.wire_addrs)[0], s.lport, w[1], s.rport)]
     sysctls = {}
     for name in SYSCTLS:
         try:
