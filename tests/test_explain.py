@@ -65,6 +65,44 @@ def test_lost_last_ack_capture_names_the_holder_the_resent_fin_and_its_reack(tmp
 
 
 @pytest.mark.kernel
+def test_lost_last_ack_ipv6_capture_names_the_holder_the_resent_fin_and_its_reack(tmp_path, capsys) -> None:
+    """The same story from the kernel lab's IPv6 run (--set family=ipv6): addresses in brackets,
+    the kernel's own times, and the ladder drawn from the IPv6 capture."""
+    path = kernel_capture(tmp_path, "lost-last-ack", "--set", "family=ipv6", "--set", "wait=3")
+    doc = explain_json(capsys, path)
+    pkts = list(read_capture(str(path)))
+    assert {p.family for p in pkts} == {6}
+    t0 = pkts[0].t_us
+    fins = [p for p in pkts if p.flags & dpkt.tcp.TH_FIN and p.sport == 8888]
+    assert len(fins) == 2, "the server's FIN and its one repeat"
+    conn = "[fd00::10:211:55:5]:60494 > [fd00::10:211:55:10]:8888"
+    [tw] = doc["time_wait"]["rows"]
+    assert tw["holder"] == "client" and tw["connection"] == conn
+    assert tw["what"] == "TIME_WAIT held by the client [fd00::10:211:55:5]:60494"
+    [refin] = doc["fin_retransmitted"]["rows"]
+    assert refin["side"] == "server" and refin["holder_state"] == "TIME_WAIT" and refin["connection"] == conn
+    assert refin["t"] == round((fins[1].t_us - t0) / 1e6, 6)
+    [reack] = doc["fin_reacked"]["rows"]
+    assert reack["side"] == "client" and reack["state"] == "TIME_WAIT"
+    after = next(p for p in pkts if p.t_us > fins[1].t_us and p.sport == 60494)
+    assert reack["t"] == round((after.t_us - t0) / 1e6, 6)
+    assert tw["restarted"] == 1 and tw["timer_from_s"] == reack["t"]
+    # The text view keeps the brackets (no markup eats them); the ladder draws the IPv6 hosts.
+    svg, mmd = tmp_path / "lla6.svg", tmp_path / "lla6.mmd"
+    rc, out, err = run_cli(capsys, "explain", str(path), "--conn", "[fd00::10:211:55:5]:60494", "--diagram", str(svg))
+    assert rc == 0, err
+    assert f"{conn}  client, timer restarted 1x" in out
+    assert f"({len(pkts)} packet hops" in out or f"{len(pkts)} packet hops" in out
+    text = svg.read_text()
+    assert "fd00::10:211:55:5" in text and "fd00::10:211:55:10" in text and "TIME_WAIT" in text
+    rc, out, err = run_cli(capsys, "explain", str(path), "--conn", "fd00::10:211:55:10", "--diagram", str(mmd))
+    assert rc == 0, err
+    lines = mmd.read_text().splitlines()
+    assert sum(1 for ln in lines if "->>" in ln) == len(pkts)
+    assert any("FIN" in ln for ln in lines if "n1->>n0" in ln)
+
+
+@pytest.mark.kernel
 def test_port_exhaustion_capture_shows_every_port_in_time_wait(tmp_path, capsys) -> None:
     path = kernel_capture(tmp_path, "port-exhaustion", "--set", "duration=2")
     doc = explain_json(capsys, path)

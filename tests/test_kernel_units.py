@@ -186,3 +186,85 @@ def test_refuses_politely_without_root(monkeypatch, capsys):
     assert main(["kernel", "run", "nc-timewait"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs root" in err
+
+
+# ---------------------------------------------------------------- IPv6 (issue 16): no root needed
+
+def test_family_is_taken_by_every_twin_and_refused_where_it_cannot_run():
+    from timewait.errors import UsageError
+    from timewait.kernel.scenarios import (
+        KernelUnavailable,
+        all_kernel_scenarios,
+        parse_kernel_params,
+    )
+
+    ks = all_kernel_scenarios()
+    v6 = {n for n, s in ks.items() if s.no_ipv6 is None}
+    assert {"lost-last-ack", "port-exhaustion", "simultaneous-close", "nc-timewait", "tw-reuse"} <= v6
+    assert {"nat", "ttl", "delayed-duplicate"}.isdisjoint(v6)
+    assert parse_kernel_params(ks["lost-last-ack"], {"family": "ipv6"})["family"] == "ipv6"
+    assert "family" not in parse_kernel_params(ks["lost-last-ack"], {})  # IPv4 runs' params unchanged
+    with pytest.raises(KernelUnavailable, match=r"kernel nat runs on IPv4 only: not ported yet: .*masquerade"):
+        parse_kernel_params(ks["nat"], {"family": "ipv6"})
+    with pytest.raises(UsageError, match="allowed ipv4, ipv6"):
+        parse_kernel_params(ks["linger"], {"family": "v6"})
+
+
+@pytest.mark.parametrize(("text", "addr", "port"), [
+    ("[fd00::10:211:55:10]", "fd00::10:211:55:10/128", None),
+    ("[fd00::10:211:55:10]:8888", "fd00::10:211:55:10/128", 8888),
+    ("[fd00::10:211:55:0/112]:9999", "fd00::10:211:55:0/112", 9999),
+    ("fd00::10:211:55:10/112", "fd00::10:211:55:0/112", None),
+    ("fd00::10:211:55:0/112:80", "fd00::10:211:55:0/112", 80),
+    ("fd00::10:211:55:10", "fd00::10:211:55/128", 10),    # ss reads the last group as the port
+    ("10.0.0.2:6379", "10.0.0.2/32", 6379),
+    ("*:8888", None, 8888),
+])
+def test_ss_address_syntax_for_both_families(text, addr, port):
+    import ipaddress
+
+    from timewait.kernel.ssfilter import _host
+
+    net, p = _host(text)
+    assert (net, p) == (None if addr is None else ipaddress.ip_network(addr), port)
+
+
+def test_ss_filters_match_v4_mapped_sockets_as_the_kernel_does():
+    from timewait.kernel.ssfilter import parse
+
+    def n(*filt: str) -> int:
+        f = parse(list(filt))
+        socks = [("10.0.0.1", "10.0.0.2"), ("::ffff:10.0.0.1", "::ffff:10.0.0.2"), ("fd00::1", "fd00::2")]
+        return sum(f.match(6, la, 40000, ra, 80) for la, ra in socks)
+
+    assert (n("dst", "0.0.0.0/0"), n("dst", "::/0"), n("dst", "*"), n("dst", "10.0.0.2")) == (2, 2, 3, 2)
+    assert (n("dst", "[fd00::2]"), n("src", "[fd00::/64]"), n("dst", "[::ffff:10.0.0.2]:80")) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(("linktype", "v6"), [(1, False), (1, True), (101, False), (101, True)],
+                         ids=["ethernet-ipv4", "ethernet-ipv6", "raw-ipv4", "raw-ipv6"])
+def test_read_pcap_reads_both_families_on_ethernet_and_raw_links(tmp_path, linktype, v6):
+    """The lab's captures: eth0 of a veth (Ethernet) or tun0 of the emulated path (LINKTYPE_RAW, 101)."""
+    import socket
+
+    import dpkt
+
+    from timewait.kernel.capture import read_pcap
+
+    fam, a, b = (socket.AF_INET6, "fd00::10:211:55:5", "fd00::10:211:55:10") if v6 else \
+        (socket.AF_INET, "10.211.55.5", "10.211.55.10")
+    tcp = dpkt.tcp.TCP(sport=40000, dport=8888, seq=7, ack=0, flags=dpkt.tcp.TH_SYN, win=1000)
+    src, dst = socket.inet_pton(fam, a), socket.inet_pton(fam, b)
+    if v6:
+        ip = dpkt.ip6.IP6(src=src, dst=dst, nxt=6, hlim=64, data=tcp, plen=len(tcp))
+    else:
+        ip = dpkt.ip.IP(src=src, dst=dst, p=6, ttl=64, data=tcp)
+        ip.len = len(ip)
+    frame = bytes(ip) if linktype == 101 else bytes(dpkt.ethernet.Ethernet(
+        src=b"\x02" * 6, dst=b"\x04" * 6, type=0x86DD if v6 else 0x0800, data=ip))
+    path = tmp_path / "c.pcap"
+    with open(path, "wb") as f:
+        w = dpkt.pcap.Writer(f, linktype=linktype)
+        w.writepkt(frame, ts=1.5)
+    [p] = read_pcap(str(path))
+    assert (p.t, p.src, p.sport, p.dst, p.dport, p.flags, p.seq) == (1.5, a, 40000, b, 8888, dpkt.tcp.TH_SYN, 7)

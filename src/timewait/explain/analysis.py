@@ -324,7 +324,7 @@ class Explainer:
             first = c.tw_first_us
             seen = None if first is None else round((t - first) / 1e6, 6)
             self._note("time_wait", first or c.last_us, c,
-                       f"TIME_WAIT held by the {SIDE[c.tw_holder]} {holder[0]}:{holder[1]}",
+                       f"TIME_WAIT held by the {SIDE[c.tw_holder]} {hostport(*holder)}",
                        holder=SIDE[c.tw_holder], entered_us=first, restarted=c.tw_restarts,
                        timer_from_us=c.tw_entered_us, seen_for_s=seen,
                        until="the 4-tuple's next SYN" if replaced else "the end of the capture")
@@ -425,8 +425,13 @@ class Explainer:
         }
 
 
+def hostport(addr: str, port: int) -> str:
+    """``addr:port``, an IPv6 address in brackets as ss and tcpdump -v write it: ``[fd00::1]:8888``."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
 def _tuple_text(c: Conn) -> str:
-    return f"{c.client[0]}:{c.client[1]} > {c.server[0]}:{c.server[1]}"
+    return f"{hostport(*c.client)} > {hostport(*c.server)}"
 
 
 def _name(c: Conn) -> str:

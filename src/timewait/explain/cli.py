@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from timewait.errors import UsageError
-from timewait.explain.analysis import Conn, Explainer
+from timewait.explain.analysis import Conn, Explainer, hostport
 from timewait.explain.reader import CaptureError, ReadStats, read_capture
 
 SHOWN = 10  # rows per section on the console unless --all
@@ -30,12 +32,29 @@ def _port_range(text: str | None) -> tuple[int, int] | None:
 
 
 def _conn_filter(text: str | None) -> Any:
-    """``PORT``, ``ADDR`` or ``ADDR:PORT``: a predicate on a connection's two ends."""
+    """``PORT``, ``ADDR`` or ``ADDR:PORT``: a predicate on a connection's two ends. An IPv6
+    address is written bare (``fd00::1``) or in brackets, with a port as ``[fd00::1]:8888``."""
     if text is None:
         return None
-    addr, sep, port_t = text.strip().rpartition(":")
-    if not sep:
-        addr, port_t = (text.strip(), "") if "." in text else ("", text.strip())
+    bad = (f"--conn {text!r}: expected PORT, ADDR or ADDR:PORT, e.g. 8888, 10.211.55.5:60494 or "
+           "[fd00::10:211:55:5]:60494")
+    t = text.strip()
+    if t.startswith("["):
+        addr, close, rest = t[1:].partition("]")
+        if not close or (rest and not rest.startswith(":")):
+            raise UsageError(bad)
+        port_t = rest[1:]
+    elif t.count(":") > 1:  # a bare IPv6 address: its colons are not a port's
+        addr, port_t = t, ""
+    else:
+        addr, sep, port_t = t.rpartition(":")
+        if not sep:
+            addr, port_t = (t, "") if "." in t else ("", t)
+    if addr:
+        try:
+            addr = str(ipaddress.ip_address(addr))  # as the capture's text: fd00::0:1 is fd00::1
+        except ValueError:
+            raise UsageError(bad) from None
     port: int | None = None
     if port_t:
         try:
@@ -43,7 +62,7 @@ def _conn_filter(text: str | None) -> Any:
         except ValueError:
             port = -1
         if not 0 < port < 65536:
-            raise UsageError(f"--conn {text!r}: expected PORT, ADDR or ADDR:PORT, e.g. 8888 or 10.211.55.5:60494")
+            raise UsageError(bad)
 
     def keep(c: Conn) -> bool:
         return any((not addr or a == addr) and (port is None or p == port) for a, p in (c.client, c.server))
@@ -130,12 +149,13 @@ def _print(doc: dict[str, Any], shown: int | None, messages: list[str]) -> None:
             continue
         console.print(f"[bold]{title}[/]: {sec['count']}")
         for r in rows[:shown] if shown else rows:
-            console.print(f"  {_line(key, r)}", highlight=False)
+            console.print(f"  {escape(_line(key, r))}", highlight=False)  # [fd00::1]:80 is no markup
         if shown and sec["count"] > shown:
             console.print(f"  ... {sec['count'] - shown} more (--all or --json)")
     for d in doc["destinations"][:shown] if shown else doc["destinations"]:
         rate = "-" if d["rate"] is None else f"{d['rate']:.1f}/s"
-        console.print(f"[bold]{d['client']} -> {d['server']}:{d['port']}[/]: {d['connections']} connections in "
+        console.print(f"[bold]{escape(d['client'])} -> {escape(hostport(d['server'], d['port']))}[/]: "
+                      f"{d['connections']} connections in "
                       f"{d['span_s']:.3f} s ({rate}, peak {d['peak_per_second']}/s), {d['ports']['distinct_seen']} "
                       f"client ports seen; TIME_WAIT on the client at most {d['client_time_wait_peak']} at once")
         console.print(f"  {d['verdict']}")

@@ -8,7 +8,6 @@ Mermaid and HTML views then draw a real capture exactly as they draw a run.
 
 from __future__ import annotations
 
-from timewait.errors import UsageError
 from timewait.explain.analysis import C, Explainer
 from timewait.result import NodeInfo, RunResult
 from timewait.tcp.segment import Segment, ip_aton
@@ -16,16 +15,14 @@ from timewait.trace import RX, STATE, TX, Trace
 
 
 def capture_result(ex: Explainer, name: str) -> RunResult:
-    """The kept connections of ``ex`` as a :class:`RunResult` (IPv4 only)."""
+    """The kept connections of ``ex`` as a :class:`RunResult`, of either family: an address is
+    :func:`~timewait.tcp.segment.ip_aton`'s one integer for IPv4 and IPv6 alike."""
     t0 = ex.first_us or 0
     trace = Trace()
     nodes: dict[str, NodeInfo] = {}
     recs: list[tuple[int, int, tuple]] = []  # (time, order, record)
     seen_conns = {}
     for order, (c, p) in enumerate(ex.kept):
-        if p.family != 4:
-            raise UsageError("--diagram and --html draw IPv4 connections only; this one is IPv6: "
-                             f"{c.client[0]} > {c.server[0]} (use --json for it)")
         for addr in (p.src, p.dst):
             nodes.setdefault(addr, NodeInfo(addr, "host", [ip_aton(addr)]))
         seg = Segment(ip_aton(p.src), ip_aton(p.dst), p.sport, p.dport, p.seq, p.ack, p.flags, p.win,

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from timewait.kernel.topology import KernelLab, KernelUnavailable, stop_process
+from timewait.kernel.topology import KernelLab, KernelUnavailable, family_of, stop_process
 
 LINGER0 = struct.pack("ii", 1, 0)
 
@@ -68,7 +68,7 @@ class ReadingServer:
                  close_delay: float = 0.0) -> None:
         self.lab = lab
         self.close_delay = close_delay
-        self.sock = lab.socket(host)
+        self.sock = lab.socket(host, family_of(addr))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((addr, port))
         self.sock.listen(backlog)
@@ -193,8 +193,9 @@ def errno_name(e: OSError) -> str:
 
 def connect(lab: KernelLab, host: str, addr: str, port: int, timeout: float = 5.0,
             linger0: bool = False) -> socket.socket:
-    """A connected client socket in ``host``'s namespace (OSError as connect() raised it)."""
-    s = lab.socket(host)
+    """A connected client socket in ``host``'s namespace (OSError as connect() raised it);
+    IPv6 if ``addr`` is."""
+    s = lab.socket(host, family_of(addr))
     try:
         if linger0:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)

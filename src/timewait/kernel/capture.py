@@ -14,6 +14,9 @@ from timewait.kernel.topology import KernelLab, stop_process
 
 __all__ = ["ACK", "FIN", "PSH", "RST", "SYN", "Capture", "Pkt", "read_pcap"]
 
+#: Raw-IP link types: tcpdump on a TUN device writes LINKTYPE_RAW (101); DLT_RAW is 12 (14 on OpenBSD).
+RAW_LINKS = frozenset({101, 12, 14})
+
 
 @dataclass(frozen=True, slots=True)
 class Pkt(CapturedSegment):
@@ -60,16 +63,26 @@ def read_pcap(path: str) -> list[Pkt]:
             reader = dpkt.pcap.Reader(f)
         except (ValueError, dpkt.NeedData):
             return out
-        raw = reader.datalink() == dpkt.pcap.DLT_RAW
+        raw = reader.datalink() in RAW_LINKS
         for t, buf in reader:
             try:
-                ip = dpkt.ip.IP(buf) if raw else dpkt.ethernet.Ethernet(buf).data
+                if raw:
+                    ip = dpkt.ip6.IP6(buf) if buf[:1] and buf[0] >> 4 == 6 else dpkt.ip.IP(buf)
+                else:
+                    ip = dpkt.ethernet.Ethernet(buf).data
             except (dpkt.UnpackError, dpkt.NeedData):
                 continue
-            if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
+            if isinstance(ip, dpkt.ip.IP):
+                fam = socket.AF_INET
+            elif isinstance(ip, dpkt.ip6.IP6):  # inet_ntop writes RFC 5952 text, as ula_of and ip_ntoa do
+                fam = socket.AF_INET6
+            else:
+                continue
+            if not isinstance(ip.data, dpkt.tcp.TCP):
                 continue
             tcp = ip.data
-            out.append(Pkt(float(t), socket.inet_ntoa(ip.src), tcp.sport, socket.inet_ntoa(ip.dst), tcp.dport,
+            src, dst = socket.inet_ntop(fam, ip.src), socket.inet_ntop(fam, ip.dst)
+            out.append(Pkt(float(t), src, tcp.sport, dst, tcp.dport,
                            tcp.flags, tcp.seq, tcp.ack, len(tcp.data), _ts(tcp.opts), bytes(tcp.opts)))
     return out
 

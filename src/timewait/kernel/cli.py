@@ -192,14 +192,17 @@ def scenarios_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSO
 
     ks = all_kernel_scenarios()
     doc = {"supported": {n: {"params": list(s.params), "kernel_defaults": s.kernel_defaults,
-                             "default_sysctls": s.default_sysctls} for n, s in ks.items()},
+                             "default_sysctls": s.default_sysctls,
+                             "ipv6": s.no_ipv6 is None, **({"no_ipv6": s.no_ipv6} if s.no_ipv6 else {})}
+                         for n, s in ks.items()},
            "unsupported": UNSUPPORTED}
     if json_out:
         print(json.dumps(doc, indent=2))
         return
     for n, s in ks.items():
         extra = ", ".join(f"{k}={v}" for k, v in s.kernel_defaults.items())
-        print(f"{n:28} params: {', '.join(s.params)}" + (f"  (kernel defaults: {extra})" if extra else ""))
+        print(f"{n:28} params: {', '.join(s.params)}" + (f"  (kernel defaults: {extra})" if extra else "")
+              + ("  [family=ipv6 too]" if s.no_ipv6 is None else f"  [IPv4 only: {s.no_ipv6}]"))
     for n, why in UNSUPPORTED.items():
         print(f"{n:28} not on a kernel: {why}")
 

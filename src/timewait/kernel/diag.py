@@ -57,6 +57,16 @@ class DiagSock(NamedTuple):
     uid: int
     inode: int
     tcpi_options: int | None = None
+    #: AF_INET or AF_INET6; an IPv6 socket's v4-mapped addresses are written as IPv4 ones, so
+    #: only this tells ``::ffff:10.0.0.2`` from ``10.0.0.2`` (ss's filters do: :attr:`wire_addrs`).
+    family: int = socket.AF_INET
+
+    @property
+    def wire_addrs(self) -> tuple[str, str]:
+        """(local, remote) as the socket's family has them: ``::ffff:a.b.c.d`` on an IPv6 socket."""
+        if self.family == socket.AF_INET6:
+            return tuple("::ffff:" + a if ":" not in a else a for a in (self.laddr, self.raddr))  # type: ignore[return-value]
+        return self.laddr, self.raddr
 
     @property
     def state_name(self) -> str:
@@ -123,7 +133,7 @@ def _receive(sk: socket.socket, fam: int, seq: int, tcp_info: bool, out: list[Di
                 laddr, raddr = _addr(family, src), _addr(family, dst)
             opts = _tcpi_options(buf, off + 16 + _MSG.size, off + length) if tcp_info else None
             append(DiagSock(state, laddr, int.from_bytes(sport, "big"), raddr, int.from_bytes(dport, "big"),
-                            timer, expires, retrans, uid, inode, opts))
+                            timer, expires, retrans, uid, inode, opts, family))
             off += (length + 3) & ~3
 
 

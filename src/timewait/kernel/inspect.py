@@ -129,7 +129,8 @@ def take(netns: str | None = None, top: int = 10, previous: Census | None = None
     else:
         mask = flt.state_mask
         socks = diag.dump(netns) if mask is None else diag.dump(netns, states=mask)
-        socks = [s for s in socks if flt.match(s.state, s.laddr, s.lport, s.raddr, s.rport)]
+        # Matched on the addresses as ss sees them: 0.0.0.0/0 and ::/0 both hold ::ffff:a.b.c.d.
+        socks = [s for s in socks if flt.match(s.state, (w := s.wire_addrs)[0], s.lport, w[1], s.rport)]
     sysctls = {}
     for name in SYSCTLS:
         try:
@@ -313,7 +314,7 @@ def render(c: Census) -> Any:
         for b in BUCKETS:
             t.add_column(f"{b}-{b + 10}s left", justify="right")
         for name, n, h in rows:
-            t.add_row(name, str(n), *(str(x) for x in h))
+            t.add_row(Text(name), str(n), *(str(x) for x in h))  # Text: [fd00::1]:80 is no markup
         return t
 
     if c.tw_by_remote:
@@ -326,14 +327,14 @@ def render(c: Census) -> Any:
             t.add_column(col, justify="right" if col in ("in use", "share") else "left")
         for r in c.ports:
             style = "red" if r["share"] >= PORT_WARN else ""
-            t.add_row(r["local"], r["destination"], str(r["in_use"]), f"{r['share']:.1%}", style=style)
+            t.add_row(Text(r["local"]), Text(r["destination"]), str(r["in_use"]), f"{r['share']:.1%}", style=style)
         parts.append(t)
     if c.processes is not None:
         t = Table(title="sockets by process (-p)", title_justify="left", box=None, header_style="bold")
         for col in ("process", "sockets", "states"):
             t.add_column(col, justify="right" if col == "sockets" else "left")
         for r in c.processes:
-            t.add_row(r["process"], str(r["count"]), "  ".join(f"{k} {v}" for k, v in r["states"].items()))
+            t.add_row(Text(r["process"]), str(r["count"]), "  ".join(f"{k} {v}" for k, v in r["states"].items()))
         parts.append(t)
         if any(r["process"] == "no process" for r in c.processes):
             parts.append(Text("TIME_WAIT (and SYN_RECV) entries are minisockets of the kernel: no process owns "

@@ -61,7 +61,7 @@ class Path:
     max_age_s: float | None = None
     faults: list[Fault] = field(default_factory=list)
     records: list[tuple] = field(default_factory=list)
-    other_packets: int = 0  # not IPv4 TCP (none expected: IPv6 is off on the devices)
+    other_packets: int = 0  # not TCP (none expected: the devices send no ND or RS of their own)
 
     def __post_init__(self) -> None:
         self._ends = (_End(self.a[0], self.a[1]), _End(self.b[0], self.b[1]))
@@ -145,7 +145,7 @@ class Path:
         now = self._now_us()
         seg: Segment | None
         try:
-            seg = decode(pkt, verify=False) if len(pkt) >= 40 and pkt[0] >> 4 == 4 and pkt[9] == 6 else None
+            seg = decode(pkt, verify=False) if _is_tcp(pkt) else None
         except DecodeError:
             seg = None
         if seg is None:
@@ -195,6 +195,14 @@ class Path:
             end.tun.write(pkt)
             if seg is not None:
                 self.records.append((self._now_us(), RX, end.name, seg))
+
+
+def _is_tcp(pkt: bytes) -> bool:
+    """An IPv4 packet carrying TCP, or an IPv6 one whose first header is TCP (no extension headers)."""
+    version = pkt[0] >> 4 if pkt else 0
+    if version == 4:
+        return len(pkt) >= 40 and pkt[9] == 6
+    return version == 6 and len(pkt) >= 60 and pkt[6] == 6
 
 
 @dataclass(slots=True)

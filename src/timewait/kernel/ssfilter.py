@@ -4,7 +4,7 @@ The grammar is the part of iproute2's ``ss`` filter that a TIME_WAIT census
 needs: ``state NAME`` (repeatable; ss's names and its groups ``all``,
 ``connected``, ``synchronized``, ``bucket``, ``big``), ``exclude NAME``,
 ``src``/``dst`` with an address, ``ADDR/PREFIX`` or ``ADDR:PORT``
-(``[V6]:PORT``), and ``sport``/``dport`` with an optional operator (``=``
+(IPv6 in brackets, as ss wants it: ``[fd00::1]``, ``[fd00::/64]``, ``[fd00::1]:8888``), and ``sport``/``dport`` with an optional operator (``=``
 ``==`` ``eq`` ``!=`` ``ne`` ``<`` ``lt`` ``>`` ``gt`` ``<=`` ``le`` ``>=`` ``ge``,
 port written bare or as ``:PORT``). All given terms must hold (ss's implicit
 ``and``); ``or``, ``not`` and parentheses are refused in one line.
@@ -66,33 +66,53 @@ def _port(text: str) -> int:
     return int(t)
 
 
-def _host(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int | None]:
-    """``ADDR``, ``ADDR/PREFIX``, ``ADDR:PORT``, ``[V6]:PORT``, ``*:PORT`` to (network, port)."""
+def _host(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network | None, int | None]:
+    """``ADDR``, ``ADDR/PREFIX``, ``ADDR:PORT``, ``[V6]``, ``[V6/PREFIX]:PORT``, ``*:PORT`` to
+    (network, port); network None for ``*`` (any address of either family).
+
+    As ss (iproute2 parse_hostcond) splits them: in brackets the address is all of it; bare,
+    what follows the last ``:`` (after the ``/`` if there is one) is a port, so a bare IPv6
+    address loses its last group to the port (``fd00::10:211:55:10`` is fd00::10:211:55 port
+    10, as ss reads it) and ``fd00::1`` is no address at all: IPv6 goes in brackets.
+    """
     port = None
     addr = text
     if text.startswith("["):
-        addr, _, rest = text[1:].partition("]")
+        addr, close, rest = text[1:].partition("]")
+        if not close or (rest and not rest.startswith(":")):
+            raise UsageError(f"filter: {text!r}: write [V6], [V6/PREFIX] or [V6]:PORT; {USAGE}")
         if rest:
             port = _port(rest)
-    elif text.count(":") == 1:
-        addr, p = text.split(":")
-        port = _port(p)
+    else:
+        slash = text.find("/")
+        cut = text.rfind(":", slash if slash >= 0 else 0)
+        if cut >= 0:
+            addr, p = text[:cut], text[cut + 1:]
+            if p:
+                port = _port(p)
     if addr in ("*", ""):
-        addr = "0.0.0.0/0"
+        return None, port
     try:
         net = ipaddress.ip_network(addr, strict=False)
     except ValueError:
-        raise UsageError(f"filter: {text!r} is not ADDR[/PREFIX][:PORT]; {USAGE}") from None
+        hint = (" (ss reads what follows a bare IPv6 address's last ':' as a port: write it in brackets, "
+                "[fd00::1])") if ":" in text and not text.startswith("[") else ""
+        raise UsageError(f"filter: {text!r} is not ADDR[/PREFIX][:PORT]{hint}; {USAGE}") from None
     return net, port
 
 
-def _addr_in(addr: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+def _addr_in(addr: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network | None) -> bool:
+    """Whether ``addr`` is in ``net`` as the kernel's inet_diag filter decides it: an IPv4 net
+    also holds ``::ffff:a.b.c.d`` (an IPv6 socket's mapped address), an IPv6 net no IPv4
+    socket's address, not even ``::/0``; None (``*``) holds every address."""
+    if net is None:
+        return True
     a = ipaddress.ip_address(addr)
     if a.version != net.version:
         if a.version == 6 and a.ipv4_mapped is not None:  # ::ffff:a.b.c.d matches an IPv4 filter
             a = a.ipv4_mapped
         else:
-            return net.prefixlen == 0
+            return False
     return a in net
 
 

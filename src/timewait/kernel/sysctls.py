@@ -56,8 +56,12 @@ def probe_name(name: str) -> str | None:
     if name in table:
         return name
     m = DEVICE_RE.match(name)
-    if m and f"{m.group(1)}.default.{m.group(3)}" in table:
-        return f"{m.group(1)}.default.{m.group(3)}"
+    if m and m.group(2) != "default":
+        # conf.* has a ``default`` entry in every namespace; neigh.* has it only in the initial
+        # one (net.ipv6.neigh.default is global), so a device's neigh setting is probed on ``lo``.
+        for dev in ("default", "lo"):
+            if f"{m.group(1)}.{dev}.{m.group(3)}" in table:
+                return f"{m.group(1)}.{dev}.{m.group(3)}"
     return None
 
 

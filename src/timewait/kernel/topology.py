@@ -35,6 +35,21 @@ from timewait.kernel.nsenter import inside, read_sysctl, sysctl_path, write_sysc
 
 _SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 PR_SET_PDEATHSIG = 1
+#: ``IFA_F_NODAD``: an IPv6 address usable at once; with DAD it stays tentative ~1-2 s.
+IFA_F_NODAD = 0x02
+
+
+def family_of(addr: str) -> int:
+    """``AF_INET6`` for an IPv6 address (text with a colon, CIDR or not), else ``AF_INET``."""
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def split_cidr(addr: str, prefixlen: int | None = None) -> tuple[str, int]:
+    """``"a/len"`` (or ``a`` with ``prefixlen``; else the host length, 32 or 128) as ``(a, len)``."""
+    net, _, plen = addr.partition("/")
+    if plen:
+        return net, int(plen)
+    return net, prefixlen if prefixlen is not None else (128 if ":" in net else 32)
 
 
 class KernelUnavailable(UsageError):
@@ -96,6 +111,7 @@ class KernelLab:
         self.procs: list[subprocess.Popen[Any]] = []
         self.socks: list[socket.socket] = []
         self.veths: list[str] = []
+        self.family = socket.AF_INET  # of :meth:`socket`'s sockets when none is named
         self.ledger = Ledger()  # the temp dir and the owner record, before anything else is made
         self.tmpdir = self.ledger.dir
         self._old_handlers: dict[int, Any] = {}
@@ -140,8 +156,9 @@ class KernelLab:
         except KeyError:
             raise UsageError(f"unknown host {host!r}; hosts: {', '.join(self.hosts)}") from None
 
-    def add_host(self, name: str, forward: bool = False) -> str:
-        """A fresh namespace for host ``name`` with ``lo`` up; ``forward`` makes it a router."""
+    def add_host(self, name: str, forward: bool = False, v6: bool = False) -> str:
+        """A fresh namespace for host ``name`` with ``lo`` up; ``forward`` makes it a router
+        (of IPv6 too with ``v6``). Settings are the namespace's own, never the host's."""
         ns = self.prefix + name
         with held_signals():
             self.hosts[name] = ns
@@ -151,22 +168,36 @@ class KernelLab:
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
         if forward:
             write_sysctl(ns, "net.ipv4.ip_forward", "1")
+            if v6:
+                write_sysctl(ns, "net.ipv6.conf.all.forwarding", "1")
         return ns
+
+    @staticmethod
+    def _add_addr(ipr: Any, idx: int, addr: str, prefixlen: int) -> None:
+        """``addr`` (CIDR, or with ``prefixlen``) on link ``idx``; an IPv6 one without DAD."""
+        net, plen = split_cidr(addr, prefixlen)
+        if ":" in net:
+            ipr.addr("add", index=idx, address=net, prefixlen=plen, family=socket.AF_INET6, flags=IFA_F_NODAD)
+        else:
+            ipr.addr("add", index=idx, address=net, prefixlen=plen)
 
     def bridge(self, host: str, name: str, addr: str, prefixlen: int = 24) -> str:
         """A bridge (a LAN switch) inside ``host`` with an address of its own; link ends join it."""
         with NetNS(self.ns(host)) as ipr:
             ipr.link("add", ifname=name, kind="bridge")
             idx = ipr.link_lookup(ifname=name)[0]
-            ipr.addr("add", index=idx, address=addr, prefixlen=prefixlen)
+            self._add_addr(ipr, idx, addr, prefixlen)
             ipr.link("set", index=idx, state="up")
         return name
 
-    def link(self, a: str, a_addr: str, b: str, b_addr: str | None, prefixlen: int = 24,
-             a_if: str | None = None, b_if: str | None = None, b_bridge: str | None = None) -> tuple[str, str]:
+    def link(self, a: str, a_addr: str | Sequence[str], b: str, b_addr: str | Sequence[str] | None,
+             prefixlen: int = 24, a_if: str | None = None, b_if: str | None = None,
+             b_bridge: str | None = None) -> tuple[str, str]:
         """A veth pair between hosts ``a`` and ``b`` with an address on each end; returns the names.
 
-        With ``b_bridge`` the ``b`` end has no address and becomes a port of that bridge.
+        An end's address may be several (IPv4 and IPv6, each CIDR); an IPv6 one is added
+        without DAD, so it is usable at once. With ``b_bridge`` the ``b`` end has no
+        address and becomes a port of that bridge.
         """
         n = len(self.veths) // 2
         ra, rb = f"{self.tag}{n}a", f"{self.tag}{n}b"
@@ -183,7 +214,8 @@ class KernelLab:
                 idx = ipr.link_lookup(ifname=root_name)[0]
                 ipr.link("set", index=idx, ifname=ifname)
                 if addr is not None:
-                    ipr.addr("add", index=idx, address=addr, prefixlen=prefixlen)
+                    for one in [addr] if isinstance(addr, str) else addr:
+                        self._add_addr(ipr, idx, one, prefixlen)
                 elif host == b and b_bridge is not None:
                     ipr.link("set", index=idx, master=ipr.link_lookup(ifname=b_bridge)[0])
                 ipr.link("set", index=idx, state="up")
@@ -195,14 +227,17 @@ class KernelLab:
 
     def route_dev(self, host: str, dst: str, ifname: str) -> None:
         """A route to ``dst`` straight out of ``ifname`` (on-link, no gateway)."""
-        net, _, plen = dst.partition("/")
+        net, plen = split_cidr(dst)
         with NetNS(self.ns(host)) as ipr:
-            ipr.route("add", dst=net, dst_len=int(plen or 32), oif=ipr.link_lookup(ifname=ifname)[0])
+            ipr.route("add", dst=net, dst_len=plen, oif=ipr.link_lookup(ifname=ifname)[0], family=family_of(net))
 
-    def route(self, host: str, gateway: str, dst: str = "0.0.0.0/0") -> None:
-        net, _, plen = dst.partition("/")
+    def route(self, host: str, gateway: str, dst: str | None = None) -> None:
+        """A route to ``dst`` (default: the default route of the gateway's family) via ``gateway``."""
+        if dst is None:
+            dst = "::/0" if ":" in gateway else "0.0.0.0/0"
+        net, plen = split_cidr(dst)
         with NetNS(self.ns(host)) as ipr:
-            ipr.route("add", dst=net, dst_len=int(plen or 32), gateway=gateway)
+            ipr.route("add", dst=net, dst_len=plen, gateway=gateway, family=family_of(gateway))
 
     def sysctl(self, host: str, name: str, value: str) -> None:
         """Write a sysctl inside the host's namespace (a name that does not exist there is a UsageError)."""
@@ -240,10 +275,11 @@ class KernelLab:
             self.procs.append(p)
         return p
 
-    def socket(self, host: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> socket.socket:
-        """A socket in the host's namespace, closed with the lab unless closed before."""
+    def socket(self, host: str, family: int | None = None, kind: int = socket.SOCK_STREAM) -> socket.socket:
+        """A socket in the host's namespace (of :attr:`family` unless named), closed with the lab
+        unless closed before."""
         with inside(self.ns(host)):
-            s = socket.socket(family, kind)
+            s = socket.socket(self.family if family is None else family, kind)
         self.socks.append(s)
         return s
 

@@ -36,10 +36,16 @@ class Tun:
                 raise
         self.fd = fd
         ip = ["ip", "-n", netns]
-        # No IPv6 on the device: its router solicitations would be noise on the path.
-        subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w",
-                        f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False, capture_output=True)
-        subprocess.run([*ip, "addr", "add", addr, "dev", name], check=True, capture_output=True)
+        if ":" in addr:
+            # IPv6 on the device, but quiet: no link-local address (addr_gen_mode 1), no router
+            # solicitations, and the address usable at once (nodad), so the path carries TCP only.
+            for k, v in (("addr_gen_mode", "1"), ("router_solicitations", "0"), ("accept_ra", "0")):
+                _sysctl(netns, f"net.ipv6.conf.{name}.{k}", v)
+            subprocess.run([*ip, "addr", "add", addr, "dev", name, "nodad"], check=True, capture_output=True)
+        else:
+            # No IPv6 on the device: its router solicitations would be noise on the path.
+            _sysctl(netns, f"net.ipv6.conf.{name}.disable_ipv6", "1")
+            subprocess.run([*ip, "addr", "add", addr, "dev", name], check=True, capture_output=True)
         subprocess.run([*ip, "link", "set", name, "mtu", str(MTU), "up"], check=True, capture_output=True)
         for r in routes:
             subprocess.run([*ip, "route", "add", r, "dev", name], check=True, capture_output=True)
@@ -62,3 +68,8 @@ class Tun:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _sysctl(netns: str, name: str, value: str) -> None:
+    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", f"{name}={value}"], check=False,
+                   capture_output=True)

@@ -32,7 +32,7 @@ def serve(args: argparse.Namespace) -> dict[str, object]:
     sel = selectors.DefaultSelector()
     listeners = []
     for port in args.port:
-        ls = socket.socket()
+        ls = socket.socket(socket.AF_INET6 if ":" in args.bind else socket.AF_INET)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         ls.bind((args.bind, port))
         ls.listen(args.backlog)
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sv = sub.add_parser("serve", help="a TCP server: nc-like or Redis-like PING")
     sv.add_argument("--mode", choices=("nc", "ping"), default="nc")
-    sv.add_argument("--bind", default="0.0.0.0")
+    sv.add_argument("--bind", default="0.0.0.0", help="an IPv4 or IPv6 address (:: for any IPv6)")
     sv.add_argument("--port", type=int, action="append", required=True)
     sv.add_argument("--backlog", type=int, default=4096)
     sv.add_argument("--close-at", type=float, default=None, help="close every connection first at this epoch time")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from timewait.kernel import diag
 from timewait.kernel.topology import KernelLab, KernelUnavailable, require_lab, stop_process
 from timewait.result import Findings, NodeInfo, RunResult
 from timewait.scenarios import Param
+from timewait.tcp.segment import ip_aton, ula_of
 from timewait.trace import Trace
 
 #: What the running kernel cannot show, and why (one line each).
@@ -33,6 +35,13 @@ UNSUPPORTED: dict[str, str] = {
     "two-msl": "a computed timeline, not something a kernel does (timewait run two-msl)",
     "quiz": "a quiz, answered by the simulator's scenarios",
 }
+
+#: ``--set family=ipv6``: the run on IPv6, each IPv4 address of the scenario as its ULA twin
+#: (:func:`timewait.tcp.segment.ula_of`), as the simulator's runs under the same setting.
+FAMILY = Param("ipv4", "address family of the run: ipv4, or ipv6 (the chapter's addresses as "
+               "fd00::a:b:c:d ULAs)", str, choices=("ipv4", "ipv6"))
+#: Parameters every kernel twin takes besides its scenario's own.
+KERNEL_COMMON: dict[str, Param] = {"family": FAMILY}
 
 #: Common simulator parameters the kernel cannot honour, and why.
 REFUSED_COMMON: dict[str, str] = {
@@ -57,6 +66,8 @@ class KernelScenario:
     sim_view: tuple[str, Callable[[Any, Any], Any]] | None = None
     #: Refuses parameters the kernel twin cannot run (a UsageError), before root or a namespace is needed.
     validate: Callable[[dict[str, Any]], None] | None = None
+    #: Why this twin cannot run on IPv6 (``--set family=ipv6``); None: it can.
+    no_ipv6: str | None = "its kernel twin is built for IPv4 only"
 
 
 KREGISTRY: dict[str, KernelScenario] = {}
@@ -65,11 +76,15 @@ KREGISTRY: dict[str, KernelScenario] = {}
 def kscenario(name: str, *, kernel_params: dict[str, Param] | None = None,
               kernel_defaults: dict[str, Any] | None = None, default_sysctls: list[str] | None = None,
               note: str = "", sim_view: tuple[str, Callable[[Any, Any], Any]] | None = None,
-              validate: Callable[[dict[str, Any]], None] | None = None) -> Callable[[Callable[[KLab], None]], Callable[[KLab], None]]:
+              validate: Callable[[dict[str, Any]], None] | None = None,
+              no_ipv6: str | None = "its kernel twin is built for IPv4 only",
+              ) -> Callable[[Callable[[KLab], None]], Callable[[KLab], None]]:
     """Register the kernel version of simulator scenario ``name``.
 
     It takes the simulator scenario's parameters (one table, so the two cannot
-    drift) plus ``kernel_params`` that only the kernel run has.
+    drift) plus ``kernel_params`` that only the kernel run has, and ``family``
+    (:data:`KERNEL_COMMON`); ``no_ipv6=None`` says the twin runs on IPv6 too,
+    else it is the reason it does not.
     """
     from timewait.scenarios import get_scenario
 
@@ -78,7 +93,7 @@ def kscenario(name: str, *, kernel_params: dict[str, Param] | None = None,
 
     def deco(fn: Callable[[KLab], None]) -> Callable[[KLab], None]:
         KREGISTRY[name] = KernelScenario(name, fn, params, frozenset(extra), dict(kernel_defaults or {}),
-                                         list(default_sysctls or []), note, sim_view, validate)
+                                         list(default_sysctls or []), note, sim_view, validate, no_ipv6)
         return fn
 
     return deco
@@ -107,12 +122,15 @@ def get_kernel_scenario(name: str) -> KernelScenario:
 def parse_kernel_params(sc: KernelScenario, params: dict[str, Any] | None) -> dict[str, Any]:
     """The scenario's parameters: kernel defaults overlaid with ``params`` (validated)."""
     out = {k: sc.kernel_defaults.get(k, p.default) for k, p in sc.params.items()}
+    table = {**KERNEL_COMMON, **sc.params}
     for k, v in (params or {}).items():
         if k in REFUSED_COMMON:
             raise KernelUnavailable(REFUSED_COMMON[k])
-        if k not in sc.params:
-            raise UsageError(f"unknown parameter {k!r} for kernel {sc.name}; allowed: {', '.join(sorted(sc.params))}")
-        out[k] = sc.params[k].parse(k, v)
+        if k not in table:
+            raise UsageError(f"unknown parameter {k!r} for kernel {sc.name}; allowed: {', '.join(sorted(table))}")
+        out[k] = table[k].parse(k, v)  # family only when given: an IPv4 run's parameters stay as they were
+    if out.get("family") == "ipv6" and sc.no_ipv6 is not None:
+        raise KernelUnavailable(f"--set family=ipv6: kernel {sc.name} runs on IPv4 only: {sc.no_ipv6}")
     if sc.validate is not None:
         sc.validate(out)
     return out
@@ -188,6 +206,9 @@ class KLab(Findings):
         self.pcap_proc: Any = None  # tcpdump of --pcap, into the lab's temp dir until the run ends
         self.pcap_tmp = os.path.join(lab.tmpdir, "pcap-flag.pcap")
         self.progress = progress
+        self.v6 = params.get("family") == "ipv6"
+        if self.v6:
+            lab.family = socket.AF_INET6  # the lab's sockets (KernelLab.socket) are IPv6 ones
         self.addrs: dict[str, list[str]] = {}
         self.kinds: dict[str, str] = {}
         self.t0 = time.monotonic()
@@ -197,22 +218,40 @@ class KLab(Findings):
         self.trace_records: list[tuple] = []
 
     # -- building
+    def addr(self, v4: str) -> str:
+        """The run's address for the scenario's IPv4 address ``v4``: itself, or on IPv6 its ULA
+        twin (``10.211.55.5`` -> ``fd00::10:211:55:5``, :func:`~timewait.tcp.segment.ula_of`)."""
+        if not self.v6:
+            return v4
+        return "::" if v4 == "0.0.0.0" else ula_of(v4)
+
+    @property
+    def plen(self) -> int:
+        """The prefix length of the scenario's /24 links: /112 on IPv6 (the last group varies)."""
+        return 112 if self.v6 else 24
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The address family of the run's sockets, for inet_diag dumps."""
+        return (socket.AF_INET6,) if self.v6 else (socket.AF_INET,)
+
     def host(self, name: str, *addrs: str, kind: str = "host") -> str:
         """A namespace for ``name``; ``addrs`` are recorded for the result's node table."""
-        ns = self.k.add_host(name, forward=kind != "host")
+        ns = self.k.add_host(name, forward=kind != "host", v6=self.v6)
         self.addrs[name] = [a.split("/")[0] for a in addrs]
         self.kinds[name] = kind
         return ns
 
     def two_hosts(self, a: str, a_addr: str, b: str, b_addr: str, *, delay_ms: float | None = None) -> Any:
         """Hosts ``a`` and ``b`` joined on one /24: a veth pair, or with ``delay_ms`` an emulated
-        path (:meth:`path`, returned). The simulator's :meth:`timewait.scenarios.Lab.two_hosts`."""
+        path (:meth:`path`, returned). The simulator's :meth:`timewait.scenarios.Lab.two_hosts`.
+        On IPv6 the addresses are IPv6 ones (:meth:`addr`) on a /112."""
         self.host(a, a_addr)
         self.host(b, b_addr)
         if delay_ms is None:
-            self.k.link(a, f"{a_addr}/24", b, f"{b_addr}/24")
+            self.k.link(a, f"{a_addr}/{self.plen}", b, f"{b_addr}/{self.plen}")
             return None
-        return self.path(a, f"{a_addr}/24", b, f"{b_addr}/24", delay_ms=delay_ms)
+        return self.path(a, f"{a_addr}/{self.plen}", b, f"{b_addr}/{self.plen}", delay_ms=delay_ms)
 
     def ready(self) -> None:
         """Topology built: apply ``--sysctl`` flags, start the capture, start the clock."""
@@ -257,6 +296,9 @@ class KLab(Findings):
         from timewait.kernel.path import Path as EmulatedPath
         from timewait.kernel.tun import Tun
 
+        if ":" in a_addr and not _codec_reads_ipv6():
+            raise KernelUnavailable("--set family=ipv6: the emulated path's packet codec "
+                                    "(timewait.tcp.segment) reads IPv4 only in this build")
         ta = Tun(self.k.ns(a), a_addr, routes=a_routes)
         tb = Tun(self.k.ns(b), b_addr, routes=b_routes)
         p = EmulatedPath((a, ta), (b, tb), clock=self.now, delay_ms=delay_ms, jitter_ms=jitter_ms,
@@ -285,7 +327,7 @@ class KLab(Findings):
 
     def tw(self, host: str) -> list[diag.DiagSock]:
         """The TIME_WAIT sockets of ``host`` now."""
-        return diag.dump(self.k.ns(host), states=diag.mask(diag.TIME_WAIT), families=(2,))
+        return diag.dump(self.k.ns(host), states=diag.mask(diag.TIME_WAIT), families=self.families)
 
     def counters(self, host: str) -> dict[str, int]:
         return kcounters.read(self.k.ns(host))
@@ -395,10 +437,19 @@ def _place_pcap(lab: KLab, path: Path, messages: list[str] | None) -> None:
     note.append(f"wrote {path}")
 
 
-def _aton(a: str) -> int:
-    import socket as _s
+def _codec_reads_ipv6() -> bool:
+    """Whether :func:`timewait.tcp.segment.decode` reads back an IPv6 packet it encoded."""
+    from timewait.tcp.segment import Segment, decode, encode
 
-    return int.from_bytes(_s.inet_aton(a), "big")
+    a, b = ip_aton("fd00::1"), ip_aton("fd00::2")
+    try:
+        return decode(encode(Segment(a, b, 1, 2, 0, 0, 0x02, 1000, b"")), verify=False).src == a
+    except Exception:  # noqa: BLE001 - any failure means: not this build
+        return False
+
+
+def _aton(a: str) -> int:
+    return ip_aton(a)
 
 
 def progress_line(text: str, done: float | None = None, total: float | None = None) -> None:

@@ -12,16 +12,17 @@ C1, C2 = "10.211.55.5", "10.211.55.10"
 PORT = 8888
 
 
-@kscenario("linger")
+@kscenario("linger", no_ipv6=None)
 def run(lab: KLab) -> None:
     k = lab.k
-    lab.two_hosts("c1", C1, "c2", C2)
+    c1, c2 = lab.addr(C1), lab.addr(C2)
+    lab.two_hosts("c1", c1, "c2", c2)
     lab.ready()
-    server = Worker(k, "c2", "nc", C2, [PORT], close_delay=0.001)
+    server = Worker(k, "c2", "nc", c2, [PORT], close_delay=0.001)
     cap = Capture(k, "c1")
     lab.start_clock()
     linger0 = lab.p["linger0"]
-    s = connect(k, "c1", C2, PORT, linger0=linger0)
+    s = connect(k, "c1", c2, PORT, linger0=linger0)
     port = s.getsockname()[1]
     lab.sleep_until(1.0)
     s.sendall(b"hello\n")
@@ -34,7 +35,7 @@ def run(lab: KLab) -> None:
     lab.t_end = lab.now()
     pkts = cap.stop()
     got = server.stop()
-    mine = [x for x in pkts if x.src == C1 and x.sport == port]
+    mine = [x for x in pkts if x.src == c1 and x.sport == port]
     rst = any(x.flags & RST for x in mine)
     fin = any(x.flags & FIN for x in mine)
     hosts = sorted(h for h, n in tw.items() if n)

@@ -3,7 +3,8 @@
 The drop rule sits in c2's prerouting hook, so c1 really sends the ACK and c2
 never sees it, as if the network lost it; a dynamic nftables set makes it drop
 one packet only. Packet times come from a
-tcpdump capture on c1, TIME_WAIT timers from inet_diag.
+tcpdump capture on c1, TIME_WAIT timers from inet_diag. With ``--set family=ipv6``
+the hosts are fd00::10:211:55:5 and fd00::10:211:55:10 and the rule an ``ip6`` one.
 """
 
 from __future__ import annotations
@@ -30,27 +31,30 @@ TW_LEN = 60.0
     kernel_params={
         "wait": Param(0.0, "kernel only: stop after N s instead of waiting out TIME_WAIT (~70 s)", float),
     },
+    no_ipv6=None,
 )
 def run(lab: KLab) -> None:
     k, p = lab.k, lab.p
+    c1, c2 = lab.addr(C1), lab.addr(C2)
     if not p["syn_in_window"]:
         raise KernelUnavailable("--set syn_in_window=off: the kernel chooses the new SYN's sequence number "
                                 "itself (PS-6); only the simulator can move it")
     port = p["port"]
-    lab.two_hosts("c1", C1, "c2", C2)
+    lab.two_hosts("c1", c1, "c2", c2)
     for h in ("c1", "c2"):
         k.sysctl(h, "net.ipv4.tcp_timestamps", "1" if p["timestamps"] else "0")
     lab.ready()  # --sysctl flags win over the timestamps parameter
-    server = Worker(k, "c2", "nc", C2, [SERVER_PORT], close_delay=0.001)
+    server = Worker(k, "c2", "nc", c2, [SERVER_PORT], close_delay=0.001)
     cap = Capture(k, "c1")
     lab.start_clock()
     s = _bound(lab, port)
-    s.connect((C2, SERVER_PORT))
+    s.connect((c2, SERVER_PORT))
     lab.sleep_until(1.0)
     s.sendall(b"hello\n")
     lab.sleep_until(max(1.1, p["close_at"] - 0.3))
     # Armed early (loading a ruleset takes ~20 ms); c1 sends no pure ACK until the FINs.
-    drop_once(k, "c2", "twlab", "prerouting", f"ip saddr {C1} tcp sport {port} tcp dport {SERVER_PORT} {PURE_ACK}")
+    drop_once(k, "c2", "twlab", "prerouting",
+              f"{'ip6' if lab.v6 else 'ip'} saddr {c1} tcp sport {port} tcp dport {SERVER_PORT} {PURE_ACK}", v6=lab.v6)
     lab.sleep_until(p["close_at"])
     s.shutdown(socket.SHUT_WR)  # nc -N: half-close; the descriptor stays open, as in the simulator
     s.settimeout(5)
@@ -89,7 +93,7 @@ def run(lab: KLab) -> None:
         time.sleep(0.01 if now < t_eof + 1.0 else min(0.25, max(0.0, next_try - lab.now())))
     progress_line("")
     lab.t_end = lab.now()
-    dropped = faults.dropped(k, "c2", "twlab")
+    dropped = faults.dropped(k, "c2", "twlab", v6=lab.v6)
     time.sleep(0.05)
     pkts = cap.stop()
     got = server.stop()
@@ -99,7 +103,7 @@ def run(lab: KLab) -> None:
 def _bound(lab: KLab, port: int) -> socket.socket:
     s = lab.k.socket("c1")
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((C1, port))
+    s.bind((lab.addr(C1), port))
     return s
 
 
@@ -108,7 +112,7 @@ def _attempt(lab: KLab, port: int) -> dict[str, Any]:
     s.settimeout(3)
     t = lab.now()
     try:
-        s.connect((C2, SERVER_PORT))
+        s.connect((lab.addr(C2), SERVER_PORT))
     except OSError as e:
         lab.k.forget(s)
         return {"result": errno_name(e), "done_at": round(lab.now(), 4)}
@@ -118,7 +122,7 @@ def _attempt(lab: KLab, port: int) -> dict[str, Any]:
 def _diag(lab: KLab, host: str, port: int) -> list[Any]:
     from timewait.kernel.diag import dump
 
-    return [d for d in dump(lab.k.ns(host), states=mask(*range(1, 12)), families=(socket.AF_INET,))
+    return [d for d in dump(lab.k.ns(host), states=mask(*range(1, 12)), families=lab.families)
             if port in (d.lport, d.rport) and SERVER_PORT in (d.lport, d.rport)]
 
 
@@ -133,8 +137,8 @@ def _report(lab: KLab, port: int, pkts: list[Pkt], deadlines: list[tuple[float, 
     m = lab.metrics
     rel = lab.rel
     close_wall = lab.t0_wall + lab.p["close_at"]
-    from_c1 = [x for x in pkts if x.src == C1 and x.sport == port]
-    from_c2 = [x for x in pkts if x.src == C2 and x.dport == port]
+    from_c1 = [x for x in pkts if x.src == lab.addr(C1) and x.sport == port]
+    from_c2 = [x for x in pkts if x.src == lab.addr(C2) and x.dport == port]
     fin2 = _first(from_c2, lambda x: x.flags & FIN, after=close_wall)
     lost = _first(from_c1, lambda x: x.pure_ack and fin2 is not None and x.ack == fin2.end_seq, after=close_wall)
     timeline: list[list[Any]] = []
@@ -218,7 +222,8 @@ def _report_wait(lab: KLab, port: int, from_c1: list[Pkt], from_c2: list[Pkt], f
     if fails:
         tl(fails[0]["at"], f"c1's connect() from port {port} fails: EADDRNOTAVAIL "
                            f"({len(fails)} tries, every {lab.p['retry']:g} s)")
-    lab.check(f"while TIME_WAIT holds {C1}:{port}, connect() from it fails with EADDRNOTAVAIL",
+    held = f"[{lab.addr(C1)}]:{port}" if lab.v6 else f"{C1}:{port}"
+    lab.check(f"while TIME_WAIT holds {held}, connect() from it fails with EADDRNOTAVAIL",
               bool(fails) and all(a["at"] < (tw_end or 1e9) for a in fails),
               f"{len(fails)} attempts refused, {fails[0]['at'] if fails else None} s to "
               f"{fails[-1]['at'] if fails else None} s")

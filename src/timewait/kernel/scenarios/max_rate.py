@@ -37,6 +37,7 @@ RANGE = "40000-40999"
     note=f"max-rate on the kernel: TIME_WAIT is Linux's 60 s (the simulator runs with msl=30 to match); the "
          f"port range is narrowed to {RANGE} (1000 ports) so the rates stay low; the run still takes about "
          f"70 s, since the under-limit loop must outlive the first TIME_WAIT.",
+    no_ipv6=None,
 )
 def run(lab: KLab) -> None:
     p = lab.p
@@ -44,23 +45,24 @@ def run(lab: KLab) -> None:
     lo, hi = parse_local_port_range("--set ports", p["ports"])
     ports = hi - lo + 1
     limit = ports / TW_LEN_S
-    lab.host("c1", CLIENT)
-    lab.host("c1-over", CLIENT_OVER)
-    lab.host("server", SERVER, SERVER_OVER)
-    k.link("c1", f"{CLIENT}/24", "server", f"{SERVER}/24")
-    k.link("c1-over", f"{CLIENT_OVER}/24", "server", f"{SERVER_OVER}/24")
+    a = lab.addr  # on IPv6 each /24 is a /112 of ULAs: the two links stay two subnets
+    lab.host("c1", a(CLIENT))
+    lab.host("c1-over", a(CLIENT_OVER))
+    lab.host("server", a(SERVER), a(SERVER_OVER))
+    k.link("c1", f"{a(CLIENT)}/{lab.plen}", "server", f"{a(SERVER)}/{lab.plen}")
+    k.link("c1-over", f"{a(CLIENT_OVER)}/{lab.plen}", "server", f"{a(SERVER_OVER)}/{lab.plen}")
     for h in ("c1", "c1-over"):
         k.sysctl(h, "net.ipv4.ip_local_port_range", f"{lo} {hi}")
     lab.ready()
     for host, name, value in lab.sysctls:  # c1's --sysctl is the over-limit client's too
         if host == "c1":
             k.sysctl("c1-over", name, value)
-    server = Worker(k, "server", "ping", "0.0.0.0", [PORT])
+    server = Worker(k, "server", "ping", a("0.0.0.0"), [PORT])
     m = lab.metrics
     m.update(ports=ports, time_wait_seconds=None, limit_per_second=round(limit, 1),
              formula=f"{ports} ports / {TW_LEN_S:g} s = {limit:.1f} connections/s")
-    loops = {"under": _Loop(lab, "c1", SERVER, limit * (1 - p["margin"]), ports),
-             "over": _Loop(lab, "c1-over", SERVER_OVER, limit * (1 + p["margin"]), ports)}
+    loops = {"under": _Loop(lab, "c1", a(SERVER), limit * (1 - p["margin"]), ports),
+             "over": _Loop(lab, "c1-over", a(SERVER_OVER), limit * (1 + p["margin"]), ports)}
     lab.start_clock()
     threads = [threading.Thread(target=lp.run, daemon=True) for lp in loops.values()]
     for t in threads:
@@ -115,7 +117,7 @@ class _Loop:
                 if ping(s):
                     self.succeeded += 1
                 if self.first_key is None:
-                    la, lp = s.getsockname()
+                    la, lp = s.getsockname()[:2]  # an IPv6 name has flow info and scope too
                     self.first_key = (la, lp, self.server, PORT)
             except OSError as e:
                 self.failed[errno_name(e)] = self.failed.get(errno_name(e), 0) + 1

@@ -45,6 +45,7 @@ def sim_netstat(sim: Any, kernel_views: dict[str, Any]) -> dict[str, Any]:
 @kscenario(
     "nc-timewait",
     sim_view=("netstat", sim_netstat),
+    no_ipv6=None,
     kernel_params={
         "wait": Param(0.0, "kernel only: stop watching after N s of TIME_WAIT and report the timer "
                       "left (0 = watch it to the end, ~60 s)", float),
@@ -52,18 +53,19 @@ def sim_netstat(sim: Any, kernel_views: dict[str, Any]) -> dict[str, Any]:
 )
 def run(lab: KLab) -> None:
     k = lab.k
-    lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.2)
+    c1, c2 = lab.addr(C1), lab.addr(C2)
+    lab.two_hosts("c1", c1, "c2", c2, delay_ms=0.2)
     lab.ready()
     close_at = lab.p["close_at"]
     server_close = lab.p["server_close"]
     t_start = time.time()
-    server = Worker(k, "c2", "nc", C2, [PORT], once=True,
+    server = Worker(k, "c2", "nc", c2, [PORT], once=True,
                     close_at=t_start + close_at if server_close else None, close_delay=0.001)
     closer, other = ("c2", "c1") if server_close else ("c1", "c2")
     lab.start_clock(t_start)
-    s = connect(k, "c1", C2, PORT)
+    s = connect(k, "c1", c2, PORT)
     client_port = s.getsockname()[1]
-    key = (C1, client_port, C2, PORT)
+    key = (c1, client_port, c2, PORT)
     views: dict[str, dict[str, list[str]]] = {}
     lab.sleep_until(CONNECTED_AT)
     views["connected"] = netstat(lab)
@@ -162,10 +164,10 @@ def run(lab: KLab) -> None:
 
 
 def netstat(lab: KLab) -> dict[str, list[str]]:
-    """Each host's ``netstat -atn`` rows now, from inet_diag (IPv4 TCP, every state)."""
+    """Each host's ``netstat -atn`` rows now, from inet_diag (TCP of the run's family, every state)."""
     out = {}
     for host, ns in lab.k.hosts.items():
-        socks = sorted(diag.dump(ns, families=(2,)), key=lambda d: (ip_aton(d.laddr), d.lport, ip_aton(d.raddr), d.rport))
+        socks = sorted(diag.dump(ns, families=lab.families), key=lambda d: (ip_aton(d.laddr), d.lport, ip_aton(d.raddr), d.rport))
         out[host] = netstat_lines([Socket(host, (ip_aton(d.laddr), d.lport, ip_aton(d.raddr), d.rport),
                                           diag.SIM_STATE_NAMES.get(d.state, d.state_name), None)
                                    for d in socks])[1:]

@@ -22,6 +22,7 @@ RETRY_S = 0.001  # as the simulator's loop: try again 1 ms after a failed connec
     default_sysctls=["c1:net.ipv4.ip_local_port_range=40000 40999"],
     note="port-exhaustion on the kernel: the port range is narrowed to 1000 ports so it runs out in well "
          "under a second (override with --sysctl 'c1:net.ipv4.ip_local_port_range=LOW HIGH').",
+    no_ipv6=None,  # the port range and tcp_tw_reuse are net.ipv4 settings that IPv6 sockets obey too
 )
 def run(lab: KLab) -> None:
     k = lab.k
@@ -31,10 +32,11 @@ def run(lab: KLab) -> None:
     # No netem here: a veth RTT is microseconds. Each connection (handshake, then PING/PONG) takes
     # two round trips in the simulator, so the loop paces itself to the same two RTTs per connection.
     cycle_s = 2 * p["rtt_ms"] / 1000
-    lab.two_hosts("c1", CLIENT, "server", SERVER)
+    client, server_addr = lab.addr(CLIENT), lab.addr(SERVER)
+    lab.two_hosts("c1", client, "server", server_addr)
     lab.ready()
     dests = max(1, p["destinations"])
-    server = Worker(k, "server", "ping", SERVER, [6379 + i for i in range(dests)])
+    server = Worker(k, "server", "ping", server_addr, [6379 + i for i in range(dests)])
     duration = p["duration"]
     before = lab.counters("c1")
     succeeded = 0
@@ -56,7 +58,7 @@ def run(lab: KLab) -> None:
             progress_line(f"port-exhaustion: {now:4.1f} s, {succeeded} connections, failures {plain(failed)}",
                           now, duration)
         try:
-            s = connect(k, "c1", SERVER, 6379 + i % dests)
+            s = connect(k, "c1", server_addr, 6379 + i % dests)
         except OSError as e:
             name = errno_name(e)
             failed[name] = failed.get(name, 0) + 1
@@ -105,5 +107,5 @@ def run(lab: KLab) -> None:
         delay = 1.0
     judge(lab, per_sec=m["succeeded_per_second"], failed=failed, first_failure_at=first_failure_at,
           succeeded=succeeded, tw_recycled=m["tw_recycled"], usable=usable, dests=dests, duration=duration,
-          reuse=lab.may_reuse("c1"), delay_s=delay, toward=SERVER)
+          reuse=lab.may_reuse("c1"), delay_s=delay, toward=server_addr)
 

@@ -14,13 +14,15 @@ CLIENT, SERVER = "10.211.55.5", "10.211.55.10"
 @kscenario(
     "redis-short-connections",
     kernel_defaults={"connections": 2000},
+    no_ipv6=None,
 )
 def run(lab: KLab) -> None:
     k = lab.k
     p = lab.p
-    lab.two_hosts("c1", CLIENT, "redis", SERVER)
+    client, server = lab.addr(CLIENT), lab.addr(SERVER)
+    lab.two_hosts("c1", client, "redis", server)
     lab.ready()
-    redis = Redis(k, "redis", SERVER)
+    redis = Redis(k, "redis", server)
     n, rate, pool = p["connections"], p["rate"], p["pool"]
     if rate <= 0:
         raise UsageError("--set rate must be > 0 (connections per second)")
@@ -36,7 +38,7 @@ def run(lab: KLab) -> None:
         lab.sample("c1.TIME_WAIT", t, len(lab.tw("c1")))
         lab.sample("redis.TIME_WAIT", t, len(lab.tw("redis")))
 
-    conns = [connect(k, "c1", SERVER, 6379) for _ in range(pool)]
+    conns = [connect(k, "c1", server, 6379) for _ in range(pool)]
     for i in range(n):
         due = i / rate
         now = lab.now()
@@ -50,7 +52,7 @@ def run(lab: KLab) -> None:
             if pool:
                 ok = ping(conns[i % pool])
             else:
-                s = connect(k, "c1", SERVER, 6379)
+                s = connect(k, "c1", server, 6379)
                 try:
                     ok = ping(s)
                 finally:

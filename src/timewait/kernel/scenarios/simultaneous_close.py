@@ -27,21 +27,23 @@ PORT = 8888
     kernel_params={
         "wait": Param(3.0, "kernel only: seconds to watch the two TIME_WAIT timers (0 = to the end, ~60 s)", float),
     },
+    no_ipv6=None,
 )
 def run(lab: KLab) -> None:
     k = lab.k
-    lab.two_hosts("c1", C1, "c2", C2)
+    c1, c2 = lab.addr(C1), lab.addr(C2)
+    lab.two_hosts("c1", c1, "c2", c2)
     lab.ready()
     close_at = lab.p["close_at"]
     t_start = time.time()
-    server = Worker(k, "c2", "nc", C2, [PORT], close_at=t_start + close_at)
+    server = Worker(k, "c2", "nc", c2, [PORT], close_at=t_start + close_at)
     lab.start_clock(t_start)
     cap = Capture(k, "c1")
-    s = connect(k, "c1", C2, PORT)
+    s = connect(k, "c1", c2, PORT)
     port = s.getsockname()[1]
     # Armed at once: loading a ruleset takes tens of ms, more on a busy machine.
-    drop_once(k, "c1", "twlab", "output", f"tcp sport {port} {ANY_FIN}")
-    drop_once(k, "c2", "twlab", "output", f"tcp dport {port} {ANY_FIN}")
+    drop_once(k, "c1", "twlab", "output", f"tcp sport {port} {ANY_FIN}", v6=lab.v6)
+    drop_once(k, "c2", "twlab", "output", f"tcp dport {port} {ANY_FIN}", v6=lab.v6)
     lab.sleep_until(1.0)
     s.sendall(b"hello\n")
     lab.sleep_until(close_at)
@@ -55,7 +57,7 @@ def run(lab: KLab) -> None:
         for h in ("c1", "c2"):
             from timewait.kernel.diag import dump
 
-            for d in dump(k.ns(h), families=(2,)):
+            for d in dump(k.ns(h), families=lab.families):
                 if port in (d.lport, d.rport) and PORT in (d.lport, d.rport):
                     if not seen[h] or seen[h][-1] != d.state_name:
                         seen[h].append(d.state_name)
@@ -67,10 +69,10 @@ def run(lab: KLab) -> None:
                 break
         time.sleep(0.005 if lab.now() < close_at + 1.0 else 0.1)
     lab.t_end = lab.now()
-    drops = {h: faults.dropped(k, h, "twlab") for h in ("c1", "c2")}
+    drops = {h: faults.dropped(k, h, "twlab", v6=lab.v6) for h in ("c1", "c2")}
     pkts = cap.stop()
     server.stop()
-    fins = {h: [x for x in pkts if x.flags & FIN and (x.src == (C1 if h == "c1" else C2))] for h in ("c1", "c2")}
+    fins = {h: [x for x in pkts if x.flags & FIN and (x.src == (c1 if h == "c1" else c2))] for h in ("c1", "c2")}
     crossed = False
     f1 = fins["c1"][0] if fins["c1"] else None
     f2 = fins["c2"][0] if fins["c2"] else None

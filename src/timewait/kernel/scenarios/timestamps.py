@@ -17,19 +17,20 @@ from timewait.tcp.seq import before
 C1, C2 = "10.211.55.5", "10.211.55.10"
 
 
-@kscenario("timestamps")
+@kscenario("timestamps", no_ipv6=None)
 def run(lab: KLab) -> None:
     k = lab.k
-    lab.two_hosts("c1", C1, "c2", C2)
+    c1, c2 = lab.addr(C1), lab.addr(C2)
+    lab.two_hosts("c1", c1, "c2", c2)
     lab.ready()
     mode1, mode2 = (lab.sysctl_int(h, "net.ipv4.tcp_timestamps") for h in ("c1", "c2"))
     n = max(1, lab.p["connections"])
-    server = Worker(k, "c2", "nc", C2, [8888 + i for i in range(n)], close_delay=0.002)
+    server = Worker(k, "c2", "nc", c2, [8888 + i for i in range(n)], close_delay=0.002)
     cap = Capture(k, "c1")
     lab.start_clock()
     for i in range(n):  # as the simulator: connect at i s, a line at 0.1 + i, close at 0.2 + i
         lab.sleep_until(float(i))
-        s = connect(k, "c1", C2, 8888 + i)
+        s = connect(k, "c1", c2, 8888 + i)
         lab.sleep_until(0.1 + i)
         s.sendall(b"hello\n")
         lab.sleep_until(0.2 + i)
@@ -44,6 +45,7 @@ def run(lab: KLab) -> None:
 
 
 def _report(lab: KLab, pkts: list[Pkt], mode1: int, mode2: int, n: int, mono_minus_wall: float) -> None:
+    c1, c2 = lab.addr(C1), lab.addr(C2)
     both = bool(mode1 and mode2)
     conn0 = [x for x in pkts if 8888 in (x.sport, x.dport)]
     syn = next((x for x in conn0 if x.flags & (SYN | ACK) == SYN), None)
@@ -53,7 +55,7 @@ def _report(lab: KLab, pkts: list[Pkt], mode1: int, mode2: int, n: int, mono_min
     m = lab.metrics
     m.update(client_mode=mode1, server_mode=mode2, syn_has_ts=syn is not None and syn.ts is not None,
              synack_has_ts=synack is not None and synack.ts is not None,
-             segments=[{"t": round(lab.rel(x.t), 6), "from": "c1" if x.src == C1 else "c2", "flags": x.flags,
+             segments=[{"t": round(lab.rel(x.t), 6), "from": "c1" if x.src == c1 else "c2", "flags": x.flags,
                         "tsval": x.ts[0] if x.ts else None, "tsecr": x.ts[1] if x.ts else None} for x in conn0],
              syn_option_bytes=syn.opts[opt_at:opt_at + 10].hex() if syn and opt_at >= 0 else None)
     if syn is None:
@@ -74,11 +76,11 @@ def _report(lab: KLab, pkts: list[Pkt], mode1: int, mode2: int, n: int, mono_min
     if not both:
         lab.say("One side left timestamps out of the handshake, so neither side uses them.")
         return
-    last_from = {C1: 0, C2: 0}
-    prev: dict[str, int | None] = {C1: None, C2: None}
+    last_from = {c1: 0, c2: 0}
+    prev: dict[str, int | None] = {c1: None, c2: None}
     echo_ok = mono_ok = True
     for x in conn0:
-        peer = C2 if x.src == C1 else C1
+        peer = c2 if x.src == c1 else c1
         tsval, tsecr = x.ts  # type: ignore[misc]
         if not x.flags & SYN or x.flags & ACK:
             echo_ok &= tsecr == last_from[peer]

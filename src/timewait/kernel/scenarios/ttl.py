@@ -47,6 +47,7 @@ def validate(p: dict[str, object]) -> None:
 
 @kscenario(
     "ttl",
+    no_ipv6="its hops (kernel/hops.py) age IPv4 TTLs and read ICMP time-exceeded, not IPv6 hop limits and ICMPv6",
     validate=validate,
     kernel_defaults={"hold": 35.0},
     note="ttl on the kernel: each router is a namespace with ip_forward=1; c3's link to R1 is the lab's "

@@ -25,15 +25,17 @@ CLOSE_AT = 0.05
 
 @kscenario(
     "tw-reuse",
+    no_ipv6=None,
     default_sysctls=["c1:net.ipv4.tcp_tw_reuse=1", f"c1:net.ipv4.ip_local_port_range={PORT} {PORT}"],
     note="tw-reuse on the kernel: c1 and c2 are joined by the lab's emulated path (TUN devices, 0.5 ms "
          "each way), which holds back the duplicate and loses the last ACKs as the simulator's network does.",
 )
 def run(lab: KLab) -> None:
     p = lab.p
-    path = lab.two_hosts("c1", C1, "c2", C2, delay_ms=0.5)
+    c1, c2 = lab.addr(C1), lab.addr(C2)
+    path = lab.two_hosts("c1", c1, "c2", c2, delay_ms=0.5)
     lab.ready()
-    server = Worker(lab.k, "c2", "ping", C2, [8888])
+    server = Worker(lab.k, "c2", "ping", c2, [8888])
     lab.start_clock()  # time 0 once the server listens, as in the simulator
     reconnect_at = CLOSE_AT + p["reconnect_after"]
     answers: list[bytes] = []
@@ -44,14 +46,14 @@ def run(lab: KLab) -> None:
         s = lab.k.socket("c1")
         s.settimeout(5.0)
         try:
-            s.connect((C2, 8888))
+            s.connect((c2, 8888))
         except OSError as e:
             errors.append(_errno_name(e))
             lab.metrics["connect_error_at"] = round(lab.now(), 6)
             lab.k.forget(s)
             return
         lport = s.getsockname()[1]
-        key = (ip_aton(C1), lport, ip_aton(C2), 8888)
+        key = (ip_aton(c1), lport, ip_aton(c2), 8888)
         # connect() returning is the kernel's word that the socket is ESTABLISHED.
         lab.trace_records.append((int(round(lab.now() * 1e6)), STATE, "c1", key, "SYN_SENT", "ESTABLISHED"))
         if then is not None:
