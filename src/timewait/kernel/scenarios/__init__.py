@@ -24,7 +24,7 @@ from timewait.kernel import counters as kcounters
 from timewait.kernel import diag
 from timewait.kernel.topology import KernelLab, KernelUnavailable, require_lab, stop_process
 from timewait.result import Findings, NodeInfo, RunResult
-from timewait.scenarios import Param
+from timewait.scenarios import COMMON_PARAMS, Param
 from timewait.tcp.segment import ip_aton, ula_of
 from timewait.trace import Trace
 
@@ -36,12 +36,9 @@ UNSUPPORTED: dict[str, str] = {
     "quiz": "a quiz, answered by the simulator's scenarios",
 }
 
-#: ``--set family=ipv6``: the run on IPv6, each IPv4 address of the scenario as its ULA twin
-#: (:func:`timewait.tcp.segment.ula_of`), as the simulator's runs under the same setting.
-FAMILY = Param("ipv4", "address family of the run: ipv4, or ipv6 (the chapter's addresses as "
-               "fd00::a:b:c:d ULAs)", str, choices=("ipv4", "ipv6"))
-#: Parameters every kernel twin takes besides its scenario's own.
-KERNEL_COMMON: dict[str, Param] = {"family": FAMILY}
+#: Parameters every kernel twin takes besides its scenario's own: ``--set family=ipv6``, the
+#: simulator's own parameter (each IPv4 address of the scenario as its ULA twin, ula_of).
+KERNEL_COMMON: dict[str, Param] = {"family": COMMON_PARAMS["family"]}
 
 #: Common simulator parameters the kernel cannot honour, and why.
 REFUSED_COMMON: dict[str, str] = {
