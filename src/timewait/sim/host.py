@@ -467,7 +467,9 @@ class Host(Node):
             if tr.on and (seg.pid > 0 or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "not-for-us"))
             return
-        key = (seg.dst, seg.dport, seg.src, seg.sport)
+        # Any: compiled, a tuple[int, int, int, int] is kept unboxed and would be boxed again
+        # (a tuple and four ints allocated) for each of the two lookups below.
+        key: Any = (seg.dst, seg.dport, seg.src, seg.sport)
         if tr.on and (seg.pid > 0 or tr.select is None):  # pid -1: a packet the trace selection left out
             tr.records.append((now, RX, self.name, seg))
             self.trace_tcb(key, "rx")

@@ -54,10 +54,13 @@ class Scheduler:
         """Call ``fn(arg)`` at time ``t`` (not before now)."""
         if t < self.now:
             t = self.now
-        b = self._at.get(t)
+        # The instant as one int object for the dict and the heap (compiled, an int is kept
+        # unboxed and each use would allocate it again).
+        tk: Any = t
+        b = self._at.get(tk)
         if b is None:
-            self._at[t] = [(fn, arg)]
-            heappush(self._times, t)
+            self._at[tk] = [(fn, arg)]
+            heappush(self._times, tk)
         else:
             b.append((fn, arg))
 
@@ -143,7 +146,7 @@ class Scheduler:
         n = 0
         try:
             while times:
-                t = times[0]
+                t: Any = times[0]  # the heap's int object, not unboxed and boxed again (at())
                 if t > end:
                     break
                 self.now = t

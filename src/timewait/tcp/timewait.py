@@ -99,12 +99,14 @@ class TimeWait:
         self.ts_off = ts_off
         self.entry_stamp = now            # tw_entry_stamp (6.14+), for tcp_tw_reuse_delay
         self.last_oow_ack = -(1 << 62)
-        self.reuse = reuse                # the socket's SO_REUSEADDR (PS-8)
         self.deadline = deadline          # expiry, µs
         self.syn_isn = 0
-        self.bound = bound                # the port came from an explicit bind()
         self.tw_timeout = 0               # legacy recycle: TIME_WAIT length after FIN_WAIT2 (RC-2)
         self.due = -1                     # the owner's timer bookkeeping (sim.scheduler.Lane)
+        # The flags last and together: a compiled record lays its fields out in this order, so
+        # three bools share one word instead of padding one each (W2: 16 bytes per record).
+        self.reuse = reuse                # the socket's SO_REUSEADDR (PS-8)
+        self.bound = bound                # the port came from an explicit bind()
         self.traced = True                # False: the owner's trace selection left it out
 
     def __repr__(self) -> str:
