@@ -51,24 +51,24 @@ only when a view or a check reads the trace.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:
     from timewait.tcp.segment import Segment
 
-TX = "tx"
-RX = "rx"
-FWD = "fwd"
-DROP = "drop"
-HOLD = "hold"
-DUP = "dup"
-ICMP = "icmp"
-STATE = "state"
-TIMER = "timer"
-FIRE = "fire"
-CALL = "call"
-COUNTER = "counter"
-NOTE = "note"
+TX: Final = "tx"
+RX: Final = "rx"
+FWD: Final = "fwd"
+DROP: Final = "drop"
+HOLD: Final = "hold"
+DUP: Final = "dup"
+ICMP: Final = "icmp"
+STATE: Final = "state"
+TIMER: Final = "timer"
+FIRE: Final = "fire"
+CALL: Final = "call"
+COUNTER: Final = "counter"
+NOTE: Final = "note"
 
 KINDS = (TX, RX, FWD, DROP, HOLD, DUP, ICMP, STATE, TIMER, FIRE, CALL, COUNTER, NOTE)
 

@@ -14,7 +14,7 @@ Rules TW-*, RC-1..RC-3 in ``docs/linux-rules.md``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from timewait.sim.scheduler import Lane
 from timewait.tcp.config import SEC
@@ -40,8 +40,8 @@ from timewait.trace import DROP, FIRE, STATE, TIMER
 if TYPE_CHECKING:
     from timewait.sim.host import Host
 
-TW_NAMES = {TIME_WAIT: "TIME_WAIT", FIN_WAIT_2: "FIN_WAIT_2"}
-_TW_EXPIRY = {TIME_WAIT: TIMEOUT_2MSL, FIN_WAIT_2: TIMEOUT_FW2}  # the event of a record's timer
+TW_NAMES: Final = {TIME_WAIT: "TIME_WAIT", FIN_WAIT_2: "FIN_WAIT_2"}
+_TW_EXPIRY: Final = {TIME_WAIT: TIMEOUT_2MSL, FIN_WAIT_2: TIMEOUT_FW2}  # the event of a record's timer
 
 
 class DeathRow:
@@ -70,7 +70,7 @@ class DeathRow:
         """No record for ``conn``: it goes from ``substate`` straight to CLOSED, retired by
         ``event`` (TW_OFF, the timewait=off knob; TW_OVERFLOW, TW-8)."""
         host = self.host
-        tr = host.trace
+        tr = host.tr
         if tr.on and conn.traced:
             tr.records.append((now, STATE, host.name, conn.key, TW_NAMES[substate], "CLOSED"))
             host.trace_conn(conn, "after", "CLOSED")
@@ -82,10 +82,10 @@ class DeathRow:
     def enter(self, conn: Connection, substate: int, timeout: int) -> None:
         """``tcp_time_wait``: replace the socket by a record, or skip TIME_WAIT (TW-8)."""
         host = self.host
-        now = host.net.sched.now
+        now = host.sched.now
         key = conn.key
         reuse = conn.reuse
-        tr = host.trace
+        tr = host.tr
         if substate == TIME_WAIT and not host.timewait_enabled:
             # The lesson knob: a stack without TIME_WAIT goes straight to CLOSED.
             self._skip(conn, TIME_WAIT, TW_OFF, now)
@@ -128,7 +128,7 @@ class DeathRow:
         if tmo <= 60 * SEC:
             self.enter(conn, FIN_WAIT_2, tmo)
         else:
-            conn.fw2_at = self.host.net.sched.now + tmo - 60 * SEC
+            conn.fw2_at = self.host.sched.now + tmo - 60 * SEC
 
     def fw2_expired(self, conn: Connection) -> None:
         """TW-6, tmo > 60 s: after ``tmo - 60`` on the keepalive timer, a record for ``tmo - 60``."""
@@ -146,20 +146,20 @@ class DeathRow:
         than its last (all 60 s records are), else as an ordinary event (TW-6, RC-2)."""
         lane = self.lane
         if lane is None:
-            lane = self.lane = Lane(self.host.net.sched, self._timer)
+            lane = self.lane = Lane(self.host.sched, self._timer)
         if not lane.push(tw, tw.deadline):
-            self.host.net.sched.at(tw.deadline, self.timer_cb, tw)
+            self.host.sched.at(tw.deadline, self.timer_cb, tw)
 
     def _timer(self, tw: TimeWait) -> None:
         """``tw_timer_handler``: the record's time is up, unless it was re-armed (TW-5)."""
         host = self.host
-        now = host.net.sched.now
+        now = host.sched.now
         if host.twhash.get(tw.key) is not tw:
             return
         if tw.deadline > now:
             self.schedule(tw)  # TW-5: re-armed meanwhile
             return
-        tr = host.trace
+        tr = host.tr
         if tr.on and tw.traced:
             tr.records.append((now, FIRE, host.name, tw.key, "timewait"))
         self.kill(tw, _TW_EXPIRY[tw.substate])
@@ -174,9 +174,9 @@ class DeathRow:
         host.ports.release(tw.key[1], tw.reuse, tw=True)
         if not tw.bound:
             host.ports.dest_release(tw.key)
-        tr = host.trace
+        tr = host.tr
         if tr.on and tw.traced:
-            tr.records.append((host.net.sched.now, STATE, host.name, tw.key, TW_NAMES[old], "CLOSED"))
+            tr.records.append((host.sched.now, STATE, host.name, tw.key, TW_NAMES[old], "CLOSED"))
             host.trace_tw(tw, "after", "CLOSED")
         host.tel.tw_gone(old, event)
 
@@ -186,11 +186,11 @@ class DeathRow:
         """``tcp_v4_rcv``'s ``do_time_wait``: run ``tcp_timewait_state_process`` and act on
         its verdict (ACK, RST, kill, or hand a SYN to the listener: RO-1)."""
         host = self.host
-        now = host.net.sched.now
+        now = host.sched.now
         old_deadline = tw.deadline
         old_sub = tw.substate
         outcome, out = tw.process(seg, now, host.cfg, host.bump)
-        tr = host.trace
+        tr = host.tr
         if tw.substate != old_sub:
             if tr.on and tw.traced:
                 tr.records.append((now, STATE, host.name, tw.key, TW_NAMES[old_sub], TW_NAMES[tw.substate]))
@@ -221,7 +221,7 @@ class DeathRow:
             if tw.deadline < old_deadline:
                 # Moved earlier (FIN_WAIT2 substate -> TIME_WAIT shorter than fin_timeout): a new
                 # wake-up; later moves are caught when the old one fires (TW-5).
-                host.net.sched.at(tw.deadline, self.timer_cb, tw)
+                host.sched.at(tw.deadline, self.timer_cb, tw)
             if tr.on and tw.traced:
                 tr.records.append((now, TIMER, host.name, tw.key, "timewait", tw.deadline))
         if outcome == TW_SUCCESS:

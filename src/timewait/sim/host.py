@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from timewait.sim.deathrow import TW_NAMES, DeathRow
-from timewait.sim.network import Node
+from timewait.sim.network import Fault, Link, Network, Node
 from timewait.sim.ports import PortTable
 from timewait.sim.profiles import Profile
+from timewait.sim.scheduler import Scheduler
 from timewait.sim.socket import AF_INET6, AF_UNSPEC, Socket
 from timewait.sim.socket_error import SocketError
 from timewait.sim.sysctl import format_value, initial_window, lookup, rcv_wscale
@@ -46,15 +47,25 @@ from timewait.tcp.isn import SecureSeq
 from timewait.tcp.segment import ACK, FIN, RST, SYN, V4_MAX, V6_ANY, Segment, ip_aton
 from timewait.tcp.states import CLOSED, FIN_WAIT_2, NAMES, SYN_RECEIVED, TIME_WAIT
 from timewait.tcp.timewait import TimeWait, reset_for
-from timewait.trace import COUNTER, DROP, FIRE, RX, STATE, TIMER, TX
+from timewait.trace import COUNTER, DROP, FIRE, RX, STATE, TIMER, TX, Trace
 
-_EV_RARE = EV_ERROR | EV_CLOSED
+_EV_RARE: Final = EV_ERROR | EV_CLOSED
 
 
 class Host(Node):
     """A simulated host (one network namespace)."""
 
     kind = "host"
+    # Node's attributes that every segment reads, declared again so that a compiled Host keeps
+    # them in its own (native) slots: inherited from the interpreted Node, each read would be a
+    # generic attribute lookup. The network's clock, trace, MSL and fault rules are cached by
+    # attach() (Network.add) for the same reason.
+    name: str
+    hops: dict[int, tuple[Link, Node] | None]
+    sched: Scheduler
+    tr: Trace
+    max_age: int
+    faults: list[Fault]
 
     def __init__(self, name: str, addrs: list[str | int], profile: Profile, secret: bytes,
                  rng: random.Random, uptime_ms: int = 0, mem: int | None = None) -> None:
@@ -101,6 +112,14 @@ class Host(Node):
         self.tel = HostTelemetry(self)                      # exact counts beside the trace (sim/telemetry.py)
         self.cfg6: TcpConfig | None = None                  # IPv6 connections' settings (cfg_v6, V6-7)
 
+    def attach(self, net: Network) -> None:
+        """The host joins ``net``: its clock and trace are cached for the hot path."""
+        super().attach(net)
+        self.sched = net.sched
+        self.tr = net.trace
+        self.max_age = net.max_age  # set once, when the network is made
+        self.faults = net.faults    # the network's list itself: rules added later are seen
+
     # ------------------------------------------------------------------ sysctls and counters
 
     def set_sysctl(self, name: str, text: str) -> None:
@@ -138,9 +157,9 @@ class Host(Node):
         """Increment an nstat counter and trace it."""
         c = self.counters
         c[name] = c.get(name, 0) + n
-        tr = self.trace
+        tr = self.tr
         if tr.on and tr.select is None:  # trace-select: a counter names no connection, so none then
-            tr.records.append((self.net.sched.now, COUNTER, self.name, name, n))
+            tr.records.append((self.sched.now, COUNTER, self.name, name, n))
 
     # ------------------------------------------------------------------ views of the host
 
@@ -261,7 +280,7 @@ class Host(Node):
             conn.busy = True
             while ev:
                 conn.ev = 0
-                sock = conn.sock
+                sock: Socket | None = conn.sock  # typed: the core keeps it as Any
                 if ev & EV_FW2_TIMER:
                     conn.busy = False
                     self.deathrow.fw2_expired(conn)
@@ -284,7 +303,7 @@ class Host(Node):
                 ev = conn.ev
             conn.busy = False
         if conn.ack_pending:
-            conn.flush(self.net.sched.now)
+            conn.flush(self.sched.now)
         out = conn.outbox
         if out:
             transmit = self.transmit
@@ -299,9 +318,9 @@ class Host(Node):
             old = conn.seen_state
             conn.seen_state = st
             self.tel.state(old, st, conn)
-            tr = self.trace
+            tr = self.tr
             if tr.on and conn.traced:
-                now = self.net.sched.now
+                now = self.sched.now
                 hist = conn.hist or (st,)
                 for new in hist:
                     tr.records.append((now, STATE, self.name, conn.key, NAMES[old], NAMES[new]))
@@ -331,17 +350,17 @@ class Host(Node):
         if pa and (not conn.timer_at or pa < conn.timer_at):
             # One wake-up per connection at its earliest deadline (sk_reset_timer): an earlier
             # deadline moves it; a later one waits for it to fire and re-arm from here.
-            sched = self.net.sched
+            sched = self.sched
             if conn.timer_at:
                 sched.cancel(conn.timer_at, self._conn_timer_cb, conn)
             conn.timer_at = pa
             sched.at(pa, self._conn_timer_cb, conn)
-        tr = self.trace
+        tr = self.tr
         if tr.on and conn.traced:
             if pa != conn.traced_at:
                 # The earliest deadline moved: armed, re-armed, or cancelled (None).
                 conn.traced_at = pa
-                tr.records.append((self.net.sched.now, TIMER, self.name, conn.key,
+                tr.records.append((self.sched.now, TIMER, self.name, conn.key,
                                    conn.timer_name() if pa else "rto", pa or None))
             self.trace_conn(conn, "after")
 
@@ -354,7 +373,7 @@ class Host(Node):
         if lsock is None or not lsock.listening:
             # The listener closed while this handshake completed: LS-1 for this child too
             # (the loop in _after then delivers the close).
-            conn.disconnect(self.net.sched.now)
+            conn.disconnect(self.sched.now)
             return None
         child = self.socket(lsock.family)
         child.conn = conn
@@ -370,7 +389,7 @@ class Host(Node):
         return child
 
     def _conn_timer(self, conn: Connection) -> None:
-        now = self.net.sched.now
+        now = self.sched.now
         if conn.timer_at != now:
             return  # superseded by an earlier wake-up
         conn.timer_at = 0
@@ -378,7 +397,7 @@ class Host(Node):
             return
         pa = conn.poll_at()
         if pa and pa <= now:
-            tr = self.trace
+            tr = self.tr
             if tr.on and conn.traced:
                 tr.records.append((now, FIRE, self.name, conn.key, conn.timer_name()))
                 self.trace_conn(conn, "fire")
@@ -391,7 +410,7 @@ class Host(Node):
     def cancel_timer(self, conn: Connection) -> None:
         """The connection is leaving: withdraw its wake-up (inet_csk_clear_xmit_timers)."""
         if conn.timer_at:
-            self.net.sched.cancel(conn.timer_at, self._conn_timer_cb, conn)
+            self.sched.cancel(conn.timer_at, self._conn_timer_cb, conn)
             conn.timer_at = 0
 
     def conn_gone(self, conn: Connection) -> None:
@@ -424,13 +443,13 @@ class Host(Node):
         on the way to TIME_WAIT still says TIME_WAIT)."""
         if not conn.traced:  # trace-select left it out
             return
-        tr = self.trace
+        tr = self.tr
         timers: list[tuple[str, int]] = []
         if conn.rto_at:
             timers.append(("persist" if conn.probing else "rto", conn.rto_at))
         if conn.fw2_at:
             timers.append(("fin_wait2" if conn.state == FIN_WAIT_2 else "keepalive", conn.fw2_at))
-        tr.tcbs.append((len(tr.records), self.net.sched.now, self.name, conn.key, why, state or NAMES[conn.state],
+        tr.tcbs.append((len(tr.records), self.sched.now, self.name, conn.key, why, state or NAMES[conn.state],
                         conn.snd_una, conn.snd_nxt, conn.rcv_nxt, conn.snd_wnd, conn.rcv_window(), conn.ts_recent,
                         tuple(timers)))
 
@@ -439,9 +458,9 @@ class Host(Node):
         ``state`` "CLOSED": the record is gone)."""
         if not tw.traced:  # trace-select left it out
             return
-        tr = self.trace
+        tr = self.tr
         timers = () if state else (("timewait", tw.deadline),)
-        tr.tcbs.append((len(tr.records), self.net.sched.now, self.name, tw.key, why,
+        tr.tcbs.append((len(tr.records), self.sched.now, self.name, tw.key, why,
                         state or TW_NAMES[tw.substate], tw.snd_nxt, tw.snd_nxt, tw.rcv_nxt, None, tw.rcv_wnd,
                         tw.ts_recent, timers))
 
@@ -453,19 +472,20 @@ class Host(Node):
         A segment with pid -1 comes from a connection the trace selection left out: it keeps
         that pid, and no node records it on its way (each tests ``seg.pid > 0``)."""
         net = self.net
-        sched = net.sched
+        sched = self.sched
         now = sched.now
         seg.born = now
         self.out_segs += 1
         if seg.flags & RST:
             c = self.counters
             c["TcpOutRsts"] = c.get("TcpOutRsts", 0) + 1
-        if net.trace.on and seg.pid >= 0:
+        tr = self.tr
+        if tr.on and seg.pid >= 0:
             seg.pid = pid = net.pid + 1  # the packet's identity, for views: only a trace reads it
             net.pid = pid
-            net.trace.records.append((now, TX, self.name, seg))
+            tr.records.append((now, TX, self.name, seg))
         hop = self.hops.get(seg.dst)
-        if hop is not None and not net.faults:
+        if hop is not None and not self.faults:
             link, nxt = hop
             if link.plain:
                 # Network.transmit's plain path: a direct link, nothing to impair (the commonest
@@ -477,16 +497,18 @@ class Host(Node):
     def receive(self, seg: Segment) -> None:
         """``tcp_v4_rcv``: demultiplex by 4-tuple, then TIME_WAIT, then listener."""
         net = self.net
-        now = net.sched.now
-        if now - seg.born > net.max_age:
+        now = self.sched.now
+        if now - seg.born > self.max_age:
             net.too_old(self, seg)
             return
-        tr = self.trace
+        tr = self.tr
         if seg.dst not in self.addr_set:
             if tr.on and (seg.pid > 0 or tr.select is None):
                 tr.records.append((now, DROP, self.name, seg, "not-for-us"))
             return
-        key = (seg.dst, seg.dport, seg.src, seg.sport)
+        # Any: compiled, a tuple[int, int, int, int] is kept unboxed and would be boxed again
+        # (a tuple and four ints allocated) for each of the two lookups below.
+        key: Any = (seg.dst, seg.dport, seg.src, seg.sport)
         if tr.on and (seg.pid > 0 or tr.select is None):  # pid -1: a packet the trace selection left out
             tr.records.append((now, RX, self.name, seg))
             self.trace_tcb(key, "rx")
@@ -497,7 +519,7 @@ class Host(Node):
                 conn.process(seg, now)
                 self.after(conn)
                 return
-            lsock = conn.listener
+            lsock: Socket = conn.listener
             if lsock.listening:
                 if seg.flags & ACK and len(lsock.accept_queue) >= max(lsock.backlog, 1):
                     # Accept queue full: the ACK is dropped; the SYN-ACK will be resent.
@@ -546,8 +568,8 @@ class Host(Node):
     def listen_input(self, seg: Segment, tw_isn: int) -> None:
         """A segment for no connection (``tcp_v4_conn_request``): a listener's SYN, or an RST
         (TW-R3). ``tw_isn`` is the ISN a TIME_WAIT record handed over with the SYN (RO-1)."""
-        now = self.net.sched.now
-        tr = self.trace
+        now = self.sched.now
+        tr = self.tr
         lsock = self.listener_for(seg)
         flags = seg.flags
         if lsock is None or flags & (SYN | ACK | RST) != SYN:
@@ -601,10 +623,10 @@ class Host(Node):
 
     def call_later(self, delay_s: float, fn: Callable[[], None]) -> None:
         """Run ``fn()`` after ``delay_s`` seconds of simulated time (applications' timers)."""
-        self.net.sched.after(int(delay_s * SEC), _call0, fn)
+        self.sched.after(int(delay_s * SEC), _call0, fn)
 
     def call_at(self, t_us: int, fn: Callable[[], None]) -> None:
-        self.net.sched.at(t_us, _call0, fn)
+        self.sched.at(t_us, _call0, fn)
 
 
 def _call0(fn: Callable[[], None]) -> None:

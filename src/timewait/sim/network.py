@@ -31,6 +31,11 @@ class Node:
         # in flight, and a fresh one per packet costs 64 bytes and an allocation.
         self.rx = self.receive
 
+    def attach(self, net: Network) -> None:
+        """The node joins ``net`` (:meth:`Network.add`): its clock and its trace."""
+        self.net = net
+        self.trace = net.trace
+
     def receive(self, seg: Segment) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -217,8 +222,7 @@ class Network:
     def add(self, node: Node) -> Node:
         if node.name in self.nodes:
             raise UsageError(f"node {node.name!r} exists already")
-        node.net = self
-        node.trace = self.trace
+        node.attach(self)
         self.nodes[node.name] = node
         self.adj[node.name] = []
         for a in node.addrs:

@@ -19,6 +19,7 @@ budget's simulated-time bound only lowers the loop's end time.
 
 from __future__ import annotations
 
+import gc
 from collections import deque
 from collections.abc import Callable
 from heapq import heappop, heappush
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from timewait.sim.budget import Budget
 
 Event = tuple[Callable[[Any], None], Any]
+_GC_YOUNG = 100_000  # gc threshold 0 (allocations between young collections) during run(); 700 by default
 _LANE_HEAD = object()  # the argument of every lane's head event, so at_first() can tell them apart
 
 
@@ -52,10 +54,13 @@ class Scheduler:
         """Call ``fn(arg)`` at time ``t`` (not before now)."""
         if t < self.now:
             t = self.now
-        b = self._at.get(t)
+        # The instant as one int object for the dict and the heap (compiled, an int is kept
+        # unboxed and each use would allocate it again).
+        tk: Any = t
+        b = self._at.get(tk)
         if b is None:
-            self._at[t] = [(fn, arg)]
-            heappush(self._times, t)
+            self._at[tk] = [(fn, arg)]
+            heappush(self._times, tk)
         else:
             b.append((fn, arg))
 
@@ -109,10 +114,25 @@ class Scheduler:
             lim = budget.checkpoint(self, 0)
             if budget.sim_s is not None:
                 end = min(end, int(budget.sim_s * 1_000_000))
-        if max_events is not None:
-            self._run_counted(end, max_events, lim)
-        else:
-            self._run(end, lim)
+        # The cyclic GC would otherwise scan every object made before the run (modules, the
+        # set-up) on each full collection, and run a young collection every 700 allocations
+        # of segments and event tuples that die young anyway: for the run, what existed
+        # before is frozen (gc.freeze) and the young generation's threshold raised; both are
+        # put back after. Nothing simulated depends on when the GC runs.
+        frozen = gc.get_freeze_count() == 0 and gc.isenabled()
+        if frozen:
+            threshold = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(_GC_YOUNG, *threshold[1:])
+        try:
+            if max_events is not None:
+                self._run_counted(end, max_events, lim)
+            else:
+                self._run(end, lim)
+        finally:
+            if frozen:
+                gc.set_threshold(*threshold)
+                gc.unfreeze()
         times = self._times
         if budget is not None and times and end < times[0] <= (until if until is not None else 1 << 62):
             budget.time_exceeded(self)  # stopped by the time bound, not by ``until``
@@ -122,10 +142,11 @@ class Scheduler:
     def _run(self, end: int, lim: int) -> None:
         times, at = self._times, self._at
         budget = self.budget
+        pop = heappop  # a local: compiled, a module global imported from heapq is a dict lookup per call
         n = 0
         try:
             while times:
-                t = times[0]
+                t: Any = times[0]  # the heap's int object, not unboxed and boxed again (at())
                 if t > end:
                     break
                 self.now = t
@@ -146,7 +167,7 @@ class Scheduler:
                         heappop(times)
                         del at[t]
                     raise
-                heappop(times)
+                pop(times)
                 del at[t]
         finally:
             self.events += n

@@ -31,7 +31,7 @@ at that instant.
 from __future__ import annotations
 
 from array import array
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from timewait.result import CensusRow, SeriesRun
 from timewait.tcp.segment import ip_ntoa
@@ -59,7 +59,11 @@ TARGET_POINTS = 1000
 MAX_POINTS = 1_000_000
 
 # TIME_WAIT record fates, indices into HostTelemetry.tw.
-TW_CREATED, TW_EXPIRED, TW_KILLED, TW_REUSED, TW_OVERFLOWED = range(5)
+TW_CREATED: Final = 0
+TW_EXPIRED: Final = 1
+TW_KILLED: Final = 2
+TW_REUSED: Final = 3
+TW_OVERFLOWED: Final = 4
 TW_SERIES = ("tw.created", "tw.expired", "tw.killed", "tw.reused", "tw.overflowed")
 # Why DeathRow.kill removed a record -> its fate.
 # The state table's event a record leaves through (DeathRow.kill) -> what happened to it.
@@ -71,7 +75,7 @@ _COUNTED = tuple(i for i, n in enumerate(NAMES) if n not in ("CLOSED", "LISTEN")
 _FIXED = (*(NAMES[i] for i in _COUNTED), "LISTEN", "ports_in_use", "nstat.TcpInSegs", "nstat.TcpOutSegs",
           *TW_SERIES)
 #: Series whose maximum is tracked exactly, at the instant it is first reached.
-PORTS = 11  # index of ports_in_use in HostTelemetry.peak (after the 11 states)
+PORTS: Final = 11  # index of ports_in_use in HostTelemetry.peak (after the 11 states)
 
 
 class HostTelemetry:
@@ -98,7 +102,7 @@ class HostTelemetry:
         self.states[st] = n
         if n > self.peak[st]:
             self.peak[st] = n
-            self.peak_at[st] = self.host.net.sched.now
+            self.peak_at[st] = self.host.sched.now
 
     def state(self, old: int, new: int, conn: Connection) -> None:
         """A connection went from ``old`` to ``new`` (Host.after, where STATE records are made).
@@ -121,13 +125,13 @@ class HostTelemetry:
             n = len(self.host.ports.buckets)
             if n > self.peak[PORTS]:
                 self.peak[PORTS] = n
-                self.peak_at[PORTS] = self.host.net.sched.now
+                self.peak_at[PORTS] = self.host.sched.now
         if new:
             n = states[new] + 1
             states[new] = n
             if n > self.peak[new] and new != TIME_WAIT:
                 self.peak[new] = n
-                self.peak_at[new] = self.host.net.sched.now
+                self.peak_at[new] = self.host.sched.now
 
     def failed(self, call: str, errno: str) -> None:
         """A socket call returned ``errno`` at once; connect()'s are counted (EADDRNOTAVAIL: no port left)."""
@@ -142,7 +146,7 @@ class HostTelemetry:
             n = self.states[TIME_WAIT]
             if n > self.peak[TIME_WAIT]:
                 self.peak[TIME_WAIT] = n
-                self.peak_at[TIME_WAIT] = self.host.net.sched.now
+                self.peak_at[TIME_WAIT] = self.host.sched.now
 
     def tw_skipped(self, substate: int, overflow: bool) -> None:
         """No record: the connection goes to CLOSED (TW-8 overflow, or the lesson knob)."""

@@ -8,11 +8,12 @@ parses sysctl names on the hot path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-SEC = 1_000_000
-MS = 1_000
-PAWS_WRAP = 2147 * SEC  # TCP_PAWS_WRAP (6.7+): ts_recent older than this is not trusted
-PAWS_MSL = 60 * SEC     # TCP_PAWS_MSL
+SEC: Final = 1_000_000
+MS: Final = 1_000
+PAWS_WRAP: Final = 2147 * SEC  # TCP_PAWS_WRAP (6.7+): ts_recent older than this is not trusted
+PAWS_MSL: Final = 60 * SEC     # TCP_PAWS_MSL
 
 
 @dataclass(slots=True)

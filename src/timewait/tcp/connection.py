@@ -16,7 +16,7 @@ connection by a small record, as Linux does (TW-4).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from timewait.tcp.config import PAWS_WRAP, SEC, TcpConfig
 from timewait.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
@@ -52,23 +52,23 @@ from timewait.tcp.states import (
 )
 from timewait.tcp.timewait import reset_for
 
-_new = Segment.__new__  # object.__new__ for the dataclass; a compiled (mypyc) Segment has its own
+_new: Final = Segment.__new__  # object.__new__ for the dataclass; a compiled (mypyc) Segment has its own
 
-_NEXT = NEXT  # the transition table by event (tcp/states.py)
+_NEXT: Final = NEXT  # the transition table by event (tcp/states.py)
 
 # Application event bits left in Connection.ev.
-EV_CONNECTED = 1
-EV_DATA = 2
-EV_EOF = 4
-EV_ERROR = 8
-EV_CLOSED = 16
-EV_FW2_TIMER = 32  # an orphan's long FIN_WAIT2 keepalive period ended (TW-6, tmo > 60 s)
+EV_CONNECTED: Final = 1
+EV_DATA: Final = 2
+EV_EOF: Final = 4
+EV_ERROR: Final = 8
+EV_CLOSED: Final = 16
+EV_FW2_TIMER: Final = 32  # an orphan's long FIN_WAIT2 keepalive period ended (TW-6, tmo > 60 s)
 
 # Data-receiving states, and states where new data after close() is an error.
-_RECV_STATES = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
-_ACK_RST_SYN = ACK | RST | SYN
-_RST_SYN = RST | SYN
-_SEQ_FLAGS = (0, 1, 1, 2)  # sequence space taken by flags & (SYN | FIN): FIN = 1, SYN = 2
+_RECV_STATES: Final = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)
+_ACK_RST_SYN: Final = ACK | RST | SYN
+_RST_SYN: Final = RST | SYN
+_SEQ_FLAGS: Final = (0, 1, 1, 2)  # sequence space taken by flags & (SYN | FIN): FIN = 1, SYN = 2
 
 
 class Env(Protocol):

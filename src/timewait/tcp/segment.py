@@ -19,15 +19,16 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-ECE = 0x40
-CWR = 0x80
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
 
 IPPROTO_TCP = 6
 IPV6_HDR_LEN = 40

@@ -16,17 +16,19 @@ checks that the scenarios take every other row and unit-tests the rare ones.
 
 from __future__ import annotations
 
-CLOSED = 0
-LISTEN = 1
-SYN_SENT = 2
-SYN_RECEIVED = 3
-ESTABLISHED = 4
-FIN_WAIT_1 = 5
-FIN_WAIT_2 = 6
-CLOSE_WAIT = 7
-CLOSING = 8
-LAST_ACK = 9
-TIME_WAIT = 10
+from typing import Final
+
+CLOSED: Final = 0
+LISTEN: Final = 1
+SYN_SENT: Final = 2
+SYN_RECEIVED: Final = 3
+ESTABLISHED: Final = 4
+FIN_WAIT_1: Final = 5
+FIN_WAIT_2: Final = 6
+CLOSE_WAIT: Final = 7
+CLOSING: Final = 8
+LAST_ACK: Final = 9
+TIME_WAIT: Final = 10
 
 NAMES = (
     "CLOSED", "LISTEN", "SYN_SENT", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1",
@@ -35,28 +37,28 @@ NAMES = (
 BY_NAME = {n: i for i, n in enumerate(NAMES)}
 
 # Events.
-APP_CONNECT = "connect"
-APP_LISTEN = "listen"
-APP_CLOSE = "close"
-APP_ABORT = "abort"
-RCV_SYN = "rcv SYN"
-RCV_SYN_ACK = "rcv SYN,ACK"
-RCV_ACK = "rcv ACK of SYN"
-RCV_FIN = "rcv FIN"
-RCV_ACK_OF_FIN = "rcv ACK of FIN"
-RCV_RST = "rcv RST"
-RCV_ICMP = "rcv ICMP error (hard)"
-RCV_SYN_RFC793 = "rcv SYN in window (RFC 793: reset)"
-TIMEOUT = "retransmission give-up"
-TIMEOUT_FW2 = "fin_wait2 timeout"
-TIMEOUT_2MSL = "TIME_WAIT timeout"
-TW_OVERFLOW = "tw buckets full"
-LISTENER_GONE = "listener closed"
-LISTENER_SYN = "rcv SYN at a listener"
-TW_HANDOFF = "replaced by a TIME_WAIT record"
-TW_OFF = "TIME_WAIT disabled (lesson knob)"
-TW_REUSE = "connect() takes the 4-tuple"
-RCV_SYN_OR_DATA = "rcv SYN or new data"
+APP_CONNECT: Final = "connect"
+APP_LISTEN: Final = "listen"
+APP_CLOSE: Final = "close"
+APP_ABORT: Final = "abort"
+RCV_SYN: Final = "rcv SYN"
+RCV_SYN_ACK: Final = "rcv SYN,ACK"
+RCV_ACK: Final = "rcv ACK of SYN"
+RCV_FIN: Final = "rcv FIN"
+RCV_ACK_OF_FIN: Final = "rcv ACK of FIN"
+RCV_RST: Final = "rcv RST"
+RCV_ICMP: Final = "rcv ICMP error (hard)"
+RCV_SYN_RFC793: Final = "rcv SYN in window (RFC 793: reset)"
+TIMEOUT: Final = "retransmission give-up"
+TIMEOUT_FW2: Final = "fin_wait2 timeout"
+TIMEOUT_2MSL: Final = "TIME_WAIT timeout"
+TW_OVERFLOW: Final = "tw buckets full"
+LISTENER_GONE: Final = "listener closed"
+LISTENER_SYN: Final = "rcv SYN at a listener"
+TW_HANDOFF: Final = "replaced by a TIME_WAIT record"
+TW_OFF: Final = "TIME_WAIT disabled (lesson knob)"
+TW_REUSE: Final = "connect() takes the 4-tuple"
+RCV_SYN_OR_DATA: Final = "rcv SYN or new data"
 
 # (state, event) -> (next state, what is sent). The send column is for the
 # diagram; the connection code does the sending.

@@ -9,17 +9,19 @@ do; the owner does it (send, destroy, hand a SYN to a listener).
 
 from __future__ import annotations
 
+from typing import Final
+
 from timewait.tcp.config import PAWS_MSL, PAWS_WRAP, TcpConfig
 from timewait.tcp.segment import ACK, FIN, RST, SYN, Segment
 from timewait.tcp.seq import M32, after, before, newer, tcp_in_window
 from timewait.tcp.states import FIN_WAIT_2, NAMES, RCV_FIN, TIME_WAIT, step
 
 # Outcomes of TimeWait.process (Linux's enum tcp_tw_status, plus KILL).
-TW_SUCCESS = 0  # drop the segment silently
-TW_ACK = 1      # send the TW ACK that process() returned
-TW_RST = 2      # send the RST that process() returned and destroy the record
-TW_SYN = 3      # a new incarnation: hand the SYN to a listener with isn = record.syn_isn
-TW_KILL = 4     # destroy the record, send nothing
+TW_SUCCESS: Final = 0  # drop the segment silently
+TW_ACK: Final = 1      # send the TW ACK that process() returned
+TW_RST: Final = 2      # send the RST that process() returned and destroy the record
+TW_SYN: Final = 3      # a new incarnation: hand the SYN to a listener with isn = record.syn_isn
+TW_KILL: Final = 4     # destroy the record, send nothing
 
 
 def reset_for(seg: Segment, ttl: int = 64) -> Segment | None:
@@ -104,12 +106,14 @@ class TimeWait:
         self.ts_off = ts_off
         self.entry_stamp = now            # tw_entry_stamp (6.14+), for tcp_tw_reuse_delay
         self.last_oow_ack = -(1 << 62)
-        self.reuse = reuse                # the socket's SO_REUSEADDR (PS-8)
         self.deadline = deadline          # expiry, µs
         self.syn_isn = 0
-        self.bound = bound                # the port came from an explicit bind()
         self.tw_timeout = 0               # legacy recycle: TIME_WAIT length after FIN_WAIT2 (RC-2)
         self.due = -1                     # the owner's timer bookkeeping (sim.scheduler.Lane)
+        # The flags last and together: a compiled record lays its fields out in this order, so
+        # three bools share one word instead of padding one each (W2: 16 bytes per record).
+        self.reuse = reuse                # the socket's SO_REUSEADDR (PS-8)
+        self.bound = bound                # the port came from an explicit bind()
         self.traced = True                # False: the owner's trace selection left it out
 
     def __repr__(self) -> str:
