@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 
 
 @functools.cache
@@ -23,3 +28,16 @@ def lab_missing() -> str | None:
     except OSError as e:
         return f"cannot create a network namespace: {e}"
     return None
+
+
+@contextlib.contextmanager
+def kernel_lab() -> Iterator[Any]:
+    """A fresh :class:`~timewait.kernel.topology.KernelLab` (closed after), or the test skipped
+    with the reason the lab cannot run here."""
+    reason = lab_missing()
+    if reason:
+        pytest.skip(reason)
+    from timewait.kernel.topology import KernelLab
+
+    with KernelLab() as k:
+        yield k

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from kernel_support import lab_missing
+from kernel_support import kernel_lab, lab_missing
 from timewait.tcp.segment import ula_of
 
 pytestmark = pytest.mark.kernel
@@ -26,12 +26,7 @@ C1, C2 = ula_of("10.211.55.5"), ula_of("10.211.55.10")  # fd00::10:211:55:5, fd0
 
 @pytest.fixture
 def lab():
-    reason = lab_missing()
-    if reason:
-        pytest.skip(reason)
-    from timewait.kernel.topology import KernelLab
-
-    with KernelLab() as k:
+    with kernel_lab() as k:
         yield k
 
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from kernel_support import lab_missing  # noqa: E402
+from kernel_support import kernel_lab, lab_missing  # noqa: E402
 
 pytestmark = pytest.mark.kernel
 
@@ -25,12 +25,7 @@ pytestmark = pytest.mark.kernel
 
 @pytest.fixture
 def lab():
-    reason = lab_missing()
-    if reason:
-        pytest.skip(reason)
-    from timewait.kernel.topology import KernelLab
-
-    with KernelLab() as k:
+    with kernel_lab() as k:
         yield k
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kernel_support import lab_missing
+from kernel_support import kernel_lab
 from timewait.sim.simulation import Simulation
 from timewait.sim.socket import AF_INET, AF_INET6, IPV6_V6ONLY
 from timewait.sim.socket_error import SocketError
@@ -118,12 +118,7 @@ def on_kernel(k: Any, calls: list[tuple[Any, ...]]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def lab():
-    reason = lab_missing()
-    if reason:
-        pytest.skip(reason)
-    from timewait.kernel.topology import KernelLab
-
-    with KernelLab() as k:
+    with kernel_lab() as k:
         k.add_host("a")
         k.add_host("b")
         k.link("a", [f"{A4}/24", f"{A6}/112"], "b", [f"{B4}/24", f"{B6}/112"])
