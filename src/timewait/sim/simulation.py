@@ -63,8 +63,8 @@ class Simulation:
         self.census_pending = sorted({int(round(t * SEC)) for t in census_at_s or []})
         self.census: dict[int, dict[str, list[CensusRow]]] = {}
         # Snapshots for the HTML report's scrubbed socket table (``snapshot_rows`` > 0): at every
-        # SNAPSHOT_STRIDE-th grid instant, each host's first ``snapshot_rows`` sockets (ss order)
-        # and its exact count per state, whatever the trace keeps.
+        # SNAPSHOT_STRIDE-th grid instant, ``snapshot_rows`` of each host's sockets (the first its
+        # tables hold, in ss order) and its exact count per state, whatever the trace keeps.
         self.snapshot_rows = snapshot_rows
         self.snapshot_every = 0
         self.snapshots: dict[int, dict[str, Snapshot]] = {}
@@ -186,7 +186,6 @@ class Simulation:
         left = None if max_events is None else max_events - (sched.events - e0)
         if left is None or left > 0:
             sched.run(end, left)
-
 
     def _snapshot(self, t: int) -> None:
         # On the grid as it is now: a doubled step (the telemetry halves its samples) keeps
