@@ -221,11 +221,17 @@ class _Band:
     top: float  # across the direction, local y (negative = above)
     bot: float
 
-    def contains(self, x: float, y: float) -> bool:
-        # (x, y) in the band's own frame, written out: the placer asks this ~500,000 times for a big ladder.
-        dx, dy = x - self.cx, y - self.cy
-        lx = dx * self.cos + dy * self.sin
-        return -self.half <= lx <= self.half and self.top <= -dx * self.sin + dy * self.cos <= self.bot
+    def count_inside(self, pts: list[tuple[float, float]]) -> int:
+        """How many of ``pts`` lie in the band (each taken into the band's own frame). One loop
+        with the band's numbers in locals: the placer asks about ~500,000 points for a big ladder."""
+        cx, cy, c, s, half, top, bot = self.cx, self.cy, self.cos, self.sin, self.half, self.top, self.bot
+        n = 0
+        for x, y in pts:
+            dx, dy = x - cx, y - cy
+            lx = dx * c + dy * s
+            if -half <= lx <= half and top <= -dx * s + dy * c <= bot:
+                n += 1
+        return n
 
     def points(self) -> list[tuple[float, float]]:
         """Sample points over the band (every ~8 px along, three rows across)."""
@@ -294,7 +300,7 @@ class _Placer:
                 seen.add(id(other))
                 mine = mine if mine is not None else band.points()
                 if band.intersects(other):  # exact; the sampled points then say how much
-                    hits += 1 + sum(1 for p in mine if other.contains(*p)) + sum(1 for p in theirs if band.contains(*p))
+                    hits += 1 + other.count_inside(mine) + band.count_inside(theirs)
         return hits
 
 
