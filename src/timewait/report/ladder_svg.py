@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
@@ -287,21 +288,31 @@ class _Placer:
         for b in range(int(box[1] // self.BUCKET), int(box[3] // self.BUCKET) + 1):
             self._buckets[b] = [e for e in self._buckets.get(b, ()) if e[0] is not band]
 
-    def overlap(self, band: _Band) -> int:
-        """0 if ``band`` touches nothing placed (but itself); else more the more it covers."""
+    def _near(self, band: _Band) -> Iterator[tuple[_Band, list[tuple[float, float]]]]:
+        """Each placed band (but ``band`` itself) whose bounding box meets ``band``'s, once."""
         x0, y0, x1, y1 = band.box()
         seen: set[int] = set()
-        hits = 0
-        mine: list[tuple[float, float]] | None = None
         for b in range(int(y0 // self.BUCKET), int(y1 // self.BUCKET) + 1):
             for other, (ox0, oy0, ox1, oy1), theirs in self._buckets.get(b, ()):
                 if other is band or id(other) in seen or ox1 < x0 or ox0 > x1 or oy1 < y0 or oy0 > y1:
                     continue
                 seen.add(id(other))
+                yield other, theirs
+
+    def overlap(self, band: _Band) -> int:
+        """0 if ``band`` touches nothing placed (but itself); else more the more it covers."""
+        hits = 0
+        mine: list[tuple[float, float]] | None = None
+        for other, theirs in self._near(band):
+            if band.intersects(other):  # exact; the sampled points then say how much
                 mine = mine if mine is not None else band.points()
-                if band.intersects(other):  # exact; the sampled points then say how much
-                    hits += 1 + other.count_inside(mine) + band.count_inside(theirs)
+                hits += 1 + other.count_inside(mine) + band.count_inside(theirs)
         return hits
+
+    def touches(self, band: _Band) -> bool:
+        """Whether ``band`` overlaps anything placed (but itself): :meth:`overlap` > 0, without
+        measuring how much."""
+        return any(band.intersects(other) for other, _ in self._near(band))
 
 
 # --------------------------------------------------------------------------- arrows
@@ -489,7 +500,7 @@ def _place_labels(arrows: list[_Arrow], placer: _Placer) -> None:
     for i, a in enumerate(arrows):
         place(i, a)
     for _ in range(2):
-        clashing = [i for i, a in enumerate(arrows) if placer.overlap(bands[i])]
+        clashing = [i for i in range(len(arrows)) if placer.touches(bands[i])]
         if not clashing:
             break
         for i in clashing:
