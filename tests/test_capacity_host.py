@@ -66,7 +66,8 @@ while True:
     try:
         c.connect(("127.0.0.1", 5000))
     except OSError as e:
-        print(len(held), e.errno); sys.stdout.flush(); break
+        ports = ",".join(str(s.getsockname()[1]) for s in held)
+        print(len(held), e.errno, ports); sys.stdout.flush(); break
     held.append(c)
 sys.stdin.readline()  # keep the sockets until told
 """
@@ -88,14 +89,20 @@ def test_from_host_in_a_namespace_matches_the_kernel_count(netns: str, capsys):
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout is not None and p.stdin is not None
-        n, errno = p.stdout.readline().split()
-        assert (int(n), int(errno)) == (10, 99)
-        # --dest counts what the namespace holds toward the listener now: all 10 ports.
+        n_text, errno, ports_text = p.stdout.readline().split()
+        n, held = int(n_text), {int(x) for x in ports_text.split(",")}
+        assert int(errno) == 99 and len(held) == n  # EADDRNOTAVAIL, each port once
+        # PS-2: every usable port, or all but the top one. The walk covers `remaining` = 10 of
+        # the 11 and wraps past 40010 by 10, so a search that starts at 40000 never reaches the
+        # top; which start the last searches get depends on table_perturb, which the kernel
+        # shares between namespaces (other tests move it). Seen in CI: 9 ports, 40010 unused.
+        assert held == set(range(40000, 40011)) - {40004} or held == set(range(40000, 40010)) - {40004}, held
+        # --dest counts what the namespace holds toward the listener now.
         rc, out, err = run_cli(["capacity", "--from-host", "--netns", netns, "--dest", "127.0.0.1:5000",
                                 "--json"], capsys)
         assert rc == 0, err
         now = json.loads(out)["now"]
-        assert now["details"] == {"ports": 10, "in_use": 10} and now["value"] == 0
+        assert now["details"] == {"ports": 10, "in_use": n} and now["value"] == 10 - n
         p.stdin.write("\n")
         p.stdin.flush()
     finally:
